@@ -1,0 +1,115 @@
+"""From pixel error maps to frame scores: the one definition shared by `vigil eval` and the service.
+
+raw score   = the largest mean error over any patch (localized evidence beats the frame mean)
+score       = causal per-camera normalization of raw (robust running statistics), mapped to [0, 1]
+              and smoothed over the last few frames. No future frame is ever looked at.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def patch_max_scores(error_maps: np.ndarray, patch: int) -> np.ndarray:
+    """Max over positions of the mean error in a patch x patch window; error_maps float32 [B, H, W]."""
+    out = np.empty(len(error_maps), dtype=np.float32)
+    for i, emap in enumerate(error_maps):
+        size = (min(patch, emap.shape[1]), min(patch, emap.shape[0]))
+        # borders are not padded: a window half outside the frame is not a patch
+        out[i] = cv2.blur(emap, size, borderType=cv2.BORDER_REFLECT)[
+            size[1] // 2 : emap.shape[0] - (size[1] - 1) // 2, size[0] // 2 : emap.shape[1] - (size[0] - 1) // 2
+        ].max()
+    return out
+
+
+def ignore_mask(height: int, width: int, zones: list[list[tuple[float, float]]]) -> np.ndarray | None:
+    """float32 [H, W]: 0 inside any ignore zone (polygons in normalized coordinates), 1 elsewhere."""
+    if not zones:
+        return None
+    mask = np.ones((height, width), dtype=np.float32)
+    for zone in zones:
+        pts = np.array([[x * (width - 1), y * (height - 1)] for x, y in zone], dtype=np.int32)
+        cv2.fillPoly(mask, [pts], 0.0)
+    return mask
+
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """Raw-score statistics of normal footage (from training), a prior until a camera has its own."""
+
+    median: float
+    scale: float  # robust spread: 1.4826 * MAD
+
+    def to_dict(self) -> dict[str, float]:
+        return {"median": self.median, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoreCalibration:
+        return cls(median=float(data["median"]), scale=float(data["scale"]))
+
+    @classmethod
+    def fit(cls, raw_scores: np.ndarray) -> ScoreCalibration:
+        median = float(np.median(raw_scores))
+        scale = float(1.4826 * np.median(np.abs(raw_scores - median)))
+        return cls(median=median, scale=max(scale, 1e-6))
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    window: int = 3000  # raw scores remembered per camera for its running statistics
+    prior_weight: int = 200  # the calibration counts as this many frames while a camera is new
+    z_mid: float = 4.0  # robust z-score that maps to 0.5
+    z_width: float = 1.0
+    smoothing: int = 5  # causal mean over the last N normalized scores
+
+
+class CameraScorer:
+    """Causal score normalization and smoothing for one camera (one video in eval)."""
+
+    def __init__(self, calibration: ScoreCalibration | None, config: ScorerConfig | None = None) -> None:
+        self.calibration = calibration
+        self.config = config or ScorerConfig()
+        self.recent_raw: deque[float] = deque(maxlen=self.config.window)
+        self.recent_scores: deque[float] = deque(maxlen=self.config.smoothing)
+
+    def _statistics(self) -> tuple[float, float]:
+        n = len(self.recent_raw)
+        if n == 0 and self.calibration is None:
+            return 0.0, 1.0
+        if n:
+            values = np.fromiter(self.recent_raw, dtype=np.float64, count=n)
+            median = float(np.median(values))
+            scale = float(1.4826 * np.median(np.abs(values - median)))
+        if self.calibration is None:
+            return median, max(scale, 1e-6)
+        if n == 0:
+            return self.calibration.median, self.calibration.scale
+        weight = self.config.prior_weight / (self.config.prior_weight + n)
+        return (
+            weight * self.calibration.median + (1 - weight) * median,
+            max(weight * self.calibration.scale + (1 - weight) * scale, 1e-6),
+        )
+
+    def update(self, raw: float) -> float:
+        """Normalized, smoothed score of the newest frame; then remember its raw score."""
+        median, scale = self._statistics()
+        z = (raw - median) / scale
+        score = 1.0 / (1.0 + math.exp(-max(min((z - self.config.z_mid) / self.config.z_width, 50.0), -50.0)))
+        self.recent_raw.append(float(raw))
+        self.recent_scores.append(score)
+        return float(sum(self.recent_scores) / len(self.recent_scores))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent_raw": list(self.recent_raw), "recent_scores": list(self.recent_scores)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent_raw.clear()
+        self.recent_raw.extend(state.get("recent_raw", []))
+        self.recent_scores.clear()
+        self.recent_scores.extend(state.get("recent_scores", []))

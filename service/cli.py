@@ -1,0 +1,71 @@
+"""`vigil`: the one command-line entry point. Each subcommand lives in service/commands/<name>.py,
+which exposes `register(subparsers)`; the parser it adds sets `handler(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from pydantic import ValidationError
+
+from workers.settings import CONFIG_ENV
+
+# Order is the order `vigil --help` lists them in.
+COMMANDS = ("up", "ingest", "infer", "retrain", "api", "train", "eval", "cameras")
+
+log = logging.getLogger("vigil")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description=(
+            "Vigil: real-time video anomaly detection for camera sites. "
+            "`vigil up` runs everything (embedded Redis, ingest, inference, retraining, API) on one machine; "
+            "the other commands run one part each, or train and evaluate detectors."
+        ),
+        epilog="Settings come from VIGIL_* environment variables and an optional YAML/TOML file (--config).",
+    )
+    parser.add_argument("--config", metavar="FILE", help=f"settings file (YAML or TOML); same as {CONFIG_ENV}")
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override VIGIL_LOG_LEVEL")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"service.commands.{name}").register(subparsers)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.config:
+        os.environ[CONFIG_ENV] = args.config
+    if args.log_level:
+        os.environ["VIGIL_LOG_LEVEL"] = args.log_level
+    from workers.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except (ValidationError, ValueError) as exc:
+        print(f"vigil: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Every Redis key, stream and channel name, and the schema of every message stored there.
+
+Nothing else in the project spells a key. Per-camera keys carry the camera id as a Redis Cluster
+hash tag (`{cam}`) so that one camera's frames, scores and state live in one slot.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, Field
+
+PREFIX = "vigil"
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+INFERENCE_GROUP = "inference"
+
+
+def _check_camera_id(value: str) -> str:
+    if not re.fullmatch(CAMERA_ID_PATTERN, value):
+        raise ValueError("camera id: 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    return value
+
+
+CameraId = Annotated[str, AfterValidator(_check_camera_id)]
+
+
+# ---------------------------------------------------------------- key names
+def camera_prefix(camera: str) -> str:
+    return f"{PREFIX}:cam:{{{camera}}}"
+
+
+def frames_stream(camera: str) -> str:
+    """Analysis frames (downscaled grayscale), capped by seconds and bytes."""
+    return f"{camera_prefix(camera)}:frames"
+
+
+def scores_stream(camera: str) -> str:
+    """One entry per scored frame."""
+    return f"{camera_prefix(camera)}:scores"
+
+
+def error_map_key(camera: str, seq: int) -> str:
+    """A frame's quantized, compressed pixel error map (kept with a TTL)."""
+    return f"{camera_prefix(camera)}:errmap:{seq}"
+
+
+def snapshot_key(camera: str) -> str:
+    """The latest display JPEG of a camera."""
+    return f"{camera_prefix(camera)}:snapshot"
+
+
+def display_stream(camera: str) -> str:
+    """Display JPEGs at a low rate, for alert clips."""
+    return f"{camera_prefix(camera)}:display"
+
+
+def scorer_state_key(camera: str) -> str:
+    """The inference worker's per-camera state (score normalization, alert hysteresis)."""
+    return f"{camera_prefix(camera)}:scorer_state"
+
+
+def lease_key(camera: str) -> str:
+    """Which inference worker owns a camera now (expires when the worker stops renewing it)."""
+    return f"{camera_prefix(camera)}:lease"
+
+
+CAMERAS = f"{PREFIX}:cameras"  # hash: camera id -> CameraConfig JSON
+CAMERA_STATUS = f"{PREFIX}:camera_status"  # hash: camera id -> CameraStatus JSON
+WORKERS = f"{PREFIX}:workers"  # hash: worker id -> WorkerHeartbeat JSON
+ALERTS = f"{PREFIX}:alerts"  # hash: alert id -> Alert JSON (durable)
+ALERTS_BY_TIME = f"{PREFIX}:alerts:by_time"  # zset: alert id scored by start time (ms)
+ALERT_EVENTS = f"{PREFIX}:alert_events"  # stream of AlertEvent, never trimmed by frame pressure
+MODELS = f"{PREFIX}:models"  # hash: version -> ModelVersion JSON
+CURRENT_MODEL = f"{PREFIX}:models:current"  # string: version id now serving
+MODEL_UPDATES = f"{PREFIX}:models:updates"  # pub/sub channel: a new version is current
+
+
+def alerts_by_camera(camera: str) -> str:
+    """Zset of one camera's alert ids scored by start time (ms)."""
+    return f"{camera_prefix(camera)}:alerts"
+
+
+# ---------------------------------------------------------------- schemas
+def now() -> float:
+    return time.time()
+
+
+class Zone(BaseModel):
+    """A polygon in normalized image coordinates (0..1), e.g. an area to ignore."""
+
+    points: list[tuple[float, float]] = Field(min_length=3, max_length=64)
+
+
+class CameraConfig(BaseModel):
+    id: CameraId
+    source: str = Field(min_length=1, max_length=2048, description="rtsp://, http(s)://, a video file or a frame folder")
+    fps: float | None = Field(None, gt=0, le=60, description="Analysis fps (default: settings).")
+    width: int | None = Field(None, ge=32, le=1920)
+    height: int | None = Field(None, ge=32, le=1080)
+    loop: bool = Field(False, description="Files and folders: start again at the end.")
+    threshold: float | None = Field(None, gt=0, lt=1, description="Alert threshold for this camera.")
+    ignore_zones: list[Zone] = Field(default_factory=list, max_length=32)
+    enabled: bool = True
+
+
+CameraState = Literal["starting", "streaming", "reconnecting", "finished", "error", "stopped"]
+
+
+class CameraStatus(BaseModel):
+    camera: str
+    state: CameraState
+    message: str = ""
+    frames: int = 0
+    reconnects: int = 0
+    fps: float = 0.0
+    width: int | None = None
+    height: int | None = None
+    last_frame_ts: float | None = None
+    updated_ts: float = Field(default_factory=now)
+
+
+class WorkerHeartbeat(BaseModel):
+    id: str
+    role: Literal["ingest", "inference", "retrain", "api"]
+    pid: int
+    host: str
+    started_ts: float
+    ts: float = Field(default_factory=now)
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class StreamMessage(BaseModel):
+    """A flat message stored as the fields of a Redis stream entry."""
+
+    binary_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        out: dict[str, bytes | str] = {}
+        for name, value in self:
+            if value is None:
+                continue
+            if name in self.binary_fields:
+                out[name] = value
+            elif isinstance(value, bool):
+                out[name] = "1" if value else "0"
+            else:
+                out[name] = str(value)
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes | str, bytes | str]) -> Self:
+        data: dict[str, Any] = {}
+        for key, value in fields.items():
+            name = key.decode() if isinstance(key, bytes) else key
+            if name not in cls.binary_fields and isinstance(value, bytes):
+                value = value.decode()
+            data[name] = value
+        return cls.model_validate(data)
+
+
+class FrameMessage(StreamMessage):
+    """One analysis frame: uint8 grayscale, row-major, height x width."""
+
+    binary_fields: ClassVar[frozenset[str]] = frozenset({"gray"})
+
+    camera: str
+    seq: int = Field(ge=0, description="Frame number within the camera, monotonic across reconnects.")
+    ts: float = Field(description="Capture time, seconds since the epoch.")
+    session: int = Field(ge=0, description="Increments at every (re)connect: frame history restarts there.")
+    width: int
+    height: int
+    gray: bytes
+
+
+class DisplayMessage(StreamMessage):
+    binary_fields: ClassVar[frozenset[str]] = frozenset({"jpeg"})
+
+    camera: str
+    seq: int
+    ts: float
+    jpeg: bytes
+
+
+class ScoreMessage(StreamMessage):
+    camera: str
+    seq: int
+    ts: float
+    frame_id: str = Field(description="The frames-stream entry id that was scored.")
+    score: float = Field(description="Normalized anomaly score in [0, 1].")
+    raw: float = Field(description="The detector's frame score before normalization.")
+    model: str = Field(description="Model version that scored the frame.")
+    anomalous: bool
+    scored_ts: float = Field(default_factory=now)
+
+
+class Alert(BaseModel):
+    id: str
+    camera: str
+    state: Literal["open", "closed"]
+    start_ts: float
+    end_ts: float | None = None
+    start_seq: int
+    end_seq: int | None = None
+    last_seq: int
+    peak_score: float
+    peak_seq: int
+    peak_ts: float
+    model: str
+    category: str | None = None
+    updated_ts: float = Field(default_factory=now)
+
+
+AlertEventType = Literal["new", "update", "end"]
+
+
+class AlertEvent(StreamMessage):
+    """An entry of the alert event stream: the alert as it stood after the event."""
+
+    type: AlertEventType
+    alert_id: str
+    camera: str
+    alert: str = Field(description="Alert JSON")
+
+    @classmethod
+    def of(cls, event_type: AlertEventType, alert: Alert) -> AlertEvent:
+        return cls(type=event_type, alert_id=alert.id, camera=alert.camera, alert=alert.model_dump_json())
+
+    def parsed_alert(self) -> Alert:
+        return Alert.model_validate_json(self.alert)
+
+
+class ModelVersion(BaseModel):
+    version: str
+    path: str
+    parent: str | None = None
+    created_ts: float = Field(default_factory=now)
+    kind: str = Field(description="Detector kind, e.g. 'motion-baseline' or 'unet-predictor'.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["serving", "retired", "rejected", "candidate"] = "candidate"
+    reason: str = ""

@@ -1,0 +1,100 @@
+"""The one settings object: environment (prefix VIGIL_) over an optional YAML/TOML file over defaults.
+
+The file is named by VIGIL_CONFIG (or `vigil --config FILE`); nested fields use `__` in the
+environment, e.g. VIGIL_ALERTS__START_FRAMES=5.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_ENV = "VIGIL_CONFIG"
+
+
+class AnalysisSettings(BaseModel):
+    """How frames are sampled and stored for analysis (per-camera values override these)."""
+
+    fps: float = Field(10.0, gt=0, le=60, description="Frames per second sent to the detector.")
+    width: int = Field(192, ge=32, le=1920, description="Analysis frame width (grayscale).")
+    height: int = Field(128, ge=32, le=1080, description="Analysis frame height (grayscale).")
+    display_interval_s: float = Field(1.0, gt=0, description="Seconds between stored display JPEGs.")
+    display_width: int = Field(480, ge=64, le=1920, description="Width of stored display JPEGs.")
+    buffer_seconds: float = Field(600.0, gt=0, description="Seconds of analysis frames kept per camera.")
+
+
+class InferenceSettings(BaseModel):
+    model_path: Path | None = Field(
+        None, description="Detector weights (.onnx or .pt). Unset: the current published model, else the motion baseline."
+    )
+    batch_max: int = Field(32, ge=1, le=1024, description="Most frames scored in one batch across cameras.")
+    batch_wait_ms: int = Field(20, ge=0, le=2000, description="Longest wait to fill a batch.")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: runtime default).")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    error_map_ttl_s: int = Field(3600, ge=10, description="Seconds pixel error maps are kept.")
+    lease_ttl_ms: int = Field(3000, ge=500, description="A camera owned by a silent worker is taken over after this.")
+
+
+class AlertSettings(BaseModel):
+    threshold: float = Field(0.5, gt=0, lt=1, description="Normalized score above which a frame counts as anomalous.")
+    start_frames: int = Field(3, ge=1, description="Consecutive anomalous frames that open an alert.")
+    end_frames: int = Field(10, ge=1, description="Consecutive normal frames that close an alert.")
+    update_interval_s: float = Field(2.0, ge=0, description="Least seconds between update events of an open alert.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    redis_url: str | None = Field(None, description="Redis server; unset: an embedded Redis in data_dir.")
+    data_dir: Path = Field(Path("data"), description="Embedded Redis files, models, logs.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    operator_token: SecretStr | None = Field(None, description="Required bearer token for write endpoints.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest backoff between source reconnects.")
+    heartbeat_s: float = Field(1.0, gt=0, description="Worker heartbeat period.")
+    analysis: AnalysisSettings = AnalysisSettings()
+    inference: InferenceSettings = InferenceSettings()
+    alerts: AlertSettings = AlertSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ValueError(f"{CONFIG_ENV}={config_file}: no such file")
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

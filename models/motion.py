@@ -9,7 +9,9 @@ from models.detector import Detector, DetectorInfo
 
 class FrameDifferenceDetector(Detector):
     def __init__(self, height: int, width: int) -> None:
-        self.info = DetectorInfo(kind="motion-baseline", version="motion-baseline", height=height, width=width, history=1)
+        self.info = DetectorInfo(
+            kind="motion-baseline", version="motion-baseline", height=height, width=width, history=1
+        )
 
     def error_maps(self, clips: np.ndarray) -> np.ndarray:
         frames = clips[:, -2:].astype(np.float32) / 255.0

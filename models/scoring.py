@@ -23,7 +23,8 @@ def patch_max_scores(error_maps: np.ndarray, patch: int) -> np.ndarray:
         size = (min(patch, emap.shape[1]), min(patch, emap.shape[0]))
         # borders are not padded: a window half outside the frame is not a patch
         out[i] = cv2.blur(emap, size, borderType=cv2.BORDER_REFLECT)[
-            size[1] // 2 : emap.shape[0] - (size[1] - 1) // 2, size[0] // 2 : emap.shape[1] - (size[0] - 1) // 2
+            size[1] // 2 : emap.shape[0] - (size[1] - 1) // 2,
+            size[0] // 2 : emap.shape[1] - (size[0] - 1) // 2,
         ].max()
     return out
 

@@ -31,7 +31,9 @@ class CameraStream:
     def push(self, frame: np.ndarray, session: int = 0) -> np.ndarray:
         """The clip [history + 1, H, W] ending at `frame`; history restarts when `session` changes."""
         if frame.shape != (self.info.height, self.info.width):
-            raise ValueError(f"frame shape {frame.shape} != detector input {(self.info.height, self.info.width)}")
+            raise ValueError(
+                f"frame shape {frame.shape} != detector input {(self.info.height, self.info.width)}"
+            )
         if session != self.session:
             self.history.clear()
             self.session = session

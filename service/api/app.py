@@ -1,0 +1,56 @@
+"""The FastAPI application: REST for cameras and alerts, a WebSocket of alert events, health probes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from redis.exceptions import RedisError
+
+from service.api.errors import BodySizeLimit, install_error_handlers
+from service.api.models import mask_credentials
+from service.api.routes import alerts, cameras, health, ws
+from workers.redis_conn import connect
+from workers.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API over the Redis at `settings.redis_url` (which must be set: `vigil up` sets it for an embedded Redis)."""
+    settings = settings or get_settings()
+    if settings.redis_url is None:
+        raise ValueError("the API needs a Redis URL (VIGIL_REDIS_URL), or run it under `vigil up`")
+    redis_url = settings.redis_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = connect(redis_url)
+        app.state.settings = settings
+        app.state.redis = client
+        app.state.feed_limiter = anyio.CapacityLimiter(ws.MAX_FEED_READERS)
+        try:
+            await anyio.to_thread.run_sync(client.ping)
+        except RedisError as exc:  # keep serving: requests answer 503 until Redis is back
+            log.warning("Redis at %s is not answering yet: %s", mask_credentials(redis_url), exc)
+        try:
+            yield
+        finally:
+            client.close()
+
+    app = FastAPI(
+        title="Vigil",
+        description="Real-time video anomaly detection: cameras, alerts and a live alert feed.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BYTES)
+    for router in (health.router, cameras.router, alerts.router, ws.router):
+        app.include_router(router)
+    return app

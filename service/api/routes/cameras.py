@@ -1,0 +1,87 @@
+"""Cameras: list, add, show, remove, latest snapshot. Sources are shown with their credentials masked."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Response, status
+
+from service import store
+from service.api.deps import OperatorDep, RedisDep
+from service.api.models import CameraOut
+from workers import cameras
+from workers.keys import CAMERA_ID_PATTERN, CameraConfig
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/cameras", tags=["cameras"])
+
+CameraIdPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, description="Camera id.")]
+
+
+def _not_found(camera_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
+
+
+@router.get("", summary="Every camera with its status")
+def list_cameras(client: RedisDep) -> list[CameraOut]:
+    statuses = cameras.camera_statuses(client)
+    return [CameraOut.of(config, statuses.get(config.id)) for config in cameras.list_cameras(client)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[OperatorDep],
+    summary="Add a camera (the ingest worker starts it)",
+    responses={
+        409: {"description": "A camera with this id exists."},
+        401: {"description": "Operator token needed."},
+    },
+)
+def add_camera(config: CameraConfig, client: RedisDep) -> CameraOut:
+    if not store.add_camera(client, config):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"a camera with id '{config.id}' exists; delete it first"
+        )
+    log.info("camera %s added", config.id)
+    return CameraOut.of(config, None)
+
+
+@router.get(
+    "/{camera_id}", summary="One camera with its status", responses={404: {"description": "Unknown camera."}}
+)
+def get_camera(camera_id: CameraIdPath, client: RedisDep) -> CameraOut:
+    config = cameras.get_camera(client, camera_id)
+    if config is None:
+        raise _not_found(camera_id)
+    return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
+
+
+@router.delete(
+    "/{camera_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[OperatorDep],
+    summary="Remove a camera (the ingest worker stops it; its alerts are kept)",
+    responses={404: {"description": "Unknown camera."}, 401: {"description": "Operator token needed."}},
+)
+def remove_camera(camera_id: CameraIdPath, client: RedisDep) -> None:
+    if not cameras.remove_camera(client, camera_id):
+        raise _not_found(camera_id)
+    log.info("camera %s removed", camera_id)
+
+
+@router.get(
+    "/{camera_id}/snapshot.jpg",
+    response_class=Response,
+    summary="The camera's latest display image",
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "Unknown camera or no image yet."}},
+)
+def get_snapshot(camera_id: CameraIdPath, client: RedisDep) -> Response:
+    jpeg = store.get_snapshot(client, camera_id)
+    if jpeg is None:
+        if cameras.get_camera(client, camera_id) is None:
+            raise _not_found(camera_id)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera '{camera_id}' has no image yet")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,51 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service import store
+from service.api.deps import RedisDep, SettingsDep
+from service.api.models import ReadinessOut
+from workers.keys import now
+
+router = APIRouter(tags=["health"])
+
+# Roles that must have a live worker for alerts to flow.
+REQUIRED_ROLES = ("ingest", "inference")
+# A worker is live if it heartbeat within this many heartbeat periods.
+HEARTBEAT_PERIODS_ALIVE = 3
+
+
+@router.get("/healthz", summary="The API process is serving")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Redis answers and ingest and inference workers are live",
+    response_model=ReadinessOut,
+    responses={503: {"model": ReadinessOut, "description": "Not ready; `missing` says which part."}},
+)
+def readyz(client: RedisDep, settings: SettingsDep) -> JSONResponse:
+    try:
+        live = store.live_worker_counts(client, HEARTBEAT_PERIODS_ALIVE * settings.heartbeat_s, now())
+    except (RedisConnectionError, RedisTimeoutError):
+        body = ReadinessOut(
+            ready=False,
+            redis=False,
+            live_workers={},
+            missing=["redis"],
+            detail="not ready: Redis is unavailable",
+        )
+        return JSONResponse(body.model_dump(), status_code=503)
+    missing = [role for role in REQUIRED_ROLES if live[role] == 0]
+    detail = "not ready: " + "; ".join(f"no live {role} worker" for role in missing) if missing else "ready"
+    body = ReadinessOut(
+        ready=not missing, redis=True, live_workers=dict(live), missing=missing, detail=detail
+    )
+    return JSONResponse(body.model_dump(), status_code=503 if missing else 200)

@@ -1,0 +1,74 @@
+"""`vigil up`: everything on one machine under one supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from workers.ingest.demo import demo_source
+from workers.redis_conn import EMBEDDED_REDIS_DIR, EmbeddedRedis
+from workers.settings import get_settings
+from workers.supervisor import Child, Supervisor, child_env
+
+log = logging.getLogger("vigil")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "up",
+        help="run everything: Redis (embedded unless VIGIL_REDIS_URL is set), ingest, inference, retraining, API",
+        description=(
+            "Run the whole service on this machine. Without VIGIL_REDIS_URL an embedded Redis keeps its data "
+            "(cameras, alerts, models) under the data directory. A crashed process is restarted; Ctrl-C stops all."
+        ),
+    )
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="URL_OR_PATH",
+        help="add a camera: rtsp:// or http(s):// URL, video file or frame folder (repeatable)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="add a demo camera: a Ped2 test video from ../shared if present, else a generated clip",
+    )
+    parser.add_argument("--host", help="API address (default: settings api_host)")
+    parser.add_argument("--port", type=int, help="API port (default: settings api_port)")
+    parser.add_argument("--inference-workers", type=int, default=1, metavar="N", help="inference processes")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    sources = list(args.source)
+    if args.demo:
+        sources.append(demo_source(PROJECT_ROOT))
+    embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / EMBEDDED_REDIS_DIR).start()
+    redis_url = settings.redis_url or embedded.url  # type: ignore[union-attr]
+    ingest_args = ["ingest", *(arg for source in sources for arg in ("--source", source))]
+    children = [
+        Child("ingest", ingest_args),
+        *(Child(f"inference-{i + 1}", ["infer"]) for i in range(max(args.inference_workers, 1))),
+        Child("retrain", ["retrain"]),
+        Child("api", ["api", "--host", host, "--port", str(port)]),
+    ]
+    supervisor = Supervisor(children, child_env(redis_url))
+    supervisor.install_signal_handlers()
+    log.info(
+        "Vigil is starting: API on http://%s:%d  (alerts: /api/alerts, docs: /docs). Ctrl-C stops.",
+        host,
+        port,
+    )
+    print(f"Vigil API: http://{host}:{port}  (alerts: /api/alerts, docs: /docs). Ctrl-C to stop.", flush=True)
+    try:
+        return supervisor.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()

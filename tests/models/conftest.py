@@ -1,0 +1,57 @@
+"""Synthetic footage for the detector tests: small frames with blobs walking across a textured background."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.network import NetworkConfig
+
+HEIGHT, WIDTH = 32, 48
+TINY_NETWORK = NetworkConfig(height=HEIGHT, width=WIDTH, history=2, widths=(8, 16))
+
+
+def synthetic_video(
+    frames: int, rng: np.random.Generator, anomaly: tuple[int, int] | None = None
+) -> np.ndarray:
+    """uint8 [frames, H, W]: two dark blobs walking slowly; within `anomaly` (start, end) a bright
+    square races across the view."""
+    background = cv2.GaussianBlur(rng.integers(90, 150, (HEIGHT, WIDTH)).astype(np.uint8), (5, 5), 0)
+    video = np.repeat(background[None], frames, axis=0)
+    starts = rng.uniform([4, 4], [HEIGHT - 4, WIDTH - 4], size=(2, 2))
+    velocities = rng.uniform(-0.7, 0.7, size=(2, 2))
+    for t in range(frames):
+        for start, velocity in zip(starts, velocities, strict=True):
+            y, x = (start + velocity * t) % [HEIGHT, WIDTH]
+            cv2.circle(video[t], (int(x), int(y)), 3, 40, -1)
+        if anomaly and anomaly[0] <= t <= anomaly[1]:
+            x = int(4 * (t - anomaly[0])) % (WIDTH - 8)
+            video[t, 12:20, x : x + 8] = 250
+    return video
+
+
+def write_dataset(root: Path, seed: int = 0) -> Path:
+    """A dataset in the evaluation layout: 2 normal training videos, 2 test videos, labels.json."""
+    rng = np.random.default_rng(seed)
+    videos = {
+        "training/01": synthetic_video(40, rng),
+        "training/02": synthetic_video(40, rng),
+        "testing/01": synthetic_video(24, rng, anomaly=(12, 23)),
+        "testing/02": synthetic_video(20, rng),
+    }
+    for name, frames in videos.items():
+        (root / name).mkdir(parents=True)
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(root / name / f"{i:03d}.png"), frame)
+    labels = {"videos": {"01": {"frames": 24, "abnormal": [[12, 23]]}, "02": {"frames": 20, "abnormal": []}}}
+    (root / "labels.json").write_text(json.dumps(labels))
+    return root
+
+
+@pytest.fixture
+def dataset_dir(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path / "dataset")

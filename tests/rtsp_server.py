@@ -1,0 +1,59 @@
+"""A loopback RTSP server for tests, run with the system Python (GStreamer through `gi`):
+
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--mount /cam] [--file clip.mp4]
+
+Without --file it serves an endless live test pattern (H.264 from openh264enc, a keyframe every second);
+with --file it streams an H.264 MP4 once. Prints "ready" when it listens; SIGTERM/SIGINT stop it.
+Needs: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+python3-gi (Debian).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402  (after the version pins)
+
+LIVE_PIPELINE = (
+    "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 "
+    "! videoconvert ! openh264enc gop-size={fps} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
+)
+FILE_PIPELINE = (
+    'filesrc location="{file}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96'
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mount", default="/cam")
+    parser.add_argument("--file", help="an H.264 MP4 to stream (default: a live test pattern)")
+    parser.add_argument("--width", type=int, default=360)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--fps", type=int, default=10)
+    args = parser.parse_args()
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    pipeline = FILE_PIPELINE.format(file=args.file) if args.file else LIVE_PIPELINE.format(**vars(args))
+    factory.set_launch(f"( {pipeline} )")
+    server.get_mount_points().add_factory(args.mount, factory)
+    if server.attach(None) == 0:
+        raise SystemExit(f"cannot listen on 127.0.0.1:{args.port}")
+    loop = GLib.MainLoop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
+    print("ready", flush=True)
+    loop.run()
+
+
+if __name__ == "__main__":
+    main()

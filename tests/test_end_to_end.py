@@ -1,0 +1,130 @@
+"""The whole product as an operator runs it: `vigil up --source clip.mp4` with the embedded Redis.
+
+A generated clip with a synthetic anomaly (a bright square crossing a still walkway) must produce an
+alert through the REST API and the WebSocket; killing the inference process mid-stream must be survived
+with every frame scored exactly once and no duplicate alert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from workers import keys
+from workers.ingest.demo import write_demo_clip
+from workers.redis_conn import connect, free_port
+
+CLIP_SECONDS = 16
+FPS = 10
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = condition()
+        except (httpx.HTTPError, OSError):
+            result = None
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def vigil_up(tmp_path: Path) -> Iterator[tuple[psutil.Process, str, Path]]:
+    clip = write_demo_clip(tmp_path / "walkway.mp4", seconds=CLIP_SECONDS, fps=FPS)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env |= {
+        "VIGIL_DATA_DIR": str(tmp_path / "data"),
+        "VIGIL_API_PORT": str(port),
+        "VIGIL_HEARTBEAT_S": "0.5",
+        "VIGIL_INFERENCE__LEASE_TTL_MS": "1500",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "up", "--source", str(clip)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield psutil.Process(process.pid), f"http://127.0.0.1:{port}", clip
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        (tmp_path / "vigil-up.log").write_text(output)
+        print(output[-5000:])
+
+
+def child(up: psutil.Process, command: str) -> psutil.Process | None:
+    for proc in up.children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if "service.cli" in cmdline and command in cmdline:
+            return proc
+    return None
+
+
+def test_alert_reaches_rest_and_websocket_and_inference_kill_is_survived(
+    vigil_up: tuple[psutil.Process, str, Path],
+) -> None:
+    up, api, _clip = vigil_up
+    wait_for(lambda: httpx.get(f"{api}/healthz", timeout=2).status_code == 200, 90, "the API")
+    inference = wait_for(lambda: child(up, "infer"), 30, "the inference process")
+    redis_url = inference.environ()["VIGIL_REDIS_URL"]
+    client = connect(redis_url)
+    cameras = wait_for(lambda: httpx.get(f"{api}/api/cameras", timeout=2).json(), 30, "the camera")
+    camera = cameras[0]["id"] if isinstance(cameras, list) else cameras["items"][0]["id"]
+
+    # Kill the inference worker once it has scored a few frames: its pending frames must be taken over.
+    wait_for(lambda: client.xlen(keys.scores_stream(camera)) >= 15, 60, "first scores")
+    inference.send_signal(signal.SIGKILL)
+    wait_for(lambda: (p := child(up, "infer")) is not None and p.pid != inference.pid, 30, "the restart")
+
+    alerts = wait_for(
+        lambda: httpx.get(f"{api}/api/alerts", params={"camera": camera}, timeout=2).json()["items"],
+        60,
+        "an alert over REST",
+    )
+    alert_id = alerts[0]["id"]
+    assert httpx.get(f"{api}/api/alerts/{alert_id}", timeout=2).json()["camera"] == camera
+
+    with ws_connect(f"{api.replace('http', 'ws')}/ws/alerts?last_id=0", open_timeout=10) as ws:
+        first = json.loads(ws.recv(timeout=10))
+    assert first["type"] == "new" and first["alert"]["id"] == alert_id
+
+    # The clip ends: every frame scored exactly once, one `new` event per alert.
+    wait_for(
+        lambda: json.loads(client.hget(keys.CAMERA_STATUS, camera) or b"{}").get("state") == "finished",
+        CLIP_SECONDS + 30,
+        "the end of the clip",
+    )
+    frames = client.xlen(keys.frames_stream(camera))
+    wait_for(lambda: client.xlen(keys.scores_stream(camera)) >= frames, 30, "all frames scored")
+    seqs = [int(fields[b"seq"]) for _, fields in client.xrange(keys.scores_stream(camera))]
+    assert sorted(seqs) == list(range(frames)), "a frame was skipped or scored twice"
+    events = [keys.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
+    new_counts = Counter(e.alert_id for e in events if e.type == "new")
+    assert new_counts and max(new_counts.values()) == 1, f"duplicate alert events: {new_counts}"

@@ -1,0 +1,147 @@
+"""Fixtures for the worker tests: real video files and frame folders, an ingest worker on a thread, and a
+real RTSP server on loopback (GStreamer through the system Python; the rtsp tests skip without it)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from workers.ingest.demo import demo_frames, write_demo_clip
+from workers.ingest.worker import IngestWorker
+from workers.redis_conn import free_port
+from workers.settings import AnalysisSettings, Settings
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
+RTSP_PACKAGES = (
+    "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad "
+    "gstreamer1.0-tools python3-gi"
+)
+_GST_PROBE = (
+    "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
+    "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
+    "missing = [e for e in ('videotestsrc', 'openh264enc', 'h264parse', 'rtph264pay', 'qtdemux')"
+    " if Gst.ElementFactory.find(e) is None]; print(' '.join(missing))"
+)
+
+
+@pytest.fixture(scope="session")
+def video_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4 s, 10 fps, 360x240 H.264 MP4 of the demo scene."""
+    return write_demo_clip(tmp_path_factory.mktemp("clips") / "walkway.mp4", seconds=4, fps=10)
+
+
+@pytest.fixture(scope="session")
+def frame_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset-style folder of 12 numbered PNG frames (160x120)."""
+    folder = tmp_path_factory.mktemp("frames") / "01"
+    folder.mkdir()
+    for index, gray in enumerate(demo_frames(seconds=1.2, fps=10, size=(160, 120))):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), gray)
+    return folder
+
+
+def ingest_settings(redis_url: str, **analysis: float) -> Settings:
+    """Settings for fast tests: short backoffs and heartbeats, small buffers."""
+    values: dict[str, float] = {"fps": 10, "display_interval_s": 0.5, "buffer_seconds": 120} | analysis
+    return Settings(
+        redis_url=redis_url,
+        reconnect_max_s=1.0,
+        heartbeat_s=0.2,
+        analysis=AnalysisSettings(**values),  # type: ignore[arg-type]
+    )
+
+
+RunIngest = Callable[..., IngestWorker]
+
+
+@pytest.fixture
+def run_ingest(redis_url: str) -> Iterator[RunIngest]:
+    """Start IngestWorkers on threads (realtime off unless asked); all are stopped at the end of the test."""
+    running: list[tuple[IngestWorker, threading.Thread]] = []
+
+    def start(*, realtime: bool = False, open_timeout_s: float = 2.0, **analysis: float) -> IngestWorker:
+        worker = IngestWorker(
+            ingest_settings(redis_url, **analysis),
+            redis_url,
+            realtime=realtime,
+            open_timeout_s=open_timeout_s,
+        )
+        thread = threading.Thread(target=worker.run, name="ingest-worker", daemon=True)
+        thread.start()
+        running.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in running:
+        worker.stop()
+        thread.join(15)
+        assert not thread.is_alive(), "the ingest worker did not stop"
+
+
+@pytest.fixture(scope="session")
+def gstreamer_rtsp() -> None:
+    """Skip unless the system Python can run tests/rtsp_server.py."""
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.skip(f"RTSP tests need {SYSTEM_PYTHON} with GStreamer: apt-get install -y {RTSP_PACKAGES}")
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", _GST_PROBE], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0 or probe.stdout.strip():
+        reason = (
+            probe.stdout.strip() and f"missing elements {probe.stdout.strip()}"
+        ) or probe.stderr.strip()[-200:]
+        pytest.skip(f"GStreamer RTSP server unavailable ({reason}): apt-get install -y {RTSP_PACKAGES}")
+
+
+class RtspServer:
+    """tests/rtsp_server.py as a child process on a fixed loopback port, so it can be stopped and restarted."""
+
+    def __init__(self, mount: str = "/cam") -> None:
+        self.port = free_port()
+        self.mount = mount
+        self.process: subprocess.Popen[str] | None = None
+
+    def url(self, path: str | None = None, credentials: str = "") -> str:
+        auth = f"{credentials}@" if credentials else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}{path or self.mount}"
+
+    def start(self) -> RtspServer:
+        command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # "ready", or EOF if it failed
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError(
+                f"RTSP server did not start: {self.process.stderr.read() if self.process.stderr else ''}"
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.kill()  # like a camera losing power: no RTSP teardown
+        self.process.wait(10)
+
+
+@pytest.fixture
+def rtsp_server(gstreamer_rtsp: None) -> Iterator[RtspServer]:
+    server = RtspServer().start()
+    yield server
+    server.stop()
+
+
+def corrupt_copy(clip: Path, target: Path) -> Path:
+    """The second half of a real MP4: video data without its header and index, not decodable."""
+    target.write_bytes(clip.read_bytes()[clip.stat().st_size // 2 :])
+    return target
+
+
+def gray_frame(fields: dict[bytes, bytes]) -> np.ndarray:
+    width, height = int(fields[b"width"]), int(fields[b"height"])
+    return np.frombuffer(fields[b"gray"], dtype=np.uint8).reshape(height, width)

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+import redis
+
+from models.motion import FrameDifferenceDetector
+from workers import keys
+from workers.inference import InferenceWorker
+from workers.settings import Settings
+
+HEIGHT, WIDTH = 64, 96
+
+
+def scene(seq: int, rng: np.random.Generator, square: bool) -> np.ndarray:
+    frame = np.full((HEIGHT, WIDTH), 90, dtype=np.uint8)
+    frame = np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
+    if square:
+        x = (seq * 4) % (WIDTH - 12)
+        frame[20:32, x : x + 12] = 250
+    return frame
+
+
+def add_camera(client: redis.Redis, camera: str) -> None:
+    config = keys.CameraConfig(id=camera, source="test://frames", width=WIDTH, height=HEIGHT)
+    client.hset(keys.CAMERAS, camera, config.model_dump_json())
+
+
+def write_frames(client: redis.Redis, camera: str, anomalous: range, count: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for seq in range(count):
+        gray = scene(seq, rng, square=seq in anomalous)
+        message = keys.FrameMessage(
+            camera=camera, seq=seq, ts=1000.0 + seq / 10, session=0, width=WIDTH, height=HEIGHT, gray=gray.tobytes()
+        )
+        client.xadd(keys.frames_stream(camera), message.to_fields())
+
+
+def settings_for_test() -> Settings:
+    settings = Settings(heartbeat_s=0.2)
+    settings.inference.lease_ttl_ms = 600
+    return settings
+
+
+@pytest.fixture
+def start_worker(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]]:
+    started: list[tuple[InferenceWorker, threading.Thread]] = []
+
+    def start(worker_id: str) -> InferenceWorker:
+        worker = InferenceWorker(
+            settings_for_test(), redis_url, worker_id=worker_id, detector=FrameDifferenceDetector(HEIGHT, WIDTH)
+        )
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        started.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in started:
+        worker.stop()
+        thread.join(10)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def scored_seqs(client: redis.Redis, camera: str) -> list[int]:
+    return [int(fields[b"seq"]) for _, fields in client.xrange(keys.scores_stream(camera))]
+
+
+def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
+    redis_client: redis.Redis, start_worker: Callable[[str], InferenceWorker]
+) -> None:
+    add_camera(redis_client, "cam1")
+    write_frames(redis_client, "cam1", anomalous=range(60, 80), count=110)
+    start_worker("w1")
+    wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 110)
+    assert scored_seqs(redis_client, "cam1") == list(range(110))
+    events = [keys.AlertEvent.from_fields(f) for _, f in redis_client.xrange(keys.ALERT_EVENTS)]
+    assert [e.type for e in events if e.type != "update"] == ["new", "end"]
+    alert = keys.Alert.model_validate_json(redis_client.hget(keys.ALERTS, events[0].alert_id))
+    # causal smoothing delays both ends by a few frames
+    assert alert.state == "closed" and 60 <= alert.start_seq <= 64 and 78 <= alert.end_seq <= 84
+    assert redis_client.xpending(keys.frames_stream("cam1"), keys.INFERENCE_GROUP)["pending"] == 0
+    assert redis_client.exists(keys.error_map_key("cam1", alert.peak_seq))
+
+
+def test_frames_of_a_dead_worker_are_claimed_and_scored_exactly_once(
+    redis_client: redis.Redis, start_worker: Callable[[str], InferenceWorker]
+) -> None:
+    add_camera(redis_client, "cam1")
+    stream = keys.frames_stream("cam1")
+    redis_client.xgroup_create(stream, keys.INFERENCE_GROUP, id="0", mkstream=True)
+    write_frames(redis_client, "cam1", anomalous=range(0), count=40)
+    # A worker that took the camera, read 25 frames and died before writing anything.
+    redis_client.set(keys.lease_key("cam1"), "dead-worker", px=500)
+    read = redis_client.xreadgroup(keys.INFERENCE_GROUP, "dead-worker", {stream: ">"}, count=25)
+    assert len(read[0][1]) == 25
+    start_worker("w2")
+    wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 40)
+    time.sleep(0.5)
+    assert scored_seqs(redis_client, "cam1") == list(range(40))
+    consumers = {c["name"] for c in redis_client.xinfo_consumers(stream, keys.INFERENCE_GROUP)}
+    assert b"dead-worker" not in consumers and "dead-worker" not in consumers
+
+
+def test_two_workers_share_cameras_and_score_everything_once(
+    redis_client: redis.Redis, start_worker: Callable[[str], InferenceWorker]
+) -> None:
+    cameras = [f"cam{i}" for i in range(4)]
+    for camera in cameras:
+        add_camera(redis_client, camera)
+    start_worker("wa")
+    start_worker("wb")
+    for i, camera in enumerate(cameras):
+        write_frames(redis_client, camera, anomalous=range(0), count=30, seed=i)
+    for camera in cameras:
+        wait_for(lambda camera=camera: len(scored_seqs(redis_client, camera)) >= 30)
+    time.sleep(0.3)
+    for camera in cameras:
+        assert scored_seqs(redis_client, camera) == list(range(30))
+    owners = {redis_client.get(keys.lease_key(camera)) for camera in cameras}
+    assert owners == {b"wa", b"wb"}

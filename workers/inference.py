@@ -1,0 +1,460 @@
+"""Inference worker: scores buffered frames, batching across cameras, and writes scores, error maps and alerts.
+
+Scale-out and fault model:
+- Each camera is owned by one worker at a time through a lease key that the owner renews; workers share
+  cameras fairly (ceil(cameras / live workers) each), so one camera's frames are scored in order with its
+  own history and normalization state.
+- Frames are read through the consumer group `inference` of the camera's frame stream. A new owner first
+  claims every pending entry of the camera (XAUTOCLAIM), so frames a killed worker had read are scored.
+- Each batch's results (scores, error maps, alert events, alert hysteresis state) and its XACK are written
+  in one MULTI/EXEC guarded by WATCH on the leases: either all of it lands or none, so a frame is scored
+  exactly once and an alert event is never written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import redis
+
+from models.detector import Detector
+from models.motion import FrameDifferenceDetector
+from models.scoring import ignore_mask
+from models.stream import CameraStream, raw_scores
+from workers import keys
+from workers.alerts import AlertTracker, HysteresisConfig
+from workers.error_maps import encode_error_map
+from workers.process import WorkerProcess
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCORER_STATE_INTERVAL_S = 10.0  # the normalization window is large: persist it now and then, not per batch
+
+_ACQUIRE_LEASE = """
+local owner = redis.call('GET', KEYS[1])
+if not owner or owner == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return false
+"""
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LeaseLost(Exception):
+    """Another worker owns a camera of the batch now; its results must not be written."""
+
+
+def load_serving_detector(settings: Settings, client: redis.Redis) -> Detector:
+    """The pinned model (settings), else the published current version, else the motion baseline."""
+    from models.runtime import load_detector  # the learned runtime pulls in ONNX Runtime / torch
+
+    path = settings.inference.model_path
+    if path is None:
+        current = client.get(keys.CURRENT_MODEL)
+        if current:
+            raw = client.hget(keys.MODELS, current)
+            if raw:
+                path = Path(keys.ModelVersion.model_validate_json(raw).path)
+    if path is None:
+        log.info("no model configured or published: scoring with the motion baseline")
+        return FrameDifferenceDetector(settings.analysis.height, settings.analysis.width)
+    return load_detector(Path(path), device=settings.inference.device, threads=settings.inference.threads)
+
+
+@dataclass
+class CameraSlot:
+    """What a worker holds for a camera it owns."""
+
+    config: keys.CameraConfig
+    stream: CameraStream
+    tracker: AlertTracker
+    mask: np.ndarray | None
+    read_id: str = "0"  # "0": our pending entries first (claimed from a dead owner); then ">"
+    needs_history: bool = True
+    last_state_save: float = 0.0
+    scored: int = 0
+    last_frame_ts: float = 0.0
+
+
+@dataclass
+class ScoredFrame:
+    camera: str
+    entry_id: str
+    frame: keys.FrameMessage
+    error_map: np.ndarray
+    raw: float = 0.0
+    score: float = 0.0
+    events: list[tuple[keys.AlertEventType, keys.Alert]] = field(default_factory=list)
+
+
+class InferenceWorker(WorkerProcess):
+    role = "inference"
+    step_interval_s = 0.0  # step() blocks on the streams itself
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        *,
+        worker_id: str | None = None,
+        detector: Detector | None = None,
+    ) -> None:
+        super().__init__(settings, redis_url, worker_id=worker_id)
+        self.client = self.redis
+        self.detector = detector
+        self.slots: dict[str, CameraSlot] = {}
+        self._acquire_lease = self.client.register_script(_ACQUIRE_LEASE)
+        self._renew = self.client.register_script(_RENEW_LEASE)
+        self._release = self.client.register_script(_RELEASE_LEASE)
+        self.frames_scored = 0
+        self.batches = 0
+        self.last_batch_size = 0
+        self._next_refresh = 0.0
+
+    # ------------------------------------------------------------ process hooks
+    def setup(self) -> None:
+        if self.detector is None:
+            self.detector = load_serving_detector(self.settings, self.client)
+        self.event("serving", model=self.detector.info.version, kind=self.detector.info.kind)
+
+    def step(self) -> None:
+        if time.monotonic() >= self._next_refresh:
+            self.refresh()
+            self._check_model()
+            self._next_refresh = time.monotonic() + self.settings.inference.lease_ttl_ms / 3000.0
+        try:
+            scored = self.score_batch()
+        except redis.ConnectionError:
+            # Results of the batch in hand may be lost: rebuild camera state from Redis after reconnecting.
+            for camera in list(self.slots):
+                self.drop(camera, release=False)
+            raise
+        if not scored and not self.slots:
+            self.wait(0.2)
+
+    def teardown(self) -> None:
+        with contextlib.suppress(redis.ConnectionError):  # leases expire by themselves
+            self.release_all()
+
+    def heartbeat_info(self) -> dict[str, object]:
+        return self.status()
+
+    # ------------------------------------------------------------ ownership
+    def refresh(self) -> None:
+        """Renew leases, take free cameras up to a fair share, drop removed ones."""
+        ttl = self.settings.inference.lease_ttl_ms
+        configs = {
+            cam.decode(): keys.CameraConfig.model_validate_json(raw)
+            for cam, raw in self.client.hgetall(keys.CAMERAS).items()
+        }
+        for camera in list(self.slots):
+            config = configs.get(camera)
+            if config is None or not config.enabled:
+                self.drop(camera, release=True)
+            elif not self._renew(keys=[keys.lease_key(camera)], args=[self.worker_id, ttl]):
+                self.drop(camera, release=False)
+            elif config != self.slots[camera].config:
+                self._reconfigure(camera, config)
+        wanted = [cam for cam, cfg in sorted(configs.items()) if cfg.enabled]
+        share = math.ceil(len(wanted) / max(self._live_workers(), 1))
+        for camera in list(self.slots)[share:]:
+            self.drop(camera, release=True)  # give cameras back so a newly started worker gets its share
+        for camera in wanted:
+            if len(self.slots) >= share:
+                break
+            if camera not in self.slots and self._acquire_lease(
+                keys=[keys.lease_key(camera)], args=[self.worker_id, ttl]
+            ):
+                self._acquire(camera, configs[camera])
+
+    def _live_workers(self) -> int:
+        horizon = time.time() - 3 * self.settings.heartbeat_s
+        live = {self.worker_id}
+        for worker_id, raw in self.client.hgetall(keys.WORKERS).items():
+            beat = keys.WorkerHeartbeat.model_validate_json(raw)
+            if beat.role == "inference" and beat.ts >= horizon:
+                live.add(worker_id.decode())
+        return len(live)
+
+    def _acquire(self, camera: str, config: keys.CameraConfig) -> None:
+        stream_key = keys.frames_stream(camera)
+        try:
+            self.client.xgroup_create(stream_key, keys.INFERENCE_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        claimed = self._claim_pending(stream_key)
+        slot = self._new_slot(config)
+        saved = self.client.hgetall(keys.scorer_state_key(camera))
+        if b"stream" in saved:
+            slot.stream.load_state_dict(json.loads(saved[b"stream"]))
+        if b"tracker" in saved:
+            slot.tracker.load_state_dict(json.loads(saved[b"tracker"]))
+        self.slots[camera] = slot
+        log.info("camera %s: taken by %s (%d pending frames claimed)", camera, self.worker_id, claimed)
+
+    def _claim_pending(self, stream_key: str) -> int:
+        """Move every pending entry of the stream to this worker; forget consumers left with none."""
+        claimed, start = 0, "0-0"
+        while True:
+            start, entries, *_ = self.client.xautoclaim(
+                stream_key,
+                keys.INFERENCE_GROUP,
+                self.worker_id,
+                min_idle_time=0,
+                start_id=start,
+                count=100,
+            )
+            claimed += len(entries)
+            if start in (b"0-0", "0-0"):
+                break
+        for consumer in self.client.xinfo_consumers(stream_key, keys.INFERENCE_GROUP):
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+            if name != self.worker_id and consumer["pending"] == 0:
+                self.client.xgroup_delconsumer(stream_key, keys.INFERENCE_GROUP, name)
+        return claimed
+
+    def _new_slot(self, config: keys.CameraConfig) -> CameraSlot:
+        info = self.detector.info
+        zones = [zone.points for zone in config.ignore_zones]
+        alerts = self.settings.alerts
+        hysteresis = HysteresisConfig(
+            threshold=config.threshold or alerts.threshold,
+            start_frames=alerts.start_frames,
+            end_frames=alerts.end_frames,
+            update_interval_s=alerts.update_interval_s,
+        )
+        return CameraSlot(
+            config=config,
+            stream=CameraStream(info),
+            tracker=AlertTracker(config.id, hysteresis),
+            mask=ignore_mask(info.height, info.width, zones),
+        )
+
+    def _reconfigure(self, camera: str, config: keys.CameraConfig) -> None:
+        old = self.slots[camera]
+        slot = self._new_slot(config)
+        slot.stream, slot.read_id, slot.needs_history = old.stream, old.read_id, old.needs_history
+        slot.tracker.load_state_dict(old.tracker.state_dict())
+        self.slots[camera] = slot
+        log.info("camera %s: settings changed", camera)
+
+    def drop(self, camera: str, *, release: bool) -> None:
+        self.slots.pop(camera, None)
+        if release:
+            self._release(keys=[keys.lease_key(camera)], args=[self.worker_id])
+        log.info("camera %s: released by %s", camera, self.worker_id)
+
+    def release_all(self) -> None:
+        for camera in list(self.slots):
+            self.drop(camera, release=True)
+
+    def swap_detector(self, detector: Detector) -> None:
+        """Between batches: new streams for the new model (its own input size and calibration)."""
+        self.detector = detector
+        for camera, slot in list(self.slots.items()):
+            fresh = self._new_slot(slot.config)
+            fresh.tracker, fresh.read_id = slot.tracker, slot.read_id
+            self.slots[camera] = fresh
+        log.info("now serving model %s (%s)", detector.info.version, detector.info.kind)
+
+    # ------------------------------------------------------------ scoring
+    def score_batch(self) -> int:
+        """Read one batch across owned cameras, score it, write it. Returns the frames scored."""
+        if not self.slots:
+            return 0
+        inference = self.settings.inference
+        per_stream = max(1, inference.batch_max // len(self.slots))
+        response = self.client.xreadgroup(
+            keys.INFERENCE_GROUP,
+            self.worker_id,
+            {keys.frames_stream(cam): slot.read_id for cam, slot in self.slots.items()},
+            count=per_stream,
+            block=max(inference.batch_wait_ms, 1),
+        )
+        batch: list[tuple[str, str, keys.FrameMessage]] = []
+        with_entries = set()
+        for stream_key, entries in response or []:
+            camera = self._camera_of(stream_key)
+            if camera not in self.slots or not entries:
+                continue
+            with_entries.add(camera)
+            for entry_id, fields in entries:
+                if fields:
+                    batch.append((camera, entry_id.decode(), keys.FrameMessage.from_fields(fields)))
+                else:  # a pending entry trimmed away by the stream cap: nothing left to score
+                    self.client.xack(stream_key, keys.INFERENCE_GROUP, entry_id)
+        for camera, slot in self.slots.items():
+            if slot.read_id == "0" and camera not in with_entries:
+                slot.read_id = ">"  # claimed backlog done: new entries from now on
+        if not batch:
+            return 0
+        scored = self._score(batch)
+        try:
+            self._write(scored)
+        except LeaseLost as exc:
+            # State objects advanced for frames whose results were discarded: rebuild them from Redis.
+            log.warning("batch discarded: %s", exc)
+            for camera in {frame.camera for frame in scored}:
+                self.drop(camera, release=False)
+            return 0
+        self.frames_scored += len(scored)
+        self.batches += 1
+        self.last_batch_size = len(scored)
+        return len(scored)
+
+    @staticmethod
+    def _camera_of(stream_key: bytes | str) -> str:
+        name = stream_key.decode() if isinstance(stream_key, bytes) else stream_key
+        return name[name.index("{") + 1 : name.index("}")]
+
+    def _frame_array(self, frame: keys.FrameMessage) -> np.ndarray:
+        gray = np.frombuffer(frame.gray, dtype=np.uint8).reshape(frame.height, frame.width)
+        info = self.detector.info
+        if gray.shape != (info.height, info.width):
+            gray = cv2.resize(gray, (info.width, info.height), interpolation=cv2.INTER_AREA)
+        return gray
+
+    def _fill_history(self, camera: str, slot: CameraSlot, first: keys.FrameMessage, first_id: str) -> None:
+        """After a takeover or a model swap: the frames before `first` of the same session."""
+        slot.needs_history = False
+        history = self.detector.info.history
+        if history == 0:
+            return
+        entries = self.client.xrevrange(keys.frames_stream(camera), max=f"({first_id}", count=history)
+        for _, fields in reversed(entries):
+            past = keys.FrameMessage.from_fields(fields)
+            if past.session == first.session:
+                slot.stream.push(self._frame_array(past), past.session)
+
+    def _score(self, batch: list[tuple[str, str, keys.FrameMessage]]) -> list[ScoredFrame]:
+        clips = []
+        for camera, entry_id, frame in batch:
+            slot = self.slots[camera]
+            if slot.needs_history:
+                self._fill_history(camera, slot, frame, entry_id)
+            clips.append(slot.stream.push(self._frame_array(frame), frame.session))
+        error_maps = self.detector.error_maps(np.stack(clips))
+        scored = []
+        for (camera, entry_id, frame), error_map in zip(batch, error_maps, strict=True):
+            mask = self.slots[camera].mask
+            scored.append(
+                ScoredFrame(camera, entry_id, frame, error_map * mask if mask is not None else error_map)
+            )
+        raws = raw_scores(self.detector, np.stack([item.error_map for item in scored]))
+        model = self.detector.info.version
+        for item, raw in zip(scored, raws, strict=True):
+            slot = self.slots[item.camera]
+            item.raw = float(raw)
+            item.score = slot.stream.score(item.raw)
+            item.events = slot.tracker.update(item.frame.seq, item.frame.ts, item.score, model)
+        return scored
+
+    def _write(self, scored: list[ScoredFrame]) -> None:
+        cameras = sorted({item.camera for item in scored})
+        lease_keys = [keys.lease_key(camera) for camera in cameras]
+        now = time.time()
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(*lease_keys)
+                owners = pipe.mget(lease_keys)
+                lost = [
+                    cam
+                    for cam, owner in zip(cameras, owners, strict=True)
+                    if owner != self.worker_id.encode()
+                ]
+                if lost:
+                    raise LeaseLost(f"cameras {', '.join(lost)} are owned by another worker now")
+                pipe.multi()
+                for item in scored:
+                    self._queue_results(pipe, item)
+                for camera in cameras:
+                    slot = self.slots[camera]
+                    state = {"tracker": json.dumps(slot.tracker.state_dict())}
+                    if now - slot.last_state_save >= SCORER_STATE_INTERVAL_S:
+                        state["stream"] = json.dumps(slot.stream.state_dict())
+                        slot.last_state_save = now
+                    pipe.hset(keys.scorer_state_key(camera), mapping=state)
+                    ids = [item.entry_id for item in scored if item.camera == camera]
+                    pipe.xack(keys.frames_stream(camera), keys.INFERENCE_GROUP, *ids)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise LeaseLost("a camera lease changed while the batch was written") from exc
+        for item in scored:
+            slot = self.slots[item.camera]
+            slot.scored += 1
+            slot.last_frame_ts = item.frame.ts
+            for event_type, alert in item.events:
+                log.info(
+                    "alert %s %s: camera %s peak %.2f", event_type, alert.id, alert.camera, alert.peak_score
+                )
+
+    def _queue_results(self, pipe: redis.client.Pipeline, item: ScoredFrame) -> None:
+        settings = self.settings
+        slot = self.slots[item.camera]
+        frame = item.frame
+        cap = int(slot.config.fps or settings.analysis.fps) * int(settings.analysis.buffer_seconds)
+        message = keys.ScoreMessage(
+            camera=item.camera,
+            seq=frame.seq,
+            ts=frame.ts,
+            frame_id=item.entry_id,
+            score=item.score,
+            raw=item.raw,
+            model=self.detector.info.version,
+            anomalous=item.score >= slot.tracker.config.threshold,
+        )
+        pipe.xadd(keys.scores_stream(item.camera), message.to_fields(), maxlen=cap, approximate=True)
+        if item.score >= 0.5 * slot.tracker.config.threshold or slot.tracker.alert is not None:
+            pipe.set(
+                keys.error_map_key(item.camera, frame.seq),
+                encode_error_map(item.error_map),
+                ex=settings.inference.error_map_ttl_s,
+            )
+        for event_type, alert in item.events:
+            start_ms = int(alert.start_ts * 1000)
+            pipe.hset(keys.ALERTS, alert.id, alert.model_dump_json())
+            pipe.zadd(keys.ALERTS_BY_TIME, {alert.id: start_ms})
+            pipe.zadd(keys.alerts_by_camera(item.camera), {alert.id: start_ms})
+            pipe.xadd(keys.ALERT_EVENTS, keys.AlertEvent.of(event_type, alert).to_fields())
+
+    # ------------------------------------------------------------ loop
+    def status(self) -> dict[str, object]:
+        return {
+            "cameras": sorted(self.slots),
+            "frames_scored": self.frames_scored,
+            "batches": self.batches,
+            "last_batch_size": self.last_batch_size,
+            "model": self.detector.info.version if self.detector else None,
+            "lag_s": {
+                cam: round(time.time() - slot.last_frame_ts, 3)
+                for cam, slot in self.slots.items()
+                if slot.last_frame_ts
+            },
+        }
+
+    def _check_model(self) -> None:
+        if self.settings.inference.model_path is not None:
+            return
+        current = self.client.get(keys.CURRENT_MODEL)
+        if current and current.decode() != self.detector.info.version:
+            try:
+                self.swap_detector(load_serving_detector(self.settings, self.client))
+            except Exception as exc:  # a model that fails to load never serves; the old one goes on
+                log.error(
+                    "model %s not loaded, keeping %s: %s", current.decode(), self.detector.info.version, exc
+                )

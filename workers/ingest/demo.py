@@ -1,0 +1,121 @@
+"""A synthetic demo camera: a still scene with slow pedestrians and, after a few seconds, a bright square
+crossing fast (the anomaly), written as a real H.264 MP4 (MPEG-4 Part 2 when no H.264 encoder exists).
+
+`demo_source(project_root)` picks what the README demo streams: the first Ped2 test video when the shared
+dataset is present, else a generated clip under data/.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ENCODERS = ("libx264", "libopenh264", "h264", "mpeg4")  # first available wins
+PEDESTRIANS = 4
+PEDESTRIAN_SPEED_PX_S = 12.0
+ANOMALY_START_FRACTION = 0.4  # the square enters after 40% of the clip
+ANOMALY_CROSSING_S = 2.0
+
+
+def pick_encoder() -> str:
+    for name in ENCODERS:
+        try:
+            av.codec.Codec(name, "w")
+        except (av.FFmpegError, ValueError):  # ValueError: unknown codec name
+            continue
+        return name
+    raise RuntimeError(f"no video encoder available in PyAV (tried {', '.join(ENCODERS)})")
+
+
+def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A walkway: a vertical light gradient, a darker lawn strip, a few fixed benches, and texture."""
+    rows = np.linspace(150, 110, height, dtype=np.float32)[:, None]
+    scene = np.repeat(rows, width, axis=1)
+    scene[: height // 5] = 80  # lawn / wall at the top
+    for _ in range(5):
+        x, y = int(rng.integers(0, width - 30)), int(rng.integers(height // 5, height - 10))
+        scene[y : y + 6, x : x + 30] = 60
+    scene += rng.normal(0, 4, size=scene.shape).astype(np.float32)
+    return np.clip(scene, 0, 255).astype(np.uint8)
+
+
+def _draw_blob(image: np.ndarray, cx: float, cy: float, rx: float, ry: float, value: int) -> None:
+    height, width = image.shape
+    y0, y1 = max(0, int(cy - ry)), min(height, int(cy + ry) + 1)
+    x0, x1 = max(0, int(cx - rx)), min(width, int(cx + rx) + 1)
+    if y0 >= y1 or x0 >= x1:
+        return
+    ys, xs = np.ogrid[y0:y1, x0:x1]
+    inside = ((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1.0
+    image[y0:y1, x0:x1][inside] = value
+
+
+def demo_frames(seconds: float, fps: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
+    """Grayscale frames (height x width) of the demo scene."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    background = _background(width, height, rng)
+    starts = rng.uniform([0, height * 0.3], [width, height * 0.9], size=(PEDESTRIANS, 2))
+    directions = rng.choice([-1.0, 1.0], size=PEDESTRIANS)
+    anomaly_start_s = seconds * ANOMALY_START_FRACTION
+    side = max(8, height // 8)
+    frames = []
+    for index in range(round(seconds * fps)):
+        t = index / fps
+        image = background.copy()
+        for (x, y), direction in zip(starts, directions, strict=True):
+            cx = (x + direction * PEDESTRIAN_SPEED_PX_S * t) % width
+            _draw_blob(image, cx, y, rx=height / 40, ry=height / 16, value=40)
+        progress = (t - anomaly_start_s) / ANOMALY_CROSSING_S
+        if 0 <= progress <= 1:
+            left = int(-side + progress * (width + side))
+            top = height // 2 - side // 2
+            image[top : top + side, max(0, left) : max(0, left + side)] = 250
+        frames.append(image)
+    return frames
+
+
+def write_demo_clip(
+    path: Path | str, seconds: float = 20.0, fps: int = 10, size: tuple[int, int] = (360, 240), seed: int = 0
+) -> Path:
+    """Write the demo MP4 (keyframe every second, so a stream joins fast) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder = pick_encoder()
+    width, height = size
+    # faststart: the index first, so the clip also streams over HTTP without range requests
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream(encoder, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = fps
+        stream.time_base = Fraction(1, fps)
+        if encoder == "mpeg4":
+            stream.bit_rate = 1_000_000
+        for index, gray in enumerate(demo_frames(seconds, fps, size, seed)):
+            frame = av.VideoFrame.from_ndarray(np.repeat(gray[:, :, None], 3, axis=2), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    log.info("demo clip %s: %.0f s at %d fps, %dx%d, encoder %s", path, seconds, fps, width, height, encoder)
+    return path
+
+
+def demo_source(project_root: Path | str) -> str:
+    """../shared/datasets/ped2/testing/<first video> when present, else a demo clip under data/ (made once)."""
+    root = Path(project_root)
+    testing = root.parent / "shared" / "datasets" / "ped2" / "testing"
+    if testing.is_dir():
+        videos = sorted(p for p in testing.iterdir() if p.is_dir())
+        if videos:
+            return str(videos[0])
+    clip = root / "data" / "demo" / "demo.mp4"
+    if not clip.is_file():
+        write_demo_clip(clip)
+    return str(clip)

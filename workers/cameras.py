@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import redis
-from pydantic import ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workers import keys
 from workers.ingest.sources import camera_id_from_source
@@ -83,3 +85,42 @@ def ensure_sources(
             taken.add(camera.id)
         result.append(camera)
     return result
+
+
+class SiteFileError(ValueError):
+    """A site file that cannot be used; the message says where and why."""
+
+
+class SiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cameras: list[keys.CameraConfig]
+
+
+def load_site_file(path: Path) -> list[keys.CameraConfig]:
+    """The cameras of a site file (YAML: `cameras: [CameraConfig, ...]`), all validated before any is used."""
+    if path.is_dir():
+        raise SiteFileError(f"{path} is a folder, not a site file (create it from docker/site.example.yml)")
+    if not path.is_file():
+        raise SiteFileError(f"{path}: no such site file")
+    try:
+        data = yaml.safe_load(path.read_text())
+        site = SiteFile.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise SiteFileError(f"{path}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise SiteFileError(f"{path}: {problems}") from exc
+    ids = [camera.id for camera in site.cameras]
+    duplicates = sorted({camera_id for camera_id in ids if ids.count(camera_id) > 1})
+    if duplicates:
+        raise SiteFileError(f"{path}: camera ids listed twice: {', '.join(duplicates)}")
+    return site.cameras
+
+
+def apply_site(client: redis.Redis, cameras: list[keys.CameraConfig]) -> None:
+    """Create or replace the site file's cameras; cameras added another way are left alone."""
+    for camera in cameras:
+        put_camera(client, camera)

@@ -88,6 +88,8 @@ class CameraSlot:
     last_state_save: float = 0.0
     scored: int = 0
     last_frame_ts: float = 0.0
+    heat_minute: int | None = None  # the minute `heat` sums the anomalous error maps of
+    heat: np.ndarray | None = None
 
 
 @dataclass
@@ -425,12 +427,26 @@ class InferenceWorker(WorkerProcess):
                 encode_error_map(item.error_map),
                 ex=settings.inference.error_map_ttl_s,
             )
+        if message.anomalous:
+            self._add_heat(pipe, slot, item)
         for event_type, alert in item.events:
             start_ms = int(alert.start_ts * 1000)
             pipe.hset(keys.ALERTS, alert.id, alert.model_dump_json())
             pipe.zadd(keys.ALERTS_BY_TIME, {alert.id: start_ms})
             pipe.zadd(keys.alerts_by_camera(item.camera), {alert.id: start_ms})
             pipe.xadd(keys.ALERT_EVENTS, keys.AlertEvent.of(event_type, alert).to_fields())
+
+    def _add_heat(self, pipe: redis.client.Pipeline, slot: CameraSlot, item: ScoredFrame) -> None:
+        """Accumulate where anomalies are, per minute, for the camera heat map over a time window."""
+        minute = int(item.frame.ts // 60)
+        if slot.heat is None or slot.heat_minute != minute or slot.heat.shape != item.error_map.shape:
+            slot.heat_minute, slot.heat = minute, np.zeros_like(item.error_map, dtype=np.float32)
+        slot.heat += item.error_map
+        pipe.set(
+            keys.heat_bucket_key(item.camera, minute),
+            encode_error_map(slot.heat),
+            ex=self.settings.inference.heat_retention_s,
+        )
 
     # ------------------------------------------------------------ loop
     def status(self) -> dict[str, object]:

@@ -46,6 +46,11 @@ def error_map_key(camera: str, seq: int) -> str:
     return f"{camera_prefix(camera)}:errmap:{seq}"
 
 
+def heat_bucket_key(camera: str, minute: int) -> str:
+    """Sum of the error maps of a camera's anomalous frames in one minute (minute = epoch seconds // 60)."""
+    return f"{camera_prefix(camera)}:heat:{minute}"
+
+
 def snapshot_key(camera: str) -> str:
     """The latest display JPEG of a camera."""
     return f"{camera_prefix(camera)}:snapshot"
@@ -95,7 +100,9 @@ class Zone(BaseModel):
 
 class CameraConfig(BaseModel):
     id: CameraId
-    source: str = Field(min_length=1, max_length=2048, description="rtsp://, http(s)://, a video file or a frame folder")
+    source: str = Field(
+        min_length=1, max_length=2048, description="rtsp://, http(s)://, a video file or a frame folder"
+    )
     fps: float | None = Field(None, gt=0, le=60, description="Analysis fps (default: settings).")
     width: int | None = Field(None, ge=32, le=1920)
     height: int | None = Field(None, ge=32, le=1080)

@@ -30,26 +30,34 @@ class AnalysisSettings(BaseModel):
     height: int = Field(128, ge=32, le=1080, description="Analysis frame height (grayscale).")
     display_interval_s: float = Field(1.0, gt=0, description="Seconds between stored display JPEGs.")
     display_width: int = Field(480, ge=64, le=1920, description="Width of stored display JPEGs.")
-    buffer_seconds: float = Field(600.0, gt=0, description="Seconds of analysis frames kept per camera.")
+    buffer_seconds: float = Field(300.0, gt=0, description="Seconds of analysis frames kept per camera.")
 
 
 class InferenceSettings(BaseModel):
     model_path: Path | None = Field(
-        None, description="Detector weights (.onnx or .pt). Unset: the current published model, else the motion baseline."
+        None,
+        description="Detector weights (.onnx or .pt). Unset: the current published model, else the motion baseline.",
     )
     batch_max: int = Field(32, ge=1, le=1024, description="Most frames scored in one batch across cameras.")
     batch_wait_ms: int = Field(20, ge=0, le=2000, description="Longest wait to fill a batch.")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: runtime default).")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     error_map_ttl_s: int = Field(3600, ge=10, description="Seconds pixel error maps are kept.")
-    lease_ttl_ms: int = Field(3000, ge=500, description="A camera owned by a silent worker is taken over after this.")
+    heat_retention_s: int = Field(86400, ge=60, description="Seconds per-minute anomaly heat maps are kept.")
+    lease_ttl_ms: int = Field(
+        3000, ge=500, description="A camera owned by a silent worker is taken over after this."
+    )
 
 
 class AlertSettings(BaseModel):
-    threshold: float = Field(0.5, gt=0, lt=1, description="Normalized score above which a frame counts as anomalous.")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Normalized score above which a frame counts as anomalous."
+    )
     start_frames: int = Field(3, ge=1, description="Consecutive anomalous frames that open an alert.")
     end_frames: int = Field(10, ge=1, description="Consecutive normal frames that close an alert.")
-    update_interval_s: float = Field(2.0, ge=0, description="Least seconds between update events of an open alert.")
+    update_interval_s: float = Field(
+        2.0, ge=0, description="Least seconds between update events of an open alert."
+    )
 
 
 class Settings(BaseSettings):
@@ -63,7 +71,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=1, le=65535)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     operator_token: SecretStr | None = Field(None, description="Required bearer token for write endpoints.")
-    reconnect_max_s: float = Field(30.0, gt=0, description="Longest backoff between source reconnects.")
+    reconnect_max_s: float = Field(
+        3.0, gt=0, description="Longest backoff between source reconnects (a source back is seen within it)."
+    )
     heartbeat_s: float = Field(1.0, gt=0, description="Worker heartbeat period.")
     analysis: AnalysisSettings = AnalysisSettings()
     inference: InferenceSettings = InferenceSettings()

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from service.commands.common import CommandError, require_redis_url
-from workers.cameras import ensure_sources
+from workers.cameras import SiteFileError, apply_site, ensure_sources, load_site_file
 from workers.ingest.sources import is_live
 from workers.ingest.worker import IngestWorker
 from workers.redis_conn import connect
@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="URL_OR_PATH",
         help="add a camera for this source unless one exists (repeatable): rtsp://..., a video file, a frame folder",
+    )
+    parser.add_argument(
+        "--site",
+        type=Path,
+        metavar="FILE",
+        help="site file (YAML, `cameras:` list): its cameras are created or updated at start",
     )
     parser.add_argument("--fps", type=float, help="analysis fps of cameras added with --source")
     parser.add_argument(
@@ -60,9 +66,14 @@ def run(args: argparse.Namespace) -> int:
     sources = [_normalized_source(source) for source in args.source]
     if args.fps is not None and not 0 < args.fps <= 60:
         raise CommandError("--fps must be in (0, 60]")
-    if sources:
+    try:
+        site_cameras = load_site_file(args.site) if args.site else []
+    except SiteFileError as exc:
+        raise CommandError(str(exc)) from exc
+    if sources or site_cameras:
         client = connect(redis_url)
         try:
+            apply_site(client, site_cameras)
             ensure_sources(client, sources, fps=args.fps, loop=args.loop)
         except redis.ConnectionError as exc:
             raise CommandError(f"cannot reach Redis: {exc}") from exc

@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="add a camera: rtsp:// or http(s):// URL, video file or frame folder (repeatable)",
     )
     parser.add_argument(
+        "--site",
+        type=Path,
+        metavar="FILE",
+        help="site file (YAML) whose cameras are created or updated at start",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="add a demo camera: a Ped2 test video from ../shared if present, else a generated clip",
@@ -49,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or settings.api_port
     sources = list(args.source)
     if args.demo:
-        sources.append(demo_source(PROJECT_ROOT))
+        sources.append(demo_source(PROJECT_ROOT, settings.data_dir))
     embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / EMBEDDED_REDIS_DIR).start()
     redis_url = settings.redis_url or embedded.url  # type: ignore[union-attr]
     ingest_args = ["ingest", *(arg for source in sources for arg in ("--source", source))]
+    if args.site:
+        ingest_args += ["--site", str(args.site.resolve())]
     children = [
         Child("ingest", ingest_args),
         *(Child(f"inference-{i + 1}", ["infer"]) for i in range(max(args.inference_workers, 1))),

@@ -8,8 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from models.network import NetworkConfig
+
+# tiny networks run fastest single-threaded, and the machine is shared with other test processes
+torch.set_num_threads(1)
 
 HEIGHT, WIDTH = 32, 48
 TINY_NETWORK = NetworkConfig(height=HEIGHT, width=WIDTH, history=2, widths=(8, 16))

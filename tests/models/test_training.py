@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from models.evaluation import fit_calibration, score_video
 from models.metrics import roc_auc
@@ -30,7 +29,6 @@ def test_pseudo_anomalies_keep_the_clip_shape_and_vary() -> None:
 
 
 def test_tiny_training_separates_an_injected_anomaly() -> None:
-    torch.set_num_threads(2)
     config = TrainConfig(minutes=None, epochs=12, batch_size=8, seed=0)
     result = train_predictor(normal_videos(), TINY_NETWORK, PseudoAnomalyConfig(), config)
     metadata = model_metadata(TINY_NETWORK, None, patch=8, extra={"version": "tiny", "metrics": {}})

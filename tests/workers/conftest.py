@@ -91,10 +91,11 @@ def gstreamer_rtsp() -> None:
     if not Path(SYSTEM_PYTHON).exists():
         pytest.skip(f"RTSP tests need {SYSTEM_PYTHON} with GStreamer: apt-get install -y {RTSP_PACKAGES}")
     probe = subprocess.run([SYSTEM_PYTHON, "-c", _GST_PROBE], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0 or probe.stdout.strip():
+    missing = probe.stdout.strip()
+    if probe.returncode != 0 or missing:
         reason = (
-            probe.stdout.strip() and f"missing elements {probe.stdout.strip()}"
-        ) or probe.stderr.strip()[-200:]
+            f"missing elements: {missing}" if missing else (probe.stderr.strip().splitlines() or ["?"])[-1]
+        )
         pytest.skip(f"GStreamer RTSP server unavailable ({reason}): apt-get install -y {RTSP_PACKAGES}")
 
 

@@ -91,6 +91,7 @@ def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
     assert alert.state == "closed" and 60 <= alert.start_seq <= 64 and 78 <= alert.end_seq <= 84
     assert redis_client.xpending(keys.frames_stream("cam1"), keys.INFERENCE_GROUP)["pending"] == 0
     assert redis_client.exists(keys.error_map_key("cam1", alert.peak_seq))
+    assert redis_client.exists(keys.heat_bucket_key("cam1", int(alert.peak_ts // 60)))
 
 
 def test_frames_of_a_dead_worker_are_claimed_and_scored_exactly_once(

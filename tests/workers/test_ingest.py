@@ -98,7 +98,13 @@ def test_demo_clip_is_h264_with_a_bright_crossing(tmp_path: Path) -> None:
     assert len(decoded) == 60
     brightest = [int(np.percentile(frame, 99.5)) for frame in decoded]
     assert max(brightest[:20]) < 200 and max(brightest[25:40]) > 230  # the square appears after 40%
-    assert demo_source(PROJECT_ROOT)  # a Ped2 test folder or a generated clip
+
+
+def test_demo_source_is_a_shared_video_else_a_clip_made_in_the_data_dir(tmp_path: Path) -> None:
+    assert Path(demo_source(PROJECT_ROOT, tmp_path / "data")).exists()
+    lone_root = tmp_path / "checkout" / "vigil"  # no ../shared beside it
+    clip = Path(demo_source(lone_root, tmp_path / "data"))
+    assert clip == tmp_path / "data" / "demo" / "demo.mp4" and clip.stat().st_size > 0
 
 
 # ---------------------------------------------------------------- files and folders

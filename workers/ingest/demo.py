@@ -1,8 +1,8 @@
 """A synthetic demo camera: a still scene with slow pedestrians and, after a few seconds, a bright square
 crossing fast (the anomaly), written as a real H.264 MP4 (MPEG-4 Part 2 when no H.264 encoder exists).
 
-`demo_source(project_root)` picks what the README demo streams: the first Ped2 test video when the shared
-dataset is present, else a generated clip under data/.
+`demo_source(project_root, data_dir)` picks what the README demo streams: the first Ped2 test video when
+the shared dataset is present, else a generated clip in the data directory.
 """
 
 from __future__ import annotations
@@ -107,15 +107,14 @@ def write_demo_clip(
     return path
 
 
-def demo_source(project_root: Path | str) -> str:
-    """../shared/datasets/ped2/testing/<first video> when present, else a demo clip under data/ (made once)."""
-    root = Path(project_root)
-    testing = root.parent / "shared" / "datasets" / "ped2" / "testing"
+def demo_source(project_root: Path | str, data_dir: Path | str) -> str:
+    """../shared/datasets/ped2/testing/<first video> when present, else a demo clip in data_dir/demo (made once)."""
+    testing = Path(project_root).parent / "shared" / "datasets" / "ped2" / "testing"
     if testing.is_dir():
         videos = sorted(p for p in testing.iterdir() if p.is_dir())
         if videos:
             return str(videos[0])
-    clip = root / "data" / "demo" / "demo.mp4"
+    clip = Path(data_dir) / "demo" / "demo.mp4"
     if not clip.is_file():
         write_demo_clip(clip)
     return str(clip)

@@ -8,6 +8,7 @@ Every error message names the source without credentials.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -28,6 +29,10 @@ CLOCK_JUMP_S = 10.0  # a source-time step this large restarts the sampling grid
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000"}
 # probe 1 s of a live stream, not FFmpeg's 5 s: faster (re)connects
 LIVE_OPTIONS = {"analyzeduration": "1000000"}
+
+
+SECRETS_DIR = Path("/run/secrets")  # where container secrets appear
+_CREDENTIAL_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class SourceError(Exception):
@@ -173,8 +178,29 @@ class FolderSource:
         """Nothing is held open between frames."""
 
 
+def expand_credentials(source: str, secrets_dir: Path = SECRETS_DIR) -> str:
+    """`${NAME}` in a source, filled in from the environment variable NAME, else the file secrets_dir/NAME.
+
+    Only done when a stream is opened: configs in Redis, API answers and logs keep the `${NAME}` form.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in os.environ:
+            return os.environ[name]
+        secret_file = secrets_dir / name
+        if secret_file.is_file():
+            return secret_file.read_text().strip()
+        raise SourceError(
+            f"credential ${{{name}}} is not set: no environment variable {name} and no file {secret_file}"
+        )
+
+    return _CREDENTIAL_REF.sub(value, source)
+
+
 def open_source(source: str, *, folder_fps: float, open_timeout_s: float = 5.0) -> FrameSource:
     """The source for a camera's `source` string; raises SourceError with a safe message."""
+    source = expand_credentials(source)
     if not is_live(source) and Path(source).is_dir():
         return FolderSource(source, folder_fps)
     return AvSource(source, open_timeout_s=open_timeout_s)

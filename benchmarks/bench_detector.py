@@ -29,7 +29,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from models.detector import Detector  # noqa: E402
 from models.network import NetworkConfig  # noqa: E402
 from models.pipeline import machine_info, save_trained, train_on_dataset  # noqa: E402
-from models.runtime import TorchDetector, load_detector  # noqa: E402
+from models.runtime import load_detector  # noqa: E402
 from models.training import TrainConfig  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
@@ -94,7 +94,11 @@ def main() -> int:
     )
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, help="trained weights (.onnx); a .pt twin is made for PyTorch")
+    source.add_argument(
+        "--model",
+        type=Path,
+        help="trained weights (.onnx); PyTorch figures use the .pt of the same name when present",
+    )
     source.add_argument("--train-minutes", type=float, help="train a model on DATASET/training first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="threads for PyTorch and ONNX Runtime")
@@ -122,19 +126,11 @@ def main() -> int:
             save_trained(trained, onnx_path)
             save_trained(trained, pt_path)
         else:
-            onnx_path = args.model
-            source = load_detector(args.model, "cpu", args.threads)
-            results["training"] = source.info.metadata.get("training")
-            reference = (
-                load_detector(args.model.with_suffix(".pt"), "cpu", args.threads)
-                if args.model.with_suffix(".pt").is_file()
-                else None
-            )
-            if reference is None:
-                print("no .pt next to the .onnx model: PyTorch throughput is skipped", file=sys.stderr)
-            else:
-                pt_path = args.model.with_suffix(".pt")
+            onnx_path, pt_path = args.model, args.model.with_suffix(".pt")
+            if not pt_path.is_file():
+                print(f"no {pt_path}: PyTorch throughput is skipped", file=sys.stderr)
         onnx_detector = load_detector(onnx_path, "cpu", args.threads)
+        results.setdefault("training", onnx_detector.info.metadata.get("training"))
         results["model"] = {
             "version": onnx_detector.info.version,
             "input": [onnx_detector.info.height, onnx_detector.info.width],
@@ -146,7 +142,6 @@ def main() -> int:
         }
         if pt_path.is_file():
             torch_detector = load_detector(pt_path, "cpu", args.threads)
-            assert isinstance(torch_detector, TorchDetector)
             results["throughput_fps"]["pytorch_cpu"] = {
                 b: throughput(torch_detector, b, args.seconds) for b in BATCHES
             }

@@ -10,20 +10,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 import redis
+from pydantic import ValidationError
 
 from workers import keys
-from workers.keys import Alert, AlertEvent, CameraConfig, WorkerHeartbeat
+from workers.keys import Alert, AlertEvent, WorkerHeartbeat
 
 # With a state filter, alerts are scanned from the time index in batches of at least this many ids.
 ALERT_SCAN_BATCH = 200
 
 
 # ---------------------------------------------------------------- cameras
-def add_camera(client: redis.Redis, config: CameraConfig) -> bool:
-    """Store a new camera (the ingest worker starts it); False, and nothing written, if the id is taken."""
-    return bool(client.hsetnx(keys.CAMERAS, config.id, config.model_dump_json()))
-
-
 def get_snapshot(client: redis.Redis, camera_id: str) -> bytes | None:
     """The latest display JPEG of a camera, if the ingest worker has stored one."""
     return client.get(keys.snapshot_key(camera_id))
@@ -34,7 +30,10 @@ def live_worker_counts(client: redis.Redis, max_age_s: float, now_ts: float) -> 
     """How many workers of each role have sent a heartbeat within `max_age_s` of `now_ts`."""
     counts: Counter[str] = Counter()
     for raw in client.hgetall(keys.WORKERS).values():
-        heartbeat = WorkerHeartbeat.model_validate_json(raw)
+        try:
+            heartbeat = WorkerHeartbeat.model_validate_json(raw)
+        except ValidationError:
+            continue  # written by an incompatible version: not a worker this API can count on
         if now_ts - heartbeat.ts <= max_age_s:
             counts[heartbeat.role] += 1
     return counts

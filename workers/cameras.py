@@ -41,6 +41,24 @@ def put_camera(client: redis.Redis, config: keys.CameraConfig) -> None:
     client.hset(keys.CAMERAS, config.id, config.model_dump_json())
 
 
+def add_camera(client: redis.Redis, config: keys.CameraConfig) -> bool:
+    """Add a new camera; False, and nothing written, if the id is taken (one atomic HSETNX)."""
+    return bool(client.hsetnx(keys.CAMERAS, config.id, config.model_dump_json()))
+
+
+def replace_camera(client: redis.Redis, config: keys.CameraConfig) -> bool:
+    """Replace an existing camera's config; False, and nothing written, if there is no such camera."""
+    script = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return -1"
+    return client.eval(script, 1, keys.CAMERAS, config.id, config.model_dump_json()) != -1
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic error as one line: `field.path: message; ...` (the rejected values are left out)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
+
+
 def remove_camera(client: redis.Redis, camera_id: str) -> bool:
     """Forget a camera and its status (its buffered frames age out); False if it was not there."""
     removed = bool(client.hdel(keys.CAMERAS, camera_id))
@@ -109,10 +127,7 @@ def load_site_file(path: Path) -> list[keys.CameraConfig]:
     except yaml.YAMLError as exc:
         raise SiteFileError(f"{path}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise SiteFileError(f"{path}: {problems}") from exc
+        raise SiteFileError(f"{path}: {validation_problems(exc)}") from exc
     ids = [camera.id for camera in site.cameras]
     duplicates = sorted({camera_id for camera_id in ids if ids.count(camera_id) > 1})
     if duplicates:

@@ -17,15 +17,14 @@ steps, and on `redis.ConnectionError` logs once, waits with exponential backoff 
 sleeps but wakes at stop and says whether stop was asked. Log lines go through `self.log`, prefixed
 with the worker id; `event(name, **fields)` logs one `name key=value ...` line for machine reading.
 
-Also here: `redact(text)` (strips user:password from URLs: use it on every message naming a source),
-`Backoff` (exponential delays with a cap, shared by source reconnects and the supervisor).
+Also here: `Backoff` (exponential delays with a cap, shared by source reconnects and the supervisor).
+Every message naming a source goes through `workers.redaction.redact`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -38,6 +37,7 @@ from typing import Any, ClassVar, Literal
 import redis
 
 from workers import keys
+from workers.redaction import redact
 from workers.redis_conn import connect
 from workers.settings import Settings
 
@@ -181,11 +181,3 @@ class WorkerProcess:
             with suppress(redis.ConnectionError):  # the main loop reports the outage; the next beat retries
                 self.redis.hset(keys.WORKERS, self.worker_id, beat.model_dump_json())
             self.wait(self.settings.heartbeat_s)
-
-
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s'\"]*@")
-
-
-def redact(text: str) -> str:
-    """`text` with the user:password part of every URL in it removed (for messages and logs)."""
-    return _CREDENTIALS.sub(r"\g<scheme>", text)

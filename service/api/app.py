@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 
 from service.api.errors import BodySizeLimit, install_error_handlers
-from service.api.models import mask_credentials
 from service.api.routes import alerts, cameras, health, ws
+from workers.redaction import redact
 from workers.redis_conn import connect
 from workers.settings import Settings, get_settings
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await anyio.to_thread.run_sync(client.ping)
         except RedisError as exc:  # keep serving: requests answer 503 until Redis is back
-            log.warning("Redis at %s is not answering yet: %s", mask_credentials(redis_url), exc)
+            log.warning("Redis at %s is not answering yet: %s", redact(redis_url), exc)
         try:
             yield
         finally:

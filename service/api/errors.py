@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.models import mask_credentials
+from workers.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
         {
             "loc": list(error.get("loc", ())),
-            "msg": mask_credentials(str(error.get("msg", ""))),
+            "msg": redact(str(error.get("msg", ""))),
             "type": error.get("type"),
         }
         for error in exc.errors()

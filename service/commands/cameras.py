@@ -9,8 +9,15 @@ from pydantic import ValidationError
 
 from service.commands.common import CommandError, require_redis_url
 from workers import keys
-from workers.cameras import camera_statuses, get_camera, list_cameras, put_camera, remove_camera
-from workers.process import redact
+from workers.cameras import (
+    add_camera,
+    camera_statuses,
+    list_cameras,
+    put_camera,
+    remove_camera,
+    validation_problems,
+)
+from workers.redaction import redact
 from workers.redis_conn import connect
 from workers.settings import get_settings
 
@@ -67,11 +74,11 @@ def _add(client: redis.Redis, args: argparse.Namespace) -> int:
             enabled=not args.disabled,
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise CommandError(f"invalid camera: {problems}") from exc
-    if not args.replace and get_camera(client, config.id) is not None:
+        raise CommandError(f"invalid camera: {validation_problems(exc)}") from exc
+    if args.replace:
+        put_camera(client, config)
+    elif not add_camera(client, config):
         raise CommandError(f"camera {config.id} exists (use --replace to change it)")
-    put_camera(client, config)
     print(f"camera {config.id}: {redact(config.source)}")
     return 0
 

@@ -21,7 +21,7 @@ AlertWriter = Callable[..., tuple[Alert, str]]
 
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:
-    return Settings(redis_url=redis_url, **overrides)  # type: ignore[arg-type]
+    return Settings(redis_url=redis_url, **overrides)
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def write_alert(redis_client: redis.Redis) -> AlertWriter:
         alert = Alert(
             id=alert_id,
             camera=camera,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             start_ts=start_ts,
             end_ts=start_ts + 5 if state == "closed" else None,
             start_seq=10,
@@ -66,7 +66,7 @@ def write_alert(redis_client: redis.Redis) -> AlertWriter:
             pipe.hset(keys.ALERTS, alert.id, alert.model_dump_json())
             pipe.zadd(keys.ALERTS_BY_TIME, {alert.id: start_ms})
             pipe.zadd(keys.alerts_by_camera(camera), {alert.id: start_ms})
-            pipe.xadd(keys.ALERT_EVENTS, AlertEvent.of(event, alert).to_fields())  # type: ignore[arg-type]
+            pipe.xadd(keys.ALERT_EVENTS, AlertEvent.of(event, alert).to_fields())
             *_, event_id = pipe.execute()
         return alert, event_id.decode()
 
@@ -82,7 +82,7 @@ def heartbeat(redis_client: redis.Redis) -> Callable[[str, str, float], None]:
             pid=os.getpid(),
             host="test",
             started_ts=ts - 60,
-            ts=ts,  # type: ignore[arg-type]
+            ts=ts,
         )
         redis_client.hset(keys.WORKERS, worker_id, beat_msg.model_dump_json())
 

@@ -8,10 +8,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
-from service.api.models import mask_credentials
 from tests.service.conftest import make_settings
 from workers import keys
 from workers.keys import CameraConfig, CameraStatus
+from workers.redaction import redact
 
 RTSP = "rtsp://admin:hunter2@10.0.0.5:554/stream1"
 
@@ -57,14 +57,15 @@ def test_credentials_never_returned(
     assert api.get("/api/cameras/gate").json()["status"]["message"] == "lost rtsp://***@10.0.0.5:554/stream1"
 
 
-def test_mask_credentials() -> None:
-    assert mask_credentials("rtsp://u:p@ss@host/x") == "rtsp://***@host/x"
-    assert (
-        mask_credentials("http://cam/video?user=a&password=b&fps=5")
-        == "http://cam/video?user=a&password=***&fps=5"
-    )
-    assert mask_credentials("/videos/site1.mp4") == "/videos/site1.mp4"
-    assert mask_credentials("rtsp://host:554/live") == "rtsp://host:554/live"
+def test_redact() -> None:
+    assert redact("rtsp://u:p@ss@host/x") == "rtsp://***@host/x"
+    assert redact("http://cam/video?user=a&password=b&fps=5") == "http://cam/video?user=a&password=***&fps=5"
+    assert redact("/videos/site1.mp4") == "/videos/site1.mp4"
+    assert redact("rtsp://host:554/live") == "rtsp://host:554/live"
+    # references to credentials held elsewhere are no secret, and operators need to see them
+    assert redact("rtsp://${GATE_USER}:${GATE_PASS}@h/s") == "rtsp://${GATE_USER}:${GATE_PASS}@h/s"
+    assert redact("rtsp://${GATE_USER}:hunter2@h/s") == "rtsp://***@h/s"
+    assert redact("http://h/v?token=${GATE_TOKEN}") == "http://h/v?token=${GATE_TOKEN}"
 
 
 def test_duplicate_id_conflicts(api: TestClient, operator_headers: dict[str, str]) -> None:
@@ -143,3 +144,21 @@ def test_oversized_body_is_413(api: TestClient, operator_headers: dict[str, str]
     )
     assert streamed.status_code == 413
     assert "limit" in streamed.json()["detail"]
+
+
+def test_put_changes_settings_and_refuses_unknown_or_mismatched_ids(
+    api: TestClient, operator_headers: dict[str, str], redis_client: redis.Redis
+) -> None:
+    api.post("/api/cameras", json={"id": "gate", "source": RTSP}, headers=operator_headers)
+    zone = {"points": [[0, 0], [0.5, 0], [0.5, 0.5]]}
+    body = {"id": "gate", "source": RTSP, "threshold": 0.7, "ignore_zones": [zone]}
+    assert api.put("/api/cameras/gate", json=body).status_code == 401
+    changed = api.put("/api/cameras/gate", json=body, headers=operator_headers)
+    assert changed.status_code == 200 and changed.json()["threshold"] == 0.7
+    stored = CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "gate"))
+    assert stored.threshold == 0.7 and len(stored.ignore_zones) == 1 and stored.source == RTSP
+    assert (
+        api.put("/api/cameras/gate", json={**body, "id": "door"}, headers=operator_headers).status_code == 422
+    )
+    missing = api.put("/api/cameras/door", json={**body, "id": "door"}, headers=operator_headers)
+    assert missing.status_code == 404 and not redis_client.hexists(keys.CAMERAS, "door")

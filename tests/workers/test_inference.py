@@ -35,7 +35,13 @@ def write_frames(client: redis.Redis, camera: str, anomalous: range, count: int,
     for seq in range(count):
         gray = scene(seq, rng, square=seq in anomalous)
         message = keys.FrameMessage(
-            camera=camera, seq=seq, ts=1000.0 + seq / 10, session=0, width=WIDTH, height=HEIGHT, gray=gray.tobytes()
+            camera=camera,
+            seq=seq,
+            ts=1000.0 + seq / 10,
+            session=0,
+            width=WIDTH,
+            height=HEIGHT,
+            gray=gray.tobytes(),
         )
         client.xadd(keys.frames_stream(camera), message.to_fields())
 
@@ -52,7 +58,10 @@ def start_worker(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]]:
 
     def start(worker_id: str) -> InferenceWorker:
         worker = InferenceWorker(
-            settings_for_test(), redis_url, worker_id=worker_id, detector=FrameDifferenceDetector(HEIGHT, WIDTH)
+            settings_for_test(),
+            redis_url,
+            worker_id=worker_id,
+            detector=FrameDifferenceDetector(HEIGHT, WIDTH),
         )
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()

@@ -27,7 +27,8 @@ from workers.cameras import ensure_sources, new_camera_id, put_camera, remove_ca
 from workers.ingest.demo import demo_source, write_demo_clip
 from workers.ingest.sources import FpsSampler, camera_id_from_source, open_source
 from workers.ingest.worker import IngestWorker
-from workers.process import Backoff, redact
+from workers.process import Backoff
+from workers.redaction import redact
 from workers.redis_conn import EmbeddedRedis, connect
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,7 +74,7 @@ def test_sampler_follows_timestamps_not_frame_counts() -> None:
 
 def test_redact_and_camera_ids(tmp_path: Path) -> None:
     assert redact("cannot open rtsp://admin:s3cret@10.0.0.5:554/live: refused") == (
-        "cannot open rtsp://10.0.0.5:554/live: refused"
+        "cannot open rtsp://***@10.0.0.5:554/live: refused"
     )
     clip = tmp_path / "Front Door (1).mp4"
     clip.write_bytes(b"x")

@@ -46,7 +46,7 @@ def test_cameras_add_list_remove(
     capsys.readouterr()
     assert call(vigil, "cameras", "list") == 0
     listing = capsys.readouterr().out
-    assert "door" in listing and "rtsp://10.0.0.9/live" in listing and "s3cret" not in listing
+    assert "door" in listing and "rtsp://***@10.0.0.9/live" in listing and "s3cret" not in listing
     assert "disabled" in listing
 
     with pytest.raises(CommandError, match="exists"):

@@ -70,7 +70,7 @@ def test_wrong_path_and_silent_server_fail_alone(
     run_ingest(open_timeout_s=1.5)
 
     typo = wait_for(state_is(redis_client, "typo", "error"), 15, "the wrong path to fail")
-    assert typo.message.startswith(f"cannot open rtsp://127.0.0.1:{rtsp_server.port}/nope: ")
+    assert typo.message.startswith(f"cannot open rtsp://***@127.0.0.1:{rtsp_server.port}/nope: ")
     assert "404" in typo.message
     silent = wait_for(state_is(redis_client, "silent", "error"), 15, "the silent server to time out")
     assert silent.message.startswith(f"cannot open {silent_server}: no answer within 1.5 s")

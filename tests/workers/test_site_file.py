@@ -38,7 +38,7 @@ def test_bad_site_files_are_refused_with_the_reason(tmp_path: Path, text: str, m
 
 
 def test_a_folder_in_place_of_the_site_file_says_how_to_fix_it(tmp_path: Path) -> None:
-    with pytest.raises(SiteFileError, match="site.example.yml"):
+    with pytest.raises(SiteFileError, match=r"site\.example\.yml"):
         load_site_file(tmp_path)
 
 

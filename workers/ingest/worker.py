@@ -24,7 +24,8 @@ import redis
 from workers import keys
 from workers.cameras import list_cameras
 from workers.ingest.sources import DecodedFrame, FpsSampler, FrameSource, SourceError, is_live, open_source
-from workers.process import Backoff, WorkerProcess, format_fields, redact
+from workers.process import Backoff, WorkerProcess, format_fields
+from workers.redaction import redact
 from workers.settings import Settings
 
 log = logging.getLogger("vigil.ingest")

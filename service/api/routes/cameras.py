@@ -41,7 +41,7 @@ def list_cameras(client: RedisDep) -> list[CameraOut]:
     },
 )
 def add_camera(config: CameraConfig, client: RedisDep) -> CameraOut:
-    if not store.add_camera(client, config):
+    if not cameras.add_camera(client, config):
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"a camera with id '{config.id}' exists; delete it first"
         )
@@ -56,6 +56,28 @@ def get_camera(camera_id: CameraIdPath, client: RedisDep) -> CameraOut:
     config = cameras.get_camera(client, camera_id)
     if config is None:
         raise _not_found(camera_id)
+    return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
+
+
+@router.put(
+    "/{camera_id}",
+    dependencies=[OperatorDep],
+    summary="Change a camera's settings (sensitivity, ignore zones, source, ...); the workers follow within a second",
+    responses={
+        404: {"description": "Unknown camera."},
+        422: {"description": "Invalid settings, or the body's id differs from the path."},
+        401: {"description": "Operator token needed."},
+    },
+)
+def replace_camera(camera_id: CameraIdPath, config: CameraConfig, client: RedisDep) -> CameraOut:
+    if config.id != camera_id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"body id '{config.id}' differs from the path's '{camera_id}'",
+        )
+    if not cameras.replace_camera(client, config):
+        raise _not_found(camera_id)
+    log.info("camera %s changed", camera_id)
     return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
 
 

@@ -409,7 +409,7 @@ class InferenceWorker(WorkerProcess):
         settings = self.settings
         slot = self.slots[item.camera]
         frame = item.frame
-        cap = int(slot.config.fps or settings.analysis.fps) * int(settings.analysis.buffer_seconds)
+        cap = settings.analysis.buffer_frames(slot.config.fps or settings.analysis.fps)
         message = keys.ScoreMessage(
             camera=item.camera,
             seq=frame.seq,

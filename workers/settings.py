@@ -32,6 +32,10 @@ class AnalysisSettings(BaseModel):
     display_width: int = Field(480, ge=64, le=1920, description="Width of stored display JPEGs.")
     buffer_seconds: float = Field(300.0, gt=0, description="Seconds of analysis frames kept per camera.")
 
+    def buffer_frames(self, fps: float) -> int:
+        """Entries a camera's frame (and score) stream is capped at."""
+        return max(1, round(fps * self.buffer_seconds))
+
 
 class InferenceSettings(BaseModel):
     model_path: Path | None = Field(

@@ -6,8 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
+import redis
+
+from service.commands.common import CommandError
+from workers.cameras import ensure_sources
 from workers.ingest.demo import demo_source
-from workers.redis_conn import EMBEDDED_REDIS_DIR, EmbeddedRedis
+from workers.redaction import redact
+from workers.redis_conn import EMBEDDED_REDIS_DIR, EmbeddedRedis, connect
 from workers.settings import get_settings
 from workers.supervisor import Child, Supervisor, child_env
 
@@ -53,12 +58,16 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     host = args.host or settings.api_host
     port = args.port or settings.api_port
-    sources = list(args.source)
-    if args.demo:
-        sources.append(demo_source(PROJECT_ROOT, settings.data_dir))
     embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / EMBEDDED_REDIS_DIR).start()
     redis_url = settings.redis_url or embedded.url  # type: ignore[union-attr]
-    ingest_args = ["ingest", *(arg for source in sources for arg in ("--source", source))]
+    if args.demo:  # a demo camera plays on in a loop, like a real one
+        demo = demo_source(PROJECT_ROOT, settings.data_dir)
+        try:
+            ensure_sources(connect(redis_url), [demo], loop=True)
+        except redis.ConnectionError as exc:
+            raise CommandError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from exc
+        log.info("demo camera: %s (looping)", demo)
+    ingest_args = ["ingest", *(arg for source in args.source for arg in ("--source", source))]
     if args.site:
         ingest_args += ["--site", str(args.site.resolve())]
     children = [

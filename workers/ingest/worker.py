@@ -62,7 +62,7 @@ class CameraIngest:
         self.width = config.width or analysis.width
         self.height = config.height or analysis.height
         self.description = redact(config.source)
-        self.frames_maxlen = max(1, round(self.fps * analysis.buffer_seconds))
+        self.frames_maxlen = analysis.buffer_frames(self.fps)
         self.display_maxlen = max(1, round(analysis.buffer_seconds / analysis.display_interval_s))
         self.stop_event = threading.Event()
         self._status_lock = threading.Lock()

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from models.mining import MiningParams, abnormal_frames, long_runs, normal_frames, pixel_masks
+
+PARAMS = MiningParams(min_run=3)
+
+
+def test_runs_shorter_than_the_minimum_are_dropped() -> None:
+    selected = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1], dtype=bool)
+    kept = long_runs(selected, 3)
+    assert kept.tolist() == [0, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0]
+    assert long_runs(np.ones(9, dtype=bool), 10).sum() == 0  # FNmin = 10: nine frames are too few
+
+
+def test_abnormal_frames_are_high_scores_in_long_runs() -> None:
+    scores = np.array([0.9, 0.9, 0.1, 0.86, 0.95, 0.85, 0.2, 0.99])
+    assert abnormal_frames(scores, PARAMS).tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
+
+
+def test_normal_rule_matches_a_hand_computation() -> None:
+    # Four candidate frames (S < eta_s), 1x4 pixels each, and one abnormal frame (S = 0.9).
+    maps = np.array(
+        [
+            [[0.00, 0.01, 0.03, 0.05]],  # above 0.02: 0.03, 0.05 -> RS 0.04
+            [[0.01, 0.01, 0.01, 0.04]],  # RS 0.04
+            [[0.10, 0.20, 0.30, 0.40]],  # RS 0.25: a missed anomaly
+            [[0.00, 0.00, 0.00, 0.03]],  # RS 0.03
+            [[0.90, 0.90, 0.90, 0.90]],
+        ]
+    )
+    scores = np.array([0.1, 0.2, 0.5, 0.1, 0.9])
+    selection = normal_frames(scores, maps, MiningParams(min_run=1))
+    # dynamic eta_p = min RS = 0.03 -> FS = [0.05, 0.04, 0.25, 0] (nothing above 0.03 in the last)
+    rs = (np.array([0.04, 0.04, 0.25, 0.03]) - 0.03) / 0.22
+    fs = np.array([0.05, 0.04, 0.25, 0.0]) / 0.25
+    x = rs.mean()
+    assert selection.hinge == pytest.approx(2 * (x - x * x))
+    np.testing.assert_allclose(selection.rs[:4], rs)
+    np.testing.assert_allclose(selection.fs[:4], fs)
+    assert np.isnan(selection.rs[4])
+    # T = 2 (0.2386 - 0.0569) = 0.363: FS 0.2, 0.16, 1.0, 0 -> the missed anomaly is excluded
+    assert selection.keep.tolist() == [True, True, False, True, False]
+    assert normal_frames(scores, maps, MiningParams(min_run=2)).keep.tolist() == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_pixel_masks_hide_high_normalized_error() -> None:
+    maps = np.array([[[0.0, 0.5, 0.79, 1.0]], [[0.0, 0.0, 0.0, 0.0]]], dtype=np.float32)
+    assert pixel_masks(maps, 0.8).tolist() == [[[1, 1, 1, 0]], [[1, 1, 1, 1]]]
+    # Against a normal-footage scale, a frame whose errors are all small hides nothing.
+    small = np.array([[[0.01, 0.02, 0.03, 0.04]]], dtype=np.float32)
+    assert pixel_masks(small, 0.8).tolist() == [[[1, 1, 1, 0]]]
+    assert pixel_masks(small, 0.8, reference_scale=0.1).tolist() == [[[1, 1, 1, 1]]]

@@ -27,10 +27,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from models.detector import Detector  # noqa: E402
-from models.network import NetworkConfig  # noqa: E402
 from models.pipeline import machine_info, save_trained, train_on_dataset  # noqa: E402
 from models.runtime import load_detector  # noqa: E402
 from models.training import TrainConfig  # noqa: E402
+from service.commands.train import network_config  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 BATCHES = (1, 8, 32)
@@ -120,7 +120,7 @@ def main() -> int:
         if args.train_minutes is not None:
             started = time.perf_counter()
             trained = train_on_dataset(
-                args.dataset, NetworkConfig(), TrainConfig(minutes=args.train_minutes, seed=args.seed)
+                args.dataset, network_config(), TrainConfig(minutes=args.train_minutes, seed=args.seed)
             )
             results["training"] = {**trained.metadata["training"], "wall_s": time.perf_counter() - started}
             save_trained(trained, onnx_path)

@@ -6,8 +6,9 @@ export and serving). The network sees the past frames, their differences (motion
 a residual on the last past frame. The pixel error map |prediction - current frame| is part of the graph,
 so the exported ONNX model maps clips straight to error maps.
 
-Cost is kept low for CPU serving: a stride-2 stem (no convolution at full resolution except via a pixel
-shuffle at the output), few channels at high resolution.
+Cost is kept low for CPU serving: a stride-2 stem (no convolution at full resolution; the output comes
+back to full resolution by a pixel shuffle), few channels at high resolution, and inputs larger than
+128x192 folded into channels (space-to-depth) so that the cost does not grow with the resolution.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ class NetworkConfig:
     history: int = 4  # past frames the prediction is made from
     widths: tuple[int, ...] = (16, 32, 64, 96)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
     coords: bool = True  # pixel-position input channels
+    unshuffle: int = 1  # input pixels folded into channels (space-to-depth) before the stride-2 stem
+
+    @classmethod
+    def for_size(cls, height: int, width: int) -> NetworkConfig:
+        """The default network for an input size: larger inputs are folded into channels first, so that
+        the cost stays that of a 128x192 input while the fine detail still reaches the network."""
+        unshuffle = max(1, round(min(height / 128, width / 192)))
+        return cls(height=height, width=width, unshuffle=unshuffle)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "widths": list(self.widths)}
@@ -52,10 +61,13 @@ class FramePredictor(nn.Module):
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
-        if config.height % 2 or config.width % 2 or config.history < 2:
-            raise ValueError(f"input {config.height}x{config.width} must have even sides and history >= 2")
+        step = 2 * config.unshuffle
+        if config.height % step or config.width % step or config.history < 2:
+            raise ValueError(
+                f"input {config.height}x{config.width} must have sides divisible by {step} and history >= 2"
+            )
         self.config = config
-        in_channels = 2 * config.history - 1 + (2 if config.coords else 0)
+        in_channels = (2 * config.history - 1 + (2 if config.coords else 0)) * config.unshuffle**2
         widths = config.widths
         self.encoders = nn.ModuleList(
             [_conv_block(in_channels, widths[0], stride=2)]
@@ -64,8 +76,9 @@ class FramePredictor(nn.Module):
         self.decoders = nn.ModuleList(
             [_conv_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(len(widths) - 1))]
         )
-        # back to full resolution: 4 sub-pixel outputs per half-resolution position
-        self.head = nn.Sequential(nn.Conv2d(widths[0], 4, 3, padding=1), nn.PixelShuffle(2))
+        # back to full resolution: sub-pixel outputs per stem position
+        self.fold = nn.PixelUnshuffle(config.unshuffle)
+        self.head = nn.Sequential(nn.Conv2d(widths[0], step**2, 3, padding=1), nn.PixelShuffle(step))
         nn.init.zeros_(self.head[0].weight)  # start as "nothing moves": the last past frame
         nn.init.zeros_(self.head[0].bias)
         ys = (
@@ -97,7 +110,7 @@ class FramePredictor(nn.Module):
                 channels.append(
                     torch.stack([self.position[0, :, y : y + height, x : x + width] for y, x in offsets])
                 )
-        features = torch.cat(channels, dim=1)
+        features = self.fold(torch.cat(channels, dim=1))
         skips = []
         for encoder in self.encoders:
             features = encoder(features)

@@ -23,7 +23,7 @@ from models.evaluation import VideoScores, auc_report, fit_calibration, score_vi
 from models.network import NetworkConfig
 from models.pseudo import PseudoAnomalyConfig
 from models.runtime import MODEL_KIND, TorchDetector, load_detector, model_metadata, save_detector
-from models.stream import DEFAULT_PATCH
+from models.scoring import patch_size_for
 from models.training import TrainConfig, train_predictor
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def train_on_dataset(
     metadata = model_metadata(
         network,
         calibration=None,
-        patch=DEFAULT_PATCH,
+        patch=patch_size_for(network.height),
         extra={
             "version": f"{MODEL_KIND}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}",
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

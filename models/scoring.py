@@ -29,6 +29,12 @@ def patch_max_scores(error_maps: np.ndarray, patch: int) -> np.ndarray:
     return out
 
 
+def patch_size_for(height: int) -> int:
+    """Scoring patch side for a view height: an eighth of it (16 px at 128), the scale of a person or a bike
+    in a typical surveillance view; fixed to the view, not to a dataset."""
+    return max(4, round(height / 8))
+
+
 def ignore_mask(height: int, width: int, zones: list[list[tuple[float, float]]]) -> np.ndarray | None:
     """float32 [H, W]: 0 inside any ignore zone (polygons in normalized coordinates), 1 elsewhere."""
     if not zones:
@@ -64,9 +70,11 @@ class ScoreCalibration:
 @dataclass(frozen=True)
 class ScorerConfig:
     window: int = 3000  # raw scores remembered per camera for its running statistics
-    prior_weight: int = 200  # the calibration counts as this many frames while a camera is new
+    # the calibration counts as this many frames: a camera's own statistics take over only after minutes of
+    # footage, so that a start full of activity is not learned as its normal level
+    prior_weight: int = 1000
     z_mid: float = 4.0  # robust z-score that maps to 0.5
-    z_width: float = 1.0
+    z_width: float = 2.0  # wide enough that strong anomalies still rank among themselves
     smoothing: int = 5  # causal mean over the last N normalized scores
 
 

@@ -29,7 +29,7 @@ class TrainConfig:
     minutes: float | None = 10.0  # wall-clock budget; used when epochs is None
     epochs: float | None = None
     batch_size: int = 16
-    crop_fraction: float = 0.5  # training crops are this fraction of the view's height and width (even sizes)
+    crop_fraction: float = 0.5  # training crops: this fraction of the view's height and width (faster steps)
     learning_rate: float = 2e-3
     seed: int = 0
     checkpoint_every: int = 200  # steps
@@ -97,10 +97,11 @@ def train_predictor(
         torch.save(state, checkpoint.with_suffix(".tmp"))
         checkpoint.with_suffix(".tmp").replace(checkpoint)
 
+    step_px = 2 * network.unshuffle  # crop sides must fold into the stem exactly
     crop = (
         (
-            2 * round(network.height * config.crop_fraction / 2),
-            2 * round(network.width * config.crop_fraction / 2),
+            max(step_px, step_px * round(network.height * config.crop_fraction / step_px)),
+            max(step_px, step_px * round(network.width * config.crop_fraction / step_px)),
         )
         if config.crop_fraction < 1.0
         else None

@@ -13,6 +13,7 @@ import sys
 from pydantic import ValidationError
 
 from service.commands.common import CommandError
+from workers.redaction import RedactingFilter
 from workers.settings import CONFIG_ENV
 
 # Order is the order `vigil --help` lists them in.
@@ -21,7 +22,23 @@ COMMANDS = ("up", "ingest", "infer", "retrain", "api", "train", "eval", "cameras
 log = logging.getLogger("vigil")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_named(argv: list[str]) -> str | None:
+    """The subcommand `argv` runs, if it names one (the options before it take a value each)."""
+    values_follow = {"--config", "--log-level"}
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in values_follow:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `vigil` parser; with `only`, just that subcommand is registered, so a worker process imports the
+    modules it runs and not, say, PyTorch for training (faster restarts, less memory per process)."""
     parser = argparse.ArgumentParser(
         prog="vigil",
         description=(
@@ -38,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override VIGIL_LOG_LEVEL"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         importlib.import_module(f"service.commands.{name}").register(subparsers)
     return parser
 
@@ -50,10 +67,13 @@ def configure_logging(level: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(only=command_named(argv)).parse_args(argv)
     if args.config:
         os.environ[CONFIG_ENV] = args.config
     if args.log_level:

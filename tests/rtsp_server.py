@@ -3,7 +3,7 @@
     /usr/bin/python3 tests/rtsp_server.py --port 8554 [--mount /cam] [--file clip.mp4]
 
 Without --file it serves an endless live test pattern (H.264 from openh264enc, a keyframe every second);
-with --file it streams an H.264 MP4 once. Prints "ready" when it listens; SIGTERM/SIGINT stop it.
+with --file it streams an H.264 MP4 (or MPEG-TS: .ts) once. Prints "ready" when it listens; SIGTERM/SIGINT stop it.
 Needs: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 python3-gi (Debian).
 """
@@ -24,7 +24,7 @@ LIVE_PIPELINE = (
     "! videoconvert ! openh264enc gop-size={fps} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
 )
 FILE_PIPELINE = (
-    'filesrc location="{file}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96'
+    'filesrc location="{file}" ! {demuxer} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96'
 )
 
 
@@ -32,7 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mount", default="/cam")
-    parser.add_argument("--file", help="an H.264 MP4 to stream (default: a live test pattern)")
+    parser.add_argument(
+        "--file", help="an H.264 MP4 or MPEG-TS (.ts) to stream (default: a live test pattern)"
+    )
     parser.add_argument("--width", type=int, default=360)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--fps", type=int, default=10)
@@ -43,7 +45,11 @@ def main() -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    pipeline = FILE_PIPELINE.format(file=args.file) if args.file else LIVE_PIPELINE.format(**vars(args))
+    if args.file:
+        demuxer = "tsdemux" if args.file.endswith(".ts") else "qtdemux"
+        pipeline = FILE_PIPELINE.format(file=args.file, demuxer=demuxer)
+    else:
+        pipeline = LIVE_PIPELINE.format(**vars(args))
     factory.set_launch(f"( {pipeline} )")
     server.get_mount_points().add_factory(args.mount, factory)
     if server.attach(None) == 0:

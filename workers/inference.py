@@ -9,6 +9,9 @@ Scale-out and fault model:
 - Each batch's results (scores, error maps, alert events, alert hysteresis state) and its XACK are written
   in one MULTI/EXEC guarded by WATCH on the leases: either all of it lands or none, so a frame is scored
   exactly once and an alert event is never written twice.
+- A frame that never reaches a worker (trimmed by the stream cap before it was scored, or lost by a Redis
+  restart) shows as a gap in the camera's seq numbers: it is counted, per camera, in the scorer state hash
+  (field `frames_dropped`) and in the worker's heartbeat, and logged.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 
 SCORER_STATE_INTERVAL_S = 10.0  # the normalization window is large: persist it now and then, not per batch
+DROPPED_FIELD = "frames_dropped"  # of keys.scorer_state_key: frames of the camera that were never scored
 
 _ACQUIRE_LEASE = """
 local owner = redis.call('GET', KEYS[1])
@@ -88,6 +92,8 @@ class CameraSlot:
     last_state_save: float = 0.0
     scored: int = 0
     last_frame_ts: float = 0.0
+    last_seq: int | None = None  # of the last frame scored: a jump past it means frames were dropped
+    dropped: int = 0
     heat_minute: int | None = None  # the minute `heat` sums the anomalous error maps of
     heat: np.ndarray | None = None
 
@@ -123,6 +129,7 @@ class InferenceWorker(WorkerProcess):
         self._renew = self.client.register_script(_RENEW_LEASE)
         self._release = self.client.register_script(_RELEASE_LEASE)
         self.frames_scored = 0
+        self.frames_dropped = 0
         self.batches = 0
         self.last_batch_size = 0
         self._next_refresh = 0.0
@@ -145,6 +152,16 @@ class InferenceWorker(WorkerProcess):
             for camera in list(self.slots):
                 self.drop(camera, release=False)
             raise
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis came back without our consumer group (restarted without persistence): take the
+            # cameras again, which creates it; the frames lost with it show as dropped.
+            self.event("consumer_group_lost", logging.WARNING, error=exc)
+            for camera in list(self.slots):
+                self.drop(camera, release=False)
+            self._next_refresh = 0.0
+            return
         if not scored and not self.slots:
             self.wait(0.2)
 
@@ -206,6 +223,9 @@ class InferenceWorker(WorkerProcess):
             slot.stream.load_state_dict(json.loads(saved[b"stream"]))
         if b"tracker" in saved:
             slot.tracker.load_state_dict(json.loads(saved[b"tracker"]))
+        last_score = self.client.xrevrange(keys.scores_stream(camera), count=1)
+        if last_score:
+            slot.last_seq = int(last_score[0][1][b"seq"])
         self.slots[camera] = slot
         log.info("camera %s: taken by %s (%d pending frames claimed)", camera, self.worker_id, claimed)
 
@@ -251,6 +271,7 @@ class InferenceWorker(WorkerProcess):
         old = self.slots[camera]
         slot = self._new_slot(config)
         slot.stream, slot.read_id, slot.needs_history = old.stream, old.read_id, old.needs_history
+        slot.last_seq, slot.dropped = old.last_seq, old.dropped
         slot.tracker.load_state_dict(old.tracker.state_dict())
         self.slots[camera] = slot
         log.info("camera %s: settings changed", camera)
@@ -271,6 +292,7 @@ class InferenceWorker(WorkerProcess):
         for camera, slot in list(self.slots.items()):
             fresh = self._new_slot(slot.config)
             fresh.tracker, fresh.read_id = slot.tracker, slot.read_id
+            fresh.last_seq, fresh.dropped = slot.last_seq, slot.dropped
             self.slots[camera] = fresh
         log.info("now serving model %s (%s)", detector.info.version, detector.info.kind)
 
@@ -366,9 +388,21 @@ class InferenceWorker(WorkerProcess):
             item.events = slot.tracker.update(item.frame.seq, item.frame.ts, item.score, model)
         return scored
 
+    def _dropped_before(self, scored: list[ScoredFrame]) -> dict[str, tuple[int, int]]:
+        """Per camera: (frames missing from its seq numbers before or within the batch, last seq of the batch)."""
+        result: dict[str, tuple[int, int]] = {}
+        for item in scored:
+            missing, last = result.get(item.camera, (0, self.slots[item.camera].last_seq))
+            seq = item.frame.seq
+            if last is not None and seq > last + 1:
+                missing += seq - last - 1
+            result[item.camera] = (missing, seq)  # (a seq going back: the camera's numbering restarted)
+        return result
+
     def _write(self, scored: list[ScoredFrame]) -> None:
         cameras = sorted({item.camera for item in scored})
         lease_keys = [keys.lease_key(camera) for camera in cameras]
+        dropped = self._dropped_before(scored)
         now = time.time()
         with self.client.pipeline(transaction=True) as pipe:
             try:
@@ -391,11 +425,24 @@ class InferenceWorker(WorkerProcess):
                         state["stream"] = json.dumps(slot.stream.state_dict())
                         slot.last_state_save = now
                     pipe.hset(keys.scorer_state_key(camera), mapping=state)
+                    if dropped[camera][0]:
+                        pipe.hincrby(keys.scorer_state_key(camera), DROPPED_FIELD, dropped[camera][0])
                     ids = [item.entry_id for item in scored if item.camera == camera]
                     pipe.xack(keys.frames_stream(camera), keys.INFERENCE_GROUP, *ids)
                 pipe.execute()
             except redis.WatchError as exc:
                 raise LeaseLost("a camera lease changed while the batch was written") from exc
+        for camera, (missing, last_seq) in dropped.items():
+            slot = self.slots[camera]
+            slot.last_seq = last_seq
+            if missing:
+                slot.dropped += missing
+                self.frames_dropped += missing
+                log.warning(
+                    "camera %s: %d frames were dropped before scoring (stream cap or Redis restart)",
+                    camera,
+                    missing,
+                )
         for item in scored:
             slot = self.slots[item.camera]
             slot.scored += 1
@@ -453,6 +500,8 @@ class InferenceWorker(WorkerProcess):
         return {
             "cameras": sorted(self.slots),
             "frames_scored": self.frames_scored,
+            "frames_dropped": self.frames_dropped,
+            "dropped_by_camera": {cam: slot.dropped for cam, slot in self.slots.items() if slot.dropped},
             "batches": self.batches,
             "last_batch_size": self.last_batch_size,
             "model": self.detector.info.version if self.detector else None,

@@ -23,7 +23,10 @@ def _check_camera_id(value: str) -> str:
     return value
 
 
-CameraId = Annotated[str, AfterValidator(_check_camera_id)]
+# The pattern is also published in the JSON schema (OpenAPI), so clients and fuzzers know it.
+CameraId = Annotated[
+    str, Field(json_schema_extra={"pattern": CAMERA_ID_PATTERN}), AfterValidator(_check_camera_id)
+]
 
 
 # ---------------------------------------------------------------- key names
@@ -62,7 +65,7 @@ def display_stream(camera: str) -> str:
 
 
 def scorer_state_key(camera: str) -> str:
-    """Hash of the inference worker's per-camera state: `tracker` (alert hysteresis, every batch), `stream` (score normalization, now and then)."""
+    """Hash of the inference worker's per-camera state: `tracker` (alert hysteresis, every batch), `stream` (score normalization, now and then), `frames_dropped` (frames never scored)."""
     return f"{camera_prefix(camera)}:scorer_state"
 
 
@@ -92,10 +95,14 @@ def now() -> float:
     return time.time()
 
 
+# Numbers of camera settings are strict: JSON numbers only (true/false or "1" are refused, not coerced).
+Coordinate = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
+
+
 class Zone(BaseModel):
     """A polygon in normalized image coordinates (0..1), e.g. an area to ignore."""
 
-    points: list[tuple[float, float]] = Field(min_length=3, max_length=64)
+    points: list[tuple[Coordinate, Coordinate]] = Field(min_length=3, max_length=64)
 
 
 class CameraConfig(BaseModel):
@@ -103,13 +110,15 @@ class CameraConfig(BaseModel):
     source: str = Field(
         min_length=1, max_length=2048, description="rtsp://, http(s)://, a video file or a frame folder"
     )
-    fps: float | None = Field(None, gt=0, le=60, description="Analysis fps (default: settings).")
-    width: int | None = Field(None, ge=32, le=1920)
-    height: int | None = Field(None, ge=32, le=1080)
-    loop: bool = Field(False, description="Files and folders: start again at the end.")
-    threshold: float | None = Field(None, gt=0, lt=1, description="Alert threshold for this camera.")
+    fps: float | None = Field(None, strict=True, gt=0, le=60, description="Analysis fps (default: settings).")
+    width: int | None = Field(None, strict=True, ge=32, le=1920)
+    height: int | None = Field(None, strict=True, ge=32, le=1080)
+    loop: bool = Field(False, strict=True, description="Files and folders: start again at the end.")
+    threshold: float | None = Field(
+        None, strict=True, gt=0, lt=1, description="Alert threshold for this camera."
+    )
     ignore_zones: list[Zone] = Field(default_factory=list, max_length=32)
-    enabled: bool = True
+    enabled: bool = Field(True, strict=True)  # strict: true/false only, not 0/1 or "no"
 
 
 CameraState = Literal["starting", "streaming", "reconnecting", "finished", "error", "stopped"]
@@ -120,6 +129,7 @@ class CameraStatus(BaseModel):
     state: CameraState
     message: str = ""
     frames: int = 0
+    dropped: int = Field(0, description="Frames decoded but not stored because Redis was unavailable.")
     reconnects: int = 0
     fps: float = 0.0
     width: int | None = None

@@ -11,7 +11,8 @@ API
 
 `run() -> int` drives it: installs SIGTERM/SIGINT handlers (main thread only) that set `stop_event`, starts
 a heartbeat thread that writes a `keys.WorkerHeartbeat` into `keys.WORKERS` every `settings.heartbeat_s`
-(removed again at exit), calls `setup()` then `step()` repeatedly, waiting `step_interval_s` between
+(removed again at exit; entries of workers silent for STALE_HEARTBEAT_S, killed without that chance, are
+removed too), calls `setup()` then `step()` repeatedly, waiting `step_interval_s` between
 steps, and on `redis.ConnectionError` logs once, waits with exponential backoff (capped at
 `settings.reconnect_max_s`) and carries on. `stop()` asks the loop to end from any thread; `wait(s)`
 sleeps but wakes at stop and says whether stop was asked. Log lines go through `self.log`, prefixed
@@ -35,6 +36,7 @@ from types import FrameType
 from typing import Any, ClassVar, Literal
 
 import redis
+from pydantic import ValidationError
 
 from workers import keys
 from workers.redaction import redact
@@ -42,6 +44,11 @@ from workers.redis_conn import connect
 from workers.settings import Settings
 
 WorkerRole = Literal["ingest", "inference", "retrain", "api"]
+
+# A heartbeat this old is of a worker that died without removing it (kill -9, power loss): it is removed,
+# so that dead workers do not pile up in keys.WORKERS (and in the metrics) after every crash.
+STALE_HEARTBEAT_S = 300.0
+PRUNE_INTERVAL_S = 60.0
 
 
 class Backoff:
@@ -167,8 +174,20 @@ class WorkerProcess:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
+    def _prune_stale_heartbeats(self) -> None:
+        horizon = time.time() - STALE_HEARTBEAT_S
+        for worker_id, raw in self.redis.hgetall(keys.WORKERS).items():
+            try:
+                stale = keys.WorkerHeartbeat.model_validate_json(raw).ts < horizon
+            except ValidationError:
+                stale = True  # unreadable: no worker can be counted on through it
+            if stale:
+                self.redis.hdel(keys.WORKERS, worker_id)
+                self.event("stale_heartbeat_removed", worker=worker_id.decode(errors="replace"))
+
     def _heartbeat_loop(self) -> None:
         host = socket.gethostname()
+        next_prune = 0.0
         while not self.stop_event.is_set():
             beat = keys.WorkerHeartbeat(
                 id=self.worker_id,
@@ -180,4 +199,7 @@ class WorkerProcess:
             )
             with suppress(redis.ConnectionError):  # the main loop reports the outage; the next beat retries
                 self.redis.hset(keys.WORKERS, self.worker_id, beat.model_dump_json())
+                if time.monotonic() >= next_prune:
+                    self._prune_stale_heartbeats()
+                    next_prune = time.monotonic() + PRUNE_INTERVAL_S
             self.wait(self.settings.heartbeat_s)

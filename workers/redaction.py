@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 MASK = "***"
@@ -29,3 +30,19 @@ def _mask_query_value(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """`text` with URL user info and secret-looking URL query values replaced by *** (${NAME} references kept)."""
     return _SECRET_QUERY_VALUE.sub(_mask_query_value, _USERINFO.sub(_mask_userinfo, text))
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that masks credentials in each record it writes: the message and any traceback text.
+
+    The safety net under the explicit redact() calls: an exception message that carries a source URL
+    (a traceback from a bug) or a request line with ?token= never reaches a log file as it was.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True

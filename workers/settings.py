@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=1, le=65535)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     operator_token: SecretStr | None = Field(None, description="Required bearer token for write endpoints.")
+    read_token: SecretStr | None = Field(
+        None,
+        description="When set, every endpoint but /healthz and /readyz needs it (or the operator token): "
+        "'Authorization: Bearer <token>' or ?token=<token> (the page, the alert WebSocket).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API from other sites (CORS); empty: none.",
+    )
     reconnect_max_s: float = Field(
         3.0, gt=0, description="Longest backoff between source reconnects (a source back is seen within it)."
     )

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from redis.exceptions import RedisError
 
+from service.api.deps import ReadTokenGuard
 from service.api.errors import BodySizeLimit, install_error_handlers
-from service.api.routes import alerts, cameras, health, ws
+from service.api.routes import alerts, cameras, console, health, heatmaps, metrics, ws
 from workers.redaction import redact
 from workers.redis_conn import connect
 from workers.settings import Settings, get_settings
@@ -19,6 +21,13 @@ from workers.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 1024 * 1024
+# Answers any operation may give, documented once for all.
+COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"description": "The body could not be read as JSON."},
+    401: {"description": "A token is needed (operator token for writes; read token when configured)."},
+    413: {"description": f"Request body over {MAX_REQUEST_BYTES} bytes."},
+    503: {"description": "Redis is unavailable; retry after the Retry-After seconds."},
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,9 +57,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Real-time video anomaly detection: cameras, alerts and a live alert feed.",
         version="0.1.0",
         lifespan=lifespan,
+        responses=COMMON_RESPONSES,
     )
     install_error_handlers(app)
+    # The last added runs first: CORS answers preflights (which carry no token) before the token check.
+    app.add_middleware(ReadTokenGuard, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BYTES)
-    for router in (health.router, cameras.router, alerts.router, ws.router):
+    if settings.cors_origins:  # off unless origins are listed: the page is served from the API itself
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    for router in (
+        health.router,
+        cameras.router,
+        alerts.router,
+        ws.router,
+        heatmaps.router,
+        metrics.router,
+        console.router,  # last: it serves the page at / and its static files
+    ):
         app.include_router(router)
     return app

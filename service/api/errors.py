@@ -33,6 +33,11 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def invalid_input(location: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 for input the schema cannot describe (a cursor, a time), shaped like every other 422."""
+    return RequestValidationError([{"loc": location, "msg": message, "type": "value_error"}])
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

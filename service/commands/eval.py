@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.data import DatasetError
+from models.data import DatasetError, list_videos
 from models.runtime import SUFFIXES, InvalidModelError
 from service.commands.train import add_training_arguments, network_config, set_threads, train_config
 from workers.settings import get_settings
@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     inference = get_settings().inference
     training: dict[str, Any] | None = None
     try:
-        if not (dataset / "testing").is_dir():
-            raise DatasetError(f"{dataset}: no testing directory (expected testing/<video>/<frames>)")
+        list_videos(dataset, "testing")  # a bad dataset fails before any training or loading
         set_threads(args.threads)
         if args.model:
             detector = load_detector(Path(args.model), inference.device, args.threads)

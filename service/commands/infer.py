@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from models.runtime import InvalidModelError
-from service.commands.common import require_redis_url
+from service.commands.common import CommandError, require_redis_url
 from workers.inference import InferenceWorker
 from workers.settings import get_settings
-
-log = logging.getLogger("vigil")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,5 +40,4 @@ def run(args: argparse.Namespace) -> int:
     try:
         return worker.run()
     except InvalidModelError as exc:
-        log.error("cannot serve the model: %s", exc)
-        return 2
+        raise CommandError(f"cannot serve the model: {exc}") from exc

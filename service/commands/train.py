@@ -42,7 +42,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def network_config() -> NetworkConfig:
     analysis = get_settings().analysis
-    return NetworkConfig(height=analysis.height, width=analysis.width)
+    return NetworkConfig.for_size(analysis.height, analysis.width)
 
 
 def set_threads(threads: int) -> None:

@@ -245,10 +245,12 @@ class CameraIngest:
                 self._event("redis_unavailable", logging.WARNING, error=exc, action="dropping frames")
                 self.session += 1  # frames are lost: the history restarts after the outage
             self._redis_down = True
+            self.status.dropped += 1  # counted, never silent: the status written after the outage shows it
             return
         if self._redis_down:
-            self._event("redis_reconnected")
+            self._event("redis_reconnected", dropped=self.status.dropped)
             self._redis_down = False
+            self._next_status_s = 0.0  # publish the dropped count now
         self.seq += 1
         self._emit_times.append(now)
         self.status.frames += 1

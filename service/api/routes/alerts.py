@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from service import store
 from service.api.deps import RedisDep
+from service.api.errors import invalid_input
 from service.api.models import AlertList
 from service.store import AlertPosition
 from workers.keys import CAMERA_ID_PATTERN, Alert
@@ -32,9 +33,7 @@ def decode_cursor(cursor: str) -> AlertPosition:
         if not isinstance(score, int | float) or not isinstance(alert_id, str):
             raise ValueError
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor: not a next_cursor value returned by this endpoint"
-        ) from exc
+        raise invalid_input(("query", "cursor"), "not a next_cursor value returned by this endpoint") from exc
     return AlertPosition(float(score), alert_id)
 
 
@@ -50,9 +49,9 @@ def parse_since(value: str) -> float:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"since: expected epoch seconds or an ISO 8601 time such as 2026-01-31T08:00:00Z, got {value!r}",
+        raise invalid_input(
+            ("query", "since"),
+            f"expected epoch seconds or an ISO 8601 time such as 2026-01-31T08:00:00Z, got {value!r}",
         ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

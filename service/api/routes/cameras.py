@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 
 from service import store
 from service.api.deps import OperatorDep, RedisDep
+from service.api.errors import invalid_input
 from service.api.models import CameraOut
 from workers import cameras
 from workers.keys import CAMERA_ID_PATTERN, CameraConfig
@@ -71,10 +72,7 @@ def get_camera(camera_id: CameraIdPath, client: RedisDep) -> CameraOut:
 )
 def replace_camera(camera_id: CameraIdPath, config: CameraConfig, client: RedisDep) -> CameraOut:
     if config.id != camera_id:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            f"body id '{config.id}' differs from the path's '{camera_id}'",
-        )
+        raise invalid_input(("body", "id"), f"body id '{config.id}' differs from the path's '{camera_id}'")
     if not cameras.replace_camera(client, config):
         raise _not_found(camera_id)
     log.info("camera %s changed", camera_id)

@@ -38,6 +38,8 @@ READ_BLOCK_MS = 1000
 READ_BATCH = 100
 # Most feeds reading at once; further clients wait their turn (their events are delayed, not lost).
 MAX_FEED_READERS = 64
+# Clients have nothing to say on the feed: a larger message closes it (the server also caps frames at this).
+MAX_CLIENT_MESSAGE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,19 @@ async def _serve_feed(
 
 
 async def _cancel_on_disconnect(websocket: WebSocket, scope: anyio.CancelScope) -> None:
-    """Client messages are not used; this loop only notices the client leaving."""
-    while (await websocket.receive())["type"] != "websocket.disconnect":
-        pass
+    """Client messages are not used; this loop notices the client leaving, and closes on an oversized message."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            break
+        size = len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
+        if size > MAX_CLIENT_MESSAGE_BYTES:
+            log.info("alert feed closed: client message of %d bytes", size)
+            await websocket.close(
+                code=status.WS_1009_MESSAGE_TOO_BIG,
+                reason=f"messages over {MAX_CLIENT_MESSAGE_BYTES} bytes are refused",
+            )
+            break
     scope.cancel()
 
 

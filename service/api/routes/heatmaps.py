@@ -1,0 +1,201 @@
+"""Heat map images (an alert's peak error map, a camera's anomaly heat over a time window) and the live
+score series of a camera, for the console's plots."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import numpy as np
+import redis
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from pydantic import BaseModel
+
+from service import heatmaps, store
+from service.api.deps import RedisDep, SettingsDep
+from service.api.errors import invalid_input
+from service.api.routes.alerts import parse_since
+from workers import cameras, keys
+from workers.error_maps import decode_error_map
+
+router = APIRouter(tags=["heatmaps"])
+
+CameraIdPath = Annotated[str, Path(pattern=keys.CAMERA_ID_PATTERN, description="Camera id.")]
+PNG_RESPONSE = {200: {"content": {"image/png": {}}}}
+
+WINDOW_PATTERN = re.compile(r"(\d{1,5})([smhd])")
+WINDOW_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_WINDOW_S = 60  # heat is kept per minute
+MAX_WINDOW_S = 7 * 86400
+# Stream entries read on each side of a time when looking for the frame of a given seq (clock skew room).
+FRAMES_NEAR = 8
+DISPLAY_NEAR = 2
+MAX_SCORES = 3000
+
+Message = TypeVar("Message", keys.FrameMessage, keys.DisplayMessage)
+
+
+class ScorePoint(BaseModel):
+    seq: int
+    ts: float
+    score: float
+    anomalous: bool
+
+
+def parse_window(window: str) -> int:
+    """Seconds in a window such as '10m', '1h', '24h' or '7d' (1 minute to 7 days)."""
+    match = WINDOW_PATTERN.fullmatch(window.strip())
+    if match is None:
+        raise invalid_input(
+            ("query", "window"), f"expected a duration such as 10m, 1h or 24h, got {window!r}"
+        )
+    seconds = int(match[1]) * WINDOW_UNITS_S[match[2]]
+    if not MIN_WINDOW_S <= seconds <= MAX_WINDOW_S:
+        raise invalid_input(("query", "window"), f"window must be between 1m and 7d, got {window!r}")
+    return seconds
+
+
+def _png(image: np.ndarray) -> Response:
+    return Response(heatmaps.encode_png(image), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _messages_near(
+    client: redis.Redis, stream: str, ts: float, count: int, parse: Callable[[dict], Message]
+) -> list[Message]:
+    """Entries of a stream written around `ts` (stream ids are the insertion times in ms), nearest first."""
+    at_ms = int(ts * 1000)
+    entries = client.xrange(stream, min=at_ms, count=count) + client.xrevrange(
+        stream, max=f"({at_ms}", count=count
+    )
+    return sorted((parse(fields) for _, fields in entries), key=lambda message: abs(message.ts - ts))
+
+
+def _frame_image(client: redis.Redis, camera: str, seq: int, ts: float, tolerance_s: float) -> np.ndarray:
+    """The camera image of frame `seq` taken at `ts`: its display JPEG, else its analysis frame (gray),
+    else the display JPEG nearest in time (within `tolerance_s`), else a neutral background."""
+    displays = _messages_near(
+        client, keys.display_stream(camera), ts, DISPLAY_NEAR, keys.DisplayMessage.from_fields
+    )
+    exact = next((message for message in displays if message.seq == seq), None)
+    if exact is not None:
+        return heatmaps.decode_jpeg(exact.jpeg)
+    frames = _messages_near(
+        client, keys.frames_stream(camera), ts, FRAMES_NEAR, keys.FrameMessage.from_fields
+    )
+    frame = next((message for message in frames if message.seq == seq), None)
+    if frame is not None:
+        gray = np.frombuffer(frame.gray, dtype=np.uint8).reshape(frame.height, frame.width)
+        return heatmaps.gray_to_bgr(gray)
+    if displays and abs(displays[0].ts - ts) <= tolerance_s:
+        return heatmaps.decode_jpeg(displays[0].jpeg)
+    return heatmaps.neutral_image(*_fallback_size(client, camera))
+
+
+def _latest_image(client: redis.Redis, camera: str) -> np.ndarray | None:
+    """The camera's latest snapshot, else its newest analysis frame."""
+    jpeg = store.get_snapshot(client, camera)
+    if jpeg is not None:
+        return heatmaps.decode_jpeg(jpeg)
+    newest = client.xrevrange(keys.frames_stream(camera), count=1)
+    if not newest:
+        return None
+    frame = keys.FrameMessage.from_fields(newest[0][1])
+    return heatmaps.gray_to_bgr(np.frombuffer(frame.gray, dtype=np.uint8).reshape(frame.height, frame.width))
+
+
+def _fallback_size(client: redis.Redis, camera: str) -> tuple[int, int]:
+    """(height, width) for a background when no camera image is left: the camera's analysis size."""
+    config = cameras.get_camera(client, camera)
+    camera_status = cameras.camera_statuses(client).get(camera)
+    height = (config and config.height) or (camera_status and camera_status.height) or 3
+    width = (config and config.width) or (camera_status and camera_status.width) or 4
+    return height, width
+
+
+@router.get(
+    "/api/alerts/{alert_id}/heatmap.png",
+    response_class=Response,
+    summary="The alert's peak frame with its pixel error map as a colour overlay and a scale bar",
+    responses={**PNG_RESPONSE, 404: {"description": "Unknown alert, or its error map has expired."}},
+)
+def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Response:
+    alert = store.get_alert(client, alert_id)
+    if alert is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
+    encoded = client.get(keys.error_map_key(alert.camera, alert.peak_seq))
+    if encoded is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"the error map of alert '{alert_id}' (frame {alert.peak_seq}) is no longer kept: "
+            f"maps expire after {settings.inference.error_map_ttl_s} s",
+        )
+    base = _frame_image(
+        client, alert.camera, alert.peak_seq, alert.peak_ts, settings.analysis.display_interval_s
+    )
+    label = f"pixel error, frame {alert.peak_seq}"
+    return _png(heatmaps.render_overlay(base, decode_error_map(encoded), label=label))
+
+
+@router.get(
+    "/api/cameras/{camera_id}/heatmap.png",
+    response_class=Response,
+    summary="Where the camera's anomalies were over a time window, over its latest image",
+    responses={
+        **PNG_RESPONSE,
+        404: {"description": "No anomaly heat for the camera in the window."},
+        422: {"description": "Invalid window."},
+    },
+)
+def camera_heatmap(
+    camera_id: CameraIdPath,
+    client: RedisDep,
+    window: Annotated[str, Query(description="How far back: e.g. 10m, 1h, 24h (1m to 7d).")] = "1h",
+) -> Response:
+    seconds = parse_window(window)
+    now = time.time()
+    minutes = range(int((now - seconds) // 60), int(now // 60) + 1)
+    encoded = client.mget([keys.heat_bucket_key(camera_id, minute) for minute in minutes])
+    maps = [decode_error_map(data) for data in encoded if data is not None]
+    if not maps:
+        if cameras.get_camera(client, camera_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"camera '{camera_id}' had no anomalous frames in the last {window}"
+        )
+    heat = heatmaps.sum_maps(maps)
+    base = _latest_image(client, camera_id)
+    if base is None:
+        base = heatmaps.neutral_image(*heat.shape)
+    return _png(heatmaps.render_overlay(base, heat, label=f"anomaly heat, last {window}"))
+
+
+@router.get(
+    "/api/cameras/{camera_id}/scores",
+    summary="The camera's latest frame scores, oldest first (for live plots)",
+    responses={404: {"description": "Unknown camera."}},
+)
+def camera_scores(
+    camera_id: CameraIdPath,
+    client: RedisDep,
+    since: Annotated[
+        str | None,
+        Query(description="Only frames captured at or after this time (epoch seconds or ISO 8601)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SCORES, description="Most scores returned (the newest).")] = 300,
+) -> list[ScorePoint]:
+    since_ts = parse_since(since) if since is not None else None
+    # Score entries are written after their frame's capture: ids at or after `since` hold every such frame.
+    low = str(int(since_ts * 1000)) if since_ts is not None else "-"
+    entries = client.xrevrange(keys.scores_stream(camera_id), max="+", min=low, count=limit)
+    if not entries and cameras.get_camera(client, camera_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
+    points = []
+    for _, fields in reversed(entries):
+        message = keys.ScoreMessage.from_fields(fields)
+        if since_ts is None or message.ts >= since_ts:
+            points.append(
+                ScorePoint(seq=message.seq, ts=message.ts, score=message.score, anomalous=message.anomalous)
+            )
+    return points

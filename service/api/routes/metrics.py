@@ -1,0 +1,261 @@
+"""GET /metrics: Prometheus text built from Redis state at each scrape (a fresh registry, no process state),
+so any API replica reports the whole site. Camera sources are shown with their credentials masked."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, get_args
+
+import redis
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pydantic import ValidationError
+
+from service.api.deps import RedisDep, SettingsDep
+from service.api.routes.health import HEARTBEAT_PERIODS_ALIVE
+from workers import cameras, keys
+from workers.inference import DROPPED_FIELD
+from workers.redaction import redact
+
+router = APIRouter(tags=["metrics"])
+
+CAMERA_STATES: tuple[str, ...] = get_args(keys.CameraState)
+WORKER_ROLES: tuple[str, ...] = get_args(keys.WorkerHeartbeat.model_fields["role"].annotation)
+
+
+@dataclass
+class CameraReadings:
+    """What Redis holds about one camera's streams, read in one pipeline."""
+
+    frames_buffered: int
+    frames_pending: int
+    newest_frame_ts: float | None
+    newest_score: keys.ScoreMessage | None
+    frames_dropped: int
+    alerts_total: int
+    alert_open: bool
+
+
+class _Families:
+    """Metric families under construction, in the order they are first named."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Metric] = {}
+
+    def gauge(self, name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+        if name not in self.families:
+            self.families[name] = GaugeMetricFamily(name, documentation, labels=list(labels))
+        return self.families[name]  # type: ignore[return-value]
+
+    def counter(self, name: str, documentation: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
+        if name not in self.families:
+            self.families[name] = CounterMetricFamily(name, documentation, labels=list(labels))
+        return self.families[name]  # type: ignore[return-value]
+
+
+class _Snapshot:
+    """A registry collector that yields metric families built beforehand."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def _stream_time(entries: list[tuple[bytes, dict[bytes, bytes]]], field: bytes) -> float | None:
+    return float(entries[0][1][field]) if entries else None
+
+
+def read_cameras(client: redis.Redis, camera_ids: list[str]) -> dict[str, CameraReadings]:
+    """Per camera: frame buffer length, pending frames, newest frame and score, dropped frames, alerts."""
+    pipe = client.pipeline(transaction=False)
+    for camera in camera_ids:
+        frames = keys.frames_stream(camera)
+        pipe.xlen(frames)
+        pipe.xpending(frames, keys.INFERENCE_GROUP)
+        pipe.xrevrange(frames, count=1)
+        pipe.xrevrange(keys.scores_stream(camera), count=1)
+        pipe.hmget(keys.scorer_state_key(camera), [DROPPED_FIELD, "tracker"])
+        pipe.zcard(keys.alerts_by_camera(camera))
+    replies = pipe.execute(raise_on_error=False)
+    readings = {}
+    for index, camera in enumerate(camera_ids):
+        length, pending, newest_frame, newest_score, state, alerts = replies[6 * index : 6 * index + 6]
+        if isinstance(pending, redis.ResponseError):  # no consumer group yet: no inference worker took it
+            pending = {"pending": 0}
+        dropped, tracker = state
+        readings[camera] = CameraReadings(
+            frames_buffered=int(length),
+            frames_pending=int(pending["pending"]),
+            newest_frame_ts=_stream_time(newest_frame, b"ts"),
+            newest_score=keys.ScoreMessage.from_fields(newest_score[0][1]) if newest_score else None,
+            frames_dropped=int(dropped or 0),
+            alerts_total=int(alerts),
+            alert_open=bool(tracker and json.loads(tracker).get("alert")),
+        )
+    return readings
+
+
+def _heartbeats(client: redis.Redis) -> list[keys.WorkerHeartbeat]:
+    beats = []
+    for raw in client.hgetall(keys.WORKERS).values():
+        try:
+            beats.append(keys.WorkerHeartbeat.model_validate_json(raw))
+        except ValidationError:
+            continue  # written by an incompatible version
+    return beats
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _camera_metrics(out: _Families, client: redis.Redis, now: float) -> None:
+    configs = {config.id: config for config in cameras.list_cameras(client)}
+    statuses = cameras.camera_statuses(client)
+    camera_ids = sorted(set(configs) | set(statuses))
+    readings = read_cameras(client, camera_ids)
+    info = out.gauge(
+        "vigil_camera_info",
+        "A configured camera (source with credentials masked).",
+        ["camera", "source", "enabled"],
+    )
+    state = out.gauge("vigil_camera_state", "1 for the camera's current ingest state.", ["camera", "state"])
+    fps = out.gauge("vigil_camera_fps", "Analysis frames per second the ingest worker writes.", ["camera"])
+    frames = out.counter(
+        "vigil_camera_frames", "Analysis frames written since the ingest thread started.", ["camera"]
+    )
+    reconnects = out.counter("vigil_camera_reconnects", "Source reconnects.", ["camera"])
+    ingest_dropped = out.counter(
+        "vigil_camera_ingest_dropped", "Frames not stored because Redis was unavailable.", ["camera"]
+    )
+    frame_age = out.gauge(
+        "vigil_camera_last_frame_age_seconds",
+        "Seconds since the camera's last frame was written.",
+        ["camera"],
+    )
+    buffered = out.gauge(
+        "vigil_frames_buffered", "Analysis frames in the camera's buffer (XLEN).", ["camera"]
+    )
+    pending = out.gauge(
+        "vigil_frames_pending", "Frames read by an inference worker and not yet acknowledged.", ["camera"]
+    )
+    lag = out.gauge(
+        "vigil_scoring_lag_seconds",
+        "Capture time of the newest frame minus that of the newest scored frame.",
+        ["camera"],
+    )
+    score = out.gauge(
+        "vigil_camera_score", "Normalized anomaly score of the newest scored frame.", ["camera"]
+    )
+    unscored = out.counter(
+        "vigil_frames_unscored",
+        "Frames that never reached the detector (stream cap or Redis restart).",
+        ["camera"],
+    )
+    alerts = out.counter("vigil_camera_alerts", "Alerts raised on the camera.", ["camera"])
+    open_alert = out.gauge("vigil_camera_alert_open", "1 while the camera has an open alert.", ["camera"])
+    for camera in camera_ids:
+        config, status, reading = configs.get(camera), statuses.get(camera), readings[camera]
+        if config is not None:
+            info.add_metric([camera, redact(config.source), str(config.enabled).lower()], 1)
+        if status is not None:
+            for name in CAMERA_STATES:
+                state.add_metric([camera, name], 1 if status.state == name else 0)
+            fps.add_metric([camera], status.fps)
+            frames.add_metric([camera], status.frames)
+            reconnects.add_metric([camera], status.reconnects)
+            ingest_dropped.add_metric([camera], status.dropped)
+            if status.last_frame_ts is not None:
+                frame_age.add_metric([camera], max(now - status.last_frame_ts, 0.0))
+        buffered.add_metric([camera], reading.frames_buffered)
+        pending.add_metric([camera], reading.frames_pending)
+        if reading.newest_score is not None:
+            score.add_metric([camera], reading.newest_score.score)
+            if reading.newest_frame_ts is not None:
+                lag.add_metric([camera], max(reading.newest_frame_ts - reading.newest_score.ts, 0.0))
+        unscored.add_metric([camera], reading.frames_dropped)
+        alerts.add_metric([camera], reading.alerts_total)
+        open_alert.add_metric([camera], 1 if reading.alert_open else 0)
+
+
+def _worker_metrics(out: _Families, client: redis.Redis, now: float, alive_s: float) -> None:
+    beats = _heartbeats(client)
+    alive = out.gauge("vigil_workers_alive", "Workers with a recent heartbeat, by role.", ["role"])
+    age = out.gauge(
+        "vigil_worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat.", ["worker", "role"]
+    )
+    scored = out.counter("vigil_inference_frames_scored", "Frames the inference worker scored.", ["worker"])
+    batches = out.counter("vigil_inference_batches", "Batches the inference worker scored.", ["worker"])
+    batch_size = out.gauge(
+        "vigil_inference_last_batch_size", "Frames in the worker's last batch.", ["worker"]
+    )
+    owned = out.gauge("vigil_inference_cameras", "Cameras the inference worker owns.", ["worker"])
+    model = out.gauge(
+        "vigil_inference_model_info", "The model version the inference worker serves.", ["worker", "model"]
+    )
+    worker_lag = out.gauge(
+        "vigil_inference_lag_seconds",
+        "At the worker's heartbeat: seconds since the capture of the camera's last scored frame.",
+        ["worker", "camera"],
+    )
+    counts = dict.fromkeys(WORKER_ROLES, 0)
+    for beat in sorted(beats, key=lambda item: item.id):
+        age.add_metric([beat.id, beat.role], max(now - beat.ts, 0.0))
+        if now - beat.ts <= alive_s:
+            counts[beat.role] = counts.get(beat.role, 0) + 1
+        if beat.role != "inference":
+            continue
+        for name, family in (
+            ("frames_scored", scored),
+            ("batches", batches),
+            ("last_batch_size", batch_size),
+        ):
+            value = _number(beat.info.get(name))
+            if value is not None:
+                family.add_metric([beat.id], value)
+        owned.add_metric([beat.id], len(beat.info.get("cameras") or []))
+        if beat.info.get("model"):
+            model.add_metric([beat.id, str(beat.info["model"])], 1)
+        for camera, seconds in sorted((beat.info.get("lag_s") or {}).items()):
+            if _number(seconds) is not None:
+                worker_lag.add_metric([beat.id, camera], float(seconds))
+    for role, count in counts.items():
+        alive.add_metric([role], count)
+
+
+def _alert_metrics(out: _Families, client: redis.Redis) -> None:
+    total = out.counter("vigil_alerts", "Alerts raised, all cameras (kept durably).")
+    total.add_metric([], client.zcard(keys.ALERTS_BY_TIME))
+    events = out.counter("vigil_alert_events", "Alert events written (new, update, end).")
+    events.add_metric([], client.xlen(keys.ALERT_EVENTS))
+
+
+def build_registry(client: redis.Redis, alive_s: float) -> CollectorRegistry:
+    """A registry holding the site's metrics as Redis has them now."""
+    now = time.time()
+    out = _Families()
+    _camera_metrics(out, client, now)
+    _worker_metrics(out, client, now, alive_s)
+    _alert_metrics(out, client)
+    open_total = out.gauge("vigil_alerts_open", "Cameras with an open alert now.")
+    open_total.add_metric([], sum(sample.value for sample in out.families["vigil_camera_alert_open"].samples))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(out.families.values()))
+    return registry
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics: cameras, frame buffers, scoring lag, inference workers, alerts",
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+def metrics(client: RedisDep, settings: SettingsDep) -> Response:
+    registry = build_registry(client, HEARTBEAT_PERIODS_ALIVE * settings.heartbeat_s)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,18 +20,35 @@ class VideoScores:
     scores: np.ndarray  # the service's causal, normalized, smoothed score in [0, 1]
 
 
+def clip_batches(
+    stream: CameraStream, frames: np.ndarray, batch_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index of the first frame, clips) for consecutive batches of a video, as the stream builds them."""
+    for start in range(0, len(frames), batch_size):
+        yield start, np.stack([stream.push(frame) for frame in frames[start : start + batch_size]])
+
+
 def score_video(detector: Detector, frames: np.ndarray, batch_size: int = 32) -> VideoScores:
     """Scores every frame of one video (uint8 [T, H, W]) through a fresh CameraStream, in order."""
     stream = CameraStream(detector.info)
     raw = np.empty(len(frames), dtype=np.float32)
     scores = np.empty(len(frames), dtype=np.float32)
-    for start in range(0, len(frames), batch_size):
-        batch = frames[start : start + batch_size]
-        clips = np.stack([stream.push(frame) for frame in batch])  # a clip holds only past frames
-        raw[start : start + len(batch)] = raw_scores(detector, detector.error_maps(clips))
-        for i in range(start, start + len(batch)):
+    for start, clips in clip_batches(stream, frames, batch_size):  # a clip holds only past frames
+        raw[start : start + len(clips)] = raw_scores(detector, detector.error_maps(clips))
+        for i in range(start, start + len(clips)):
             scores[i] = stream.score(float(raw[i]))
     return VideoScores(raw=raw, scores=scores)
+
+
+def mean_error_map(detector: Detector, videos: dict[str, np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """float32 [H, W]: the detector's mean error per pixel over normal videos, streamed as a camera would."""
+    total = np.zeros((detector.info.height, detector.info.width), dtype=np.float64)
+    count = 0
+    for frames in tqdm(videos.values(), desc="error baseline", unit="video", dynamic_ncols=True):
+        for _, clips in clip_batches(CameraStream(detector.info), frames, batch_size):
+            total += detector.error_maps(clips).sum(axis=0)
+            count += len(clips)
+    return (total / max(count, 1)).astype(np.float32)
 
 
 def score_videos(

@@ -3,8 +3,9 @@
 Input: a clip of `history` past grayscale frames plus the current one (uint8, the same clip for training,
 export and serving). The network sees the past frames, their differences (motion) and the pixel position
 (a fixed camera's normal motion depends on where in the view it happens); it predicts the current frame as
-a residual on the last past frame. The pixel error map |prediction - current frame| is part of the graph,
-so the exported ONNX model maps clips straight to error maps.
+a residual on the last past frame. The pixel error map |prediction - current frame|, less the mean error
+of normal footage at that pixel, is part of the graph, so the exported ONNX model maps clips straight to
+error maps.
 
 Cost is kept low for CPU serving: a stride-2 stem (no convolution at full resolution; the output comes
 back to full resolution by a pixel shuffle), few channels at high resolution, and inputs larger than
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -92,6 +94,9 @@ class FramePredictor(nn.Module):
             .expand(1, 1, config.height, config.width)
         )
         self.register_buffer("position", torch.cat([ys, xs], dim=1).contiguous(), persistent=False)
+        # mean error of normal footage per pixel, set after training: places the network always predicts
+        # a little wrong (borders, flicker) would otherwise win every patch maximum and mask real anomalies
+        self.register_buffer("baseline", torch.zeros(config.height, config.width))
 
     def predict(
         self, clips: torch.Tensor, offsets: list[tuple[int, int]] | None = None
@@ -121,6 +126,9 @@ class FramePredictor(nn.Module):
         prediction = (past[:, -1:] + self.head(features)).clamp(0.0, 1.0)
         return prediction[:, 0], clips[:, -1]
 
+    def set_baseline(self, mean_error: np.ndarray) -> None:
+        self.baseline.copy_(torch.from_numpy(mean_error))
+
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         prediction, actual = self.predict(clips.float() / 255.0)
-        return (prediction - actual).abs()
+        return ((prediction - actual).abs() - self.baseline).clamp(min=0.0)

@@ -19,7 +19,7 @@ import numpy as np
 
 from models import data
 from models.detector import Detector
-from models.evaluation import VideoScores, auc_report, fit_calibration, score_videos
+from models.evaluation import VideoScores, auc_report, fit_calibration, mean_error_map, score_videos
 from models.network import NetworkConfig
 from models.pseudo import PseudoAnomalyConfig
 from models.runtime import MODEL_KIND, TorchDetector, load_detector, model_metadata, save_detector
@@ -82,8 +82,10 @@ def train_on_dataset(
             "metrics": {},
         },
     )
+    detector = TorchDetector(result.model, metadata)
+    result.model.set_baseline(mean_error_map(detector, frames))
     # the prior every new camera starts from: raw scores of the normal training footage, streamed
-    calibration = fit_calibration(TorchDetector(result.model, metadata), frames)
+    calibration = fit_calibration(detector, frames)
     metadata["calibration"] = calibration.to_dict()
     return TrainedModel(TorchDetector(result.model, metadata), metadata, time.monotonic() - started)
 

@@ -130,7 +130,7 @@ def train_predictor(
         now = time.monotonic() - started
         bar.update(1 if total_steps is not None else round(now) - round(elapsed))
         elapsed = now
-        bar.set_postfix(loss=f"{loss_ema:.4f}", step=step)
+        bar.set_postfix(loss=f"{loss_ema:.4f}", step=step, refresh=False)
         if step % config.checkpoint_every == 0:
             save_checkpoint()
     bar.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from models.runtime import TorchDetector, load_detector
 from service.commands import eval as eval_command
 from service.commands import train as train_command
 from tests.models.conftest import HEIGHT, WIDTH
@@ -79,7 +80,10 @@ def test_eval_trains_when_no_model_is_given(dataset_dir: Path, tmp_path: Path) -
         )
         == 0
     )
-    assert saved.is_file()
+    detector = load_detector(saved)
+    assert isinstance(detector, TorchDetector)
+    assert float(detector.model.baseline.sum()) > 0  # normal error per pixel, subtracted from every map
+    assert detector.info.metadata["training"]["videos"] == 1 and detector.info.metadata["calibration"]
 
 
 def test_clear_errors(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add a demo camera: a Ped2 test video from ../shared if present, else a generated clip",
     )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="detector weights (.onnx or .pt) for the inference workers; default: the published model, "
+        "else the motion baseline",
+    )
     parser.add_argument("--host", help="API address (default: settings api_host)")
     parser.add_argument("--port", type=int, help="API port (default: settings api_port)")
     parser.add_argument("--inference-workers", type=int, default=1, metavar="N", help="inference processes")
@@ -58,33 +64,41 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     host = args.host or settings.api_host
     port = args.port or settings.api_port
+    infer_args = ["infer"]
+    if args.model:
+        if not args.model.is_file():
+            raise CommandError(f"--model {args.model}: no such file")
+        infer_args += ["--model", str(args.model.resolve())]
     embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / EMBEDDED_REDIS_DIR).start()
-    redis_url = settings.redis_url or embedded.url  # type: ignore[union-attr]
-    if args.demo:  # a demo camera plays on in a loop, like a real one
-        demo = demo_source(PROJECT_ROOT, settings.data_dir)
-        try:
-            ensure_sources(connect(redis_url), [demo], loop=True)
-        except redis.ConnectionError as exc:
-            raise CommandError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from exc
-        log.info("demo camera: %s (looping)", demo)
-    ingest_args = ["ingest", *(arg for source in args.source for arg in ("--source", source))]
-    if args.site:
-        ingest_args += ["--site", str(args.site.resolve())]
-    children = [
-        Child("ingest", ingest_args),
-        *(Child(f"inference-{i + 1}", ["infer"]) for i in range(max(args.inference_workers, 1))),
-        Child("retrain", ["retrain"]),
-        Child("api", ["api", "--host", host, "--port", str(port)]),
-    ]
-    supervisor = Supervisor(children, child_env(redis_url))
-    supervisor.install_signal_handlers()
-    log.info(
-        "Vigil is starting: API on http://%s:%d  (alerts: /api/alerts, docs: /docs). Ctrl-C stops.",
-        host,
-        port,
-    )
-    print(f"Vigil API: http://{host}:{port}  (alerts: /api/alerts, docs: /docs). Ctrl-C to stop.", flush=True)
     try:
+        redis_url = settings.redis_url or embedded.url  # type: ignore[union-attr]
+        if args.demo:  # a demo camera plays on in a loop, like a real one
+            demo = demo_source(PROJECT_ROOT, settings.data_dir)
+            try:
+                ensure_sources(connect(redis_url), [demo], loop=True)
+            except redis.ConnectionError as exc:
+                raise CommandError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from exc
+            log.info("demo camera: %s (looping)", demo)
+        ingest_args = ["ingest", *(arg for source in args.source for arg in ("--source", source))]
+        if args.site:
+            ingest_args += ["--site", str(args.site.resolve())]
+        children = [
+            Child("ingest", ingest_args),
+            *(Child(f"inference-{i + 1}", infer_args) for i in range(max(args.inference_workers, 1))),
+            Child("retrain", ["retrain"]),
+            Child("api", ["api", "--host", host, "--port", str(port)]),
+        ]
+        supervisor = Supervisor(children, child_env(redis_url))
+        supervisor.install_signal_handlers()
+        log.info(
+            "Vigil is starting: API on http://%s:%d  (alerts: /api/alerts, docs: /docs). Ctrl-C stops.",
+            host,
+            port,
+        )
+        print(
+            f"Vigil API: http://{host}:{port}  (alerts: /api/alerts, docs: /docs). Ctrl-C to stop.",
+            flush=True,
+        )
         return supervisor.run()
     finally:
         if embedded is not None:

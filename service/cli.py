@@ -17,7 +17,7 @@ from workers.redaction import RedactingFilter
 from workers.settings import CONFIG_ENV
 
 # Order is the order `vigil --help` lists them in.
-COMMANDS = ("up", "ingest", "infer", "retrain", "api", "train", "eval", "cameras")
+COMMANDS = ("up", "ingest", "infer", "retrain", "api", "notify", "train", "eval", "cameras")
 
 log = logging.getLogger("vigil")
 

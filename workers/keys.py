@@ -17,6 +17,11 @@ CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 INFERENCE_GROUP = "inference"
 
 
+def webhook_group(url_id: str) -> str:
+    """Consumer group on ALERT_EVENTS delivering to one webhook URL (each URL gets every event once)."""
+    return f"webhook:{url_id}"
+
+
 def _check_camera_id(value: str) -> str:
     if not re.fullmatch(CAMERA_ID_PATTERN, value):
         raise ValueError("camera id: 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
@@ -140,7 +145,7 @@ class CameraStatus(BaseModel):
 
 class WorkerHeartbeat(BaseModel):
     id: str
-    role: Literal["ingest", "inference", "retrain", "api"]
+    role: Literal["ingest", "inference", "retrain", "api", "notify"]
     pid: int
     host: str
     started_ts: float

@@ -43,7 +43,7 @@ from workers.redaction import redact
 from workers.redis_conn import connect
 from workers.settings import Settings
 
-WorkerRole = Literal["ingest", "inference", "retrain", "api"]
+WorkerRole = Literal["ingest", "inference", "retrain", "api", "notify"]
 
 # A heartbeat this old is of a worker that died without removing it (kill -9, power loss): it is removed,
 # so that dead workers do not pile up in keys.WORKERS (and in the metrics) after every crash.

@@ -64,6 +64,15 @@ class AlertSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    urls: list[str] = Field(default_factory=list, description="POST every alert event as JSON to these URLs.")
+    timeout_s: float = Field(5.0, gt=0, description="Longest wait for a webhook answer.")
+    max_attempts: int = Field(
+        8, ge=1, description="Tries before an event is given up for a URL (and logged)."
+    )
+    retry_max_s: float = Field(60.0, gt=0, description="Longest backoff between tries.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -91,6 +100,7 @@ class Settings(BaseSettings):
     analysis: AnalysisSettings = AnalysisSettings()
     inference: InferenceSettings = InferenceSettings()
     alerts: AlertSettings = AlertSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @classmethod
     def settings_customise_sources(

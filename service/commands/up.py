@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             Child("retrain", ["retrain"]),
             Child("api", ["api", "--host", host, "--port", str(port)]),
         ]
+        if settings.webhooks.urls:
+            children.append(Child("notify", ["notify"]))
         supervisor = Supervisor(children, child_env(redis_url))
         supervisor.install_signal_handlers()
         log.info(

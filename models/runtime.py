@@ -15,13 +15,14 @@ import logging
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from models.detector import Detector, DetectorInfo
-from models.network import FramePredictor, NetworkConfig
+
+if TYPE_CHECKING:  # torch is imported only where .pt weights, saving or export need it
+    from models.network import FramePredictor, NetworkConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class TorchDetector(Detector):
         self.info = _info(metadata)
 
     def error_maps(self, clips: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             return self.model(torch.from_numpy(np.ascontiguousarray(clips))).numpy()
 
@@ -87,6 +90,8 @@ def model_metadata(
 
 def save_detector(model: FramePredictor, metadata: dict[str, Any], path: Path) -> None:
     """Writes .pt (PyTorch state dict + metadata) or .onnx (graph with dynamic batch + metadata)."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".pt":
         torch.save({"format": FORMAT, "metadata": metadata, "state_dict": model.state_dict()}, path)
@@ -98,6 +103,7 @@ def save_detector(model: FramePredictor, metadata: dict[str, Any], path: Path) -
 
 def export_onnx(model: FramePredictor, metadata: dict[str, Any], path: Path) -> None:
     import onnx
+    import torch
 
     config = model.config
     example = torch.zeros((2, config.history + 1, config.height, config.width), dtype=torch.uint8)
@@ -162,6 +168,10 @@ def _load_onnx(path: Path, device: str, threads: int) -> OnnxDetector:
 
 
 def _load_torch(path: Path, device: str, threads: int) -> TorchDetector:
+    import torch
+
+    from models.network import FramePredictor, NetworkConfig
+
     if threads > 0:
         torch.set_num_threads(threads)
     if device == "cuda":

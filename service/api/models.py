@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from workers.keys import Alert, AlertEventType, CameraConfig, CameraStatus
 from workers.redaction import redact
@@ -41,3 +41,16 @@ class ReadinessOut(BaseModel):
     live_workers: dict[str, int]
     missing: list[str]
     detail: str
+
+
+# Every CameraConfig field but the id, each optional: the fields sent are merged into the stored camera
+# and the result is validated as a whole CameraConfig.
+CameraPatch = create_model(
+    "CameraPatch",
+    __config__=ConfigDict(extra="forbid"),
+    **{
+        name: (field.annotation | None, Field(None, description=field.description))
+        for name, field in CameraConfig.model_fields.items()
+        if name != "id"
+    },
+)

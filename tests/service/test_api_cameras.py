@@ -162,3 +162,19 @@ def test_put_changes_settings_and_refuses_unknown_or_mismatched_ids(
     )
     missing = api.put("/api/cameras/door", json={**body, "id": "door"}, headers=operator_headers)
     assert missing.status_code == 404 and not redis_client.hexists(keys.CAMERAS, "door")
+
+
+def test_patch_changes_only_the_fields_sent_and_keeps_the_real_source(
+    api: TestClient, operator_headers: dict[str, str], redis_client: redis.Redis
+) -> None:
+    api.post("/api/cameras", json={"id": "gate", "source": RTSP, "fps": 5}, headers=operator_headers)
+    zones = {"ignore_zones": [{"points": [[0, 0], [0.5, 0], [0.5, 0.5]]}]}
+    assert api.patch("/api/cameras/gate", json=zones).status_code == 401
+    changed = api.patch("/api/cameras/gate", json=zones, headers=operator_headers)
+    assert changed.status_code == 200 and "hunter2" not in changed.text
+    stored = CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "gate"))
+    assert stored.source == RTSP and stored.fps == 5 and len(stored.ignore_zones) == 1
+    bad = api.patch("/api/cameras/gate", json={"fps": 500}, headers=operator_headers)
+    assert bad.status_code == 422 and "fps" in bad.text
+    assert api.patch("/api/cameras/gate", json={"id": "door"}, headers=operator_headers).status_code == 422
+    assert api.patch("/api/cameras/door", json=zones, headers=operator_headers).status_code == 404

@@ -6,11 +6,13 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from service import store
 from service.api.deps import OperatorDep, RedisDep
 from service.api.errors import invalid_input
-from service.api.models import CameraOut
+from service.api.models import CameraOut, CameraPatch
 from workers import cameras
 from workers.keys import CAMERA_ID_PATTERN, CameraConfig
 
@@ -76,6 +78,32 @@ def replace_camera(camera_id: CameraIdPath, config: CameraConfig, client: RedisD
     if not cameras.replace_camera(client, config):
         raise _not_found(camera_id)
     log.info("camera %s changed", camera_id)
+    return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
+
+
+@router.patch(
+    "/{camera_id}",
+    dependencies=[OperatorDep],
+    summary="Change some of a camera's settings (e.g. only its ignore zones); the stored source is kept",
+    responses={
+        404: {"description": "Unknown camera."},
+        422: {"description": "Invalid settings."},
+        401: {"description": "Operator token needed."},
+    },
+)
+def update_camera(camera_id: CameraIdPath, patch: CameraPatch, client: RedisDep) -> CameraOut:
+    stored = cameras.get_camera(client, camera_id)
+    if stored is None:
+        raise _not_found(camera_id)
+    try:
+        config = CameraConfig.model_validate({**stored.model_dump(), **patch.model_dump(exclude_unset=True)})
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"]), "input": None} for error in exc.errors()]
+        ) from exc
+    if not cameras.replace_camera(client, config):
+        raise _not_found(camera_id)
+    log.info("camera %s changed: %s", camera_id, ", ".join(patch.model_dump(exclude_unset=True)))
     return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
 
 

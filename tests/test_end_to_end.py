@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,26 +45,24 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def vigil_up(tmp_path: Path) -> Iterator[tuple[psutil.Process, str, Path]]:
-    clip = write_demo_clip(tmp_path / "walkway.mp4", seconds=CLIP_SECONDS, fps=FPS)
+@contextmanager
+def running_vigil_up(
+    args: list[str], tmp_path: Path, **env_overrides: str
+) -> Iterator[tuple[psutil.Process, str]]:
+    """`vigil up ARGS` in its own process group with a fresh data dir and API port; stopped (and its log
+    printed) at the end."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env |= {
-        "VIGIL_DATA_DIR": str(tmp_path / "data"),
-        "VIGIL_API_PORT": str(port),
-        "VIGIL_HEARTBEAT_S": "0.5",
-        "VIGIL_INFERENCE__LEASE_TTL_MS": "1500",
-    }
+    env |= {"VIGIL_DATA_DIR": str(tmp_path / "data"), "VIGIL_API_PORT": str(port), **env_overrides}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "up", "--source", str(clip)],
+        [sys.executable, "-m", "service.cli", "up", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        yield psutil.Process(process.pid), f"http://127.0.0.1:{port}", clip
+        yield psutil.Process(process.pid), f"http://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -74,6 +73,14 @@ def vigil_up(tmp_path: Path) -> Iterator[tuple[psutil.Process, str, Path]]:
         output = process.stdout.read().decode(errors="replace") if process.stdout else ""
         (tmp_path / "vigil-up.log").write_text(output)
         print(output[-5000:])
+
+
+@pytest.fixture
+def vigil_up(tmp_path: Path) -> Iterator[tuple[psutil.Process, str, Path]]:
+    clip = write_demo_clip(tmp_path / "walkway.mp4", seconds=CLIP_SECONDS, fps=FPS)
+    settings = {"VIGIL_HEARTBEAT_S": "0.5", "VIGIL_INFERENCE__LEASE_TTL_MS": "1500"}
+    with running_vigil_up(["--source", str(clip)], tmp_path, **settings) as (up, api):
+        yield up, api, clip
 
 
 def child(up: psutil.Process, command: str) -> psutil.Process | None:

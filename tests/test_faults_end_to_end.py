@@ -7,10 +7,7 @@ frame must still be scored exactly once; killing the API must bring it back on t
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +17,10 @@ import psutil
 import pytest
 import yaml
 
-from tests.test_end_to_end import child, wait_for
+from tests.test_end_to_end import child, running_vigil_up, wait_for
 from workers import keys
 from workers.ingest.demo import write_demo_clip
-from workers.redis_conn import connect, free_port
+from workers.redis_conn import connect
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -35,27 +32,8 @@ def vigil_up_looping(tmp_path: Path) -> Iterator[tuple[psutil.Process, str]]:
     clip = write_demo_clip(tmp_path / "walkway.mp4", seconds=6, fps=10)
     site = tmp_path / "site.yml"
     site.write_text(yaml.safe_dump({"cameras": [{"id": "gate", "source": str(clip), "loop": True}]}))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env |= {"VIGIL_DATA_DIR": str(tmp_path / "data"), "VIGIL_HEARTBEAT_S": "0.5"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "up", "--site", str(site), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield psutil.Process(process.pid), f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-        print(output[-5000:])
+    with running_vigil_up(["--site", str(site)], tmp_path, VIGIL_HEARTBEAT_S="0.5") as running:
+        yield running
 
 
 def restarted(up: psutil.Process, command: str, old_pid: int) -> psutil.Process | None:

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from models.motion import FrameDifferenceDetector
+from workers.inference import InferenceWorker
 from workers.ingest.demo import demo_frames, write_demo_clip
 from workers.ingest.worker import IngestWorker
 from workers.redis_conn import free_port
@@ -146,3 +148,24 @@ def corrupt_copy(clip: Path, target: Path) -> Path:
 def gray_frame(fields: dict[bytes, bytes]) -> np.ndarray:
     width, height = int(fields[b"width"]), int(fields[b"height"])
     return np.frombuffer(fields[b"gray"], dtype=np.uint8).reshape(height, width)
+
+
+@pytest.fixture
+def start_inference(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]]:
+    """Start inference workers (motion baseline, short leases) on threads; all stopped after the test."""
+    from tests.workers.test_inference import HEIGHT, WIDTH, settings_for_test
+
+    started: list[tuple[InferenceWorker, threading.Thread]] = []
+
+    def start(worker_id: str) -> InferenceWorker:
+        detector = FrameDifferenceDetector(HEIGHT, WIDTH)
+        worker = InferenceWorker(settings_for_test(), redis_url, worker_id=worker_id, detector=detector)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        started.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in started:
+        worker.stop()
+        thread.join(10)

@@ -30,7 +30,6 @@ from tests.workers.test_inference import (
     WIDTH,
     add_camera,
     scored_seqs,
-    settings_for_test,
     write_frames,
 )
 from tests.workers.test_ingest import frames, state_is, status, wait_for
@@ -227,26 +226,6 @@ def test_frames_during_a_redis_restart_are_scored_or_counted(
         inference.stop()
         for thread in threads:
             thread.join(15)
-
-
-@pytest.fixture
-def start_inference(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]]:
-    started: list[tuple[InferenceWorker, threading.Thread]] = []
-
-    def start(worker_id: str) -> InferenceWorker:
-        worker = InferenceWorker(
-            settings_for_test(),
-            redis_url,
-            worker_id=worker_id,
-            detector=FrameDifferenceDetector(HEIGHT, WIDTH),
-        )
-        started.append((worker, run_on_thread(worker)))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.stop()
-        thread.join(10)
 
 
 def heartbeat_info(client: redis.Redis, worker_id: str) -> dict[str, object]:

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
-import pytest
 import redis
 
-from models.motion import FrameDifferenceDetector
 from workers import keys
 from workers.inference import InferenceWorker
 from workers.settings import Settings
@@ -52,28 +49,6 @@ def settings_for_test() -> Settings:
     return settings
 
 
-@pytest.fixture
-def start_worker(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]]:
-    started: list[tuple[InferenceWorker, threading.Thread]] = []
-
-    def start(worker_id: str) -> InferenceWorker:
-        worker = InferenceWorker(
-            settings_for_test(),
-            redis_url,
-            worker_id=worker_id,
-            detector=FrameDifferenceDetector(HEIGHT, WIDTH),
-        )
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.stop()
-        thread.join(10)
-
-
 def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -86,11 +61,11 @@ def scored_seqs(client: redis.Redis, camera: str) -> list[int]:
 
 
 def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
-    redis_client: redis.Redis, start_worker: Callable[[str], InferenceWorker]
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
 ) -> None:
     add_camera(redis_client, "cam1")
     write_frames(redis_client, "cam1", anomalous=range(60, 80), count=110)
-    start_worker("w1")
+    start_inference("w1")
     wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 110)
     assert scored_seqs(redis_client, "cam1") == list(range(110))
     events = [keys.AlertEvent.from_fields(f) for _, f in redis_client.xrange(keys.ALERT_EVENTS)]
@@ -104,7 +79,7 @@ def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
 
 
 def test_frames_of_a_dead_worker_are_claimed_and_scored_exactly_once(
-    redis_client: redis.Redis, start_worker: Callable[[str], InferenceWorker]
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
 ) -> None:
     add_camera(redis_client, "cam1")
     stream = keys.frames_stream("cam1")
@@ -114,7 +89,7 @@ def test_frames_of_a_dead_worker_are_claimed_and_scored_exactly_once(
     redis_client.set(keys.lease_key("cam1"), "dead-worker", px=500)
     read = redis_client.xreadgroup(keys.INFERENCE_GROUP, "dead-worker", {stream: ">"}, count=25)
     assert len(read[0][1]) == 25
-    start_worker("w2")
+    start_inference("w2")
     wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 40)
     time.sleep(0.5)
     assert scored_seqs(redis_client, "cam1") == list(range(40))
@@ -123,13 +98,13 @@ def test_frames_of_a_dead_worker_are_claimed_and_scored_exactly_once(
 
 
 def test_two_workers_share_cameras_and_score_everything_once(
-    redis_client: redis.Redis, start_worker: Callable[[str], InferenceWorker]
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
 ) -> None:
     cameras = [f"cam{i}" for i in range(4)]
     for camera in cameras:
         add_camera(redis_client, camera)
-    start_worker("wa")
-    start_worker("wb")
+    start_inference("wa")
+    start_inference("wb")
     for i, camera in enumerate(cameras):
         write_frames(redis_client, camera, anomalous=range(0), count=30, seed=i)
     for camera in cameras:

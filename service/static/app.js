@@ -435,6 +435,26 @@
     $("alert-heatmap-note").textContent = problem
       ? `No heat map: ${problem}`
       : "Colours show where the frame differed from what the detector expected; see the scale below the image.";
+    showClip(id, alert);
+  }
+
+  async function showClip(id, alert) {
+    const strip = $("alert-clip");
+    strip.replaceChildren();
+    const res = await api("GET", `${alertPath(id)}/clip`);
+    if (state.detailAlertId !== id || !res.ok || !Array.isArray(res.data)) return;
+    for (const frame of res.data) {
+      const figure = document.createElement("figure");
+      const img = document.createElement("img");
+      img.loading = "lazy";
+      img.src = frame.url;
+      img.alt = `frame ${frame.seq}`;
+      const caption = document.createElement("figcaption");
+      const offset = frame.ts - alert.start_ts;
+      caption.textContent = `${offset >= 0 ? "+" : ""}${offset.toFixed(1)} s`;
+      figure.append(img, caption);
+      strip.append(figure);
+    }
   }
 
   for (const button of document.querySelectorAll(".feedback button")) {

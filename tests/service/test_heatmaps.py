@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from service import heatmaps
 from service.api.app import create_app
+from tests.service.conftest import AlertWriter
 from workers import keys
 from workers.error_maps import encode_error_map
 from workers.settings import Settings
@@ -255,3 +256,21 @@ def test_scores_of_a_camera_without_scores_or_of_no_camera(
     response = client.get("/api/cameras/ghost/scores")
     assert response.status_code == 404 and response.json()["detail"] == "no camera with id 'ghost'"
     assert client.get("/api/cameras/bad%20id/scores").status_code == 422
+
+
+def test_alert_clip_lists_display_frames_around_the_alert_and_serves_them(
+    client: TestClient, redis_client: redis.Redis, write_alert: AlertWriter
+) -> None:
+    alert, _ = write_alert("cam1-10", camera="cam1", state="closed")  # 5 s long
+    ok, jpeg = cv2.imencode(".jpg", np.full((24, 32, 3), 128, dtype=np.uint8))
+    assert ok
+    for offset in (-3, 0, 2, 4, 10):  # stream ids are capture times in ms, as the ingest worker writes them
+        ts = alert.start_ts + offset
+        message = keys.DisplayMessage(camera="cam1", seq=100 + offset, ts=ts, jpeg=jpeg.tobytes())
+        redis_client.xadd(keys.display_stream("cam1"), message.to_fields(), id=f"{int(ts * 1000)}-0")
+    clip = client.get(f"/api/alerts/{alert.id}/clip").json()
+    assert [frame["seq"] for frame in clip] == [100, 102, 104]  # within 2 s of the alert's start and end
+    image = client.get(clip[0]["url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert client.get("/api/cameras/cam1/display/1-0.jpg").status_code == 404
+    assert client.get("/api/alerts/nope/clip").status_code == 404

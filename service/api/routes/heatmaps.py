@@ -1,5 +1,5 @@
-"""Heat map images (an alert's peak error map, a camera's anomaly heat over a time window) and the live
-score series of a camera, for the console's plots."""
+"""Heat map images (an alert's peak error map, a camera's anomaly heat over a time window), an alert's clip
+frames, and the live score series of a camera, for the console's plots."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 import numpy as np
 import redis
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service import heatmaps, store
 from service.api.deps import RedisDep, SettingsDep
@@ -35,6 +35,17 @@ DISPLAY_NEAR = 2
 MAX_SCORES = 3000
 
 Message = TypeVar("Message", keys.FrameMessage, keys.DisplayMessage)
+
+
+CLIP_MARGIN_S = 2.0  # clip frames shown before an alert starts and after it ends
+MAX_CLIP_FRAMES = 30
+ENTRY_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+
+
+class ClipFrame(BaseModel):
+    seq: int
+    ts: float
+    url: str = Field(description="The display JPEG of this frame.")
 
 
 class ScorePoint(BaseModel):
@@ -136,6 +147,50 @@ def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Res
     )
     label = f"pixel error, frame {alert.peak_seq}"
     return _png(heatmaps.render_overlay(base, decode_error_map(encoded), label=label))
+
+
+@router.get(
+    "/api/alerts/{alert_id}/clip",
+    summary="The alert's clip: display frames from just before it started to just after it ended",
+    responses={404: {"description": "Unknown alert."}},
+)
+def alert_clip(alert_id: str, client: RedisDep) -> list[ClipFrame]:
+    alert = store.get_alert(client, alert_id)
+    if alert is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
+    end_ts = alert.end_ts if alert.end_ts is not None else time.time()
+    entries = client.xrange(
+        keys.display_stream(alert.camera),
+        min=int((alert.start_ts - CLIP_MARGIN_S) * 1000),
+        max=int((end_ts + CLIP_MARGIN_S) * 1000),
+    )
+    step = max(1, -(-len(entries) // MAX_CLIP_FRAMES))  # evenly thinned to at most MAX_CLIP_FRAMES
+    clip = []
+    for entry_id, fields in entries[::step]:
+        frame = keys.DisplayMessage.from_fields(fields)
+        url = f"/api/cameras/{alert.camera}/display/{entry_id.decode()}.jpg"
+        clip.append(ClipFrame(seq=frame.seq, ts=frame.ts, url=url))
+    return clip
+
+
+@router.get(
+    "/api/cameras/{camera_id}/display/{entry_id}.jpg",
+    response_class=Response,
+    summary="One stored display frame of a camera (see an alert's clip)",
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No such frame (any more)."}},
+)
+def display_frame(
+    camera_id: CameraIdPath,
+    entry_id: Annotated[str, Path(pattern=ENTRY_ID_PATTERN, description="Display stream entry id.")],
+    client: RedisDep,
+) -> Response:
+    entries = client.xrange(keys.display_stream(camera_id), min=entry_id, max=entry_id)
+    if not entries:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"frame {entry_id} of camera '{camera_id}' is not kept (any more)"
+        )
+    jpeg = keys.DisplayMessage.from_fields(entries[0][1]).jpeg
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
 @router.get(

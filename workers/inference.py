@@ -34,6 +34,7 @@ from models.scoring import ignore_mask
 from models.stream import CameraStream, raw_scores
 from workers import keys
 from workers.alerts import AlertTracker, HysteresisConfig
+from workers.cameras import list_cameras
 from workers.error_maps import encode_error_map
 from workers.process import WorkerProcess
 from workers.settings import Settings
@@ -176,10 +177,7 @@ class InferenceWorker(WorkerProcess):
     def refresh(self) -> None:
         """Renew leases, take free cameras up to a fair share, drop removed ones."""
         ttl = self.settings.inference.lease_ttl_ms
-        configs = {
-            cam.decode(): keys.CameraConfig.model_validate_json(raw)
-            for cam, raw in self.client.hgetall(keys.CAMERAS).items()
-        }
+        configs = {config.id: config for config in list_cameras(self.client)}
         for camera in list(self.slots):
             config = configs.get(camera)
             if config is None or not config.enabled:

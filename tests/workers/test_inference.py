@@ -114,3 +114,14 @@ def test_two_workers_share_cameras_and_score_everything_once(
         assert scored_seqs(redis_client, camera) == list(range(30))
     owners = {redis_client.get(keys.lease_key(camera)) for camera in cameras}
     assert owners == {b"wa", b"wb"}
+
+
+def test_an_invalid_stored_camera_is_skipped_and_the_others_are_scored(
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
+) -> None:
+    redis_client.hset(keys.CAMERAS, "broken", b'{"id": "broken"}')  # no source: not a valid config
+    add_camera(redis_client, "cam1")
+    write_frames(redis_client, "cam1", anomalous=range(0), count=20)
+    worker = start_inference("w1")
+    wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 20)
+    assert list(worker.slots) == ["cam1"]

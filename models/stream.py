@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 
 from models.detector import Detector, DetectorInfo
-from models.scoring import CameraScorer, ScoreCalibration, ScorerConfig, patch_max_scores
-
-DEFAULT_PATCH = 16
+from models.scoring import CameraScorer, ScoreCalibration, ScorerConfig, patch_max_scores, patch_size_for
 
 
 class CameraStream:
@@ -56,4 +54,5 @@ class CameraStream:
 
 
 def raw_scores(detector: Detector, error_maps: np.ndarray) -> np.ndarray:
-    return patch_max_scores(error_maps, int(detector.info.metadata.get("patch", DEFAULT_PATCH)))
+    patch = detector.info.metadata.get("patch") or patch_size_for(detector.info.height)
+    return patch_max_scores(error_maps, int(patch))

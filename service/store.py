@@ -10,10 +10,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import redis
-from pydantic import ValidationError
 
 from workers import keys
-from workers.keys import Alert, AlertEvent, WorkerHeartbeat
+from workers.keys import Alert, AlertEvent
+from workers.process import read_heartbeats
 
 # With a state filter, alerts are scanned from the time index in batches of at least this many ids.
 ALERT_SCAN_BATCH = 200
@@ -28,15 +28,7 @@ def get_snapshot(client: redis.Redis, camera_id: str) -> bytes | None:
 # ---------------------------------------------------------------- workers
 def live_worker_counts(client: redis.Redis, max_age_s: float, now_ts: float) -> Counter[str]:
     """How many workers of each role have sent a heartbeat within `max_age_s` of `now_ts`."""
-    counts: Counter[str] = Counter()
-    for raw in client.hgetall(keys.WORKERS).values():
-        try:
-            heartbeat = WorkerHeartbeat.model_validate_json(raw)
-        except ValidationError:
-            continue  # written by an incompatible version: not a worker this API can count on
-        if now_ts - heartbeat.ts <= max_age_s:
-            counts[heartbeat.role] += 1
-    return counts
+    return Counter(beat.role for beat in read_heartbeats(client) if now_ts - beat.ts <= max_age_s)
 
 
 # ---------------------------------------------------------------- alerts

@@ -36,7 +36,7 @@ from workers import keys
 from workers.alerts import AlertTracker, HysteresisConfig
 from workers.cameras import list_cameras
 from workers.error_maps import encode_error_map
-from workers.process import WorkerProcess
+from workers.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,13 +199,9 @@ class InferenceWorker(WorkerProcess):
                 self._acquire(camera, configs[camera])
 
     def _live_workers(self) -> int:
-        horizon = time.time() - 3 * self.settings.heartbeat_s
-        live = {self.worker_id}
-        for worker_id, raw in self.client.hgetall(keys.WORKERS).items():
-            beat = keys.WorkerHeartbeat.model_validate_json(raw)
-            if beat.role == "inference" and beat.ts >= horizon:
-                live.add(worker_id.decode())
-        return len(live)
+        horizon = time.time() - HEARTBEAT_PERIODS_ALIVE * self.settings.heartbeat_s
+        beats = read_heartbeats(self.client)
+        return len({self.worker_id} | {b.id for b in beats if b.role == "inference" and b.ts >= horizon})
 
     def _acquire(self, camera: str, config: keys.CameraConfig) -> None:
         stream_key = keys.frames_stream(camera)

@@ -49,6 +49,18 @@ WorkerRole = Literal["ingest", "inference", "retrain", "api", "notify"]
 # so that dead workers do not pile up in keys.WORKERS (and in the metrics) after every crash.
 STALE_HEARTBEAT_S = 300.0
 PRUNE_INTERVAL_S = 60.0
+HEARTBEAT_PERIODS_ALIVE = 3  # a worker counts as alive while its last heartbeat is this many periods old
+
+
+def read_heartbeats(client: redis.Redis) -> list[keys.WorkerHeartbeat]:
+    """Every readable heartbeat in keys.WORKERS (one of an incompatible version is skipped)."""
+    beats = []
+    for raw in client.hgetall(keys.WORKERS).values():
+        try:
+            beats.append(keys.WorkerHeartbeat.model_validate_json(raw))
+        except ValidationError:
+            continue
+    return beats
 
 
 class Backoff:

@@ -11,13 +11,12 @@ from service import store
 from service.api.deps import RedisDep, SettingsDep
 from service.api.models import ReadinessOut
 from workers.keys import now
+from workers.process import HEARTBEAT_PERIODS_ALIVE
 
 router = APIRouter(tags=["health"])
 
 # Roles that must have a live worker for alerts to flow.
 REQUIRED_ROLES = ("ingest", "inference")
-# A worker is live if it heartbeat within this many heartbeat periods.
-HEARTBEAT_PERIODS_ALIVE = 3
 
 
 @router.get("/healthz", summary="The API process is serving")

@@ -13,12 +13,11 @@ import redis
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from pydantic import ValidationError
 
 from service.api.deps import RedisDep, SettingsDep
-from service.api.routes.health import HEARTBEAT_PERIODS_ALIVE
 from workers import cameras, keys
 from workers.inference import DROPPED_FIELD
+from workers.process import HEARTBEAT_PERIODS_ALIVE, read_heartbeats
 from workers.redaction import redact
 
 router = APIRouter(tags=["metrics"])
@@ -101,16 +100,6 @@ def read_cameras(client: redis.Redis, camera_ids: list[str]) -> dict[str, Camera
     return readings
 
 
-def _heartbeats(client: redis.Redis) -> list[keys.WorkerHeartbeat]:
-    beats = []
-    for raw in client.hgetall(keys.WORKERS).values():
-        try:
-            beats.append(keys.WorkerHeartbeat.model_validate_json(raw))
-        except ValidationError:
-            continue  # written by an incompatible version
-    return beats
-
-
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -185,7 +174,7 @@ def _camera_metrics(out: _Families, client: redis.Redis, now: float) -> None:
 
 
 def _worker_metrics(out: _Families, client: redis.Redis, now: float, alive_s: float) -> None:
-    beats = _heartbeats(client)
+    beats = read_heartbeats(client)
     alive = out.gauge("vigil_workers_alive", "Workers with a recent heartbeat, by role.", ["role"])
     age = out.gauge(
         "vigil_worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat.", ["worker", "role"]

@@ -1,10 +1,18 @@
-"""Detector benchmark: inference throughput (ONNX Runtime and PyTorch, CPU, batch 1/8/32), training time,
-and the one-class AUC and wall-clock speed of `vigil eval` on a dataset (Ped2 by default).
+"""Detector benchmark: inference throughput and latency (ONNX Runtime as served, PyTorch for comparison) at
+batch 1/8/32/64 in fp32 and fp16 on CPU or a GPU, training time, and the one-class AUC and wall-clock speed
+of `vigil eval` on a dataset (Ped2 by default) for each precision.
 
-    python benchmarks/bench_detector.py --model data/models/ped2-default.onnx      # a trained model
-    python benchmarks/bench_detector.py --train-minutes 10                         # train one first
+    python benchmarks/bench_detector.py --model data/models/ped2-default.onnx              # CPU
+    python benchmarks/bench_detector.py --model data/models/ped2-default.onnx --device cuda --no-eval
+    python benchmarks/bench_detector.py --train-minutes 10                                 # train one first
 
-Writes benchmarks/results/detector-<machine>-<date>.json (figures + machine info) and prints a table.
+fp16 figures come from an fp16 conversion of the fp32 model (same weights). On a GPU, ONNX Runtime is
+measured with I/O binding (as served) and without it, and PyTorch with CUDA (fp16: autocast) when it sees
+the GPU, with the .pt weights of the same name or else random ones (speed does not depend on the values).
+A GPU run fails, rather than report CPU figures, when ONNX Runtime cannot use the GPU.
+
+Writes benchmarks/results/detector-<device kind>-<machine>-<date>.json (figures, providers, machine and
+GPU) and prints a table.
 """
 
 from __future__ import annotations
@@ -13,11 +21,15 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +38,112 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from models.detector import Detector  # noqa: E402
+from models.detector import DetectorInfo  # noqa: E402
 from models.pipeline import machine_info, save_trained, train_on_dataset  # noqa: E402
-from models.runtime import load_detector  # noqa: E402
+from models.runtime import (  # noqa: E402
+    CPU_PROVIDER,
+    PRECISIONS,
+    OnnxDetector,
+    convert_onnx_fp16,
+    load_detector,
+)
 from models.training import TrainConfig  # noqa: E402
-from service.commands.train import network_config  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
-BATCHES = (1, 8, 32)
+BATCHES = (1, 8, 32, 64)
+WARMUP_RUNS = 3  # first runs of a new batch shape pick kernels (cuDNN) or fill caches
 EVAL_RUNNER = (
     "import argparse, sys; from service.commands import eval as command; "
     "parser = argparse.ArgumentParser(); command.register(parser.add_subparsers()); "
     "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))"
 )
 
+Scorer = Callable[[np.ndarray], np.ndarray]
 
-def throughput(detector: Detector, batch: int, seconds: float) -> float:
-    """Frames per second of error_maps + nothing else, on random clips (speed does not depend on content)."""
-    info = detector.info
-    clips = np.random.default_rng(0).integers(
+
+def random_clips(info: DetectorInfo, batch: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(
         0, 256, (batch, info.history + 1, info.height, info.width), np.uint8
     )
-    detector.error_maps(clips)  # warm-up
-    frames, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
-        detector.error_maps(clips)
-        frames += batch
-    return frames / elapsed
 
 
-def run_eval(dataset: Path, model: Path, threads: int) -> dict[str, Any]:
+def measure(score: Scorer, clips: np.ndarray, seconds: float) -> dict[str, float]:
+    """Frames/s and per-batch latency of `score` (clips in host memory -> error maps in host memory)."""
+    for _ in range(WARMUP_RUNS):
+        score(clips)
+    latencies: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(latencies) < 5:
+        begun = time.perf_counter()
+        score(clips)
+        latencies.append(time.perf_counter() - begun)
+    elapsed = time.perf_counter() - started
+    return {
+        "fps": len(clips) * len(latencies) / elapsed,
+        "latency_ms_p50": 1000 * float(np.percentile(latencies, 50)),
+        "latency_ms_p95": 1000 * float(np.percentile(latencies, 95)),
+        "runs": len(latencies),
+    }
+
+
+def measure_batches(
+    results: dict[str, Any], runtime: str, score: Scorer, info: DetectorInfo, args: argparse.Namespace
+) -> None:
+    figures = {batch: measure(score, random_clips(info, batch), args.seconds) for batch in args.batches}
+    results["throughput_fps"][runtime] = {batch: f["fps"] for batch, f in figures.items()}
+    results["latency_ms"][runtime] = {
+        batch: {"p50": f["latency_ms_p50"], "p95": f["latency_ms_p95"], "runs": f["runs"]}
+        for batch, f in figures.items()
+    }
+    print(f"{runtime}: " + ", ".join(f"batch {b} {f['fps']:.0f} frames/s" for b, f in figures.items()))
+
+
+def torch_cuda_scorer(info: DetectorInfo, pt_path: Path, precision: str) -> tuple[Scorer, str]:
+    """The network in PyTorch on the GPU (fp16: autocast); weights from `pt_path` when it exists."""
+    import torch
+
+    from models.network import FramePredictor, NetworkConfig
+
+    model = FramePredictor(NetworkConfig.from_dict(info.metadata["network"]))
+    weights = "random (speed only)"
+    if pt_path.is_file():
+        model.load_state_dict(torch.load(pt_path, map_location="cpu", weights_only=True)["state_dict"])
+        weights = str(pt_path)
+    model = model.eval().cuda()
+
+    def score(clips: np.ndarray) -> np.ndarray:
+        with (
+            torch.inference_mode(),
+            torch.autocast("cuda", dtype=torch.float16, enabled=precision == "fp16"),
+        ):
+            return model(torch.from_numpy(clips).cuda()).float().cpu().numpy()
+
+    return score, weights
+
+
+def gpu_info() -> list[dict[str, str]]:
+    """The GPUs nvidia-smi lists (name, driver, memory); empty without one."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+    try:
+        lines = subprocess.run(query, capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    fields = ("name", "driver", "memory")
+    return [
+        dict(zip(fields, (p.strip() for p in line.split(",")), strict=False)) for line in lines.splitlines()
+    ]
+
+
+def device_kind(device: str, gpus: list[dict[str, str]]) -> str:
+    """cpu, or the GPU's name as a file-name part (e.g. nvidia-h100-80gb-hbm3)."""
+    if device == "cpu" or not gpus:
+        return device
+    return re.sub(r"[^a-z0-9]+", "-", gpus[0]["name"].lower()).strip("-")
+
+
+def run_eval(dataset: Path, model: Path, device: str, threads: int) -> dict[str, Any]:
     """`vigil eval --model` in a fresh process: wall time includes start-up, loading and JPEG decoding."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
@@ -75,7 +163,8 @@ def run_eval(dataset: Path, model: Path, threads: int) -> dict[str, Any]:
             str(report),
         ]
         started = time.perf_counter()
-        subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+        environment = {**os.environ, "VIGIL_INFERENCE__DEVICE": device}
+        subprocess.run(command, check=True, cwd=PROJECT_ROOT, env=environment)
         wall = time.perf_counter() - started
         figures = json.loads(report.read_text())
     frames = figures["timings"]["frames"]
@@ -86,6 +175,19 @@ def run_eval(dataset: Path, model: Path, threads: int) -> dict[str, Any]:
         "process_wall_fps": frames / wall,
         "timings": figures["timings"],
     }
+
+
+def onnx_models(onnx_path: Path, precisions: list[str], tmp: Path) -> dict[str, Path]:
+    """The model file of each precision: the model itself, and an fp16 conversion of an fp32 one."""
+    own = load_detector(onnx_path, "cpu").info.metadata.get("precision", "fp32")
+    models = {own: onnx_path}
+    if "fp16" in precisions and own == "fp32":
+        models["fp16"] = tmp / "model-fp16.onnx"
+        convert_onnx_fp16(onnx_path, models["fp16"])
+    missing = [p for p in precisions if p not in models]
+    if missing:
+        raise SystemExit(f"{onnx_path} is {own}: no {', '.join(missing)} figures from it")
+    return {p: models[p] for p in precisions}
 
 
 def main() -> int:
@@ -100,24 +202,41 @@ def main() -> int:
         help="trained weights (.onnx); PyTorch figures use the .pt of the same name when present",
     )
     source.add_argument("--train-minutes", type=float, help="train a model on DATASET/training first")
+    parser.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    parser.add_argument("--precision", choices=(*PRECISIONS, "both"), default="both")
+    parser.add_argument(
+        "--batches", type=int, nargs="+", default=list(BATCHES), help="batch sizes (default 1 8 32 64)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="threads for PyTorch and ONNX Runtime")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per throughput figure")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per batch size")
+    parser.add_argument("--no-eval", action="store_true", help="skip the `vigil eval` AUC runs")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    precisions = list(PRECISIONS) if args.precision == "both" else [args.precision]
 
     import torch
 
     torch.set_num_threads(args.threads)
+    gpus = gpu_info()
     results: dict[str, Any] = {
-        "machine": machine_info(),
+        # CPU figures on a shared machine are only as good as its load
+        "machine": {**machine_info(), "gpus": gpus, "load_average_1min_at_start": os.getloadavg()[0]},
+        "device": args.device,
         "threads": args.threads,
+        "seconds_per_batch_size": args.seconds,
         "dataset": str(args.dataset),
+        "throughput_fps": {},
+        "latency_ms": {},
+        "providers": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path, pt_path = Path(tmp) / "model.onnx", Path(tmp) / "model.pt"
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        onnx_path, pt_path = tmp / "model.onnx", tmp / "model.pt"
         if args.train_minutes is not None:
+            from service.commands.train import network_config
+
             started = time.perf_counter()
             trained = train_on_dataset(
                 args.dataset, network_config(), TrainConfig(minutes=args.train_minutes, seed=args.seed)
@@ -127,30 +246,55 @@ def main() -> int:
             save_trained(trained, pt_path)
         else:
             onnx_path, pt_path = args.model, args.model.with_suffix(".pt")
-            if not pt_path.is_file():
-                print(f"no {pt_path}: PyTorch throughput is skipped", file=sys.stderr)
-        onnx_detector = load_detector(onnx_path, "cpu", args.threads)
-        results.setdefault("training", onnx_detector.info.metadata.get("training"))
-        results["model"] = {
-            "version": onnx_detector.info.version,
-            "input": [onnx_detector.info.height, onnx_detector.info.width],
-            "history": onnx_detector.info.history,
-            "onnx_bytes": onnx_path.stat().st_size,
-        }
-        results["throughput_fps"] = {
-            "onnxruntime_cpu": {b: throughput(onnx_detector, b, args.seconds) for b in BATCHES}
-        }
-        if pt_path.is_file():
+        models = onnx_models(onnx_path, precisions, tmp)
+        outputs: dict[str, np.ndarray] = {}
+        for precision, path in models.items():
+            detector = load_detector(
+                path, args.device, args.threads, max_batch=max(args.batches), engine_cache=tmp / "engines"
+            )
+            assert isinstance(detector, OnnxDetector)
+            runtime = f"onnxruntime_{args.device}_{precision}"
+            providers = detector.session.get_providers()
+            if args.device != "cpu" and providers[0] == CPU_PROVIDER:
+                print(f"ONNX Runtime cannot use the GPU here (providers {providers}): see the log above")
+                return 2
+            results["providers"][runtime] = providers
+            results.setdefault("training", detector.info.metadata.get("training"))
+            results.setdefault(
+                "model",
+                {
+                    "version": detector.info.version,
+                    "input": [detector.info.height, detector.info.width],
+                    "history": detector.info.history,
+                },
+            )
+            results["model"][f"onnx_bytes_{precision}"] = path.stat().st_size
+            measure_batches(results, runtime, detector.error_maps, detector.info, args)
+            if detector.bind_device is not None:  # the same session without I/O binding, for comparison
+                plain = OnnxDetector(detector.session, detector.info.metadata)
+                measure_batches(results, f"{runtime}_no_iobinding", plain.error_maps, detector.info, args)
+            outputs[precision] = detector.error_maps(random_clips(detector.info, 8))
+        if len(outputs) == 2:
+            results["fp16_max_abs_diff"] = float(np.abs(outputs["fp16"] - outputs["fp32"]).max())
+        info = detector.info
+        if args.device == "cpu" and pt_path.is_file():
             torch_detector = load_detector(pt_path, "cpu", args.threads)
-            results["throughput_fps"]["pytorch_cpu"] = {
-                b: throughput(torch_detector, b, args.seconds) for b in BATCHES
+            measure_batches(results, "pytorch_cpu_fp32", torch_detector.error_maps, info, args)
+        elif args.device != "cpu" and torch.cuda.is_available():
+            for precision in precisions:
+                score, weights = torch_cuda_scorer(info, pt_path, precision)
+                results["pytorch_cuda_weights"] = weights
+                measure_batches(results, f"pytorch_cuda_{precision}", score, info, args)
+        if not args.no_eval:
+            results["eval"] = {
+                precision: run_eval(args.dataset, path, args.device, args.threads)
+                for precision, path in models.items()
             }
-        results["eval"] = run_eval(args.dataset, onnx_path, args.threads)
+    results["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
     results["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
-    out = args.out or PROJECT_ROOT / "benchmarks" / "results" / (
-        f"detector-{platform.node() or 'machine'}-{dt.date.today().isoformat()}.json"
-    )
+    name = f"detector-{device_kind(args.device, gpus)}-{platform.node() or 'machine'}-{dt.date.today()}.json"
+    out = args.out or PROJECT_ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown_table(results))
@@ -159,26 +303,38 @@ def main() -> int:
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    rows = ["| figure | value |", "| --- | --- |"]
+    rows = ["| figure | frames/s | latency p50 / p95 (ms) |", "| --- | --- | --- |"]
     for runtime, figures in results["throughput_fps"].items():
         for batch, fps in figures.items():
-            rows.append(f"| {runtime} ({results['threads']} threads), batch {batch} | {fps:.0f} frames/s |")
-    evaluation = results["eval"]
-    if evaluation["metrics"]:
-        rows.append(f"| one-class micro AUC (causal, as served) | {evaluation['metrics']['micro_auc']:.4f} |")
+            latency = results["latency_ms"][runtime][batch]
+            rows.append(
+                f"| {runtime}, batch {batch} | {fps:.0f} | {latency['p50']:.1f} / {latency['p95']:.1f} |"
+            )
+    for precision, evaluation in results.get("eval", {}).items():
+        if evaluation["metrics"]:
+            metrics = evaluation["metrics"]
+            rows.append(
+                f"| one-class micro AUC, {precision} (causal, as served) | {metrics['micro_auc']:.4f} | |"
+            )
+            rows.append(
+                f"| per-video min-max AUC, {precision} (papers' protocol) | "
+                f"{metrics['per_video_minmax_auc']:.4f} | |"
+            )
         rows.append(
-            f"| per-video min-max AUC (papers' protocol) | {evaluation['metrics']['per_video_minmax_auc']:.4f} |"
+            f"| `vigil eval --model` wall, {precision}, {evaluation['frames']} frames | "
+            f"{evaluation['process_wall_fps']:.0f} (incl. start-up and decoding) | |"
         )
-    rows.append(
-        f"| `vigil eval --model` wall, {evaluation['frames']} frames | {evaluation['process_wall_s']:.1f} s "
-        f"({evaluation['process_wall_fps']:.0f} frames/s incl. start-up and decoding) |"
-    )
     training = results.get("training")
     if training:
         rows.append(
-            f"| training ({training['frames']} frames, {training['steps']} steps) | {training['seconds']:.0f} s |"
+            f"| training ({training['frames']} frames, {training['steps']} steps) | "
+            f"{training['seconds']:.0f} s | |"
         )
-    rows.append(f"| machine | {results['machine']['cpu']}, {results['machine']['cores']} cores |")
+    machine = results["machine"]
+    gpu = f", {machine['gpus'][0]['name']}" if machine["gpus"] and results["device"] != "cpu" else ""
+    rows.append(
+        f"| machine | {machine['cpu']}, {machine['cores']} cores{gpu}, {results['threads']} threads | |"
+    )
     return "\n".join(rows)
 
 

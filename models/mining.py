@@ -98,3 +98,46 @@ def pixel_masks(error_maps: np.ndarray, eta_a: float, reference_scale: float | N
         span = maps.max(axis=(1, 2), keepdims=True) - low
         normalized = np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.0)
     return (normalized < eta_a).astype(np.float32)
+
+
+def localized_normal_frames(scores: np.ndarray, params: MiningParams, alpha: float) -> np.ndarray:
+    """bool [N]: the paper's hinge applied to the detector's own localized frame score instead of FS.
+
+    Candidates are frames with S < eta_s; their scores are min-max normalized over the candidates, X is
+    their mean and T = alpha * (X - X^2); a candidate is kept when its normalized score is below T. The
+    localized score ranks frames far better than the paper's FS, so a stricter alpha keeps a smaller but
+    cleaner set (see design notes, section 7).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    candidates = np.flatnonzero(scores < params.eta_s)
+    selected = np.zeros(len(scores), dtype=bool)
+    if len(candidates) == 0:
+        return selected
+    normalized = _min_max(scores[candidates])
+    mean = float(normalized.mean())
+    selected[candidates[normalized < alpha * (mean - mean**2)]] = True
+    return long_runs(selected, params.min_run)
+
+
+def runs_within_segments(selected: np.ndarray, segments: np.ndarray, min_run: int) -> np.ndarray:
+    """`long_runs` where a run may not cross a change of `segments` (a reconnect or a gap in the stream)."""
+    selected = np.asarray(selected, dtype=bool)
+    out = np.zeros_like(selected)
+    edges = np.flatnonzero(np.diff(np.asarray(segments))) + 1
+    for start, end in zip(np.r_[0, edges], np.r_[edges, len(selected)], strict=True):
+        out[start:end] = long_runs(selected[start:end], min_run)
+    return out
+
+
+def apply_labels(
+    normal: np.ndarray, abnormal: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Operator labels override mining; labels int [N]: 1 abnormal, 0 normal, -1 unlabelled.
+
+    A frame labelled abnormal is never trained as normal; one labelled normal is, even where the detector
+    disagreed (a false positive learned away at that place). Labelled frames need no run of FNmin.
+    """
+    labels = np.asarray(labels)
+    normal = (np.asarray(normal, dtype=bool) & (labels != 1)) | (labels == 0)
+    abnormal = (np.asarray(abnormal, dtype=bool) & (labels != 0)) | (labels == 1)
+    return normal, abnormal

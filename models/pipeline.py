@@ -57,9 +57,24 @@ def train_on_dataset(
     resume: bool = False,
 ) -> TrainedModel:
     """Trains on DATASET/training (the first `train_videos` videos when given) and calibrates the scores."""
+    videos, frames = read_split(dataset, "training", network.height, network.width, train_videos)
+    source = {"dataset": dataset.name, "data_hash": data.videos_hash(videos), "videos": len(videos)}
+    return train_detector(frames, network, train_config, source, pseudo, checkpoint, resume)
+
+
+def train_detector(
+    frames: dict[str, np.ndarray],
+    network: NetworkConfig,
+    train_config: TrainConfig,
+    source: dict[str, Any],
+    pseudo: PseudoAnomalyConfig | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+) -> TrainedModel:
+    """Trains a detector on normal videos (uint8 [T, H, W] each, at the network's input size), then fits its
+    error baseline and score calibration; `source` describes the footage in the metadata."""
     started = time.monotonic()
     pseudo = pseudo or PseudoAnomalyConfig()
-    videos, frames = read_split(dataset, "training", network.height, network.width, train_videos)
     result = train_predictor(list(frames.values()), network, pseudo, train_config, checkpoint, resume)
     metadata = model_metadata(
         network,
@@ -69,9 +84,7 @@ def train_on_dataset(
             "version": f"{MODEL_KIND}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}",
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "training": {
-                "dataset": dataset.name,
-                "data_hash": data.videos_hash(videos),
-                "videos": len(videos),
+                **source,
                 "frames": int(sum(len(f) for f in frames.values())),
                 "steps": result.steps,
                 "seconds": round(result.seconds, 1),

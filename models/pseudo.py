@@ -77,13 +77,13 @@ class ClipSampler:
         clip = frames[padded_indices(t, self.history)].copy()
         draw -= self.config.skip_probability
         if draw < self.config.patch_probability:
-            self._paste_patch(clip)
+            self.paste_patch(clip)
         elif draw - self.config.patch_probability < self.config.padding_probability:
             keep = int(self.rng.integers(1, self.history + 1))  # past frames seen since the (re)connect
             clip[: self.history - keep + 1] = clip[self.history - keep]
         return clip
 
-    def _paste_patch(self, clip: np.ndarray) -> None:
+    def paste_patch(self, clip: np.ndarray) -> None:
         """A foreign patch moving through the past frames (clip[:-1]); the current frame stays normal."""
         height, width = clip.shape[1:]
         rng = self.rng

@@ -1,11 +1,12 @@
 """Loading, saving and exporting detectors; the runtime is chosen by the weights file.
 
-    .onnx -> ONNX Runtime (CUDA when available and allowed, else CPU)
-    .pt   -> PyTorch
+    .onnx -> ONNX Runtime (TensorRT or CUDA when available and allowed, else CPU)
+    .pt   -> PyTorch (CPU)
 
 Both files carry the same metadata (ONNX: metadata_props["vigil"], JSON; .pt: a dict): kind, version,
 input size, history, patch size, score calibration, network and training settings, training data hash,
-metrics. Anything that is not a valid detector raises InvalidModelError with a readable message.
+metrics; ONNX graphs also record their precision (fp32, or fp16 compute with the same uint8 input and
+float32 output). Anything that is not a valid detector raises InvalidModelError with a readable message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,13 @@ MODEL_KIND = "unet-predictor"
 FORMAT = "vigil-detector/1"
 METADATA_KEY = "vigil"
 SUFFIXES = (".onnx", ".pt")
+PRECISIONS = ("fp32", "fp16")  # of ONNX graphs; .pt weights are fp32
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+INPUT_NAME = "clips"
+DEFAULT_MAX_BATCH = 64  # largest batch a TensorRT engine is built for
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 
 
 class InvalidModelError(ValueError):
@@ -63,13 +72,43 @@ class TorchDetector(Detector):
 
 
 class OnnxDetector(Detector):
-    def __init__(self, session: Any, metadata: dict[str, Any]) -> None:
+    """An ONNX Runtime session. With `bind_device` (the GPU path), each batch is bound to the session as one
+    device tensor and the error maps are written straight to host memory (I/O binding); batches larger than
+    `max_batch` (a TensorRT engine's largest profile) are scored in parts."""
+
+    def __init__(
+        self,
+        session: Any,
+        metadata: dict[str, Any],
+        bind_device: str | None = None,
+        max_batch: int | None = None,
+    ) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
+        self.output_name = session.get_outputs()[0].name
+        self.bind_device = bind_device
+        self.max_batch = max_batch
         self.info = _info(metadata)
 
     def error_maps(self, clips: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(clips, dtype=np.uint8)})[0]
+        clips = np.ascontiguousarray(clips, dtype=np.uint8)
+        if self.max_batch is None or len(clips) <= self.max_batch:
+            return self._run(clips)
+        return np.concatenate(
+            [self._run(clips[i : i + self.max_batch]) for i in range(0, len(clips), self.max_batch)]
+        )
+
+    def _run(self, clips: np.ndarray) -> np.ndarray:
+        if self.bind_device is None:
+            return self.session.run([self.output_name], {self.input_name: clips})[0]
+        from onnxruntime import OrtValue
+
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, OrtValue.ortvalue_from_numpy(clips, self.bind_device, 0))
+        binding.synchronize_inputs()  # the copy to the device is done before the session's stream reads it
+        binding.bind_output(self.output_name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
 
 def model_metadata(
@@ -88,83 +127,253 @@ def model_metadata(
     }
 
 
-def save_detector(model: FramePredictor, metadata: dict[str, Any], path: Path) -> None:
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
+
+
+def save_detector(
+    model: FramePredictor, metadata: dict[str, Any], path: Path, precision: str = "fp32"
+) -> None:
     """Writes .pt (PyTorch state dict + metadata) or .onnx (graph with dynamic batch + metadata)."""
     import torch
 
+    _check_precision(precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".pt":
+        if precision != "fp32":
+            raise InvalidModelError(f"{path}: {precision} is an ONNX option; .pt weights are fp32")
         torch.save({"format": FORMAT, "metadata": metadata, "state_dict": model.state_dict()}, path)
     elif path.suffix == ".onnx":
-        export_onnx(model, metadata, path)
+        export_onnx(model, metadata, path, precision)
     else:
         raise InvalidModelError(f"{path}: model files end in {' or '.join(SUFFIXES)}")
 
 
-def export_onnx(model: FramePredictor, metadata: dict[str, Any], path: Path) -> None:
+def export_onnx(model: FramePredictor, metadata: dict[str, Any], path: Path, precision: str = "fp32") -> None:
+    """The network as an ONNX graph, uint8 clips in and float32 error maps out whatever the precision."""
     import onnx
     import torch
 
+    _check_precision(precision)
     config = model.config
     example = torch.zeros((2, config.history + 1, config.height, config.width), dtype=torch.uint8)
     tmp = path.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated but exports this plain graph faster and without extra deps
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            str(tmp),
-            input_names=["clips"],
-            output_names=["error_maps"],
-            dynamic_axes={"clips": {0: "batch"}, "error_maps": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    graph = onnx.load(str(tmp))
+    try:
+        with warnings.catch_warnings():
+            # the TorchScript exporter is deprecated but exports this plain graph faster, without extra deps
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model.eval(),
+                (example,),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=["error_maps"],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, "error_maps": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        graph = onnx.load(str(tmp))
+    finally:
+        tmp.unlink(missing_ok=True)
+    if precision == "fp16":
+        graph = _to_fp16(graph)
+    _write_onnx(graph, {**metadata, "precision": precision}, path)
+
+
+def convert_onnx_fp16(source: Path, target: Path) -> None:
+    """Writes an fp16 copy of a Vigil fp32 ONNX model to `target` (which may be `source`)."""
+    graph = _read_onnx(source)
+    metadata = _onnx_metadata(graph, source)
+    if metadata.get("precision", "fp32") != "fp32":
+        raise InvalidModelError(f"{source}: already {metadata['precision']}")
+    _write_onnx(_to_fp16(graph), {**metadata, "precision": "fp16"}, target)
+
+
+def _to_fp16(graph: Any) -> Any:
+    """fp16 weights and compute; the uint8 input and the float32 output stay as they are (cast inside)."""
+    # ONNX Runtime's own converter, shipped with both onnxruntime and onnxruntime-gpu: no extra dependency
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(graph, keep_io_types=True)
+
+
+def _write_onnx(graph: Any, metadata: dict[str, Any], path: Path) -> None:
+    """Saves `graph` with `metadata` as its one Vigil entry, replacing the file whole (never half written)."""
+    import onnx
+
+    others = [entry for entry in graph.metadata_props if entry.key != METADATA_KEY]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(others)
     entry = graph.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    onnx.save(graph, str(path))
-    tmp.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    onnx.save(graph, str(partial))
+    partial.replace(path)
 
 
-def _onnx_providers(device: str) -> list[str]:
-    import onnxruntime as ort
+def _read_onnx(path: Path) -> Any:
+    import onnx
 
-    available = ort.get_available_providers()
+    try:
+        graph = onnx.load(str(path))
+    except Exception as exc:  # protobuf decoding errors of every kind mean "not an ONNX file"
+        raise InvalidModelError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+    if not graph.graph.node or not graph.graph.input:
+        raise InvalidModelError(f"{path}: not a loadable ONNX model (no graph)")
+    return graph
+
+
+def _onnx_metadata(graph: Any, path: Path) -> dict[str, Any]:
+    props = {entry.key: entry.value for entry in graph.metadata_props}
+    if METADATA_KEY not in props:
+        raise InvalidModelError(f"{path}: ONNX model without Vigil metadata (not exported by Vigil)")
+    try:
+        return json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise InvalidModelError(f"{path}: unreadable model metadata ({exc})") from exc
+
+
+Provider = str | tuple[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    providers: list[Provider]  # ONNX Runtime's `providers` argument, most preferred first
+    reason: str
+    degraded: bool  # the device asked for will not be used: worth a warning
+
+    @property
+    def names(self) -> list[str]:
+        return [_provider_name(provider) for provider in self.providers]
+
+
+def _provider_name(provider: Provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def tensorrt_options(
+    input_name: str, clip_shape: tuple[int, ...], max_batch: int, fp16: bool, engine_cache: Path | None
+) -> dict[str, str]:
+    """TensorRT provider options: one engine for every batch of 1..max_batch clips (without a profile,
+    TensorRT builds a new engine whenever a larger batch comes), fp16 kernels for fp16 models, and
+    built engines kept in `engine_cache` (else each start builds them again, which takes minutes)."""
+    shape = "x".join(str(n) for n in clip_shape)
+    options = {
+        "trt_fp16_enable": str(fp16),
+        "trt_profile_min_shapes": f"{input_name}:1x{shape}",
+        "trt_profile_opt_shapes": f"{input_name}:{max_batch}x{shape}",
+        "trt_profile_max_shapes": f"{input_name}:{max_batch}x{shape}",
+    }
+    if engine_cache is not None:
+        options |= {
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(engine_cache),
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": str(engine_cache),
+        }
+    return options
+
+
+def choose_providers(device: str, available: list[str], trt_options: dict[str, str]) -> ProviderChoice:
+    """The providers for `device` among those this onnxruntime build offers (`available`).
+
+    cpu: CPU. auto: CUDA when the build has it, else CPU. cuda: the same, CPU being a degradation.
+    tensorrt: TensorRT with `trt_options`, then CUDA and CPU for what TensorRT does not run.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     if device == "cpu":
-        log.info("ONNX Runtime: CPUExecutionProvider (device=cpu requested)")
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available:
-        log.info("ONNX Runtime: CUDAExecutionProvider (device=%s)", device)
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    level = logging.WARNING if device == "cuda" else logging.INFO
-    log.log(
-        level, "ONNX Runtime: CPUExecutionProvider (CUDA provider not available; available: %s)", available
+        return ProviderChoice([CPU_PROVIDER], "device=cpu requested", degraded=False)
+    if CUDA_PROVIDER not in available:
+        return ProviderChoice(
+            [CPU_PROVIDER],
+            f"device={device} but this onnxruntime build has no CUDA provider "
+            f"(it has {', '.join(available)}; the GPU image installs onnxruntime-gpu)",
+            degraded=device != "auto",
+        )
+    gpu: list[Provider] = [CUDA_PROVIDER, CPU_PROVIDER]
+    if device != "tensorrt":
+        return ProviderChoice(gpu, f"device={device}, CUDA provider available", degraded=False)
+    if TENSORRT_PROVIDER not in available:
+        return ProviderChoice(
+            gpu, "device=tensorrt but this onnxruntime build has no TensorRT provider", degraded=True
+        )
+    return ProviderChoice(
+        [(TENSORRT_PROVIDER, trt_options), *gpu], "device=tensorrt requested", degraded=False
     )
-    return ["CPUExecutionProvider"]
 
 
-def _load_onnx(path: Path, device: str, threads: int) -> OnnxDetector:
+def _start_session(path: Path, options: Any, providers: list[Provider]) -> tuple[Any, str]:
+    """A session on the first provider of `providers` that starts (each failure logged with its reason),
+    and the provider it was asked to start on."""
     import onnxruntime as ort
 
+    first = 0
+    while True:
+        attempt, asked = providers[first:], _provider_name(providers[first])
+        try:
+            # ORT's own fallback would only print the reason: this one logs it
+            return ort.InferenceSession(str(path), options, providers=attempt, enable_fallback=0), asked
+        except Exception as exc:  # ORT raises its own exception types for every kind of failure
+            if len(attempt) == 1:
+                raise InvalidModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
+            log.warning(
+                "ONNX Runtime: %s failed to start (%s); falling back to %s",
+                asked,
+                exc,
+                _provider_name(attempt[1]),
+            )
+            first += 1
+
+
+def _load_onnx(
+    path: Path, device: str, threads: int, max_batch: int, engine_cache: Path | None
+) -> OnnxDetector:
+    import onnxruntime as ort
+
+    graph = _read_onnx(path)
+    metadata = _onnx_metadata(graph, path)
+    info = _info(metadata)
+    fp16 = metadata.get("precision") == "fp16"
+    input_name = graph.graph.input[0].name
+    del graph  # the session reads the file itself
+    trt_options = tensorrt_options(
+        input_name, (info.history + 1, info.height, info.width), max_batch, fp16, engine_cache
+    )
+    choice = choose_providers(device, ort.get_available_providers(), trt_options)
+    log.log(
+        logging.WARNING if choice.degraded else logging.INFO,
+        "ONNX Runtime: %s (%s)",
+        choice.names[0],
+        choice.reason,
+    )
+    if TENSORRT_PROVIDER in choice.names and engine_cache is not None:
+        engine_cache.mkdir(parents=True, exist_ok=True)
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(path), options, providers=_onnx_providers(device))
-    except Exception as exc:  # ORT raises its own exception types for every kind of broken file
-        raise InvalidModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
-    props = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in props:
-        raise InvalidModelError(f"{path}: ONNX model without Vigil metadata (not exported by Vigil)")
-    try:
-        metadata = json.loads(props[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise InvalidModelError(f"{path}: unreadable model metadata ({exc})") from exc
-    log.info("ONNX Runtime providers in use: %s", session.get_providers())
-    return OnnxDetector(session, metadata)
+    session, asked = _start_session(path, options, choice.providers)
+    in_use = session.get_providers()
+    if in_use[0] != asked:  # ORT leaves out, with an error of its own, a provider it cannot create
+        log.warning(
+            "ONNX Runtime: %s could not be created (see ONNX Runtime's error above: CUDA, cuDNN or TensorRT "
+            "libraries missing, or no GPU visible); running on %s",
+            asked,
+            in_use[0],
+        )
+    log.info("ONNX Runtime providers in use: %s", in_use)
+    if fp16 and in_use[0] == CPU_PROVIDER:
+        log.info("fp16 model on CPU: ONNX Runtime computes it through casts, no faster than the fp32 model")
+    on_gpu = in_use[0] in (CUDA_PROVIDER, TENSORRT_PROVIDER)
+    return OnnxDetector(
+        session,
+        metadata,
+        bind_device="cuda" if on_gpu else None,
+        max_batch=max_batch if in_use[0] == TENSORRT_PROVIDER else None,
+    )
 
 
 def _load_torch(path: Path, device: str, threads: int) -> TorchDetector:
@@ -174,7 +383,7 @@ def _load_torch(path: Path, device: str, threads: int) -> TorchDetector:
 
     if threads > 0:
         torch.set_num_threads(threads)
-    if device == "cuda":
+    if device in ("cuda", "tensorrt"):
         log.warning(
             "PyTorch detector runs on CPU (.pt weights are served by the CPU build); export to .onnx for CUDA"
         )
@@ -213,25 +422,39 @@ def _check(detector: Detector, path: Path) -> None:
         raise InvalidModelError(f"{path}: score calibration is not finite")
 
 
-def load_detector(path: Path, device: str = "auto", threads: int = 0) -> Detector:
-    """The detector stored in `path`; the runtime follows the suffix. Raises InvalidModelError."""
+def load_detector(
+    path: Path,
+    device: str = "auto",
+    threads: int = 0,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    engine_cache: Path | None = None,
+) -> Detector:
+    """The detector stored in `path`; the runtime follows the suffix. Raises InvalidModelError.
+
+    device: auto, cpu, cuda or tensorrt (see choose_providers). max_batch and engine_cache matter only
+    with TensorRT: the largest batch its engine is built for, and where built engines are kept.
+    """
     path = Path(path)
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     if not path.is_file():
         raise InvalidModelError(f"{path}: no such model file")
     if path.suffix == ".onnx":
-        detector: Detector = _load_onnx(path, device, threads)
+        detector: Detector = _load_onnx(path, device, threads, max_batch, engine_cache)
     elif path.suffix == ".pt":
         detector = _load_torch(path, device, threads)
     else:
         raise InvalidModelError(f"{path}: unknown model format (expected {' or '.join(SUFFIXES)})")
     _check(detector, path)
     log.info(
-        "loaded %s %s (%dx%d, history %d) from %s",
+        "loaded %s %s (%dx%d, history %d, %s) from %s",
         detector.info.kind,
         detector.info.version,
         detector.info.height,
         detector.info.width,
         detector.info.history,
+        detector.info.metadata.get("precision", "fp32"),
         path,
     )
     return detector

@@ -17,7 +17,19 @@ from workers.redaction import RedactingFilter
 from workers.settings import CONFIG_ENV
 
 # Order is the order `vigil --help` lists them in.
-COMMANDS = ("up", "ingest", "infer", "retrain", "api", "notify", "train", "eval", "cameras")
+COMMANDS = (
+    "up",
+    "ingest",
+    "infer",
+    "retrain",
+    "api",
+    "notify",
+    "train",
+    "eval",
+    "cameras",
+    "labels",
+    "models",
+)
 
 log = logging.getLogger("vigil")
 

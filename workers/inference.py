@@ -32,7 +32,7 @@ from models.detector import Detector
 from models.motion import FrameDifferenceDetector
 from models.scoring import ignore_mask
 from models.stream import CameraStream, raw_scores
-from workers import keys
+from workers import keys, model_registry
 from workers.alerts import AlertTracker, HysteresisConfig
 from workers.cameras import list_cameras
 from workers.error_maps import encode_error_map
@@ -63,21 +63,22 @@ class LeaseLost(Exception):
     """Another worker owns a camera of the batch now; its results must not be written."""
 
 
-def load_serving_detector(settings: Settings, client: redis.Redis) -> Detector:
-    """The pinned model (settings), else the published current version, else the motion baseline."""
+def load_serving_detector(settings: Settings, client: redis.Redis) -> tuple[Detector, float | None]:
+    """The pinned model (settings), else the published current version, else the motion baseline; with the
+    version's adaptive alert threshold (None: the configured one)."""
     from models.runtime import load_detector  # the learned runtime pulls in ONNX Runtime / torch
 
     path = settings.inference.model_path
+    threshold = None
     if path is None:
-        current = client.get(keys.CURRENT_MODEL)
-        if current:
-            raw = client.hget(keys.MODELS, current)
-            if raw:
-                path = Path(keys.ModelVersion.model_validate_json(raw).path)
+        current = model_registry.current_version(client)
+        if current is not None:
+            path, threshold = Path(current.path), current.alert_threshold
     if path is None:
         log.info("no model configured or published: scoring with the motion baseline")
-        return FrameDifferenceDetector(settings.analysis.height, settings.analysis.width)
-    return load_detector(Path(path), device=settings.inference.device, threads=settings.inference.threads)
+        return FrameDifferenceDetector(settings.analysis.height, settings.analysis.width), None
+    detector = load_detector(Path(path), device=settings.inference.device, threads=settings.inference.threads)
+    return detector, threshold
 
 
 @dataclass
@@ -125,6 +126,8 @@ class InferenceWorker(WorkerProcess):
         super().__init__(settings, redis_url, worker_id=worker_id)
         self.client = self.redis
         self.detector = detector
+        self.model_threshold: float | None = None  # the served version's adaptive alert threshold
+        self._refused_model: str | None = None  # a published version that failed to load here
         self.slots: dict[str, CameraSlot] = {}
         self._acquire_lease = self.client.register_script(_ACQUIRE_LEASE)
         self._renew = self.client.register_script(_RENEW_LEASE)
@@ -138,7 +141,7 @@ class InferenceWorker(WorkerProcess):
     # ------------------------------------------------------------ process hooks
     def setup(self) -> None:
         if self.detector is None:
-            self.detector = load_serving_detector(self.settings, self.client)
+            self.detector, self.model_threshold = load_serving_detector(self.settings, self.client)
         self.event("serving", model=self.detector.info.version, kind=self.detector.info.kind)
 
     def step(self) -> None:
@@ -249,7 +252,7 @@ class InferenceWorker(WorkerProcess):
         zones = [zone.points for zone in config.ignore_zones]
         alerts = self.settings.alerts
         hysteresis = HysteresisConfig(
-            threshold=config.threshold or alerts.threshold,
+            threshold=config.threshold or self.model_threshold or alerts.threshold,
             start_frames=alerts.start_frames,
             end_frames=alerts.end_frames,
             update_interval_s=alerts.update_interval_s,
@@ -510,10 +513,14 @@ class InferenceWorker(WorkerProcess):
         if self.settings.inference.model_path is not None:
             return
         current = self.client.get(keys.CURRENT_MODEL)
-        if current and current.decode() != self.detector.info.version:
+        if current and current.decode() not in (self.detector.info.version, self._refused_model):
             try:
-                self.swap_detector(load_serving_detector(self.settings, self.client))
+                detector, threshold = load_serving_detector(self.settings, self.client)
             except Exception as exc:  # a model that fails to load never serves; the old one goes on
+                self._refused_model = current.decode()
                 log.error(
                     "model %s not loaded, keeping %s: %s", current.decode(), self.detector.info.version, exc
                 )
+                return
+            self.model_threshold = threshold
+            self.swap_detector(detector)

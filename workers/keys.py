@@ -87,7 +87,9 @@ ALERTS_BY_TIME = f"{PREFIX}:alerts:by_time"  # zset: alert id scored by start ti
 ALERT_EVENTS = f"{PREFIX}:alert_events"  # stream of AlertEvent, never trimmed by frame pressure
 MODELS = f"{PREFIX}:models"  # hash: version -> ModelVersion JSON
 CURRENT_MODEL = f"{PREFIX}:models:current"  # string: version id now serving
-MODEL_UPDATES = f"{PREFIX}:models:updates"  # pub/sub channel: a new version is current
+MODEL_HISTORY = f"{PREFIX}:models:history"  # list: versions made current, newest first (for rollback)
+RETRAIN_CYCLES = f"{PREFIX}:retrain:cycles"  # list: RetrainCycle JSON, newest first, capped
+RETRAIN_CURSOR = f"{PREFIX}:retrain:cursor"  # hash: camera id -> last frame seq a cycle covered
 
 
 def alerts_by_camera(camera: str) -> str:
@@ -253,12 +255,77 @@ class AlertEvent(StreamMessage):
         return Alert.model_validate_json(self.alert)
 
 
+ModelStatus = Literal["serving", "retired", "rejected", "rolled_back"]
+
+
 class ModelVersion(BaseModel):
     version: str
-    path: str
+    path: str = Field(description="The served weights (.onnx or .pt); empty for a rejected candidate.")
     parent: str | None = None
     created_ts: float = Field(default_factory=now)
-    kind: str = Field(description="Detector kind, e.g. 'motion-baseline' or 'unet-predictor'.")
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    status: Literal["serving", "retired", "rejected", "candidate"] = "candidate"
+    kind: str = Field(description="Detector kind, e.g. 'unet-predictor'.")
+    origin: Literal["published", "cold_start", "self_training"] = "published"
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="Mined counts, validation figures, durations of the cycle."
+    )
+    alert_threshold: float | None = Field(
+        None, description="Adaptive alert threshold (models' consensus); None: the configured one."
+    )
+    status: ModelStatus = "serving"
     reason: str = ""
+
+
+class RetrainCycle(BaseModel):
+    """What one retraining cycle did (the API and metrics show the newest)."""
+
+    started_ts: float
+    seconds: float
+    cameras: list[str]
+    window_frames: int
+    accepted: bool
+    reason: str
+    candidate: str | None = None
+    parent: str | None = None
+    mined: dict[str, int] = Field(default_factory=dict)
+    report: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---- operator feedback labels
+# A label says whether an inclusive range of a camera's frames (by seq) is normal or abnormal. Labels are
+# durable and never trimmed; ids are increasing numbers, so a larger id is a later label (the later wins).
+FEEDBACK_LABELS = f"{PREFIX}:feedback:labels"  # hash: label id -> FeedbackLabel JSON
+FEEDBACK_LABELS_BY_ID = f"{PREFIX}:feedback:labels:by_id"  # zset: label id scored by its number
+FEEDBACK_LABEL_COUNTER = f"{PREFIX}:feedback:labels:counter"  # string: the last label number given out
+
+
+def feedback_labels_by_camera(camera: str) -> str:
+    """Zset of one camera's label ids scored by their number."""
+    return f"{camera_prefix(camera)}:feedback:labels"
+
+
+def feedback_ranges(camera: str) -> str:
+    """Hash of one camera's frame ranges ('start-end') -> the newest label id over exactly that range."""
+    return f"{camera_prefix(camera)}:feedback:ranges"
+
+
+FeedbackVerdict = Literal["normal", "abnormal"]
+FEEDBACK_CATEGORY_PATTERN = r"^[A-Za-z0-9_-]([A-Za-z0-9 _-]{0,38}[A-Za-z0-9_-])?$"
+MAX_FEEDBACK_NOTE = 500
+
+
+class FeedbackLabel(BaseModel):
+    """An operator's verdict on a camera's frames start_seq..end_seq; where labels overlap, the later wins."""
+
+    id: str = Field(description="An increasing number: a larger id is a later label.")
+    camera: str
+    start_seq: int = Field(description="First labelled frame (inclusive).")
+    end_seq: int = Field(description="Last labelled frame (inclusive).")
+    label: FeedbackVerdict
+    category: str | None = Field(None, description="Event type, e.g. 'cyclist'.")
+    note: str | None = None
+    alert_id: str | None = Field(None, description="The alert the label was given on, if any.")
+    created_ts: float = Field(default_factory=now)
+
+    @property
+    def number(self) -> int:
+        return int(self.id)

@@ -1,18 +1,282 @@
-"""Retraining worker process. Until online mining is enabled it only reports itself alive and idle."""
+"""Retraining worker: self-training cycles over the cameras' buffered frames, published as model versions.
+
+Every `interval_s` it checks how many frames were scored since the last cycle. Past `cycle_frames`, it
+reads each camera's newest `window_frames` frames with the scores the inference worker wrote (and the
+operators' labels), runs one cycle of models/online.py (mine, fine-tune, validate) and publishes an
+accepted model: VERSION.onnx/.pt in the models folder, a ModelVersion record, then the current-version
+key, which inference workers poll between batches. A site with no model trains a first one from its own
+frames (cold start). Everything heavy runs here, off the inference path.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+import redis
+
+from models.mining import MiningParams
+from models.network import NetworkConfig
+from models.online import OnlineConfig, SelfTrainer, concat_windows
+from models.runtime import InvalidModelError, load_detector
+from models.selftrain import CycleResult, SelfTrainConfig, Window
+from workers import keys, model_registry
+from workers.cameras import list_cameras
+from workers.labels import frame_labels
 from workers.process import WorkerProcess
+from workers.settings import RetrainSettings
+
+LABEL_CODES = {"normal": 0, "abnormal": 1}
+
+
+def online_config(settings: RetrainSettings, seed: int = 0) -> OnlineConfig:
+    """The self-training parameters of the settings (the worker and `vigil eval` use the same)."""
+    mining = MiningParams(
+        eta_s=settings.eta_s,
+        eta_p=settings.eta_p,
+        alpha=settings.alpha,
+        min_run=settings.min_run,
+        eta_a=settings.eta_a,
+    )
+    selftrain = SelfTrainConfig(
+        policy=settings.policy,
+        mining=mining,
+        localized_alpha=settings.localized_alpha,
+        steps=settings.steps,
+        max_seconds=settings.max_seconds,
+        seed=seed,
+    )
+    return OnlineConfig(
+        selftrain=selftrain,
+        window_frames=settings.window_frames,
+        cycle_frames=settings.cycle_frames,
+        replay_frames=settings.replay_frames,
+        coldstart_frames=settings.coldstart_frames,
+        coldstart_epochs=settings.coldstart_epochs,
+        adaptive_threshold=settings.adaptive_threshold,
+    )
+
+
+def torch_weights_for(path: Path) -> Path | None:
+    """The PyTorch weights a model is fine-tuned from: the file itself (.pt) or MODEL.pt beside MODEL.onnx."""
+    candidate = path if path.suffix == ".pt" else path.with_suffix(".pt")
+    return candidate if candidate.is_file() else None
+
+
+@dataclass
+class CameraWindow:
+    camera: str
+    window: Window
+    last_seq: int
+    new_frames: int  # scored frames after the last cycle's cursor
+
+
+def read_window(
+    client: redis.Redis, camera: str, count: int, height: int, width: int, cursor: int
+) -> CameraWindow | None:
+    """A camera's newest `count` buffered frames that have scores, with their scores and operator labels.
+    Segments change at reconnects and at gaps in the frame numbers (frames trimmed or never scored)."""
+    scores = {
+        message.seq: message.score
+        for _, fields in client.xrevrange(keys.scores_stream(camera), count=count)
+        if (message := keys.ScoreMessage.from_fields(fields))
+    }
+    frames, seqs, sessions = [], [], []
+    for _, fields in reversed(client.xrevrange(keys.frames_stream(camera), count=count)):
+        frame = keys.FrameMessage.from_fields(fields)
+        if frame.seq not in scores:
+            continue
+        gray = np.frombuffer(frame.gray, dtype=np.uint8).reshape(frame.height, frame.width)
+        if gray.shape != (height, width):
+            gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+        frames.append(gray)
+        seqs.append(frame.seq)
+        sessions.append(frame.session)
+    if not frames:
+        return None
+    seq = np.array(seqs)
+    breaks = np.r_[0, (np.diff(seq) != 1) | (np.diff(np.array(sessions)) != 0)].cumsum()
+    labels = np.full(len(seq), -1)
+    for frame_seq, verdict in frame_labels(client, camera, int(seq[0]), int(seq[-1])).items():
+        row = int(np.searchsorted(seq, frame_seq))
+        if seq[row] == frame_seq:  # a labelled frame may be missing from the window (gap, never scored)
+            labels[row] = LABEL_CODES[verdict]
+    window = Window(np.stack(frames), breaks, np.array([scores[s] for s in seqs], dtype=np.float32), labels)
+    return CameraWindow(camera, window, int(seq[-1]), int((seq > cursor).sum()))
 
 
 class RetrainWorker(WorkerProcess):
     role = "retrain"
-    step_interval_s = 5.0
 
-    def step(self) -> None:
-        """No mining policy is enabled yet: the detector in service stays as it is."""
+    def __init__(self, settings: Any, redis_url: str, *, worker_id: str | None = None) -> None:
+        super().__init__(settings, redis_url, worker_id=worker_id)
+        self.step_interval_s = settings.retrain.interval_s
+        self.state = "starting"
+        self.reason = ""
+        self.trainer: SelfTrainer | None = None
+        self.last_cycle: keys.RetrainCycle | None = None
+
+    def setup(self) -> None:
+        import torch
+
+        if self.settings.retrain.threads > 0:
+            torch.set_num_threads(self.settings.retrain.threads)
+        self.settings.models_dir.mkdir(parents=True, exist_ok=True)
+        self.trainer = SelfTrainer(
+            online_config(self.settings.retrain), self.settings.models_dir, device="cpu", threads=1
+        )
 
     def heartbeat_info(self) -> dict[str, Any]:
-        return {"state": "idle", "reason": "online mining and retraining are not enabled in this version"}
+        info: dict[str, Any] = {"state": self.state, "reason": self.reason}
+        if self.trainer is not None and self.trainer.metadata is not None:
+            info["model"] = self.trainer.metadata["version"]
+        if self.last_cycle is not None:
+            info["last_cycle"] = {
+                "accepted": self.last_cycle.accepted,
+                "reason": self.last_cycle.reason,
+                "mined": self.last_cycle.mined,
+                "seconds": self.last_cycle.seconds,
+            }
+        return info
+
+    def _set_state(self, state: str, reason: str = "") -> None:
+        if (state, reason) != (self.state, self.reason):
+            self.event("retrain_state", state=state, reason=reason)
+        self.state, self.reason = state, reason
+
+    def step(self) -> None:
+        settings = self.settings.retrain
+        if not settings.enabled:
+            self._set_state("disabled", "VIGIL_RETRAIN__ENABLED is false")
+            return
+        assert self.trainer is not None
+        if not self._follow_current():
+            return
+        cameras = [c.id for c in list_cameras(self.redis) if c.enabled]
+        if not cameras:
+            self._set_state("idle", "no cameras")
+            return
+        windows = self._windows(cameras)
+        total = sum(len(w.window) for w in windows)
+        new = sum(w.new_frames for w in windows)
+        if self.trainer.model is None:
+            if total < settings.coldstart_frames:
+                self._set_state(
+                    "waiting", f"cold start after {settings.coldstart_frames} frames ({total} buffered)"
+                )
+                return
+            self._set_state("training", "cold start: a first model from the cameras' own frames")
+            result = self.trainer.cold_start(concat_windows([w.window for w in windows]), self._network())
+            self._finish(windows, result, origin="cold_start", parent=None)
+        elif new >= settings.cycle_frames:
+            self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
+            parent = self.trainer.metadata["version"] if self.trainer.metadata else None
+            result = self.trainer.cycle(concat_windows([w.window for w in windows]))
+            self._finish(windows, result, origin="self_training", parent=parent)
+        else:
+            self._set_state("waiting", f"next cycle after {settings.cycle_frames} new frames ({new} so far)")
+
+    def _network(self) -> NetworkConfig:
+        analysis = self.settings.analysis
+        return NetworkConfig.for_size(analysis.height, analysis.width)
+
+    def _follow_current(self) -> bool:
+        """The trainer works on the current published model (after a rollback too). False: cannot train."""
+        assert self.trainer is not None
+        current = model_registry.current_version(self.redis)
+        if current is None:
+            return True  # cold start
+        if self.trainer.metadata is not None and self.trainer.metadata["version"] == current.version:
+            return True
+        weights = torch_weights_for(Path(current.path))
+        if weights is None:
+            self._set_state(
+                "paused",
+                f"{current.version} has no PyTorch weights ({Path(current.path).with_suffix('.pt').name} "
+                "beside it) to fine-tune",
+            )
+            return False
+        try:
+            torch_model = load_detector(weights, "cpu", 0)
+            serving = load_detector(Path(current.path), "cpu", 1)
+        except InvalidModelError as exc:
+            self._set_state("paused", f"cannot load {current.version}: {exc}")
+            return False
+        self.trainer.adopt(torch_model.model, torch_model.info.metadata, serving)
+        self.event("following_model", model=current.version)
+        return True
+
+    def _windows(self, cameras: list[str]) -> list[CameraWindow]:
+        assert self.trainer is not None
+        per_camera = max(self.settings.retrain.window_frames // len(cameras), 1)
+        metadata = self.trainer.metadata
+        height = int(metadata["height"]) if metadata else self.settings.analysis.height
+        width = int(metadata["width"]) if metadata else self.settings.analysis.width
+        cursors = {k.decode(): int(v) for k, v in self.redis.hgetall(keys.RETRAIN_CURSOR).items()}
+        windows = []
+        for camera in cameras:
+            window = read_window(self.redis, camera, per_camera, height, width, cursors.get(camera, -1))
+            if window is not None:
+                windows.append(window)
+        return windows
+
+    def _finish(
+        self, windows: list[CameraWindow], result: CycleResult, origin: str, parent: str | None
+    ) -> None:
+        """Publishes an accepted model (or records a rejected one), the cycle, and the cameras' cursors."""
+        assert self.trainer is not None
+        report = result.report
+        candidate = result.metadata["version"] if result.metadata else report.get("candidate")
+        if result.accepted and result.metadata is not None:
+            onnx_path, _ = self.trainer.model_paths()
+            version = keys.ModelVersion(
+                version=result.metadata["version"],
+                path=str(onnx_path.resolve()),
+                parent=parent,
+                kind=result.metadata["kind"],
+                origin=origin,  # type: ignore[arg-type]
+                metrics=report,
+                alert_threshold=result.metadata.get("alert_threshold"),
+                reason=result.reason,
+            )
+            if not model_registry.publish(self.redis, version, parent):
+                result = CycleResult(False, "the current model changed during the cycle (rollback?)", report)
+        if not result.accepted and candidate is not None:
+            model_registry.record_rejected(
+                self.redis,
+                keys.ModelVersion(
+                    version=candidate,
+                    path="",
+                    parent=parent,
+                    kind="unet-predictor",
+                    metrics=report,
+                    reason=result.reason,
+                ),
+            )
+        cycle = keys.RetrainCycle(
+            started_ts=time.time() - float(report.get("seconds", 0.0)),
+            seconds=float(report.get("seconds", 0.0)),
+            cameras=[w.camera for w in windows],
+            window_frames=sum(len(w.window) for w in windows),
+            accepted=result.accepted,
+            reason=result.reason,
+            candidate=candidate,
+            parent=parent,
+            mined=report.get("mined", {}),
+            report=report,
+        )
+        model_registry.record_cycle(self.redis, cycle, {w.camera: w.last_seq for w in windows})
+        self.last_cycle = cycle
+        self.event(
+            "cycle_done",
+            accepted=result.accepted,
+            candidate=candidate,
+            reason=result.reason,
+            mined=report.get("mined"),
+            seconds=cycle.seconds,
+        )
+        self._set_state("waiting", "")

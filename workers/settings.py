@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -64,6 +65,38 @@ class AlertSettings(BaseModel):
     )
 
 
+class RetrainSettings(BaseModel):
+    """Self-training: mining confident frames from the buffered stream, fine-tuning, validated hot swap."""
+
+    enabled: bool = Field(True, description="Run self-training cycles (and the cold start of a first model).")
+    interval_s: float = Field(30.0, gt=0, description="Seconds between checks for enough new frames.")
+    cycle_frames: int = Field(600, ge=10, description="New scored frames (all cameras) that start a cycle.")
+    window_frames: int = Field(3000, ge=50, description="Newest frames per camera a cycle mines.")
+    policy: Literal["localized", "paper"] = Field(
+        "localized",
+        description="Normal-frame rule: the paper's FS hinge, or the same hinge over the localized score.",
+    )
+    eta_s: float = Field(
+        0.85, gt=0, lt=1, description="Score at or above which a frame is mined as abnormal."
+    )
+    eta_p: float = Field(0.02, gt=0, description="Coarse pixel-error threshold of the paper's rule.")
+    alpha: float = Field(2.0, gt=0, lt=4, description="Hinge sensitivity of the paper's rule.")
+    localized_alpha: float = Field(0.5, gt=0, lt=4, description="Hinge sensitivity of the localized rule.")
+    min_run: int = Field(10, ge=1, description="FNmin: fewest consecutive frames in a mined run.")
+    eta_a: float = Field(0.8, gt=0, description="Normalized pixel error at or above which a pixel is masked.")
+    steps: int = Field(300, ge=1, description="Fine-tuning steps per cycle.")
+    max_seconds: float = Field(150.0, gt=0, description="Longest fine-tuning per cycle.")
+    replay_frames: int = Field(3000, ge=0, description="Earlier mined normal frames replayed in fine-tuning.")
+    coldstart_frames: int = Field(
+        1500, ge=100, description="Buffered frames needed to train a first model when none is published."
+    )
+    coldstart_epochs: float = Field(8.0, gt=0, description="Training passes of the cold-start model.")
+    adaptive_threshold: bool = Field(
+        True, description="Alert/mining threshold from the models' consensus once it settles."
+    )
+    threads: int = Field(1, ge=0, description="PyTorch threads of the retraining worker (0: all cores).")
+
+
 class WebhookSettings(BaseModel):
     urls: list[str] = Field(default_factory=list, description="POST every alert event as JSON to these URLs.")
     timeout_s: float = Field(5.0, gt=0, description="Longest wait for a webhook answer.")
@@ -101,6 +134,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     alerts: AlertSettings = AlertSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from service.api.deps import ReadTokenGuard
 from service.api.errors import BodySizeLimit, install_error_handlers
-from service.api.routes import alerts, cameras, console, health, heatmaps, metrics, ws
+from service.api.routes import alerts, cameras, console, feedback, health, heatmaps, metrics, models, ws
 from workers.redaction import redact
 from workers.redis_conn import connect
 from workers.settings import Settings, get_settings
@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ws.router,
         heatmaps.router,
         metrics.router,
+        feedback.router,
+        models.router,
         console.router,  # last: it serves the page at / and its static files
     ):
         app.include_router(router)

@@ -14,8 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "retrain",
         help="run the retraining worker",
         description=(
-            "Mine confidently normal and abnormal runs from the buffered stream, fine-tune the detector and "
-            "publish validated versions. In this version it reports itself idle."
+            "Mine confidently normal and abnormal runs from the cameras' buffered frames, fine-tune the "
+            "detector with a masked loss, validate it against the model in service and publish it; a site "
+            "with no model trains a first one from its own frames. Settings: VIGIL_RETRAIN__*."
         ),
     )
     parser.set_defaults(handler=run)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from models.data import DatasetError
 from models.network import NetworkConfig
-from models.runtime import SUFFIXES, InvalidModelError
+from models.runtime import PRECISIONS, SUFFIXES, InvalidModelError
 from models.training import TrainConfig
 from workers.settings import get_settings
 
@@ -53,11 +53,15 @@ def set_threads(threads: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.pipeline import save_trained, train_on_dataset
+    from models.pipeline import train_on_dataset
+    from models.runtime import save_detector
 
     out = Path(args.out)
     if out.suffix not in SUFFIXES:
         print(f"vigil train: --out must end in {' or '.join(SUFFIXES)}", file=sys.stderr)
+        return 2
+    if args.precision != "fp32" and out.suffix != ".onnx":
+        print(f"vigil train: --precision {args.precision} needs an .onnx --out", file=sys.stderr)
         return 2
     try:
         config = train_config(args)
@@ -70,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=out.with_name(out.name + ".ckpt"),
             resume=args.resume,
         )
-        save_trained(trained, out)
+        save_detector(trained.detector.model, trained.metadata, out, precision=args.precision)
     except (DatasetError, InvalidModelError, ValueError) as exc:
         print(f"vigil train: {exc}", file=sys.stderr)
         return 2
     training = trained.metadata["training"]
     print(
         f"trained {trained.metadata['version']} on {training['videos']} videos ({training['frames']} frames): "
-        f"{training['steps']} steps in {training['seconds']:.0f} s -> {out}"
+        f"{training['steps']} steps in {training['seconds']:.0f} s -> {out} ({args.precision})"
     )
     return 0
 
@@ -92,6 +96,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", metavar="DATASET_DIR")
     parser.add_argument("--out", required=True, metavar="MODEL", help="output weights (.onnx or .pt)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="ONNX compute precision (default fp32); fp16 halves the weights and speeds up GPUs, "
+        "input and output stay the same",
+    )
     add_training_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt when it exists")
     parser.set_defaults(handler=run)

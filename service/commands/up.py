@@ -9,6 +9,7 @@ from pathlib import Path
 import redis
 
 from service.commands.common import CommandError
+from workers import model_registry
 from workers.cameras import ensure_sources
 from workers.ingest.demo import demo_source
 from workers.redaction import redact
@@ -51,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         type=Path,
-        help="detector weights (.onnx or .pt) for the inference workers; default: the published model, "
-        "else the motion baseline",
+        help="detector weights (.onnx or .pt) to publish as the site's model when it is new to the site "
+        "(self-training then improves it); default: the published model, else a cold start",
     )
     parser.add_argument("--host", help="API address (default: settings api_host)")
     parser.add_argument("--port", type=int, help="API port (default: settings api_port)")
@@ -65,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or settings.api_host
     port = args.port or settings.api_port
     infer_args = ["infer"]
-    if args.model:
-        if not args.model.is_file():
-            raise CommandError(f"--model {args.model}: no such file")
-        infer_args += ["--model", str(args.model.resolve())]
+    if args.model and not args.model.is_file():
+        raise CommandError(f"--model {args.model}: no such file")
     embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / EMBEDDED_REDIS_DIR).start()
     try:
         redis_url = settings.redis_url or embedded.url  # type: ignore[union-attr]
@@ -79,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             except redis.ConnectionError as exc:
                 raise CommandError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from exc
             log.info("demo camera: %s (looping)", demo)
+        if args.model:
+            _publish_model(redis_url, args.model)
         ingest_args = ["ingest", *(arg for source in args.source for arg in ("--source", source))]
         if args.site:
             ingest_args += ["--site", str(args.site.resolve())]
@@ -105,3 +106,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _publish_model(redis_url: str, path: Path) -> None:
+    from models.runtime import InvalidModelError
+
+    try:
+        version = model_registry.publish_file(connect(redis_url), path.resolve(), only_if_new=True)
+    except (InvalidModelError, model_registry.RegistryError) as exc:
+        raise CommandError(f"--model {path}: {exc}") from exc
+    except redis.ConnectionError as exc:
+        raise CommandError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from exc
+    log.info("model %s published from %s (serving unless self-training moved on)", version.version, path)

@@ -89,8 +89,10 @@ def test_eval_trains_when_no_model_is_given(dataset_dir: Path, tmp_path: Path) -
 def test_clear_errors(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("eval", str(tmp_path / "missing"), "--model", str(tmp_path / "m.onnx")) == 2
     assert "vigil eval:" in capsys.readouterr().err
-    assert run("eval", str(dataset_dir), "--mode", "online") == 2
-    assert "oneclass" in capsys.readouterr().err
+    assert run("eval", str(dataset_dir), "--mode", "coldstart", "--model", str(tmp_path / "m.onnx")) == 2
+    assert "coldstart starts with no model" in capsys.readouterr().err
+    assert run("eval", str(dataset_dir), "--mode", "online", "--model", str(tmp_path / "m.onnx")) == 2
+    assert "PyTorch weights" in capsys.readouterr().err
     (tmp_path / "broken.onnx").write_bytes(b"xx")
     assert run("eval", str(dataset_dir), "--model", str(tmp_path / "broken.onnx")) == 2
     assert "not a loadable ONNX model" in capsys.readouterr().err

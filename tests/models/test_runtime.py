@@ -1,14 +1,32 @@
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
 from models.evaluation import score_video
 from models.network import FramePredictor
-from models.runtime import InvalidModelError, TorchDetector, load_detector, model_metadata, save_detector
+from models.runtime import (
+    CPU_PROVIDER,
+    CUDA_PROVIDER,
+    TENSORRT_PROVIDER,
+    InvalidModelError,
+    OnnxDetector,
+    TorchDetector,
+    _start_session,
+    choose_providers,
+    convert_onnx_fp16,
+    load_detector,
+    model_metadata,
+    save_detector,
+    tensorrt_options,
+)
 from models.stream import CameraStream, raw_scores
 from tests.models.conftest import HEIGHT, TINY_NETWORK, WIDTH, synthetic_video
 
@@ -60,7 +78,9 @@ def test_saved_model_scores_like_the_trained_one(tmp_path: Path, clips: np.ndarr
     path = tmp_path / f"model{suffix}"
     save_detector(detector.model, detector.info.metadata, path)
     loaded = load_detector(path, device="cpu", threads=1)
-    assert loaded.info == detector.info
+    recorded = {".onnx": {"precision": "fp32"}, ".pt": {}}[suffix]  # ONNX graphs record their precision
+    assert loaded.info.metadata == {**detector.info.metadata, **recorded}
+    assert (loaded.info.kind, loaded.info.version) == (detector.info.kind, detector.info.version)
     np.testing.assert_allclose(loaded.error_maps(clips), detector.error_maps(clips), atol=1e-3)
     for batch in (1, 5):  # dynamic batch axis
         assert loaded.error_maps(np.repeat(clips[:1], batch, axis=0)).shape == (batch, HEIGHT, WIDTH)
@@ -95,3 +115,141 @@ def test_invalid_weights_are_refused(tmp_path: Path) -> None:
         save_detector(detector.model, detector.info.metadata, tmp_path / f"nan{suffix}")
         with pytest.raises(InvalidModelError, match="NaN"):
             load_detector(tmp_path / f"nan{suffix}")
+
+
+def onnx_detector(path: Path, bind_device: str | None = None, max_batch: int | None = None) -> OnnxDetector:
+    session = ort.InferenceSession(str(path), providers=[CPU_PROVIDER])
+    metadata = load_detector(path, device="cpu", threads=1).info.metadata
+    return OnnxDetector(session, metadata, bind_device=bind_device, max_batch=max_batch)
+
+
+def test_fp16_graph_keeps_uint8_in_float32_out(tmp_path: Path, clips: np.ndarray) -> None:
+    detector = tiny_detector()
+    fp32, exported, converted = (
+        tmp_path / "fp32.onnx",
+        tmp_path / "exported.onnx",
+        tmp_path / "converted.onnx",
+    )
+    save_detector(detector.model, detector.info.metadata, fp32)
+    save_detector(detector.model, detector.info.metadata, exported, precision="fp16")
+    convert_onnx_fp16(fp32, converted)
+    reference = load_detector(fp32, device="cpu", threads=1).error_maps(clips)
+    for path in (exported, converted):
+        graph = onnx.load(str(path))
+        assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        weights = {init.name: init.data_type for init in graph.graph.initializer}
+        assert weights["head.0.weight"] == onnx.TensorProto.FLOAT16  # the compute really is fp16
+        loaded = load_detector(path, device="cpu", threads=1)
+        assert loaded.info.metadata == {**detector.info.metadata, "precision": "fp16"}
+        maps = loaded.error_maps(clips)
+        assert maps.dtype == np.float32 and maps.shape == reference.shape
+        np.testing.assert_allclose(maps, reference, atol=2e-2)
+    convert_onnx_fp16(fp32, fp32)  # in place
+    assert load_detector(fp32, device="cpu").info.metadata["precision"] == "fp16"
+
+
+def test_precision_errors(tmp_path: Path) -> None:
+    detector = tiny_detector()
+    with pytest.raises(InvalidModelError, match="ONNX option"):
+        save_detector(detector.model, detector.info.metadata, tmp_path / "model.pt", precision="fp16")
+    with pytest.raises(ValueError, match="precision must be"):
+        save_detector(detector.model, detector.info.metadata, tmp_path / "model.onnx", precision="int8")
+    save_detector(detector.model, detector.info.metadata, tmp_path / "half.onnx", precision="fp16")
+    with pytest.raises(InvalidModelError, match="already fp16"):
+        convert_onnx_fp16(tmp_path / "half.onnx", tmp_path / "again.onnx")
+    (tmp_path / "garbage.onnx").write_bytes(b"not a model")
+    with pytest.raises(InvalidModelError, match="not a loadable ONNX model"):
+        convert_onnx_fp16(tmp_path / "garbage.onnx", tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+TRT_OPTIONS = {"trt_fp16_enable": "True"}
+CPU_ONLY = ["AzureExecutionProvider", CPU_PROVIDER]
+GPU_BUILD = [TENSORRT_PROVIDER, CUDA_PROVIDER, CPU_PROVIDER]
+
+
+@pytest.mark.parametrize(
+    ("device", "available", "providers", "degraded"),
+    [
+        ("cpu", GPU_BUILD, [CPU_PROVIDER], False),
+        ("auto", CPU_ONLY, [CPU_PROVIDER], False),
+        ("cuda", CPU_ONLY, [CPU_PROVIDER], True),
+        ("tensorrt", CPU_ONLY, [CPU_PROVIDER], True),
+        ("auto", GPU_BUILD, [CUDA_PROVIDER, CPU_PROVIDER], False),  # TensorRT only when asked for
+        ("cuda", GPU_BUILD, [CUDA_PROVIDER, CPU_PROVIDER], False),
+        ("tensorrt", [CUDA_PROVIDER, CPU_PROVIDER], [CUDA_PROVIDER, CPU_PROVIDER], True),
+        ("tensorrt", GPU_BUILD, [(TENSORRT_PROVIDER, TRT_OPTIONS), CUDA_PROVIDER, CPU_PROVIDER], False),
+    ],
+)
+def test_provider_choice(device: str, available: list[str], providers: list[object], degraded: bool) -> None:
+    choice = choose_providers(device, available, TRT_OPTIONS)
+    assert (choice.providers, choice.degraded) == (providers, degraded)
+    assert choice.reason.startswith(f"device={device}")
+
+
+def test_provider_choice_refuses_unknown_device() -> None:
+    with pytest.raises(ValueError, match="device must be one of"):
+        choose_providers("gpu", GPU_BUILD, TRT_OPTIONS)
+    with pytest.raises(ValueError, match="device must be one of"):
+        load_detector(Path("model.onnx"), device="gpu")
+
+
+def test_tensorrt_options(tmp_path: Path) -> None:
+    options = tensorrt_options("clips", (5, 128, 192), 32, fp16=False, engine_cache=None)
+    assert options == {
+        "trt_fp16_enable": "False",
+        "trt_profile_min_shapes": "clips:1x5x128x192",
+        "trt_profile_opt_shapes": "clips:32x5x128x192",
+        "trt_profile_max_shapes": "clips:32x5x128x192",
+    }
+    cached = tensorrt_options("clips", (5, 128, 192), 32, fp16=True, engine_cache=tmp_path)
+    assert cached["trt_fp16_enable"] == "True"
+    assert cached["trt_engine_cache_enable"] == "True" and cached["trt_engine_cache_path"] == str(tmp_path)
+
+
+def test_io_binding_and_split_batches_score_like_a_plain_run(tmp_path: Path, clips: np.ndarray) -> None:
+    detector = tiny_detector()
+    path = tmp_path / "model.onnx"
+    save_detector(detector.model, detector.info.metadata, path)
+    plain = onnx_detector(path).error_maps(clips)
+    # the GPU path's binding code, run with host memory as the device
+    np.testing.assert_array_equal(onnx_detector(path, bind_device="cpu").error_maps(clips), plain)
+    np.testing.assert_array_equal(
+        onnx_detector(path, bind_device="cpu", max_batch=2).error_maps(clips), plain
+    )
+    np.testing.assert_array_equal(onnx_detector(path, max_batch=1).error_maps(clips), plain)
+
+
+def test_fallbacks_are_logged_with_their_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detector = tiny_detector()
+    path = tmp_path / "model.onnx"
+    save_detector(detector.model, detector.info.metadata, path)
+    caplog.set_level(logging.INFO, logger="models.runtime")
+
+    if CUDA_PROVIDER not in ort.get_available_providers():  # a CPU build: cuda falls back, auto just says so
+        load_detector(path, device="cuda")
+        assert any(r.levelno == logging.WARNING and "no CUDA provider" in r.message for r in caplog.records)
+        caplog.clear()
+        load_detector(path, device="auto")
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("no CUDA provider" in r.message for r in caplog.records)
+        caplog.clear()
+
+    # a provider that fails to start: the next one is tried, and the failure logged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ORT's own "not in available provider names"
+        session, asked = _start_session(path, ort.SessionOptions(), ["NoSuchExecutionProvider", CPU_PROVIDER])
+    assert (session.get_providers()[0], asked) == (CPU_PROVIDER, CPU_PROVIDER)
+    assert any("NoSuchExecutionProvider failed to start" in r.message for r in caplog.records)
+    caplog.clear()
+
+    # onnxruntime-gpu without usable CUDA libraries or GPU lists the CUDA provider but cannot create it
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA_PROVIDER, CPU_PROVIDER])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loaded = load_detector(path, device="cuda")
+    assert isinstance(loaded, OnnxDetector) and loaded.bind_device is None
+    assert any("could not be created" in r.message for r in caplog.records)

@@ -184,7 +184,10 @@ def display_frame(
     entry_id: Annotated[str, Path(pattern=ENTRY_ID_PATTERN, description="Display stream entry id.")],
     client: RedisDep,
 ) -> Response:
-    entries = client.xrange(keys.display_stream(camera_id), min=entry_id, max=entry_id)
+    try:
+        entries = client.xrange(keys.display_stream(camera_id), min=entry_id, max=entry_id)
+    except redis.ResponseError:  # digits beyond a 64-bit stream id: no such entry can exist
+        entries = []
     if not entries:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"frame {entry_id} of camera '{camera_id}' is not kept (any more)"

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from service.api.deps import RedisDep, SettingsDep
-from workers import cameras, keys
+from workers import cameras, keys, model_registry
 from workers.inference import DROPPED_FIELD
 from workers.process import HEARTBEAT_PERIODS_ALIVE, read_heartbeats
 from workers.redaction import redact
@@ -225,6 +225,39 @@ def _alert_metrics(out: _Families, client: redis.Redis) -> None:
     events.add_metric([], client.xlen(keys.ALERT_EVENTS))
 
 
+def _model_metrics(out: _Families, client: redis.Redis) -> None:
+    current = model_registry.current_version(client)
+    info = out.gauge(
+        "vigil_model_current_info", "The published model version inference serves.", ["model", "origin"]
+    )
+    if current is not None:
+        info.add_metric([current.version, current.origin], 1)
+    by_status = out.gauge("vigil_model_versions", "Model versions recorded, by status.", ["status"])
+    counts: dict[str, int] = {}
+    for version in model_registry.list_versions(client):
+        counts[version.status] = counts.get(version.status, 0) + 1
+    for name, count in sorted(counts.items()):
+        by_status.add_metric([name], count)
+    cycles = model_registry.recent_cycles(client, 1)
+    if not cycles:
+        return
+    last = cycles[0]
+    out.gauge(
+        "vigil_retrain_last_cycle_timestamp_seconds", "When the last retraining cycle started."
+    ).add_metric([], last.started_ts)
+    out.gauge("vigil_retrain_last_cycle_seconds", "Duration of the last retraining cycle.").add_metric(
+        [], last.seconds
+    )
+    out.gauge(
+        "vigil_retrain_last_cycle_accepted", "1 when the last cycle's model passed validation."
+    ).add_metric([], 1.0 if last.accepted else 0.0)
+    mined = out.gauge(
+        "vigil_retrain_last_cycle_mined_frames", "Frames the last cycle mined, by set.", ["set"]
+    )
+    for name, count in sorted(last.mined.items()):
+        mined.add_metric([name], count)
+
+
 def build_registry(client: redis.Redis, alive_s: float) -> CollectorRegistry:
     """A registry holding the site's metrics as Redis has them now."""
     now = time.time()
@@ -232,6 +265,7 @@ def build_registry(client: redis.Redis, alive_s: float) -> CollectorRegistry:
     _camera_metrics(out, client, now)
     _worker_metrics(out, client, now, alive_s)
     _alert_metrics(out, client)
+    _model_metrics(out, client)
     open_total = out.gauge("vigil_alerts_open", "Cameras with an open alert now.")
     open_total.add_metric([], sum(sample.value for sample in out.families["vigil_camera_alert_open"].samples))
     registry = CollectorRegistry(auto_describe=False)

@@ -1,0 +1,123 @@
+"""Self-training cycles on generated footage: window clips, mining with labels, fine-tuning, the validation
+gate (a NaN model is refused), model files written and loaded back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.detector import DetectorInfo
+from models.evaluation import score_video
+from models.mining import MiningParams
+from models.online import OnlineConfig, SelfTrainer, concat_windows, stream_online
+from models.pipeline import train_detector
+from models.runtime import InvalidModelError, TorchDetector
+from models.selftrain import SelfTrainConfig, Window, mine, run_cycle, validate, window_error_maps
+from models.stream import CameraStream
+from models.training import TrainConfig
+from tests.models.conftest import TINY_NETWORK, synthetic_video
+
+CONFIG = SelfTrainConfig(
+    mining=MiningParams(eta_s=0.8, min_run=3),
+    steps=15,
+    batch_size=8,
+    min_normal_frames=5,
+    localized_alpha=2.0,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> TorchDetector:
+    rng = np.random.default_rng(0)
+    videos = {"a": synthetic_video(40, rng), "b": synthetic_video(40, rng)}
+    trained = train_detector(videos, TINY_NETWORK, TrainConfig(minutes=None, epochs=6, batch_size=8), {})
+    return trained.detector
+
+
+def scored_window(detector: TorchDetector, seed: int = 3) -> Window:
+    """Two 'cameras' with a racing square in the second half of each, scored as the service scores."""
+    windows = []
+    for offset in range(2):
+        frames = synthetic_video(60, np.random.default_rng(seed + offset), anomaly=(35, 59))
+        windows.append(Window(frames, np.zeros(60, dtype=int), score_video(detector, frames).scores))
+    return concat_windows(windows)
+
+
+def test_window_clips_pad_like_the_camera_stream() -> None:
+    frames = np.arange(7, dtype=np.uint8)[:, None, None] * np.ones((1, 2, 2), np.uint8)
+    window = Window(frames, np.array([0, 0, 0, 1, 1, 1, 1]), np.zeros(7))
+    expected = []
+    for segment in ([0, 1, 2], [3, 4, 5, 6]):  # a new segment: history restarts, as after a reconnect
+        stream = CameraStream(DetectorInfo(kind="test", version="t", height=2, width=2, history=2))
+        expected += [stream.push(frames[i]) for i in segment]
+    np.testing.assert_array_equal(window.clips(np.arange(7), history=2), np.stack(expected))
+
+
+def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_model: TorchDetector) -> None:
+    window = scored_window(tiny_model)
+    maps = window_error_maps(tiny_model, window)
+    plain = mine(window, maps, CONFIG)
+    labels = np.full(len(window), -1)
+    labelled_normal = np.flatnonzero(plain.abnormal)[:4]
+    labels[labelled_normal] = 0  # the operator says these alarms were false
+    labels[:2] = 1  # and that the first frames were abnormal
+    mined = mine(replace(window, labels=labels), maps, CONFIG)
+    assert not mined.abnormal[labelled_normal].any() and mined.normal[labelled_normal].all()
+    assert mined.abnormal[:2].all() and not mined.normal[:2].any()
+    rows = np.searchsorted(mined.train, labelled_normal)
+    assert (mined.masks[rows] == 1).all()
+    assert not np.isin(mined.holdout, mined.train).any()
+
+
+def test_cycle_fine_tunes_validates_and_reports(tiny_model: TorchDetector) -> None:
+    window = scored_window(tiny_model)
+    result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, window, [], CONFIG)
+    report = result.report
+    assert report["mined"]["normal"] > 0 and report["mined"]["abnormal"] > 0
+    assert report["training"]["steps"] == CONFIG.steps
+    assert "current_separation" in report["validation"]
+    if result.accepted:
+        assert result.metadata is not None and result.metadata["parent"] == tiny_model.info.version
+        assert result.model is not tiny_model.model  # the model in service is never trained in place
+
+
+def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -> None:
+    window = scored_window(tiny_model)
+    mined = mine(window, window_error_maps(tiny_model, window), CONFIG)
+    broken = TorchDetector(_nan_copy(tiny_model), tiny_model.info.metadata)
+    verdict = validate(tiny_model, broken, window, mined, CONFIG)
+    assert not verdict.accepted and "not finite" in verdict.reason
+    trainer = SelfTrainer(OnlineConfig(selftrain=CONFIG), tmp_path)
+    with pytest.raises(InvalidModelError, match="NaN"):
+        trainer._materialize(broken.model, {**tiny_model.info.metadata, "version": "broken"})
+
+
+def _nan_copy(detector: TorchDetector) -> torch.nn.Module:
+    import copy
+
+    model = copy.deepcopy(detector.model)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    return model
+
+
+def test_cold_start_then_cycles_over_a_stream(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    videos = {f"v{i}": synthetic_video(60, rng, anomaly=(40, 59) if i % 2 else None) for i in range(4)}
+    config = OnlineConfig(
+        selftrain=CONFIG, window_frames=120, cycle_frames=60, coldstart_frames=100, coldstart_epochs=2
+    )
+    trainer = SelfTrainer(config, tmp_path)
+    from models.motion import FrameDifferenceDetector
+
+    cycles: list[dict] = []
+    streamed = stream_online(videos, trainer, FrameDifferenceDetector(32, 48), cycles)
+    assert set(streamed) == set(videos) and all(len(s.scores) == 60 for s in streamed.values())
+    assert cycles[0]["cold_start"] and trainer.serving is not None
+    assert len(cycles) >= 2
+    onnx_path, pt_path = trainer.model_paths()
+    assert onnx_path.is_file() and pt_path.is_file()

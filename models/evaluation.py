@@ -10,13 +10,12 @@ from tqdm import tqdm
 
 from models.detector import Detector
 from models.metrics import per_video_minmax, roc_auc
-from models.scoring import ScoreCalibration
 from models.stream import CameraStream, raw_scores
 
 
 @dataclass
 class VideoScores:
-    raw: np.ndarray  # patch-max error per frame
+    raw: np.ndarray  # the streams' summed patch z-scores per frame
     scores: np.ndarray  # the service's causal, normalized, smoothed score in [0, 1]
 
 
@@ -34,21 +33,10 @@ def score_video(detector: Detector, frames: np.ndarray, batch_size: int = 32) ->
     raw = np.empty(len(frames), dtype=np.float32)
     scores = np.empty(len(frames), dtype=np.float32)
     for start, clips in clip_batches(stream, frames, batch_size):  # a clip holds only past frames
-        raw[start : start + len(clips)] = raw_scores(detector, detector.error_maps(clips))
+        raw[start : start + len(clips)] = raw_scores(detector, detector.stream_maps(clips))
         for i in range(start, start + len(clips)):
             scores[i] = stream.score(float(raw[i]))
     return VideoScores(raw=raw, scores=scores)
-
-
-def mean_error_map(detector: Detector, videos: dict[str, np.ndarray], batch_size: int = 32) -> np.ndarray:
-    """float32 [H, W]: the detector's mean error per pixel over normal videos, streamed as a camera would."""
-    total = np.zeros((detector.info.height, detector.info.width), dtype=np.float64)
-    count = 0
-    for frames in tqdm(videos.values(), desc="error baseline", unit="video", dynamic_ncols=True):
-        for _, clips in clip_batches(CameraStream(detector.info), frames, batch_size):
-            total += detector.error_maps(clips).sum(axis=0)
-            count += len(clips)
-    return (total / max(count, 1)).astype(np.float32)
 
 
 def score_videos(
@@ -60,12 +48,6 @@ def score_videos(
             out[name] = score_video(detector, frames, batch_size)
             bar.update(len(frames))
     return out
-
-
-def fit_calibration(detector: Detector, videos: dict[str, np.ndarray]) -> ScoreCalibration:
-    """Raw-score statistics of normal footage, scored the way a camera stream is (padded starts included)."""
-    scored = score_videos(detector, videos, desc="calibrating")
-    return ScoreCalibration.fit(np.concatenate([s.raw for s in scored.values()]))
 
 
 def auc_report(scored: dict[str, VideoScores], labels: dict[str, np.ndarray]) -> dict[str, float]:

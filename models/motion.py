@@ -1,18 +1,24 @@
-"""Motion baseline: the absolute difference of consecutive frames. No learning; a floor to beat."""
+"""Motion baseline: optical-flow speed, nothing learned. What a site is scored with before it has a model."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from models.detector import Detector, DetectorInfo
+from models.flow import FlowConfig, clip_speeds
 
 
-class FrameDifferenceDetector(Detector):
-    def __init__(self, height: int, width: int) -> None:
+class MotionBaseline(Detector):
+    def __init__(self, height: int, width: int, flow: FlowConfig | None = None) -> None:
+        self.flow = flow or FlowConfig()
         self.info = DetectorInfo(
-            kind="motion-baseline", version="motion-baseline", height=height, width=width, history=1
+            kind="motion-baseline",
+            version="motion-baseline",
+            height=height,
+            width=width,
+            history=self.flow.gap,
+            metadata={"streams": ["motion"]},
         )
 
-    def error_maps(self, clips: np.ndarray) -> np.ndarray:
-        frames = clips[:, -2:].astype(np.float32) / 255.0
-        return np.abs(frames[:, 1] - frames[:, 0])
+    def stream_maps(self, clips: np.ndarray) -> np.ndarray:
+        return clip_speeds(clips, self.flow)[:, None]

@@ -19,13 +19,13 @@ import numpy as np
 
 from models.detector import Detector
 from models.evaluation import VideoScores
-from models.network import FramePredictor, NetworkConfig
+from models.fitting import FitConfig
 from models.runtime import load_detector, save_detector
 from models.scoring import ScoreCalibration, ScorerConfig
-from models.selftrain import CycleResult, SelfTrainConfig, Window, run_cycle
+from models.selftrain import CycleResult, SelfTrainConfig, Window, mine, run_cycle, window_anomaly_maps
 from models.stream import CameraStream, raw_scores
+from models.streams import DetectorConfig, DetectorNet
 from models.thresholds import ConsensusThreshold
-from models.training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class OnlineConfig:
     selftrain: SelfTrainConfig = field(default_factory=SelfTrainConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)  # what a cold start fits
     window_frames: int = 3000  # frames a cycle looks at (the newest)
     cycle_frames: int = 600  # new frames between cycles
     replay_frames: int = 3000  # earlier mined normal frames kept for replay
     coldstart_frames: int = 1500  # frames a camera without a model needs before a first one is trained
-    coldstart_epochs: float = 8.0
+    coldstart_min_frames: int = 200  # confidently normal frames among them needed to fit it
     reference_frames: int = 1000  # fixed frames every model scores for the consensus threshold
     adaptive_threshold: bool = True
 
@@ -81,7 +82,7 @@ class SelfTrainer:
         models_dir: Path,
         device: str = "cpu",
         threads: int = 0,
-        model: FramePredictor | None = None,
+        model: DetectorNet | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
@@ -97,14 +98,14 @@ class SelfTrainer:
             self.serving = self._materialize(model, metadata)
 
     # ------------------------------------------------------------ model files
-    def _materialize(self, model: FramePredictor, metadata: dict[str, Any]) -> Detector:
+    def _materialize(self, model: DetectorNet, metadata: dict[str, Any]) -> Detector:
         """Writes VERSION.pt and VERSION.onnx and loads the ONNX file back (raises InvalidModelError)."""
         stem = self.models_dir / metadata["version"]
         save_detector(model, metadata, stem.with_suffix(".pt"))
         save_detector(model, metadata, stem.with_suffix(".onnx"))
         return load_detector(stem.with_suffix(".onnx"), self.device, self.threads)
 
-    def adopt(self, model: FramePredictor, metadata: dict[str, Any], serving: Detector) -> None:
+    def adopt(self, model: DetectorNet, metadata: dict[str, Any], serving: Detector) -> None:
         """Continue from a model published elsewhere (a rollback, an operator's file)."""
         self.model, self.metadata, self.serving = model, metadata, serving
 
@@ -140,8 +141,8 @@ class SelfTrainer:
             self.consensus = ConsensusThreshold(items=count)
         assert self.consensus is not None
         raws = [
-            raw_scores(self.serving, self.serving.error_maps(self.reference[i : i + 64]))
-            for i in range(0, len(self.reference), 64)
+            raw_scores(self.serving, self.serving.stream_maps(self.reference[i : i + 32]))
+            for i in range(0, len(self.reference), 32)
         ]
         self.reference_raw.append(np.concatenate(raws))
         self.consensus.update(self.reference_raw)
@@ -154,33 +155,39 @@ class SelfTrainer:
         while self.replay and total - len(self.replay[0]) >= self.config.replay_frames:
             total -= len(self.replay.pop(0))  # the oldest go first
 
-    def cold_start(self, window: Window, network: NetworkConfig) -> CycleResult:
-        """A first model trained on a camera's own frames (no labels; pseudo anomalies as in training)."""
+    def cold_start(self, window: Window, config: DetectorConfig, scored_by: Detector) -> CycleResult:
+        """A first model fitted to a camera's own frames, without labels: the frames the detector that
+        scored the window (the motion baseline) finds confidently normal, mined as in a cycle."""
         from models.pipeline import train_detector
 
         started = time.monotonic()
-        videos = {
-            f"run{i}": window.frames[run]
-            for i, run in enumerate(_runs(np.arange(len(window)), window.segments))
-        }
-        videos = {name: frames for name, frames in videos.items() if len(frames) > network.history}
-        train = TrainConfig(
-            minutes=None, epochs=self.config.coldstart_epochs, seed=self.config.selftrain.seed
+        selftrain = self.config.selftrain
+        mined = mine(window, window_anomaly_maps(scored_by, window), selftrain)
+        normal = np.flatnonzero(mined.normal)
+        report: dict[str, Any] = {"cold_start": True, "window_frames": len(window), "mined": mined.counts()}
+        if len(normal) < self.config.coldstart_min_frames:
+            report["seconds"] = round(time.monotonic() - started, 2)
+            reason = (
+                f"too few confident normal frames for a first model ({len(normal)}; "
+                f"{self.config.coldstart_min_frames} needed)"
+            )
+            return CycleResult(False, reason, report)
+        videos = {f"run{i}": window.frames[run] for i, run in enumerate(_runs(normal, window.segments))}
+        trained = train_detector(
+            videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
         )
-        trained = train_detector(videos, network, train, {"dataset": "stream", "videos": len(videos)})
         metadata = {**trained.metadata, "parent": None}
         self.serving = self._materialize(trained.detector.model, metadata)
         self.model, self.metadata = trained.detector.model, metadata
-        self.replay = list(videos.values())
-        self._remember_normal(window, np.empty(0, dtype=int))  # caps the replay
+        self._remember_normal(window, normal)
         self._update_consensus(window)
-        report = {
-            "cold_start": True,
-            "window_frames": len(window),
-            "seconds": round(time.monotonic() - started, 2),
-        }
+        report["seconds"] = round(time.monotonic() - started, 2)
         return CycleResult(
-            True, "first model trained on the camera's own footage", report, self.model, metadata
+            True,
+            "first model fitted to the camera's own confidently normal footage",
+            report,
+            self.model,
+            metadata,
         )
 
     def cycle(self, window: Window) -> CycleResult:
@@ -246,7 +253,7 @@ def stream_online(
         for start in range(0, len(frames), batch_size):
             chunk = frames[start : start + batch_size]
             clips = np.stack([stream.push(frame) for frame in chunk])
-            raw[start : start + len(chunk)] = raw_scores(detector, detector.error_maps(clips))
+            raw[start : start + len(chunk)] = raw_scores(detector, detector.stream_maps(clips))
             for i in range(start, start + len(chunk)):
                 scores[i] = stream.score(float(raw[i]))
             seen_frames.append(chunk)
@@ -296,7 +303,7 @@ def _maybe_cycle(
         return None
     window = _newest(frames, segments, scores, config.window_frames)
     if trainer.model is None:
-        return trainer.cold_start(window, NetworkConfig.for_size(fallback.info.height, fallback.info.width))
+        return trainer.cold_start(window, trainer.config.detector, fallback)
     return trainer.cycle(window)
 
 

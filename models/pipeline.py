@@ -19,12 +19,11 @@ import numpy as np
 
 from models import data
 from models.detector import Detector
-from models.evaluation import VideoScores, auc_report, fit_calibration, mean_error_map, score_videos
-from models.network import NetworkConfig
-from models.pseudo import PseudoAnomalyConfig
-from models.runtime import MODEL_KIND, TorchDetector, load_detector, model_metadata, save_detector
+from models.evaluation import VideoScores, auc_report, score_videos
+from models.fitting import FitConfig, fit_detector
+from models.runtime import TorchDetector, load_detector, model_kind, model_metadata, save_detector
 from models.scoring import patch_size_for
-from models.training import TrainConfig, train_predictor
+from models.streams import DetectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,62 +48,58 @@ def read_split(
 
 def train_on_dataset(
     dataset: Path,
-    network: NetworkConfig,
-    train_config: TrainConfig,
-    pseudo: PseudoAnomalyConfig | None = None,
+    config: DetectorConfig,
+    fit: FitConfig | None = None,
     train_videos: int | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
 ) -> TrainedModel:
-    """Trains on DATASET/training (the first `train_videos` videos when given) and calibrates the scores."""
-    videos, frames = read_split(dataset, "training", network.height, network.width, train_videos)
+    """Fits a detector to DATASET/training (the first `train_videos` videos when given)."""
+    videos, frames = read_split(dataset, "training", config.height, config.width, train_videos)
     source = {"dataset": dataset.name, "data_hash": data.videos_hash(videos), "videos": len(videos)}
-    return train_detector(frames, network, train_config, source, pseudo, checkpoint, resume)
+    return train_detector(frames, config, source, fit, checkpoint, resume)
+
+
+def new_version(config: DetectorConfig) -> str:
+    return f"{model_kind(config.streams)}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
 def train_detector(
     frames: dict[str, np.ndarray],
-    network: NetworkConfig,
-    train_config: TrainConfig,
+    config: DetectorConfig,
     source: dict[str, Any],
-    pseudo: PseudoAnomalyConfig | None = None,
+    fit: FitConfig | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
 ) -> TrainedModel:
-    """Trains a detector on normal videos (uint8 [T, H, W] each, at the network's input size), then fits its
-    error baseline and score calibration; `source` describes the footage in the metadata."""
+    """Fits a detector to normal videos (uint8 [T, H, W] each, at the detector's input size); `source`
+    describes the footage in the metadata."""
     started = time.monotonic()
-    pseudo = pseudo or PseudoAnomalyConfig()
-    result = train_predictor(list(frames.values()), network, pseudo, train_config, checkpoint, resume)
+    fit = fit or FitConfig()
+    fitted = fit_detector(frames, config, fit, checkpoint, resume)
+    seconds = time.monotonic() - started
     metadata = model_metadata(
-        network,
-        calibration=None,
-        patch=patch_size_for(network.height),
+        config,
         extra={
-            "version": f"{MODEL_KIND}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}",
+            "version": new_version(config),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "patch": patch_size_for(config.height),
+            **fitted.metadata_stats(),
             "training": {
                 **source,
-                "frames": int(sum(len(f) for f in frames.values())),
-                "steps": result.steps,
-                "seconds": round(result.seconds, 1),
-                "final_loss": result.final_loss,
-                "config": train_config.to_dict(),
-                "pseudo_anomalies": pseudo.to_dict(),
+                **fitted.training,
+                "seed": fit.seed,
+                "seconds": round(seconds, 1),
+                "config": fit.train.to_dict() if fit.train and "prediction" in config.streams else None,
             },
             "metrics": {},
         },
     )
-    detector = TorchDetector(result.model, metadata)
-    result.model.set_baseline(mean_error_map(detector, frames))
-    # the prior every new camera starts from: raw scores of the normal training footage, streamed
-    calibration = fit_calibration(detector, frames)
-    metadata["calibration"] = calibration.to_dict()
-    return TrainedModel(TorchDetector(result.model, metadata), metadata, time.monotonic() - started)
+    return TrainedModel(TorchDetector(fitted.model, metadata), metadata, seconds)
 
 
-def save_trained(trained: TrainedModel, path: Path) -> None:
-    save_detector(trained.detector.model, trained.metadata, path)
+def save_trained(trained: TrainedModel, path: Path, precision: str = "fp32") -> None:
+    save_detector(trained.detector.model, trained.metadata, path, precision)
     log.info("saved model %s to %s", trained.metadata["version"], path)
 
 

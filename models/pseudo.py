@@ -83,8 +83,9 @@ class ClipSampler:
             clip[: self.history - keep + 1] = clip[self.history - keep]
         return clip
 
-    def paste_patch(self, clip: np.ndarray) -> None:
-        """A foreign patch moving through the past frames (clip[:-1]); the current frame stays normal."""
+    def paste_patch(self, clip: np.ndarray, include_current: bool = False) -> None:
+        """A foreign patch moving through the past frames (clip[:-1]), the current frame staying normal (a
+        training input whose target is normal), or through every frame (a test anomaly)."""
         height, width = clip.shape[1:]
         rng = self.rng
         ph = int(rng.integers(height // 8, height // 3 + 1))
@@ -98,7 +99,7 @@ class ClipSampler:
         speed = rng.uniform(0.0, 4.0, size=2) * rng.choice([-1, 1], size=2)  # pixels per frame (y, x)
         y0 = rng.uniform(0, height - ph)
         x0 = rng.uniform(0, width - pw)
-        for k in range(len(clip) - 1):
+        for k in range(len(clip) if include_current else len(clip) - 1):
             y = int(np.clip(y0 + speed[0] * k, 0, height - ph))
             x = int(np.clip(x0 + speed[1] * k, 0, width - pw))
             region = clip[k, y : y + ph, x : x + pw].astype(np.float32)

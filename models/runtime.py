@@ -3,10 +3,12 @@
     .onnx -> ONNX Runtime (TensorRT or CUDA when available and allowed, else CPU)
     .pt   -> PyTorch (CPU)
 
-Both files carry the same metadata (ONNX: metadata_props["vigil"], JSON; .pt: a dict): kind, version,
-input size, history, patch size, score calibration, network and training settings, training data hash,
-metrics; ONNX graphs also record their precision (fp32, or fp16 compute with the same uint8 input and
-float32 output). Anything that is not a valid detector raises InvalidModelError with a readable message.
+Both run the same pre-processing (the optical flow of models/flow.py, computed on the CPU) before the
+network. Both files carry the same metadata (ONNX: metadata_props["vigil"], JSON; .pt: a dict): kind,
+version, input size, history, streams and their statistics, patch size, score calibration, detector
+and training settings, training data hash, metrics; ONNX graphs also record their precision (fp32, or
+fp16 compute with the same inputs and float32 output). Anything that is not a valid detector raises
+InvalidModelError with a readable message.
 """
 
 from __future__ import annotations
@@ -22,20 +24,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.detector import Detector, DetectorInfo
+from models.flow import FlowConfig, clip_speeds
+from models.scoring import ScoreCalibration
 
 if TYPE_CHECKING:  # torch is imported only where .pt weights, saving or export need it
-    from models.network import FramePredictor, NetworkConfig
+    from models.streams import DetectorConfig, DetectorNet
 
 log = logging.getLogger(__name__)
 
-MODEL_KIND = "unet-predictor"
-FORMAT = "vigil-detector/1"
+FORMAT = "vigil-detector/2"
 METADATA_KEY = "vigil"
 SUFFIXES = (".onnx", ".pt")
 PRECISIONS = ("fp32", "fp16")  # of ONNX graphs; .pt weights are fp32
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 INPUT_NAME = "clips"
+SPEED_INPUT = "speed"
+OUTPUT_NAME = "stream_maps"
 DEFAULT_MAX_BATCH = 64  # largest batch a TensorRT engine is built for
+CPU_MAX_BATCH = 8  # on the CPU, larger batches run in parts of this size (faster: they stay in cache)
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
@@ -43,6 +49,11 @@ TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 
 class InvalidModelError(ValueError):
     """The weights file is missing, not a detector, inconsistent with its metadata, or produces NaNs."""
+
+
+def model_kind(streams: list[str] | tuple[str, ...]) -> str:
+    """What alerts and versions call a learned detector: its streams, e.g. 'motion-appearance'."""
+    return "-".join(streams)
 
 
 def _info(metadata: dict[str, Any]) -> DetectorInfo:
@@ -59,22 +70,33 @@ def _info(metadata: dict[str, Any]) -> DetectorInfo:
         raise InvalidModelError(f"model metadata incomplete: {type(exc).__name__}: {exc}") from exc
 
 
+def _flow_config(metadata: dict[str, Any]) -> FlowConfig:
+    try:
+        return FlowConfig.from_dict(metadata["detector"]["flow"])
+    except (KeyError, TypeError) as exc:
+        raise InvalidModelError(f"model metadata has no flow settings ({type(exc).__name__}: {exc})") from exc
+
+
 class TorchDetector(Detector):
-    def __init__(self, model: FramePredictor, metadata: dict[str, Any]) -> None:
+    def __init__(self, model: DetectorNet, metadata: dict[str, Any]) -> None:
         self.model = model.eval()
         self.info = _info(metadata)
+        self.flow = _flow_config(metadata)
 
-    def error_maps(self, clips: np.ndarray) -> np.ndarray:
+    def stream_maps(self, clips: np.ndarray) -> np.ndarray:
         import torch
 
+        clips = np.ascontiguousarray(clips, dtype=np.uint8)
+        speed = clip_speeds(clips, self.flow)
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(clips))).numpy()
+            return self.model(torch.from_numpy(clips), torch.from_numpy(speed)).numpy()
 
 
 class OnnxDetector(Detector):
-    """An ONNX Runtime session. With `bind_device` (the GPU path), each batch is bound to the session as one
-    device tensor and the error maps are written straight to host memory (I/O binding); batches larger than
-    `max_batch` (a TensorRT engine's largest profile) are scored in parts."""
+    """An ONNX Runtime session. With `bind_device` (the GPU path), each batch's inputs are bound to the
+    session as device tensors and the maps are written straight to host memory (I/O binding). Batches
+    larger than `max_batch` are scored in parts (a TensorRT engine's largest profile; on the CPU, parts
+    keep the appearance stream's distance matrices in cache)."""
 
     def __init__(
         self,
@@ -84,45 +106,49 @@ class OnnxDetector(Detector):
         max_batch: int | None = None,
     ) -> None:
         self.session = session
-        self.input_name = session.get_inputs()[0].name
+        self.input_names = {entry.name for entry in session.get_inputs()}
         self.output_name = session.get_outputs()[0].name
         self.bind_device = bind_device
         self.max_batch = max_batch
         self.info = _info(metadata)
+        self.flow = _flow_config(metadata)
 
-    def error_maps(self, clips: np.ndarray) -> np.ndarray:
+    def stream_maps(self, clips: np.ndarray) -> np.ndarray:
         clips = np.ascontiguousarray(clips, dtype=np.uint8)
+        inputs = {INPUT_NAME: clips}
+        if SPEED_INPUT in self.input_names:  # a graph without the motion stream has no speed input
+            inputs[SPEED_INPUT] = clip_speeds(clips, self.flow)
         if self.max_batch is None or len(clips) <= self.max_batch:
-            return self._run(clips)
+            return self._run(inputs)
+        parts = range(0, len(clips), self.max_batch)
         return np.concatenate(
-            [self._run(clips[i : i + self.max_batch]) for i in range(0, len(clips), self.max_batch)]
+            [self._run({k: v[i : i + self.max_batch] for k, v in inputs.items()}) for i in parts]
         )
 
-    def _run(self, clips: np.ndarray) -> np.ndarray:
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if self.bind_device is None:
-            return self.session.run([self.output_name], {self.input_name: clips})[0]
+            return self.session.run([self.output_name], inputs)[0]
         from onnxruntime import OrtValue
 
         binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.input_name, OrtValue.ortvalue_from_numpy(clips, self.bind_device, 0))
-        binding.synchronize_inputs()  # the copy to the device is done before the session's stream reads it
+        for name, value in inputs.items():
+            binding.bind_ortvalue_input(name, OrtValue.ortvalue_from_numpy(value, self.bind_device, 0))
+        binding.synchronize_inputs()  # the copies to the device are done before the session's stream reads
         binding.bind_output(self.output_name, "cpu")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
 
-def model_metadata(
-    network: NetworkConfig, calibration: dict[str, float] | None, patch: int, extra: dict[str, Any]
-) -> dict[str, Any]:
+def model_metadata(config: DetectorConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """The metadata every detector file carries; `extra` adds version, statistics, training, metrics."""
     return {
         "format": FORMAT,
-        "kind": MODEL_KIND,
-        "height": network.height,
-        "width": network.width,
-        "history": network.history,
-        "patch": patch,
-        "calibration": calibration,
-        "network": network.to_dict(),
+        "kind": model_kind(config.streams),
+        "height": config.height,
+        "width": config.width,
+        "history": config.history,
+        "streams": list(config.streams),
+        "detector": config.to_dict(),
         **extra,
     }
 
@@ -132,9 +158,7 @@ def _check_precision(precision: str) -> None:
         raise ValueError(f"precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
 
 
-def save_detector(
-    model: FramePredictor, metadata: dict[str, Any], path: Path, precision: str = "fp32"
-) -> None:
+def save_detector(model: DetectorNet, metadata: dict[str, Any], path: Path, precision: str = "fp32") -> None:
     """Writes .pt (PyTorch state dict + metadata) or .onnx (graph with dynamic batch + metadata)."""
     import torch
 
@@ -143,21 +167,25 @@ def save_detector(
     if path.suffix == ".pt":
         if precision != "fp32":
             raise InvalidModelError(f"{path}: {precision} is an ONNX option; .pt weights are fp32")
-        torch.save({"format": FORMAT, "metadata": metadata, "state_dict": model.state_dict()}, path)
+        partial = path.with_name(path.name + ".partial")
+        torch.save({"format": FORMAT, "metadata": metadata, "state_dict": model.state_dict()}, partial)
+        partial.replace(path)
     elif path.suffix == ".onnx":
         export_onnx(model, metadata, path, precision)
     else:
         raise InvalidModelError(f"{path}: model files end in {' or '.join(SUFFIXES)}")
 
 
-def export_onnx(model: FramePredictor, metadata: dict[str, Any], path: Path, precision: str = "fp32") -> None:
-    """The network as an ONNX graph, uint8 clips in and float32 error maps out whatever the precision."""
+def export_onnx(model: DetectorNet, metadata: dict[str, Any], path: Path, precision: str = "fp32") -> None:
+    """The network as an ONNX graph: uint8 clips and float32 speed maps in, float32 stream maps out,
+    whatever the precision."""
     import onnx
     import torch
 
     _check_precision(precision)
     config = model.config
-    example = torch.zeros((2, config.history + 1, config.height, config.width), dtype=torch.uint8)
+    clips = torch.zeros((2, config.history + 1, config.height, config.width), dtype=torch.uint8)
+    speed = torch.zeros((2, config.height, config.width), dtype=torch.float32)
     tmp = path.with_suffix(".tmp.onnx")
     try:
         with warnings.catch_warnings():
@@ -165,11 +193,11 @@ def export_onnx(model: FramePredictor, metadata: dict[str, Any], path: Path, pre
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 model.eval(),
-                (example,),
+                (clips, speed),
                 str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=["error_maps"],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, "error_maps": {0: "batch"}},
+                input_names=[INPUT_NAME, SPEED_INPUT],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, SPEED_INPUT: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 opset_version=17,
                 dynamo=False,
             )
@@ -254,17 +282,23 @@ def _provider_name(provider: Provider) -> str:
 
 
 def tensorrt_options(
-    input_name: str, clip_shape: tuple[int, ...], max_batch: int, fp16: bool, engine_cache: Path | None
+    input_shapes: dict[str, tuple[int, ...]], max_batch: int, fp16: bool, engine_cache: Path | None
 ) -> dict[str, str]:
     """TensorRT provider options: one engine for every batch of 1..max_batch clips (without a profile,
     TensorRT builds a new engine whenever a larger batch comes), fp16 kernels for fp16 models, and
-    built engines kept in `engine_cache` (else each start builds them again, which takes minutes)."""
-    shape = "x".join(str(n) for n in clip_shape)
+    built engines kept in `engine_cache` (else each start builds them again, which takes minutes).
+    `input_shapes`: each graph input's shape without the batch axis."""
+
+    def profile(batch: int) -> str:
+        return ",".join(
+            f"{name}:{'x'.join(str(n) for n in (batch, *shape))}" for name, shape in input_shapes.items()
+        )
+
     options = {
         "trt_fp16_enable": str(fp16),
-        "trt_profile_min_shapes": f"{input_name}:1x{shape}",
-        "trt_profile_opt_shapes": f"{input_name}:{max_batch}x{shape}",
-        "trt_profile_max_shapes": f"{input_name}:{max_batch}x{shape}",
+        "trt_profile_min_shapes": profile(1),
+        "trt_profile_opt_shapes": profile(max_batch),
+        "trt_profile_max_shapes": profile(max_batch),
     }
     if engine_cache is not None:
         options |= {
@@ -337,11 +371,10 @@ def _load_onnx(
     metadata = _onnx_metadata(graph, path)
     info = _info(metadata)
     fp16 = metadata.get("precision") == "fp16"
-    input_name = graph.graph.input[0].name
+    shapes = {INPUT_NAME: (info.history + 1, info.height, info.width), SPEED_INPUT: (info.height, info.width)}
+    input_shapes = {entry.name: shapes.get(entry.name, ()) for entry in graph.graph.input}
     del graph  # the session reads the file itself
-    trt_options = tensorrt_options(
-        input_name, (info.history + 1, info.height, info.width), max_batch, fp16, engine_cache
-    )
+    trt_options = tensorrt_options(input_shapes, max_batch, fp16, engine_cache)
     choice = choose_providers(device, ort.get_available_providers(), trt_options)
     log.log(
         logging.WARNING if choice.degraded else logging.INFO,
@@ -372,14 +405,14 @@ def _load_onnx(
         session,
         metadata,
         bind_device="cuda" if on_gpu else None,
-        max_batch=max_batch if in_use[0] == TENSORRT_PROVIDER else None,
+        max_batch=max_batch if in_use[0] == TENSORRT_PROVIDER else None if on_gpu else CPU_MAX_BATCH,
     )
 
 
 def _load_torch(path: Path, device: str, threads: int) -> TorchDetector:
     import torch
 
-    from models.network import FramePredictor, NetworkConfig
+    from models.streams import DetectorConfig, DetectorNet
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -395,7 +428,7 @@ def _load_torch(path: Path, device: str, threads: int) -> TorchDetector:
         raise InvalidModelError(f"{path}: not a Vigil detector file (format {FORMAT} expected)")
     metadata = state["metadata"]
     try:
-        model = FramePredictor(NetworkConfig.from_dict(metadata["network"]))
+        model = DetectorNet(DetectorConfig.from_dict(metadata["detector"]))
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InvalidModelError(
@@ -405,21 +438,28 @@ def _load_torch(path: Path, device: str, threads: int) -> TorchDetector:
 
 
 def _check(detector: Detector, path: Path) -> None:
-    """One dry run: right output shape, finite values."""
+    """One dry run: right output shape, finite values, finite statistics."""
     info = detector.info
     clips = np.zeros((1, info.history + 1, info.height, info.width), dtype=np.uint8)
-    clips[0, -1, : info.height // 2] = 128  # some error so that NaN weights cannot hide behind zeros
+    clips[0, -1, : info.height // 2] = 128  # some evidence so that NaN weights cannot hide behind zeros
     try:
-        maps = detector.error_maps(clips)
+        maps = detector.stream_maps(clips)
     except Exception as exc:  # a graph that does not match its metadata fails inside the runtime
         raise InvalidModelError(f"{path}: model does not run on its declared input ({exc})") from exc
-    if maps.shape != (1, info.height, info.width):
-        raise InvalidModelError(f"{path}: output shape {maps.shape} != {(1, info.height, info.width)}")
+    expected = (1, len(info.streams), info.height, info.width)
+    if maps.shape != expected:
+        raise InvalidModelError(f"{path}: output shape {maps.shape} != {expected}")
     if not np.isfinite(maps).all():
         raise InvalidModelError(f"{path}: model produces NaN or infinite values")
-    calibration = info.metadata.get("calibration")
-    if calibration and not all(math.isfinite(float(v)) for v in calibration.values()):
-        raise InvalidModelError(f"{path}: score calibration is not finite")
+    try:
+        stats = info.stream_stats
+        calibration = info.metadata.get("calibration")
+        if calibration:
+            stats.append(ScoreCalibration.from_dict(calibration))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidModelError(f"{path}: unreadable score statistics ({exc})") from exc
+    if not all(math.isfinite(stat.median) and math.isfinite(stat.scale) for stat in stats):
+        raise InvalidModelError(f"{path}: score statistics are not finite")
 
 
 def load_detector(

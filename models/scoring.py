@@ -1,8 +1,12 @@
-"""From pixel error maps to frame scores: the one definition shared by `vigil eval` and the service.
+"""From the detector's evidence maps to frame scores: the one definition shared by `vigil eval` and the service.
 
-raw score   = the largest mean error over any patch (localized evidence beats the frame mean)
-score       = causal per-camera normalization of raw (robust running statistics), mapped to [0, 1]
-              and smoothed over the last few frames. No future frame is ever looked at.
+stream score = the largest mean evidence over any patch of a stream's map (localized evidence beats the
+               frame mean), as a robust z-score against normal footage (the stream's statistics)
+raw score    = the sum of the stream scores: each stream is an independent witness
+score        = causal per-camera normalization of raw (robust running statistics), mapped to [0, 1]
+               and smoothed over the last few frames. No future frame is ever looked at.
+anomaly map  = per pixel, the sum over streams of the evidence above a normal frame's peak, in the same
+               z units: what heatmaps show and what mining masks are drawn from.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def ignore_mask(height: int, width: int, zones: list[list[tuple[float, float]]])
 
 @dataclass(frozen=True)
 class ScoreCalibration:
-    """Raw-score statistics of normal footage (from training), a prior until a camera has its own."""
+    """Median and robust spread of a score over normal footage: of each stream's patch scores (their
+    z units), and of the raw frame score (the prior of a camera until it has statistics of its own)."""
 
     median: float
     scale: float  # robust spread: 1.4826 * MAD
@@ -65,6 +70,30 @@ class ScoreCalibration:
         median = float(np.median(raw_scores))
         scale = float(1.4826 * np.median(np.abs(raw_scores - median)))
         return cls(median=median, scale=max(scale, 1e-6))
+
+
+IDENTITY = ScoreCalibration(0.0, 1.0)  # a stream without statistics (the motion baseline) scores as it is
+
+
+def stream_patch_scores(maps: np.ndarray, patch: int) -> np.ndarray:
+    """float32 [B, S]: patch-max score of every stream map; maps float32 [B, S, H, W]."""
+    batch, streams = maps.shape[:2]
+    return patch_max_scores(maps.reshape(batch * streams, *maps.shape[2:]), patch).reshape(batch, streams)
+
+
+def combined_scores(patch_scores: np.ndarray, stats: list[ScoreCalibration]) -> np.ndarray:
+    """float32 [B]: the raw frame score, the sum of the streams' z-scores; patch_scores [B, S]."""
+    medians = np.array([s.median for s in stats], dtype=np.float32)
+    scales = np.array([s.scale for s in stats], dtype=np.float32)
+    return ((patch_scores - medians) / scales).sum(axis=1).astype(np.float32)
+
+
+def anomaly_maps(maps: np.ndarray, stats: list[ScoreCalibration]) -> np.ndarray:
+    """float32 [B, H, W]: evidence above a normal frame's peak, summed over streams in z units."""
+    out = np.zeros((maps.shape[0], *maps.shape[2:]), dtype=np.float32)
+    for index, stat in enumerate(stats):
+        out += np.maximum(maps[:, index] - stat.median, 0.0) / stat.scale
+    return out
 
 
 @dataclass(frozen=True)

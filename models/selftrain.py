@@ -1,19 +1,26 @@
-"""Self-training on a site's own stream: one cycle mines a scored window, fine-tunes, refits and validates.
+"""Self-training on a site's own stream: one cycle mines a scored window, adapts the detector, validates.
 
 The same `run_cycle` serves the retraining worker (windows read from Redis) and `vigil eval --mode online`
 (windows of a dataset streamed through the service's scoring), so that what is measured is what runs.
 
 A cycle, over a window of consecutive frames with the scores the service gave them:
-1. error maps of the window under the model in service (full resolution, from its PyTorch weights);
+1. anomaly maps of the window under the model in service;
 2. mining (models/mining.py): an abnormal set (S >= eta_s, precise in every trial) and a normal set (the
    paper's rule, or by default its hinge over the localized score), runs of >= FNmin frames, operator
-   labels overriding both; pixel masks calibrated against the error of the mined normal frames;
-3. fine-tuning from the current weights: masked L1 on mined frames (anomalous pixels hidden), a hinge that
-   keeps the error of mined anomalies from falling (they must not be learned), and replay of earlier normal
-   clips with pseudo anomalies so that the model does not forget; bounded in steps and seconds;
-4. refit of the per-pixel error baseline and the score calibration to the site's mined normal frames;
-5. validation against the model in service on held-out mined normal runs and pseudo anomalies pasted
-   into them: the candidate must not score held-out normal frames worse, and must still react.
+   labels overriding both; pixel masks calibrated against the anomaly maps of the mined normal frames;
+3. adaptation, starting from the current model, on the mined normal frames with anomalous pixels masked
+   out (the paper's masked retraining, for each stream):
+   - motion: the normal speed per pixel, a running mean in which the current one counts as
+     `prior_frames` frames;
+   - appearance: the memory of normal cells, a coreset of the current memory (the replay: nothing
+     learned before is forgotten unless the site's new cells cover it) and the unmasked cells of the
+     mined frames; cells of mined anomalies never enter it;
+   - prediction (when the detector has it): masked L1 fine-tuning of the U-Net, with replay of earlier
+     normal clips and pseudo anomalies, bounded in steps and seconds;
+   then each stream's statistics refitted on one half of the held-out normal runs;
+4. validation against the model in service on the other half and on the mined anomalies: the candidate
+   must not score held-out normal frames worse, must still set the mined anomalies apart from them, and
+   must still react to pseudo anomalies pasted into them.
 """
 
 from __future__ import annotations
@@ -25,11 +32,14 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from models.detector import Detector
+from models.fitting import coreset, frame_features
+from models.flow import clip_speeds
 from models.mining import (
     MiningParams,
     apply_labels,
@@ -38,15 +48,16 @@ from models.mining import (
     pixel_masks,
     runs_within_segments,
 )
-from models.network import FramePredictor
 from models.pseudo import ClipSampler, PseudoAnomalyConfig
-from models.runtime import MODEL_KIND, TorchDetector
-from models.scoring import ScoreCalibration
-from models.stream import raw_scores
+from models.runtime import TorchDetector, model_kind
+from models.scoring import ScoreCalibration, combined_scores, stream_patch_scores
+from models.stream import anomaly_maps, padded_clips, raw_scores
+from models.streams import DetectorNet
 
 log = logging.getLogger(__name__)
 
 MiningPolicy = Literal["localized", "paper"]
+BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -54,18 +65,19 @@ class SelfTrainConfig:
     policy: MiningPolicy = "localized"
     mining: MiningParams = field(default_factory=MiningParams)
     localized_alpha: float = 0.5  # hinge sensitivity of the localized policy (stricter than the paper's 2)
-    mask_quantile: float = 0.99  # pixel-error quantile of mined normal frames that the eta_a mask scales to
-    steps: int = 300  # fine-tuning steps per cycle
+    mask_quantile: float = 0.99  # anomaly-map quantile of mined normal frames that the eta_a mask scales to
+    holdout_share: float = 0.2  # of mined normal runs, kept out of adaptation (statistics and validation)
+    min_normal_frames: int = 30  # fewer confident normal frames: no adaptation this cycle
+    prior_frames: int = 1000  # the current normal speed and statistics count as this many frames
+    cells_per_frame: int = 64  # unmasked cells of each mined normal frame offered to the appearance memory
+    steps: int = 300  # prediction stream: fine-tuning steps per cycle
     max_seconds: float = 150.0  # and at most this long
     batch_size: int = 16
     crop_fraction: float = 0.5
     learning_rate: float = 5e-4
     replay_share: float = 0.5  # of each batch, clips of earlier normal footage (when there is some)
-    holdout_share: float = 0.2  # of mined normal runs, kept out of training for validation
-    min_normal_frames: int = 30  # fewer confident normal frames: no fine-tuning this cycle
-    baseline_prior_frames: int = 1000  # the parent's error baseline counts as this many frames
     normal_tolerance: float = 0.25  # z units the held-out normal frames may score higher than before
-    separation_ratio: float = 0.9  # pseudo anomalies must stand out at least this much as before
+    separation_ratio: float = 0.9  # anomalies must stand out at least this much as before
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,41 +100,45 @@ class Window:
         """uint8 [len(indices), history + 1, H, W]: each frame with its past, padded as CameraStream does."""
         starts = np.r_[0, np.flatnonzero(np.diff(self.segments)) + 1]
         first = starts[np.searchsorted(starts, indices, side="right") - 1]
-        offsets = np.arange(-history, 1)
-        picks = np.maximum(np.asarray(indices)[:, None] + offsets[None, :], first[:, None])
-        return self.frames[picks]
+        return padded_clips(self.frames, np.asarray(indices), history, first)
 
 
 @dataclass
 class MinedSet:
     normal: np.ndarray  # bool [N]
     abnormal: np.ndarray  # bool [N]
-    holdout: np.ndarray  # int: normal frames kept for validation
-    train: np.ndarray  # int: frames to fine-tune on (normal not held out, and abnormal)
-    masks: np.ndarray  # float32 [len(train), H, W]: 1 where a pixel is learned
+    calibration: np.ndarray  # int: held-out normal frames the candidate's statistics are refitted on
+    validation: np.ndarray  # int: held-out normal frames the candidate is validated on
+    train: np.ndarray  # int: normal frames (not held out) the detector adapts to
+    masks: np.ndarray  # float32 [len(train), h, w] (anomaly-map resolution): 1 where a pixel is learned
     reference_scale: float
 
     def counts(self) -> dict[str, int]:
         return {
             "normal": int(self.normal.sum()),
             "abnormal": int(self.abnormal.sum()),
-            "holdout": len(self.holdout),
+            "holdout": len(self.calibration) + len(self.validation),
             "train": len(self.train),
         }
 
 
-def window_error_maps(detector: Detector, window: Window, batch_size: int = 64) -> np.ndarray:
-    """float32 [N, H, W]: the detector's error map of every frame of the window."""
-    out = np.empty(window.frames.shape, dtype=np.float32)
-    for start in range(0, len(window), batch_size):
-        indices = np.arange(start, min(start + batch_size, len(window)))
-        out[indices] = detector.error_maps(window.clips(indices, detector.info.history))
+def window_anomaly_maps(detector: Detector, window: Window, indices: np.ndarray | None = None) -> np.ndarray:
+    """float16 [N, H/2, W/2]: the anomaly map of every frame of the window (or of `indices`), at the
+    resolution the service stores them (half: a 3000-frame window fits in memory)."""
+    indices = np.arange(len(window)) if indices is None else indices
+    height, width = detector.info.height // 2, detector.info.width // 2
+    out = np.empty((len(indices), height, width), dtype=np.float16)
+    for start in range(0, len(indices), BATCH):
+        part = indices[start : start + BATCH]
+        maps = anomaly_maps(detector, detector.stream_maps(window.clips(part, detector.info.history)))
+        for row, anomaly in enumerate(maps):
+            out[start + row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
     return out
 
 
 def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.ndarray, np.ndarray]:
     """Held-out and training normal frames: every k-th block of `block` consecutive normal frames is held
-    out, so that validation frames are not near-copies of training ones."""
+    out, so that held-out frames are not near-copies of training ones."""
     indices = np.flatnonzero(normal)
     if share <= 0 or len(indices) < 2 * block:
         return np.empty(0, dtype=int), indices
@@ -131,15 +147,13 @@ def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.nda
     return indices[held], indices[~held]
 
 
-def mine(
-    window: Window, error_maps: np.ndarray, config: SelfTrainConfig, eta_s: float | None = None
-) -> MinedSet:
-    """The confident frames of a window and their pixel masks (see the module doc)."""
+def mine(window: Window, maps: np.ndarray, config: SelfTrainConfig, eta_s: float | None = None) -> MinedSet:
+    """The confident frames of a window and their pixel masks (see the module doc); maps: anomaly maps."""
     params = replace(config.mining, eta_s=eta_s) if eta_s is not None else config.mining
     single = replace(params, min_run=1)  # runs are cut at segment changes below
     abnormal = runs_within_segments(window.scores >= params.eta_s, window.segments, params.min_run)
     if config.policy == "paper":
-        candidates = normal_frames(window.scores, error_maps, single).keep
+        candidates = normal_frames(window.scores, maps, single).keep
     else:
         candidates = localized_normal_frames(window.scores, single, config.localized_alpha)
     normal = runs_within_segments(candidates, window.segments, params.min_run)
@@ -147,68 +161,113 @@ def mine(
     if window.labels is not None:
         normal, abnormal = apply_labels(normal, abnormal, window.labels)
         labelled_normal = window.labels == 0
-    holdout, train_normal = _holdout_split(normal & ~labelled_normal, params.min_run, config.holdout_share)
-    train_normal = np.union1d(train_normal, np.flatnonzero(labelled_normal))
-    train = np.union1d(train_normal, np.flatnonzero(abnormal))
-    reference_pool = error_maps[train_normal] if len(train_normal) else error_maps
-    reference = float(np.quantile(reference_pool, config.mask_quantile)) if reference_pool.size else 1.0
-    masks = pixel_masks(error_maps[train], params.eta_a, reference)
+    normal &= ~abnormal
+    holdout, train = _holdout_split(normal & ~labelled_normal, params.min_run, config.holdout_share)
+    train = np.union1d(train, np.flatnonzero(labelled_normal))
+    reference_pool = maps[train] if len(train) else maps
+    reference = (
+        float(np.quantile(reference_pool.astype(np.float32), config.mask_quantile)) if len(maps) else 1.0
+    )
+    masks = pixel_masks(maps[train], params.eta_a, max(reference, 1e-3))
     masks[labelled_normal[train]] = 1.0  # the operator says all of it is normal: learn it whole
-    return MinedSet(normal, abnormal, holdout, train, masks, reference)
-
-
-def _crop_box(height: int, width: int, fraction: float, unit: int) -> tuple[int, int]:
-    if fraction >= 1.0:
-        return height, width
-    return (
-        max(unit, unit * round(height * fraction / unit)),
-        max(unit, unit * round(width * fraction / unit)),
+    blocks = np.arange(len(holdout)) // params.min_run
+    return MinedSet(
+        normal, abnormal, holdout[blocks % 2 == 0], holdout[blocks % 2 == 1], train, masks, reference
     )
 
 
-def fine_tune(
-    model: FramePredictor,
+# ---------------------------------------------------------------- adaptation
+def _full_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in masks])
+
+
+def _adapt_motion(candidate: DetectorNet, window: Window, mined: MinedSet, config: SelfTrainConfig) -> None:
+    """The normal speed per pixel: the current one (as `prior_frames` frames) and the masked speeds of the
+    mined normal frames."""
+    motion = candidate.motion
+    assert motion is not None
+    detector = candidate.config
+    total = np.zeros((detector.height, detector.width), dtype=np.float64)
+    weight = np.zeros_like(total)
+    for start in range(0, len(mined.train), BATCH):
+        part = mined.train[start : start + BATCH]
+        speed = clip_speeds(window.clips(part, detector.history), detector.flow)
+        mask = _full_masks(mined.masks[start : start + BATCH], detector.height, detector.width)
+        total += (speed * mask).sum(0)
+        weight += mask.sum(0)
+    prior = float(config.prior_frames)
+    old = motion.normal_speed.double().numpy()
+    motion.normal_speed.copy_(torch.from_numpy(((prior * old + total) / (prior + weight)).astype(np.float32)))
+
+
+def _adapt_appearance(
+    candidate: DetectorNet, window: Window, mined: MinedSet, config: SelfTrainConfig, rng: np.random.Generator
+) -> int:
+    """The memory of normal cells: a coreset of the current one and the mined frames' unmasked cells.
+    Returns how many new cells were offered."""
+    appearance = candidate.appearance
+    assert appearance is not None
+    offered = [appearance.cells.clone()]
+    for start in range(0, len(mined.train), BATCH):
+        part = mined.train[start : start + BATCH]
+        features = frame_features(candidate, window.frames[part]).float()  # [B, C, h, w]
+        masks = torch.from_numpy(mined.masks[start : start + BATCH])[:, None]
+        # a cell is learned only when none of its pixels is masked
+        usable = -F.adaptive_max_pool2d(-masks, features.shape[-2:])[:, 0] > 0.5
+        cells = features.permute(0, 2, 3, 1)[usable]
+        counts = usable.flatten(1).sum(1).tolist()
+        picks: list[np.ndarray] = []
+        offset = 0
+        for count in counts:
+            take = min(count, config.cells_per_frame)
+            picks.append(offset + rng.choice(count, take, replace=False))
+            offset += count
+        if picks:
+            offered.append(cells[torch.from_numpy(np.concatenate(picks))])
+    pool = torch.cat(offered)
+    appearance.set_bank(coreset(pool, appearance.cells.shape[0], rng))
+    return len(pool) - len(offered[0])
+
+
+def _fine_tune_prediction(
+    candidate: DetectorNet,
     window: Window,
     mined: MinedSet,
-    old_maps: np.ndarray,
     replay: list[np.ndarray],
     config: SelfTrainConfig,
-) -> tuple[FramePredictor, dict[str, Any]]:
-    """A copy of `model` fine-tuned on the mined frames (masked L1 + anomaly hinge) and replayed clips."""
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    candidate = copy.deepcopy(model).train()
-    history = model.config.history
-    optimizer = torch.optim.AdamW(candidate.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Masked L1 fine-tuning of the U-Net on the mined frames, with replayed normal clips."""
+    predictor = candidate.prediction
+    assert predictor is not None
+    predictor.train()
+    network = predictor.config
+    history = network.history
+    optimizer = torch.optim.AdamW(predictor.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     sampler = ClipSampler(replay, history, PseudoAnomalyConfig(), rng) if replay else None
     n_replay = round(config.batch_size * config.replay_share) if sampler is not None else 0
     n_mined = config.batch_size - n_replay
     height, width = window.frames.shape[1:]
-    crop_h, crop_w = _crop_box(height, width, config.crop_fraction, 2 * model.config.unshuffle)
-    is_abnormal = mined.abnormal[mined.train]
+    unit = 2 * network.unshuffle
+    crop_h = max(unit, unit * round(height * min(config.crop_fraction, 1.0) / unit))
+    crop_w = max(unit, unit * round(width * min(config.crop_fraction, 1.0) / unit))
     started, steps, loss_ema = time.monotonic(), 0, float("nan")
     while steps < config.steps and time.monotonic() - started < config.max_seconds:
         pick = rng.integers(0, len(mined.train), n_mined)
         clips = window.clips(mined.train[pick], history)
+        masks = _full_masks(mined.masks[pick], height, width)
         tops = rng.integers(0, height - crop_h + 1, n_mined)
         lefts = rng.integers(0, width - crop_w + 1, n_mined)
-        cut = [np.s_[..., y : y + crop_h, x : x + crop_w] for y, x in zip(tops, lefts, strict=True)]
-        clip_t = torch.from_numpy(np.stack([c[s] for c, s in zip(clips, cut, strict=True)])).float() / 255
-        mask = torch.from_numpy(np.stack([mined.masks[p][s] for p, s in zip(pick, cut, strict=True)]))
-        before = torch.from_numpy(
-            np.stack([old_maps[mined.train[p]][s] for p, s in zip(pick, cut, strict=True)])
+        cuts = [np.s_[..., y : y + crop_h, x : x + crop_w] for y, x in zip(tops, lefts, strict=True)]
+        clip_t = (
+            torch.from_numpy(np.stack([c[cut] for c, cut in zip(clips, cuts, strict=True)])).float() / 255
         )
-        baseline = torch.stack([candidate.baseline[s] for s in cut])
-        prediction, target = candidate.predict(clip_t, list(zip(tops.tolist(), lefts.tolist(), strict=True)))
-        error = (prediction - target).abs()
-        loss = (error * mask).sum() / mask.sum().clamp(min=1.0)
-        hidden = (1.0 - mask) * torch.from_numpy(is_abnormal[pick]).float()[:, None, None]
-        if hidden.sum() > 0:  # mined anomalies: their error may not fall below what it was
-            served = (error - baseline).clamp(min=0.0)
-            loss = loss + (F.relu(before - served) * hidden).sum() / hidden.sum()
+        mask = torch.from_numpy(np.stack([m[cut] for m, cut in zip(masks, cuts, strict=True)]))
+        prediction, target = predictor.predict(clip_t, list(zip(tops.tolist(), lefts.tolist(), strict=True)))
+        loss = ((prediction - target).abs() * mask).sum() / mask.sum().clamp(min=1.0)
         if sampler is not None:
             batch, offsets = sampler.batch(n_replay, (crop_h, crop_w))
-            replay_prediction, replay_target = candidate.predict(
+            replay_prediction, replay_target = predictor.predict(
                 torch.from_numpy(batch).float() / 255, offsets
             )
             share = n_replay / config.batch_size
@@ -219,63 +278,75 @@ def fine_tune(
         steps += 1
         value = float(loss.detach())
         loss_ema = value if np.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * value
-    candidate.eval()
-    return candidate, {"steps": steps, "seconds": round(time.monotonic() - started, 2), "loss": loss_ema}
-
-
-def refit(
-    candidate: FramePredictor,
-    parent: FramePredictor,
-    window: Window,
-    mined: MinedSet,
-    prior_frames: int,
-    calibration_extra: np.ndarray | None = None,
-) -> ScoreCalibration:
-    """Error baseline and score calibration of the candidate, fitted to the site's mined normal frames.
-
-    The baseline becomes a mean of the parent's (weighted as `prior_frames` frames) and the candidate's
-    masked mean error over the training normal frames; the calibration is fitted to the candidate's raw
-    scores over those frames (and `calibration_extra` clips of earlier normal footage).
-    """
-    normal_train = mined.train[~mined.abnormal[mined.train]]
-    masks = mined.masks[~mined.abnormal[mined.train]]
-    history = candidate.config.history
-    candidate.baseline.zero_()
-    total = torch.zeros_like(parent.baseline, dtype=torch.float64)
+    predictor.eval()
+    # its mean error per pixel, refitted the same way as the normal speed
+    total = torch.zeros_like(predictor.baseline, dtype=torch.float64)
     weight = torch.zeros_like(total)
+    old = predictor.baseline.clone()
     with torch.inference_mode():
-        for start in range(0, len(normal_train), 64):
-            clips = torch.from_numpy(window.clips(normal_train[start : start + 64], history))
-            mask = torch.from_numpy(masks[start : start + 64]).double()
-            total += (candidate(clips).double() * mask).sum(0)
+        predictor.baseline.zero_()
+        for start in range(0, len(mined.train), BATCH):
+            part = mined.train[start : start + BATCH]
+            mask = torch.from_numpy(_full_masks(mined.masks[start : start + BATCH], height, width)).double()
+            total += (predictor(torch.from_numpy(window.clips(part, history))).double() * mask).sum(0)
             weight += mask.sum(0)
-    prior = float(prior_frames)
-    candidate.baseline.copy_(((prior * parent.baseline.double() + total) / (prior + weight)).float())
-    detector = TorchDetector(candidate, {"kind": MODEL_KIND, "version": "refit", **_size(candidate)})
-    clips_for_calibration = [window.clips(normal_train, history)]
-    if calibration_extra is not None and len(calibration_extra):
-        clips_for_calibration.append(calibration_extra)
-    raws = np.concatenate([_raw(detector, clips) for clips in clips_for_calibration if len(clips)])
-    return ScoreCalibration.fit(raws)
+        prior = float(config.prior_frames)
+        predictor.baseline.copy_(((prior * old.double() + total) / (prior + weight)).float())
+    return {"steps": steps, "seconds": round(time.monotonic() - started, 2), "loss": loss_ema}
 
 
-def _size(model: FramePredictor) -> dict[str, int]:
-    return {"height": model.config.height, "width": model.config.width, "history": model.config.history}
+def _blend(old: ScoreCalibration, new: ScoreCalibration, prior: float, count: int) -> ScoreCalibration:
+    weight = count / (prior + count)
+    return ScoreCalibration(
+        median=(1 - weight) * old.median + weight * new.median,
+        scale=max((1 - weight) * old.scale + weight * new.scale, 1e-6),
+    )
 
 
-def _raw(detector: Detector, clips: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    out = [
-        raw_scores(detector, detector.error_maps(clips[start : start + batch_size]))
-        for start in range(0, len(clips), batch_size)
+def refit_statistics(
+    detector: TorchDetector, window: Window, frames: np.ndarray, prior_frames: int
+) -> dict[str, Any]:
+    """Each stream's statistics and the calibration, blended from the detector's own (as `prior_frames`
+    frames) and those of the window's `frames` (held-out normal frames)."""
+    info = detector.info
+    if len(frames) == 0:
+        return {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
+    patch = np.concatenate(
+        [
+            stream_patch_scores(
+                detector.stream_maps(window.clips(frames[i : i + BATCH], info.history)), info.patch
+            )
+            for i in range(0, len(frames), BATCH)
+        ]
+    )
+    stats = [
+        _blend(old, ScoreCalibration.fit(patch[:, index]), prior_frames, len(frames))
+        for index, old in enumerate(info.stream_stats)
     ]
-    return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+    old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
+    calibration = _blend(
+        old_calibration, ScoreCalibration.fit(combined_scores(patch, stats)), prior_frames, len(frames)
+    )
+    return {
+        "stream_stats": {name: stat.to_dict() for name, stat in zip(info.streams, stats, strict=True)},
+        "calibration": calibration.to_dict(),
+    }
 
 
+# ---------------------------------------------------------------- validation
 @dataclass
 class Validation:
     accepted: bool
     reason: str
     metrics: dict[str, float]
+
+
+def _raw(detector: Detector, clips: np.ndarray) -> np.ndarray:
+    out = [
+        raw_scores(detector, detector.stream_maps(clips[start : start + BATCH]))
+        for start in range(0, len(clips), BATCH)
+    ]
+    return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 
 
 def _z(detector: Detector, raw: np.ndarray) -> np.ndarray:
@@ -286,27 +357,33 @@ def _z(detector: Detector, raw: np.ndarray) -> np.ndarray:
 def validate(
     current: Detector, candidate: Detector, window: Window, mined: MinedSet, config: SelfTrainConfig
 ) -> Validation:
-    """The candidate against the model in service on held-out mined normal frames and pseudo anomalies.
+    """The candidate against the model in service on held-out mined normal frames, on the mined anomalies
+    and on pseudo anomalies pasted into the held-out frames.
 
-    Scores are compared as each model's own robust z-scores (its calibration), the scale alerts are
-    raised on. Rejected: non-finite output, held-out normal frames scored higher by more than
-    `normal_tolerance`, or pseudo anomalies separated less than `separation_ratio` times as well.
+    Scores are compared as each model's own robust z-scores (its calibration), the scale alerts are raised
+    on. Rejected: non-finite output, held-out normal frames scored higher by more than `normal_tolerance`,
+    mined or pseudo anomalies set apart from them less than `separation_ratio` times as well as before.
     """
     history = current.info.history
-    clips = window.clips(mined.holdout, history)
+    clips = window.clips(mined.validation, history)
     rng = np.random.default_rng(config.seed + 1)
     pasted = clips.copy()
     sampler = ClipSampler([window.frames], history, PseudoAnomalyConfig(), rng)
     for clip in pasted:
-        sampler.paste_patch(clip)
+        sampler.paste_patch(clip, include_current=True)
+    abnormal = np.flatnonzero(mined.abnormal)
+    anomalies = window.clips(abnormal[:: max(1, len(abnormal) // 200)], history)
     metrics: dict[str, float] = {}
     for name, detector in (("current", current), ("candidate", candidate)):
         normal_z = _z(detector, _raw(detector, clips))
         pseudo_z = _z(detector, _raw(detector, pasted))
-        if not (np.isfinite(normal_z).all() and np.isfinite(pseudo_z).all()):
+        abnormal_z = _z(detector, _raw(detector, anomalies))
+        if not all(np.isfinite(z).all() for z in (normal_z, pseudo_z, abnormal_z)):
             return Validation(False, f"{name} model scores are not finite", metrics)
         metrics[f"{name}_normal_z"] = float(np.mean(normal_z))
         metrics[f"{name}_separation"] = float(np.median(pseudo_z) - np.median(normal_z))
+        if len(anomalies):
+            metrics[f"{name}_abnormal_separation"] = float(np.median(abnormal_z) - np.median(normal_z))
     if metrics["candidate_normal_z"] > metrics["current_normal_z"] + config.normal_tolerance:
         return Validation(
             False,
@@ -314,34 +391,36 @@ def validate(
             f"{metrics['current_normal_z']:.2f})",
             metrics,
         )
-    needed = config.separation_ratio * metrics["current_separation"]
-    if metrics["candidate_separation"] < needed:
-        return Validation(
-            False,
-            f"pseudo anomalies stand out less (separation {metrics['candidate_separation']:.2f} < {needed:.2f})",
-            metrics,
-        )
-    return Validation(
-        True, "better or as good on held-out normal frames; still reacts to pseudo anomalies", metrics
-    )
+    for key, what in (("separation", "pseudo anomalies"), ("abnormal_separation", "mined anomalies")):
+        if f"current_{key}" not in metrics:
+            continue
+        needed = config.separation_ratio * metrics[f"current_{key}"]
+        if metrics[f"candidate_{key}"] < needed:
+            return Validation(
+                False,
+                f"{what} stand out less (separation {metrics[f'candidate_{key}']:.2f} < {needed:.2f})",
+                metrics,
+            )
+    return Validation(True, "better or as good on held-out normal frames; anomalies still stand out", metrics)
 
 
+# ---------------------------------------------------------------- the cycle
 @dataclass
 class CycleResult:
     accepted: bool
     reason: str
     report: dict[str, Any]
-    model: FramePredictor | None = None  # the candidate when accepted
+    model: DetectorNet | None = None  # the candidate when accepted
     metadata: dict[str, Any] | None = None
     mined_normal: np.ndarray | None = None  # bool [N]: the window's mined normal frames
 
 
-def new_version() -> str:
-    return f"{MODEL_KIND}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+def new_version(streams: list[str]) -> str:
+    return f"{model_kind(streams)}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
 def run_cycle(
-    model: FramePredictor,
+    model: DetectorNet,
     metadata: dict[str, Any],
     current: Detector,
     window: Window,
@@ -351,32 +430,41 @@ def run_cycle(
 ) -> CycleResult:
     """One self-training cycle over a window scored by `current` (the served form of `model`)."""
     started = time.monotonic()
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
     report: dict[str, Any] = {
         "window_frames": len(window),
         "policy": config.policy,
         "parent": metadata["version"],
     }
-    maps = window_error_maps(TorchDetector(model, metadata), window)
+    maps = window_anomaly_maps(current, window)
     mined = mine(window, maps, config, eta_s)
     report["mined"] = mined.counts()
     report["mask_reference"] = mined.reference_scale
     report["mining_s"] = round(time.monotonic() - started, 2)
-    normal_count = int((mined.normal & ~mined.abnormal).sum())
-    if normal_count < config.min_normal_frames or len(mined.holdout) == 0:
-        reason = f"too few confident normal frames ({normal_count}; {config.min_normal_frames} needed)"
+    if len(mined.train) < config.min_normal_frames or len(mined.validation) == 0:
+        reason = (
+            f"too few confident normal frames ({int(mined.normal.sum())}; {config.min_normal_frames} needed)"
+        )
         return CycleResult(False, reason, {**report, "seconds": round(time.monotonic() - started, 2)})
-    candidate, training = fine_tune(model, window, mined, maps, replay, config)
-    report["training"] = training
-    extra = _replay_clips(replay, model.config.history, 500, config.seed)
-    calibration = refit(candidate, model, window, mined, config.baseline_prior_frames, extra)
-    version = new_version()
+    candidate = copy.deepcopy(model).eval()
+    adaptation: dict[str, Any] = {}
+    if candidate.motion is not None:
+        _adapt_motion(candidate, window, mined, config)
+    if candidate.appearance is not None:
+        adaptation["cells_offered"] = _adapt_appearance(candidate, window, mined, config, rng)
+    if candidate.prediction is not None:
+        adaptation["prediction"] = _fine_tune_prediction(candidate, window, mined, replay, config, rng)
+    report["training"] = adaptation
+    version = new_version(list(candidate.config.streams))
     report["candidate"] = version
+    draft = TorchDetector(candidate, metadata)
     candidate_metadata = {
         **metadata,
+        **refit_statistics(draft, window, mined.calibration, config.prior_frames),
         "version": version,
         "parent": metadata["version"],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "calibration": calibration.to_dict(),
         "selftrain": {"config": config.to_dict(), "mined": report["mined"]},
     }
     validation = validate(current, TorchDetector(candidate, candidate_metadata), window, mined, config)
@@ -387,23 +475,13 @@ def run_cycle(
     }
     report["seconds"] = round(time.monotonic() - started, 2)
     log.info(
-        "cycle over %d frames: mined %s, %d steps, %s: %s",
+        "cycle over %d frames: mined %s, %s: %s",
         len(window),
         report["mined"],
-        training["steps"],
         "accepted" if validation.accepted else "rejected",
         validation.reason,
     )
     if not validation.accepted:
         return CycleResult(False, validation.reason, report)
     candidate_metadata["selftrain"]["validation"] = report["validation"]
-    return CycleResult(
-        True, validation.reason, report, candidate, candidate_metadata, mined.normal & ~mined.abnormal
-    )
-
-
-def _replay_clips(replay: list[np.ndarray], history: int, count: int, seed: int) -> np.ndarray | None:
-    if not replay:
-        return None
-    sampler = ClipSampler(replay, history, PseudoAnomalyConfig(0.0, 0.0, 0.0), np.random.default_rng(seed))
-    return sampler.batch(min(count, len(sampler)))[0]
+    return CycleResult(True, validation.reason, report, candidate, candidate_metadata, mined.normal)

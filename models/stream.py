@@ -1,8 +1,9 @@
 """One camera's frame history and score state: the code path shared by `vigil eval` and the inference worker.
 
 For each new frame: `clip = stream.push(frame, session)` gives the detector input (padding the history at
-the start of a stream or after a reconnect), the detector turns a batch of clips into error maps,
-`raw_scores()` reduces them to frame scores, and `stream.score(raw)` normalizes causally.
+the start of a stream or after a reconnect), the detector turns a batch of clips into stream maps,
+`raw_scores()` reduces them to frame scores, `anomaly_maps()` to the maps heatmaps and mining use, and
+`stream.score(raw)` normalizes causally.
 """
 
 from __future__ import annotations
@@ -13,7 +14,24 @@ from typing import Any
 import numpy as np
 
 from models.detector import Detector, DetectorInfo
-from models.scoring import CameraScorer, ScoreCalibration, ScorerConfig, patch_max_scores, patch_size_for
+from models.scoring import (
+    CameraScorer,
+    ScoreCalibration,
+    ScorerConfig,
+    combined_scores,
+    stream_patch_scores,
+)
+from models.scoring import anomaly_maps as stream_anomaly_maps
+
+
+def padded_clips(
+    frames: np.ndarray, indices: np.ndarray, history: int, first: np.ndarray | int = 0
+) -> np.ndarray:
+    """uint8 [len(indices), history + 1, H, W]: each frame of `frames` with its `history` past ones, the
+    missing past (before `first`, a stream start) padded with the first frame, as CameraStream does."""
+    offsets = np.arange(-history, 1)
+    picks = np.maximum(np.asarray(indices)[:, None] + offsets[None, :], np.asarray(first).reshape(-1, 1))
+    return frames[picks]
 
 
 class CameraStream:
@@ -53,6 +71,11 @@ class CameraStream:
         self.scorer.load_state_dict(state.get("scorer", {}))
 
 
-def raw_scores(detector: Detector, error_maps: np.ndarray) -> np.ndarray:
-    patch = detector.info.metadata.get("patch") or patch_size_for(detector.info.height)
-    return patch_max_scores(error_maps, int(patch))
+def raw_scores(detector: Detector, maps: np.ndarray) -> np.ndarray:
+    """float32 [B]: raw frame scores of stream maps [B, S, H, W] (ignore zones already masked out)."""
+    return combined_scores(stream_patch_scores(maps, detector.info.patch), detector.info.stream_stats)
+
+
+def anomaly_maps(detector: Detector, maps: np.ndarray) -> np.ndarray:
+    """float32 [B, H, W]: where the frame is unlike normal footage, in z units above a normal frame's peak."""
+    return stream_anomaly_maps(maps, detector.info.stream_stats)

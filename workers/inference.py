@@ -29,9 +29,9 @@ import numpy as np
 import redis
 
 from models.detector import Detector
-from models.motion import FrameDifferenceDetector
+from models.motion import MotionBaseline
 from models.scoring import ignore_mask
-from models.stream import CameraStream, raw_scores
+from models.stream import CameraStream, anomaly_maps, raw_scores
 from workers import keys, model_registry
 from workers.alerts import AlertTracker, HysteresisConfig
 from workers.cameras import list_cameras
@@ -76,7 +76,7 @@ def load_serving_detector(settings: Settings, client: redis.Redis) -> tuple[Dete
             path, threshold = Path(current.path), current.alert_threshold
     if path is None:
         log.info("no model configured or published: scoring with the motion baseline")
-        return FrameDifferenceDetector(settings.analysis.height, settings.analysis.width), None
+        return MotionBaseline(settings.analysis.height, settings.analysis.width), None
     detector = load_detector(Path(path), device=settings.inference.device, threads=settings.inference.threads)
     return detector, threshold
 
@@ -369,14 +369,18 @@ class InferenceWorker(WorkerProcess):
             if slot.needs_history:
                 self._fill_history(camera, slot, frame, entry_id)
             clips.append(slot.stream.push(self._frame_array(frame), frame.session))
-        error_maps = self.detector.error_maps(np.stack(clips))
-        scored = []
-        for (camera, entry_id, frame), error_map in zip(batch, error_maps, strict=True):
+        maps = self.detector.stream_maps(np.stack(clips))
+        for index, (camera, _, _) in enumerate(batch):
             mask = self.slots[camera].mask
-            scored.append(
-                ScoredFrame(camera, entry_id, frame, error_map * mask if mask is not None else error_map)
+            if mask is not None:  # no evidence inside ignore zones
+                maps[index] *= mask
+        raws = raw_scores(self.detector, maps)
+        scored = [
+            ScoredFrame(camera, entry_id, frame, anomaly_map)
+            for (camera, entry_id, frame), anomaly_map in zip(
+                batch, anomaly_maps(self.detector, maps), strict=True
             )
-        raws = raw_scores(self.detector, np.stack([item.error_map for item in scored]))
+        ]
         model = self.detector.info.version
         for item, raw in zip(scored, raws, strict=True):
             slot = self.slots[item.camera]

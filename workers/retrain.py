@@ -20,7 +20,7 @@ import numpy as np
 import redis
 
 from models.mining import MiningParams
-from models.network import NetworkConfig
+from models.motion import MotionBaseline
 from models.online import OnlineConfig, SelfTrainer, concat_windows
 from models.runtime import InvalidModelError, load_detector
 from models.selftrain import CycleResult, SelfTrainConfig, Window
@@ -28,13 +28,15 @@ from workers import keys, model_registry
 from workers.cameras import list_cameras
 from workers.labels import frame_labels
 from workers.process import WorkerProcess
-from workers.settings import RetrainSettings
+from workers.settings import Settings
 
 LABEL_CODES = {"normal": 0, "abnormal": 1}
 
 
-def online_config(settings: RetrainSettings, seed: int = 0) -> OnlineConfig:
+def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
     """The self-training parameters of the settings (the worker and `vigil eval` use the same)."""
+    settings = all_settings.retrain
+    analysis = all_settings.analysis
     mining = MiningParams(
         eta_s=settings.eta_s,
         eta_p=settings.eta_p,
@@ -48,6 +50,7 @@ def online_config(settings: RetrainSettings, seed: int = 0) -> OnlineConfig:
         localized_alpha=settings.localized_alpha,
         steps=settings.steps,
         max_seconds=settings.max_seconds,
+        prior_frames=settings.prior_frames,
         seed=seed,
     )
     return OnlineConfig(
@@ -56,13 +59,14 @@ def online_config(settings: RetrainSettings, seed: int = 0) -> OnlineConfig:
         cycle_frames=settings.cycle_frames,
         replay_frames=settings.replay_frames,
         coldstart_frames=settings.coldstart_frames,
-        coldstart_epochs=settings.coldstart_epochs,
+        coldstart_min_frames=settings.coldstart_min_frames,
         adaptive_threshold=settings.adaptive_threshold,
+        detector=all_settings.detector.config(analysis.height, analysis.width),
     )
 
 
 def torch_weights_for(path: Path) -> Path | None:
-    """The PyTorch weights a model is fine-tuned from: the file itself (.pt) or MODEL.pt beside MODEL.onnx."""
+    """The PyTorch weights a model is adapted from: the file itself (.pt) or MODEL.pt beside MODEL.onnx."""
     candidate = path if path.suffix == ".pt" else path.with_suffix(".pt")
     return candidate if candidate.is_file() else None
 
@@ -127,7 +131,7 @@ class RetrainWorker(WorkerProcess):
             torch.set_num_threads(self.settings.retrain.threads)
         self.settings.models_dir.mkdir(parents=True, exist_ok=True)
         self.trainer = SelfTrainer(
-            online_config(self.settings.retrain), self.settings.models_dir, device="cpu", threads=1
+            online_config(self.settings), self.settings.models_dir, device="cpu", threads=1
         )
 
     def heartbeat_info(self) -> dict[str, Any]:
@@ -170,7 +174,9 @@ class RetrainWorker(WorkerProcess):
                 )
                 return
             self._set_state("training", "cold start: a first model from the cameras' own frames")
-            result = self.trainer.cold_start(concat_windows([w.window for w in windows]), self._network())
+            result = self.trainer.cold_start(
+                concat_windows([w.window for w in windows]), self.trainer.config.detector, self._baseline()
+            )
             self._finish(windows, result, origin="cold_start", parent=None)
         elif new >= settings.cycle_frames:
             self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
@@ -180,9 +186,10 @@ class RetrainWorker(WorkerProcess):
         else:
             self._set_state("waiting", f"next cycle after {settings.cycle_frames} new frames ({new} so far)")
 
-    def _network(self) -> NetworkConfig:
+    def _baseline(self) -> MotionBaseline:
+        """What inference workers score with while the site has no model."""
         analysis = self.settings.analysis
-        return NetworkConfig.for_size(analysis.height, analysis.width)
+        return MotionBaseline(analysis.height, analysis.width)
 
     def _follow_current(self) -> bool:
         """The trainer works on the current published model (after a rollback too). False: cannot train."""

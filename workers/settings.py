@@ -7,9 +7,10 @@ environment, e.g. VIGIL_ALERTS__START_FRAMES=5.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -20,6 +21,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+if TYPE_CHECKING:
+    from models.streams import DetectorConfig
+
 CONFIG_ENV = "VIGIL_CONFIG"
 
 
@@ -27,8 +31,8 @@ class AnalysisSettings(BaseModel):
     """How frames are sampled and stored for analysis (per-camera values override these)."""
 
     fps: float = Field(10.0, gt=0, le=60, description="Frames per second sent to the detector.")
-    width: int = Field(192, ge=32, le=1920, description="Analysis frame width (grayscale).")
-    height: int = Field(128, ge=32, le=1080, description="Analysis frame height (grayscale).")
+    width: int = Field(360, ge=32, le=1920, description="Analysis frame width (grayscale).")
+    height: int = Field(240, ge=32, le=1080, description="Analysis frame height (grayscale).")
     display_interval_s: float = Field(1.0, gt=0, description="Seconds between stored display JPEGs.")
     display_width: int = Field(480, ge=64, le=1920, description="Width of stored display JPEGs.")
     buffer_seconds: float = Field(300.0, gt=0, description="Seconds of analysis frames kept per camera.")
@@ -36,6 +40,25 @@ class AnalysisSettings(BaseModel):
     def buffer_frames(self, fps: float) -> int:
         """Entries a camera's frame (and score) stream is capped at."""
         return max(1, round(fps * self.buffer_seconds))
+
+
+class DetectorSettings(BaseModel):
+    """The detector `vigil train`, `vigil eval` and a cold start build (a trained model file says its own)."""
+
+    streams: list[Literal["motion", "appearance", "prediction"]] = Field(
+        default_factory=lambda: ["motion", "appearance"],
+        min_length=1,
+        description="Evidence streams: optical-flow speed, pretrained features against a memory of normal "
+        "cells, U-Net frame prediction.",
+    )
+    bank_size: int = Field(1024, ge=16, le=65536, description="Normal cells the appearance stream remembers.")
+
+    def config(self, height: int, width: int, streams: list[str] | None = None) -> DetectorConfig:
+        from models.streams import DetectorConfig  # torch only where a detector is built
+
+        return replace(
+            DetectorConfig.for_size(height, width, tuple(streams or self.streams)), bank_size=self.bank_size
+        )
 
 
 class InferenceSettings(BaseModel):
@@ -84,13 +107,18 @@ class RetrainSettings(BaseModel):
     localized_alpha: float = Field(0.5, gt=0, lt=4, description="Hinge sensitivity of the localized rule.")
     min_run: int = Field(10, ge=1, description="FNmin: fewest consecutive frames in a mined run.")
     eta_a: float = Field(0.8, gt=0, description="Normalized pixel error at or above which a pixel is masked.")
-    steps: int = Field(300, ge=1, description="Fine-tuning steps per cycle.")
-    max_seconds: float = Field(150.0, gt=0, description="Longest fine-tuning per cycle.")
+    steps: int = Field(300, ge=1, description="Prediction stream: fine-tuning steps per cycle.")
+    max_seconds: float = Field(150.0, gt=0, description="Prediction stream: longest fine-tuning per cycle.")
     replay_frames: int = Field(3000, ge=0, description="Earlier mined normal frames replayed in fine-tuning.")
+    prior_frames: int = Field(
+        1000, ge=0, description="Frames the current normal levels and statistics count as in a cycle."
+    )
     coldstart_frames: int = Field(
         1500, ge=100, description="Buffered frames needed to train a first model when none is published."
     )
-    coldstart_epochs: float = Field(8.0, gt=0, description="Training passes of the cold-start model.")
+    coldstart_min_frames: int = Field(
+        200, ge=20, description="Confidently normal frames among them needed to fit the first model."
+    )
     adaptive_threshold: bool = Field(
         True, description="Alert/mining threshold from the models' consensus once it settles."
     )
@@ -131,6 +159,7 @@ class Settings(BaseSettings):
     )
     heartbeat_s: float = Field(1.0, gt=0, description="Worker heartbeat period.")
     analysis: AnalysisSettings = AnalysisSettings()
+    detector: DetectorSettings = DetectorSettings()
     inference: InferenceSettings = InferenceSettings()
     alerts: AlertSettings = AlertSettings()
     webhooks: WebhookSettings = WebhookSettings()

@@ -16,12 +16,19 @@ import datetime as dt
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from models.data import DatasetError, list_videos
 from models.runtime import SUFFIXES, InvalidModelError
-from service.commands.train import add_training_arguments, network_config, set_threads, train_config
+from service.commands.train import (
+    add_training_arguments,
+    companion_weights,
+    detector_config,
+    fit_config,
+    set_threads,
+)
 from workers.settings import get_settings
 
 MODES = ("oneclass", "online", "coldstart")
@@ -83,20 +90,22 @@ def _start_detector(
     inference = get_settings().inference
     if args.model:
         path = Path(args.model)
+        if not path.is_file():
+            raise InvalidModelError(f"{path}: no such model file")
         if keep_torch:
-            from workers.retrain import torch_weights_for
-
-            weights = torch_weights_for(path)
-            if weights is None:
+            weights = path if path.suffix == ".pt" else companion_weights(path)
+            if not weights.is_file():
                 raise InvalidModelError(
                     f"{path}: online mode fine-tunes PyTorch weights; give a .pt file or put "
-                    f"{path.with_suffix('.pt').name} beside it (vigil train writes both)"
+                    f"{weights.name} beside it (vigil train writes both)"
                 )
             return load_detector(weights, "cpu", args.threads), None
         if args.save_model:
             print("vigil eval: --save-model ignored with --model (nothing is trained)", file=sys.stderr)
         return load_detector(path, inference.device, args.threads), None
-    trained = train_on_dataset(dataset, network_config(), train_config(args), train_videos=args.train_videos)
+    trained = train_on_dataset(
+        dataset, detector_config(args), fit_config(args), train_videos=args.train_videos
+    )
     training = {**trained.metadata["training"], "total_s": trained.seconds}
     if keep_torch:
         return trained.detector, training
@@ -141,13 +150,15 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
 
     from models.data import load_labels
     from models.evaluation import auc_report, score_videos
-    from models.motion import FrameDifferenceDetector
+    from models.motion import MotionBaseline
     from models.online import SelfTrainer, stream_online
     from models.pipeline import read_split, write_scores_csv
     from workers.retrain import online_config
 
     settings = get_settings()
-    config = online_config(settings.retrain, seed=args.seed)
+    config = online_config(settings, seed=args.seed)
+    if args.streams:
+        config = replace(config, detector=detector_config(args))
     height, width = settings.analysis.height, settings.analysis.width
     start_model = start_metadata = None
     training = None
@@ -191,9 +202,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         with tqdm(
             total=sum(len(f) for f in stream.values()), unit="frame", desc="streaming", dynamic_ncols=True
         ) as bar:
-            streamed = stream_online(
-                stream, trainer, FrameDifferenceDetector(height, width), cycles, bar.update
-            )
+            streamed = stream_online(stream, trainer, MotionBaseline(height, width), cycles, bar.update)
         report["stream_s"] = time.monotonic() - loop_started
         report["cycles"] = cycles
         if trainer.serving is None:

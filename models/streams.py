@@ -1,0 +1,176 @@
+"""The learned detector: evidence streams, each a pixel map of how unlike normal footage a frame is.
+
+- motion: optical-flow speed above the normal speed at that pixel (models/flow.py computes the flow;
+  the normal speed per pixel is fitted to normal footage). Fast things where people walk slowly.
+- appearance: the distance of each image cell's pretrained MobileNetV2 features to the nearest of a
+  memory of normal cells (a coreset of the normal footage's cells, as in PatchCore). Things that look
+  unlike anything seen there: a cart, a car, a bicycle.
+- prediction: the error of a U-Net predicting the frame from the past ones (models/network.py), trained
+  with pseudo anomalies it must not reproduce; optional (it measured no gain over the two above, at
+  twice their cost).
+
+`DetectorNet` runs the selected streams on a batch of clips and the speed maps of their last frames and
+returns one map per stream; models/scoring.py turns them into frame scores and one anomaly map. The whole
+module exports to one ONNX graph (the flow is its second input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.backbone import MobileNetFeatures
+from models.flow import FlowConfig
+from models.network import FramePredictor, NetworkConfig
+
+STREAMS = ("motion", "appearance", "prediction")
+DEFAULT_STREAMS = ("motion", "appearance")
+BANK_CHUNK = 512  # memory cells compared at a time: bounds the distance matrix a batch needs
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    height: int = 240
+    width: int = 360
+    streams: tuple[str, ...] = DEFAULT_STREAMS
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    backbone_blocks: int = 7  # MobileNetV2 layers kept: stride 8, 32 channels
+    bank_size: int = 1024  # normal cells remembered by the appearance stream
+    predictor: NetworkConfig | None = None  # the prediction stream's network
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.streams if name not in STREAMS]
+        if unknown or not self.streams or len(set(self.streams)) != len(self.streams):
+            raise ValueError(f"streams must be distinct names among {', '.join(STREAMS)}, not {self.streams}")
+        if "prediction" in self.streams and self.predictor is None:
+            raise ValueError("the prediction stream needs a predictor network")
+        if self.height % 8 or self.width % 8:
+            raise ValueError(f"input {self.height}x{self.width} must have sides divisible by 8")
+
+    @classmethod
+    def for_size(cls, height: int, width: int, streams: tuple[str, ...] = DEFAULT_STREAMS) -> DetectorConfig:
+        predictor = NetworkConfig.for_size(height, width) if "prediction" in streams else None
+        return cls(height=height, width=width, streams=tuple(streams), predictor=predictor)
+
+    @property
+    def history(self) -> int:
+        """Past frames a clip needs besides the current one."""
+        predictor = self.predictor.history if self.predictor and "prediction" in self.streams else 0
+        return max(self.flow.gap, predictor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "width": self.width,
+            "streams": list(self.streams),
+            "flow": self.flow.to_dict(),
+            "backbone_blocks": self.backbone_blocks,
+            "bank_size": self.bank_size,
+            "predictor": self.predictor.to_dict() if self.predictor else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        predictor = data.get("predictor")
+        return cls(
+            height=int(data["height"]),
+            width=int(data["width"]),
+            streams=tuple(data["streams"]),
+            flow=FlowConfig.from_dict(data["flow"]),
+            backbone_blocks=int(data["backbone_blocks"]),
+            bank_size=int(data["bank_size"]),
+            predictor=NetworkConfig.from_dict(predictor) if predictor else None,
+        )
+
+
+class MotionStream(nn.Module):
+    """speed [B, H, W] (pixels per frame) -> how much faster than normal at that pixel."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        self.register_buffer("normal_speed", torch.zeros(height, width))
+
+    def forward(self, speed: torch.Tensor) -> torch.Tensor:
+        return (speed - self.normal_speed).clamp(min=0.0)
+
+
+class AppearanceStream(nn.Module):
+    """frames [B, 1, H, W] in [0, 1] -> distance of each cell's features to the nearest normal cell,
+    upsampled to [B, H, W].
+
+    The memory is kept as [C + 1, M]: -2 * cells^T with the cells' squared norms as the last row, so
+    that one matrix product of the queries (with a 1 appended) gives |b|^2 - 2 q.b for every pair and
+    the nearest cell is its minimum plus |q|^2.
+    """
+
+    def __init__(self, blocks: int, bank_size: int, height: int, width: int) -> None:
+        super().__init__()
+        self.backbone = MobileNetFeatures(blocks)
+        self.size = (height, width)
+        self.register_buffer("memory", torch.zeros(self.backbone.out_channels + 1, bank_size))
+
+    @property
+    def cells(self) -> torch.Tensor:
+        """[M, C] the remembered normal cells."""
+        return self.memory[:-1].t() * -0.5
+
+    def set_bank(self, cells: torch.Tensor) -> None:
+        if cells.shape != self.cells.shape:
+            raise ValueError(f"bank of shape {tuple(cells.shape)} != {tuple(self.cells.shape)}")
+        self.memory.copy_(torch.cat([-2.0 * cells.t(), (cells * cells).sum(1)[None]]))
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] cell features."""
+        return self.backbone(frames)
+
+    def cell_distances(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] -> [B, h, w] Euclidean distance to the nearest remembered cell."""
+        batch, channels, height, width = features.shape
+        queries = features.permute(0, 2, 3, 1).reshape(-1, channels)
+        augmented = torch.cat([queries, torch.ones_like(queries[:, :1])], dim=1)
+        nearest = None
+        for memory in self.memory.split(BANK_CHUNK, dim=1):
+            chunk = (augmented @ memory).amin(1)
+            nearest = chunk if nearest is None else torch.minimum(nearest, chunk)
+        assert nearest is not None
+        squared = nearest + (queries * queries).sum(1)
+        return squared.clamp(min=0.0).sqrt().reshape(batch, height, width)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        distances = self.cell_distances(self.features(frames))[:, None]
+        return F.interpolate(distances, size=self.size, mode="bilinear", align_corners=False)[:, 0]
+
+
+class DetectorNet(nn.Module):
+    """(clips uint8 [B, history + 1, H, W], speed float32 [B, H, W]) -> stream maps [B, S, H, W]."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.motion = MotionStream(config.height, config.width) if "motion" in config.streams else None
+        self.appearance = (
+            AppearanceStream(config.backbone_blocks, config.bank_size, config.height, config.width)
+            if "appearance" in config.streams
+            else None
+        )
+        self.prediction = (
+            FramePredictor(config.predictor)
+            if "prediction" in config.streams and config.predictor is not None
+            else None
+        )
+
+    def stream(self, name: str, clips: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        if name == "motion" and self.motion is not None:
+            return self.motion(speed)
+        if name == "appearance" and self.appearance is not None:
+            return self.appearance(clips[:, -1:].float() / 255.0)
+        if name == "prediction" and self.prediction is not None:
+            return self.prediction(clips[:, -(self.prediction.config.history + 1) :])
+        raise ValueError(f"no {name} stream in this detector")
+
+    def forward(self, clips: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.stream(name, clips, speed) for name in self.config.streams], dim=1)

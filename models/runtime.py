@@ -219,11 +219,14 @@ def convert_onnx_fp16(source: Path, target: Path) -> None:
 
 
 def _to_fp16(graph: Any) -> Any:
-    """fp16 weights and compute; the uint8 input and the float32 output stay as they are (cast inside)."""
+    """fp16 weights and compute; the inputs and the float32 output stay as they are (cast inside). The
+    appearance stream's nearest-cell search stays fp32: |q|^2 - 2 q.b + |b|^2 cancels digits fp16 lacks."""
     # ONNX Runtime's own converter, shipped with both onnxruntime and onnxruntime-gpu: no extra dependency
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    return convert_float_to_float16(graph, keep_io_types=True)
+    return convert_float_to_float16(
+        graph, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, "MatMul", "ReduceMin", "Sqrt"]
+    )
 
 
 def _write_onnx(graph: Any, metadata: dict[str, Any], path: Path) -> None:

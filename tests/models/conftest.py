@@ -11,12 +11,21 @@ import pytest
 import torch
 
 from models.network import NetworkConfig
+from models.streams import DetectorConfig
 
 # tiny networks run fastest single-threaded, and the machine is shared with other test processes
 torch.set_num_threads(1)
 
 HEIGHT, WIDTH = 32, 48
 TINY_NETWORK = NetworkConfig(height=HEIGHT, width=WIDTH, history=2, widths=(8, 16))
+TINY_DETECTOR = DetectorConfig(height=HEIGHT, width=WIDTH, bank_size=32)  # motion and appearance
+TINY_PREDICTING = DetectorConfig(
+    height=HEIGHT,
+    width=WIDTH,
+    bank_size=32,
+    streams=("motion", "appearance", "prediction"),
+    predictor=TINY_NETWORK,
+)
 
 
 def synthetic_video(

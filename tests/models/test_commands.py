@@ -37,8 +37,8 @@ def run(*argv: str) -> int:
 
 def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Path) -> None:
     model = tmp_path / "model.onnx"
-    assert run("train", str(dataset_dir), "--out", str(model), "--epochs", "1", "--threads", "1") == 0
-    assert model.is_file() and (tmp_path / "model.onnx.ckpt").is_file()
+    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
+    assert model.is_file() and (tmp_path / "model.pt").is_file()  # the weights self-training adapts
     scores, report = tmp_path / "scores.csv", tmp_path / "report.json"
     code = run(
         "eval",
@@ -69,6 +69,8 @@ def test_eval_trains_when_no_model_is_given(dataset_dir: Path, tmp_path: Path) -
         run(
             "eval",
             str(dataset_dir),
+            "--streams",
+            "motion,appearance,prediction",
             "--epochs",
             "1",
             "--save-model",
@@ -81,8 +83,9 @@ def test_eval_trains_when_no_model_is_given(dataset_dir: Path, tmp_path: Path) -
         == 0
     )
     detector = load_detector(saved)
-    assert isinstance(detector, TorchDetector)
-    assert float(detector.model.baseline.sum()) > 0  # normal error per pixel, subtracted from every map
+    assert isinstance(detector, TorchDetector) and detector.info.streams == ["motion", "appearance", "prediction"]
+    assert float(detector.model.prediction.baseline.sum()) > 0  # its normal error per pixel is subtracted
+    assert float(detector.model.motion.normal_speed.sum()) > 0  # the normal speed per pixel too
     assert detector.info.metadata["training"]["videos"] == 1 and detector.info.metadata["calibration"]
 
 
@@ -92,7 +95,9 @@ def test_clear_errors(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert run("eval", str(dataset_dir), "--mode", "coldstart", "--model", str(tmp_path / "m.onnx")) == 2
     assert "coldstart starts with no model" in capsys.readouterr().err
     assert run("eval", str(dataset_dir), "--mode", "online", "--model", str(tmp_path / "m.onnx")) == 2
-    assert "PyTorch weights" in capsys.readouterr().err
+    assert "no such model file" in capsys.readouterr().err
+    assert run("train", str(dataset_dir), "--out", str(tmp_path / "m.onnx"), "--streams", "motion,colour") == 2
+    assert "--streams: choose among" in capsys.readouterr().err
     (tmp_path / "broken.onnx").write_bytes(b"xx")
     assert run("eval", str(dataset_dir), "--model", str(tmp_path / "broken.onnx")) == 2
     assert "not a loadable ONNX model" in capsys.readouterr().err

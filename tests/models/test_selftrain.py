@@ -1,5 +1,5 @@
-"""Self-training cycles on generated footage: window clips, mining with labels, fine-tuning, the validation
-gate (a NaN model is refused), model files written and loaded back."""
+"""Self-training cycles on generated footage: window clips, mining with labels, adaptation of every stream,
+the validation gate (a NaN model is refused), model files written and loaded back, a cold start."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ import torch
 
 from models.detector import DetectorInfo
 from models.evaluation import score_video
+from models.fitting import FitConfig
 from models.mining import MiningParams
+from models.motion import MotionBaseline
 from models.online import OnlineConfig, SelfTrainer, concat_windows, stream_online
 from models.pipeline import train_detector
 from models.runtime import InvalidModelError, TorchDetector
-from models.selftrain import SelfTrainConfig, Window, mine, run_cycle, validate, window_error_maps
+from models.selftrain import SelfTrainConfig, Window, mine, run_cycle, validate, window_anomaly_maps
 from models.stream import CameraStream
+from models.streams import DetectorConfig
 from models.training import TrainConfig
-from tests.models.conftest import TINY_NETWORK, synthetic_video
+from tests.models.conftest import HEIGHT, TINY_DETECTOR, TINY_PREDICTING, WIDTH, synthetic_video
 
 CONFIG = SelfTrainConfig(
     mining=MiningParams(eta_s=0.8, min_run=3),
@@ -30,12 +33,16 @@ CONFIG = SelfTrainConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_model() -> TorchDetector:
+def fitted(config: DetectorConfig) -> TorchDetector:
     rng = np.random.default_rng(0)
     videos = {"a": synthetic_video(40, rng), "b": synthetic_video(40, rng)}
-    trained = train_detector(videos, TINY_NETWORK, TrainConfig(minutes=None, epochs=6, batch_size=8), {})
-    return trained.detector
+    fit = FitConfig(train=TrainConfig(minutes=None, epochs=6, batch_size=8))
+    return train_detector(videos, config, {}, fit).detector
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> TorchDetector:
+    return fitted(TINY_DETECTOR)
 
 
 def scored_window(detector: TorchDetector, seed: int = 3) -> Window:
@@ -59,7 +66,8 @@ def test_window_clips_pad_like_the_camera_stream() -> None:
 
 def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_model: TorchDetector) -> None:
     window = scored_window(tiny_model)
-    maps = window_error_maps(tiny_model, window)
+    maps = window_anomaly_maps(tiny_model, window)
+    assert maps.shape == (len(window), HEIGHT // 2, WIDTH // 2)
     plain = mine(window, maps, CONFIG)
     labels = np.full(len(window), -1)
     labelled_normal = np.flatnonzero(plain.abnormal)[:4]
@@ -70,24 +78,31 @@ def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_mode
     assert mined.abnormal[:2].all() and not mined.normal[:2].any()
     rows = np.searchsorted(mined.train, labelled_normal)
     assert (mined.masks[rows] == 1).all()
-    assert not np.isin(mined.holdout, mined.train).any()
+    held_out = np.r_[mined.calibration, mined.validation]
+    assert not np.isin(held_out, mined.train).any() and not mined.abnormal[mined.train].any()
 
 
-def test_cycle_fine_tunes_validates_and_reports(tiny_model: TorchDetector) -> None:
-    window = scored_window(tiny_model)
-    result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, window, [], CONFIG)
+@pytest.mark.parametrize("streams", ["motion+appearance", "all streams"])
+def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: str) -> None:
+    current = tiny_model if streams == "motion+appearance" else fitted(TINY_PREDICTING)
+    window = scored_window(current)
+    before = current.model.appearance.cells.clone()
+    result = run_cycle(current.model, current.info.metadata, current, window, [window.frames], CONFIG)
     report = result.report
     assert report["mined"]["normal"] > 0 and report["mined"]["abnormal"] > 0
-    assert report["training"]["steps"] == CONFIG.steps
-    assert "current_separation" in report["validation"]
+    assert report["training"]["cells_offered"] > 0
+    if streams == "all streams":
+        assert report["training"]["prediction"]["steps"] == CONFIG.steps
+    assert {"current_separation", "candidate_abnormal_separation"} <= set(report["validation"])
+    assert torch.equal(current.model.appearance.cells, before)  # the model in service is never changed
     if result.accepted:
-        assert result.metadata is not None and result.metadata["parent"] == tiny_model.info.version
-        assert result.model is not tiny_model.model  # the model in service is never trained in place
+        assert result.metadata is not None and result.metadata["parent"] == current.info.version
+        assert set(result.metadata["stream_stats"]) == set(current.info.streams)
 
 
 def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -> None:
     window = scored_window(tiny_model)
-    mined = mine(window, window_error_maps(tiny_model, window), CONFIG)
+    mined = mine(window, window_anomaly_maps(tiny_model, window), CONFIG)
     broken = TorchDetector(_nan_copy(tiny_model), tiny_model.info.metadata)
     verdict = validate(tiny_model, broken, window, mined, CONFIG)
     assert not verdict.accepted and "not finite" in verdict.reason
@@ -109,13 +124,16 @@ def test_cold_start_then_cycles_over_a_stream(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     videos = {f"v{i}": synthetic_video(60, rng, anomaly=(40, 59) if i % 2 else None) for i in range(4)}
     config = OnlineConfig(
-        selftrain=CONFIG, window_frames=120, cycle_frames=60, coldstart_frames=100, coldstart_epochs=2
+        selftrain=CONFIG,
+        window_frames=120,
+        cycle_frames=60,
+        coldstart_frames=100,
+        coldstart_min_frames=20,
+        detector=TINY_DETECTOR,
     )
     trainer = SelfTrainer(config, tmp_path)
-    from models.motion import FrameDifferenceDetector
-
     cycles: list[dict] = []
-    streamed = stream_online(videos, trainer, FrameDifferenceDetector(32, 48), cycles)
+    streamed = stream_online(videos, trainer, MotionBaseline(HEIGHT, WIDTH), cycles)
     assert set(streamed) == set(videos) and all(len(s.scores) == 60 for s in streamed.values())
     assert cycles[0]["cold_start"] and trainer.serving is not None
     assert len(cycles) >= 2

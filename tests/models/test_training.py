@@ -1,15 +1,21 @@
+"""Fitting detectors on generated footage: the streams separate an injected anomaly; the prediction
+stream's U-Net training (pseudo anomalies, checkpoints, resume)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from models.evaluation import fit_calibration, score_video
+from models.evaluation import score_video
+from models.fitting import FitConfig, coreset, fit_detector
 from models.metrics import roc_auc
+from models.pipeline import train_detector
 from models.pseudo import ClipSampler, PseudoAnomalyConfig
-from models.runtime import TorchDetector, model_metadata
+from models.streams import DetectorConfig
 from models.training import TrainConfig, train_predictor
-from tests.models.conftest import TINY_NETWORK, synthetic_video
+from tests.models.conftest import TINY_DETECTOR, TINY_NETWORK, TINY_PREDICTING, synthetic_video
 
 
 def normal_videos(seed: int = 0) -> list[np.ndarray]:
@@ -28,17 +34,33 @@ def test_pseudo_anomalies_keep_the_clip_shape_and_vary() -> None:
     assert all(0 <= y <= 16 and 0 <= x <= 24 for y, x in offsets)
 
 
-def test_tiny_training_separates_an_injected_anomaly() -> None:
-    config = TrainConfig(minutes=None, epochs=12, batch_size=8, seed=0)
-    result = train_predictor(normal_videos(), TINY_NETWORK, PseudoAnomalyConfig(), config)
-    metadata = model_metadata(TINY_NETWORK, None, patch=8, extra={"version": "tiny", "metrics": {}})
-    calibration = fit_calibration(TorchDetector(result.model, metadata), {"a": normal_videos(1)[0]})
-    detector = TorchDetector(result.model, {**metadata, "calibration": calibration.to_dict()})
+def test_coreset_keeps_rare_cells() -> None:
+    import torch
+
+    common = torch.zeros(500, 4) + torch.randn(500, 4) * 0.01
+    rare = torch.full((3, 4), 5.0)
+    chosen = coreset(torch.cat([common, rare]), 8, np.random.default_rng(0))
+    assert chosen.shape == (8, 4) and (chosen == 5.0).all(dim=1).any()  # one far cell covers the rare ones
+
+
+@pytest.mark.parametrize("config", [TINY_DETECTOR, TINY_PREDICTING], ids=["motion+appearance", "all streams"])
+def test_a_fitted_detector_separates_an_injected_anomaly(config: DetectorConfig) -> None:
+    videos = {f"v{i}": frames for i, frames in enumerate(normal_videos())}
+    fit = FitConfig(train=TrainConfig(minutes=None, epochs=12, batch_size=8, seed=0))
+    trained = train_detector(videos, config, {"dataset": "synthetic"}, fit)
+    metadata = trained.metadata
+    assert set(metadata["stream_stats"]) == set(config.streams) and metadata["calibration"]["scale"] > 0
+    assert metadata["training"]["frames"] == 120
     test = synthetic_video(60, np.random.default_rng(7), anomaly=(30, 59))
     labels = np.arange(60) >= 30
-    scored = score_video(detector, test)
+    scored = score_video(trained.detector, test)
     assert roc_auc(labels, scored.raw) > 0.9
     assert roc_auc(labels, scored.scores) > 0.9
+
+
+def test_fitting_needs_frames() -> None:
+    with pytest.raises(ValueError, match="no frames"):
+        fit_detector({"empty": np.zeros((0, 32, 48), np.uint8)}, TINY_DETECTOR)
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:

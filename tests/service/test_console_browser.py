@@ -19,7 +19,7 @@ import pytest
 import redis
 import uvicorn
 
-from models.motion import FrameDifferenceDetector
+from models.motion import MotionBaseline
 from service.api.app import create_app
 from workers import keys
 from workers.inference import InferenceWorker
@@ -104,7 +104,7 @@ def inference_worker(redis_url: str) -> Iterator[InferenceWorker]:
         settings_for(redis_url),
         redis_url,
         worker_id="console-test",
-        detector=FrameDifferenceDetector(HEIGHT, WIDTH),
+        detector=MotionBaseline(HEIGHT, WIDTH),
     )
     thread = threading.Thread(target=worker.run, name="inference", daemon=True)
     thread.start()

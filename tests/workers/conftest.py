@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.motion import FrameDifferenceDetector
+from models.motion import MotionBaseline
 from workers.inference import InferenceWorker
 from workers.ingest.demo import demo_frames, write_demo_clip
 from workers.ingest.worker import IngestWorker
@@ -158,7 +158,7 @@ def start_inference(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]
     started: list[tuple[InferenceWorker, threading.Thread]] = []
 
     def start(worker_id: str) -> InferenceWorker:
-        detector = FrameDifferenceDetector(HEIGHT, WIDTH)
+        detector = MotionBaseline(HEIGHT, WIDTH)
         worker = InferenceWorker(settings_for_test(), redis_url, worker_id=worker_id, detector=detector)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()

@@ -21,7 +21,7 @@ import pytest
 import redis
 import torch
 
-from models.motion import FrameDifferenceDetector
+from models.motion import MotionBaseline
 from models.runtime import save_detector
 from tests.models.test_runtime import tiny_detector
 from tests.workers.conftest import RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, RtspServer, RunIngest, ingest_settings
@@ -92,8 +92,8 @@ def test_rtsp_stream_that_changes_resolution_keeps_streaming(
         run_ingest(realtime=True)
         wait_for(lambda: len(frames(redis_client, "gate")) >= 35, 30, "frames from both resolutions")
         stored = frames(redis_client, "gate")
-        assert {(m.width, m.height) for m in stored} == {(192, 128)}
-        assert all(len(m.gray) == 192 * 128 for m in stored)
+        assert {(m.width, m.height) for m in stored} == {(360, 240)}
+        assert all(len(m.gray) == 360 * 240 for m in stored)
         assert [m.seq for m in stored] == list(range(len(stored)))
         assert len({m.session for m in stored[:35]}) == 1, "the switch must not look like a reconnect"
 
@@ -126,7 +126,7 @@ def test_4k_footage_is_stored_at_the_analysis_size(
     assert max(peak) - baseline < 300 * 2**20, f"{(max(peak) - baseline) / 2**20:.0f} MB more while decoding"
     assert done.state == "finished" and done.frames == 6
     stored = frames(redis_client, "uhd")
-    assert {(m.width, m.height, len(m.gray)) for m in stored} == {(192, 128, 192 * 128)}
+    assert {(m.width, m.height, len(m.gray)) for m in stored} == {(360, 240, 360 * 240)}
     jpeg = redis_client.get(keys.snapshot_key("uhd"))
     assert len(jpeg) < 200_000
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), 1).shape == (270, 480, 3)
@@ -203,7 +203,7 @@ def test_frames_during_a_redis_restart_are_scored_or_counted(
     settings.inference.lease_ttl_ms = 600
     ingest = IngestWorker(settings, server.url, realtime=True)
     inference = InferenceWorker(
-        settings, server.url, worker_id="w1", detector=FrameDifferenceDetector(128, 192)
+        settings, server.url, worker_id="w1", detector=MotionBaseline(240, 360)
     )
     threads = [run_on_thread(ingest), run_on_thread(inference)]
     try:
@@ -320,10 +320,10 @@ def bad_weights(folder: Path) -> dict[str, Path]:
     wrong_shape = folder / "shape.pt"
     metadata = detector.info.metadata
     save_detector(
-        detector.model, {**metadata, "network": {**metadata["network"], "widths": [4, 8]}}, wrong_shape
+        detector.model, {**metadata, "detector": {**metadata["detector"], "bank_size": 8}}, wrong_shape
     )
     with torch.no_grad():
-        detector.model.head[0].bias.fill_(float("nan"))
+        detector.model.appearance.memory.fill_(float("nan"))
     nan = folder / "nan.onnx"
     save_detector(detector.model, metadata, nan)
     return {"garbage": garbage, "wrong_shape": wrong_shape, "nan": nan, "missing": folder / "none.pt"}

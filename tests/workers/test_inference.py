@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import redis
 
@@ -11,11 +12,13 @@ from workers.inference import InferenceWorker
 from workers.settings import Settings
 
 HEIGHT, WIDTH = 64, 96
+# a still, textured view (optical flow has something to hold on to), the same for every test
+BACKGROUND = cv2.GaussianBlur(np.random.default_rng(42).integers(60, 160, (HEIGHT, WIDTH)).astype(np.uint8), (5, 5), 0)
 
 
 def scene(seq: int, rng: np.random.Generator, square: bool) -> np.ndarray:
-    frame = np.full((HEIGHT, WIDTH), 90, dtype=np.uint8)
-    frame = np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
+    """The view with sensor noise; with `square`, a bright square racing across it."""
+    frame = np.clip(BACKGROUND + rng.normal(0, 2, BACKGROUND.shape), 0, 255).astype(np.uint8)
     if square:
         x = (seq * 4) % (WIDTH - 12)
         frame[20:32, x : x + 12] = 250

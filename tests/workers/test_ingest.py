@@ -118,7 +118,7 @@ def test_video_file_is_sampled_resized_and_finished(
     stored = frames(redis_client, "door")
     assert len(stored) == final.frames == 20  # 4 s at 5 fps out of a 10 fps file
     assert [m.seq for m in stored] == list(range(20)) and {m.session for m in stored} == {0}
-    assert (stored[0].width, stored[0].height) == (192, 128) and len(stored[0].gray) == 192 * 128
+    assert (stored[0].width, stored[0].height) == (360, 240) and len(stored[0].gray) == 360 * 240
     snapshot = cv2.imdecode(
         np.frombuffer(redis_client.get(keys.snapshot_key("door")), np.uint8), cv2.IMREAD_COLOR
     )

@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from models.motion import FrameDifferenceDetector
+from models.motion import MotionBaseline
 from tests.workers.test_inference import (
     HEIGHT,
     WIDTH,
@@ -30,7 +30,7 @@ def test_inference_resumes_after_redis_restart_and_keeps_alerts(tmp_path: Path) 
     settings = settings_for_test()
     settings.reconnect_max_s = 1.0
     worker = InferenceWorker(
-        settings, server.url, worker_id="w1", detector=FrameDifferenceDetector(HEIGHT, WIDTH)
+        settings, server.url, worker_id="w1", detector=MotionBaseline(HEIGHT, WIDTH)
     )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()

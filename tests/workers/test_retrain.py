@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import redis
 
-from models.network import NetworkConfig
+from models.fitting import FitConfig
 from models.pipeline import train_detector
 from models.runtime import save_detector
-from models.training import TrainConfig
+from models.streams import DetectorConfig
 from tests.workers.test_inference import (
     HEIGHT,
     WIDTH,
@@ -30,7 +30,7 @@ from workers.inference import InferenceWorker
 from workers.labels import FeedbackRequest, add_label
 from workers.retrain import RetrainWorker, read_window
 
-NETWORK = NetworkConfig(height=HEIGHT, width=WIDTH, history=2, widths=(8, 16))
+DETECTOR = DetectorConfig(height=HEIGHT, width=WIDTH, bank_size=64)
 
 
 def frames_of(count: int, seed: int, anomalous: range = range(0)) -> np.ndarray:
@@ -44,12 +44,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     paths = {}
     for name, seed in (("a", 0), ("b", 1)):
-        trained = train_detector(
-            {"v": frames_of(60, seed)},
-            NETWORK,
-            TrainConfig(minutes=None, epochs=2, batch_size=8, seed=seed),
-            {},
-        )
+        trained = train_detector({"v": frames_of(60, seed)}, DETECTOR, {}, FitConfig(seed=seed))
         metadata = {**trained.metadata, "version": f"model-{name}"}
         for suffix in (".onnx", ".pt"):
             save_detector(trained.detector.model, metadata, root / f"{name}{suffix}")
@@ -94,12 +89,12 @@ def test_registry_publish_is_conditional_and_rollback_goes_back(
     first = model_registry.publish_file(redis_client, model_files["a"])
     assert model_registry.current_version(redis_client).version == first.version == "model-a"
     second = keys.ModelVersion(
-        version="model-b", path=str(model_files["b"]), kind="unet-predictor", parent="model-a"
+        version="model-b", path=str(model_files["b"]), kind="motion-appearance", parent="model-a"
     )
     assert not model_registry.publish(redis_client, second, expected_current="something-else")
     assert model_registry.publish(redis_client, second, expected_current="model-a")
     model_registry.record_rejected(
-        redis_client, keys.ModelVersion(version="bad", path="", kind="unet-predictor")
+        redis_client, keys.ModelVersion(version="bad", path="", kind="motion-appearance")
     )
     with pytest.raises(model_registry.RegistryError, match="rejected"):
         model_registry.rollback(redis_client, "bad")
@@ -135,8 +130,9 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     settings.data_dir = tmp_path
     settings.analysis.height, settings.analysis.width = HEIGHT, WIDTH
     retrain = settings.retrain
-    retrain.coldstart_frames, retrain.coldstart_epochs = 100, 1
-    retrain.cycle_frames, retrain.window_frames, retrain.steps, retrain.min_run = 40, 400, 5, 3
+    retrain.coldstart_frames, retrain.coldstart_min_frames = 100, 30
+    retrain.cycle_frames, retrain.window_frames, retrain.min_run = 40, 400, 3
+    settings.detector.bank_size = 64
     add_camera(redis_client, "cam1")
     calm = 0.15 + 0.1 * np.sin(np.arange(300) / 6)  # smooth scores: quiet runs between busier ones
     scores = np.r_[calm[:60], np.full(20, 0.95), calm[80:200]]
@@ -153,7 +149,7 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     worker.step()
     cycles = model_registry.recent_cycles(redis_client)
     assert len(cycles) == 2 and cycles[0].parent == current.version and cycles[0].mined["normal"] > 0
-    assert cycles[0].candidate is not None and cycles[0].report["training"]["steps"] == 5
+    assert cycles[0].candidate is not None and cycles[0].report["training"]["cells_offered"] > 0
     latest = model_registry.current_version(redis_client)
     versions = {v.version: v for v in model_registry.list_versions(redis_client)}
     if cycles[0].accepted:
@@ -197,7 +193,7 @@ def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_s
         model_registry.publish_file(redis_client, model_files["b"])  # while frames keep coming
         wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 250)
         # a published version whose file is broken: refused by the worker, the serving one goes on
-        broken = keys.ModelVersion(version="broken", path=str(model_files["corrupt"]), kind="unet-predictor")
+        broken = keys.ModelVersion(version="broken", path=str(model_files["corrupt"]), kind="motion-appearance")
         assert model_registry.publish(redis_client, broken, expected_current="model-b")
         producer.join(30)
         wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 400, timeout_s=30)

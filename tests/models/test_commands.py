@@ -83,7 +83,11 @@ def test_eval_trains_when_no_model_is_given(dataset_dir: Path, tmp_path: Path) -
         == 0
     )
     detector = load_detector(saved)
-    assert isinstance(detector, TorchDetector) and detector.info.streams == ["motion", "appearance", "prediction"]
+    assert isinstance(detector, TorchDetector) and detector.info.streams == [
+        "motion",
+        "appearance",
+        "prediction",
+    ]
     assert float(detector.model.prediction.baseline.sum()) > 0  # its normal error per pixel is subtracted
     assert float(detector.model.motion.normal_speed.sum()) > 0  # the normal speed per pixel too
     assert detector.info.metadata["training"]["videos"] == 1 and detector.info.metadata["calibration"]
@@ -96,7 +100,9 @@ def test_clear_errors(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "coldstart starts with no model" in capsys.readouterr().err
     assert run("eval", str(dataset_dir), "--mode", "online", "--model", str(tmp_path / "m.onnx")) == 2
     assert "no such model file" in capsys.readouterr().err
-    assert run("train", str(dataset_dir), "--out", str(tmp_path / "m.onnx"), "--streams", "motion,colour") == 2
+    assert (
+        run("train", str(dataset_dir), "--out", str(tmp_path / "m.onnx"), "--streams", "motion,colour") == 2
+    )
     assert "--streams: choose among" in capsys.readouterr().err
     (tmp_path / "broken.onnx").write_bytes(b"xx")
     assert run("eval", str(dataset_dir), "--model", str(tmp_path / "broken.onnx")) == 2

@@ -45,7 +45,12 @@ def tiny_detector(seed: int = 0, config: DetectorConfig = TINY_PREDICTING) -> To
     stats = {name: {"median": 0.5, "scale": 0.1} for name in config.streams}
     metadata = model_metadata(
         config,
-        {"version": "test-1", "patch": 8, "stream_stats": stats, "calibration": {"median": 0.0, "scale": 2.0}},
+        {
+            "version": "test-1",
+            "patch": 8,
+            "stream_stats": stats,
+            "calibration": {"median": 0.0, "scale": 2.0},
+        },
     )
     return TorchDetector(model, metadata)
 
@@ -95,7 +100,9 @@ def test_saved_model_scores_like_the_trained_one(tmp_path: Path, clips: np.ndarr
     assert (loaded.info.kind, loaded.info.version) == (detector.info.kind, detector.info.version)
     np.testing.assert_allclose(loaded.stream_maps(clips), detector.stream_maps(clips), atol=1e-3)
     np.testing.assert_allclose(
-        raw_scores(loaded, loaded.stream_maps(clips)), raw_scores(detector, detector.stream_maps(clips)), atol=1e-3
+        raw_scores(loaded, loaded.stream_maps(clips)),
+        raw_scores(detector, detector.stream_maps(clips)),
+        atol=1e-3,
     )
     for batch in (1, 5):  # dynamic batch axis
         assert loaded.stream_maps(np.repeat(clips[:1], batch, axis=0)).shape == (batch, 3, HEIGHT, WIDTH)

@@ -202,9 +202,7 @@ def test_frames_during_a_redis_restart_are_scored_or_counted(
     settings = ingest_settings(server.url)
     settings.inference.lease_ttl_ms = 600
     ingest = IngestWorker(settings, server.url, realtime=True)
-    inference = InferenceWorker(
-        settings, server.url, worker_id="w1", detector=MotionBaseline(240, 360)
-    )
+    inference = InferenceWorker(settings, server.url, worker_id="w1", detector=MotionBaseline(240, 360))
     threads = [run_on_thread(ingest), run_on_thread(inference)]
     try:
         wait_for(lambda: len(scored_seqs(client, "door")) >= 10, 15, "first scores")

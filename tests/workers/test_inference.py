@@ -13,7 +13,9 @@ from workers.settings import Settings
 
 HEIGHT, WIDTH = 64, 96
 # a still, textured view (optical flow has something to hold on to), the same for every test
-BACKGROUND = cv2.GaussianBlur(np.random.default_rng(42).integers(60, 160, (HEIGHT, WIDTH)).astype(np.uint8), (5, 5), 0)
+BACKGROUND = cv2.GaussianBlur(
+    np.random.default_rng(42).integers(60, 160, (HEIGHT, WIDTH)).astype(np.uint8), (5, 5), 0
+)
 
 
 def scene(seq: int, rng: np.random.Generator, square: bool) -> np.ndarray:

@@ -29,9 +29,7 @@ def test_inference_resumes_after_redis_restart_and_keeps_alerts(tmp_path: Path) 
     write_frames(client, "cam1", anomalous=range(20, 40), count=60)
     settings = settings_for_test()
     settings.reconnect_max_s = 1.0
-    worker = InferenceWorker(
-        settings, server.url, worker_id="w1", detector=MotionBaseline(HEIGHT, WIDTH)
-    )
+    worker = InferenceWorker(settings, server.url, worker_id="w1", detector=MotionBaseline(HEIGHT, WIDTH))
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:

@@ -193,7 +193,9 @@ def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_s
         model_registry.publish_file(redis_client, model_files["b"])  # while frames keep coming
         wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 250)
         # a published version whose file is broken: refused by the worker, the serving one goes on
-        broken = keys.ModelVersion(version="broken", path=str(model_files["corrupt"]), kind="motion-appearance")
+        broken = keys.ModelVersion(
+            version="broken", path=str(model_files["corrupt"]), kind="motion-appearance"
+        )
         assert model_registry.publish(redis_client, broken, expected_current="model-b")
         producer.join(30)
         wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 400, timeout_s=30)

@@ -100,20 +100,29 @@ def pixel_masks(error_maps: np.ndarray, eta_a: float, reference_scale: float | N
     return (normalized < eta_a).astype(np.float32)
 
 
+ROBUST_QUANTILE = 0.02  # the localized rule's "min" and "max": a few outliers do not set the scale
+
+
 def localized_normal_frames(scores: np.ndarray, params: MiningParams, alpha: float) -> np.ndarray:
     """bool [N]: the paper's hinge applied to the detector's own localized frame score instead of FS.
 
-    Candidates are frames with S < eta_s; their scores are min-max normalized over the candidates, X is
-    their mean and T = alpha * (X - X^2); a candidate is kept when its normalized score is below T. The
-    localized score ranks frames far better than the paper's FS, so a stricter alpha keeps a smaller but
-    cleaner set (see design notes, section 7).
+    Candidates are frames with S < eta_s; their scores are normalized to [0, 1] over the candidates by
+    their 2nd and 98th percentiles (a min-max that the stream's very first frames, scored without any
+    motion, or one odd frame cannot stretch), X is their mean and T = alpha * (X - X^2); a candidate is
+    kept when its normalized score is below T. The localized score ranks frames far better than the
+    paper's FS, so a stricter alpha keeps a smaller but cleaner set (see design notes, section 7).
     """
     scores = np.asarray(scores, dtype=np.float64)
     candidates = np.flatnonzero(scores < params.eta_s)
     selected = np.zeros(len(scores), dtype=bool)
     if len(candidates) == 0:
         return selected
-    normalized = _min_max(scores[candidates])
+    low, high = np.quantile(scores[candidates], [ROBUST_QUANTILE, 1.0 - ROBUST_QUANTILE])
+    normalized = (
+        np.clip((scores[candidates] - low) / (high - low), 0.0, 1.0)
+        if high > low
+        else np.zeros(len(candidates))
+    )
     mean = float(normalized.mean())
     selected[candidates[normalized < alpha * (mean - mean**2)]] = True
     return long_runs(selected, params.min_run)

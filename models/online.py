@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from models.detector import Detector
 from models.evaluation import VideoScores
 from models.fitting import FitConfig
 from models.runtime import load_detector, save_detector
-from models.scoring import ScoreCalibration, ScorerConfig
-from models.selftrain import CycleResult, SelfTrainConfig, Window, mine, run_cycle, window_anomaly_maps
+from models.scoring import ScoreCalibration, ScorerConfig, score_of_z
+from models.selftrain import CycleResult, SelfTrainConfig, Window, mine, run_cycle, window_evidence
 from models.stream import CameraStream, raw_scores
 from models.streams import DetectorConfig, DetectorNet
 from models.thresholds import ConsensusThreshold
@@ -59,7 +59,6 @@ def concat_windows(windows: list[Window]) -> Window:
     return Window(
         frames=np.concatenate([w.frames for w in windows]),
         segments=np.concatenate(segments),
-        scores=np.concatenate([w.scores for w in windows]),
         labels=labels,
     )
 
@@ -127,8 +126,7 @@ class SelfTrainer:
             return None
         calibration = ScoreCalibration.from_dict(self.serving.info.metadata["calibration"])
         z = (self.consensus.score_threshold(self.reference_raw[-1]) - calibration.median) / calibration.scale
-        scorer = ScorerConfig()
-        score = 1.0 / (1.0 + np.exp(-np.clip((z - scorer.z_mid) / scorer.z_width, -50, 50)))
+        score = float(score_of_z(np.float64(z), ScorerConfig()))
         return float(np.clip(score, 0.5, 0.95))  # never so low that normal frames are mined as abnormal
 
     def _update_consensus(self, window: Window) -> None:
@@ -162,7 +160,7 @@ class SelfTrainer:
 
         started = time.monotonic()
         selftrain = self.config.selftrain
-        mined = mine(window, window_anomaly_maps(scored_by, window), selftrain)
+        mined = mine(window, window_evidence(scored_by, window), selftrain)
         normal = np.flatnonzero(mined.normal)
         report: dict[str, Any] = {"cold_start": True, "window_frames": len(window), "mined": mined.counts()}
         if len(normal) < self.config.coldstart_min_frames:
@@ -171,7 +169,9 @@ class SelfTrainer:
                 f"too few confident normal frames for a first model ({len(normal)}; "
                 f"{self.config.coldstart_min_frames} needed)"
             )
-            return CycleResult(False, reason, report)
+            return CycleResult(
+                False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
+            )
         videos = {f"run{i}": window.frames[run] for i, run in enumerate(_runs(normal, window.segments))}
         trained = train_detector(
             videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
@@ -188,6 +188,8 @@ class SelfTrainer:
             report,
             self.model,
             metadata,
+            mined.normal,
+            mined.abnormal,
         )
 
     def cycle(self, window: Window) -> CycleResult:
@@ -209,7 +211,9 @@ class SelfTrainer:
         try:
             serving = self._materialize(result.model, result.metadata)
         except InvalidModelError as exc:
-            return CycleResult(False, f"candidate does not load: {exc}", result.report)
+            return replace(
+                result, accepted=False, reason=f"candidate does not load: {exc}", model=None, metadata=None
+            )
         self.model, self.metadata, self.serving = result.model, result.metadata, serving
         if result.mined_normal is not None:
             self._remember_normal(window, np.flatnonzero(result.mined_normal))
@@ -222,6 +226,31 @@ class SelfTrainer:
 
 
 ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class _Seen:
+    """The newest frames of an online stream (enough for a window), with where each came from."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    segments: list[np.ndarray] = field(default_factory=list)
+    ids: list[tuple[str, int]] = field(default_factory=list)  # (video, frame index)
+
+    def add(self, frames: np.ndarray, segment: int, video: str, first: int, keep: int) -> None:
+        self.frames.append(frames)
+        self.segments.append(np.full(len(frames), segment))
+        self.ids += [(video, first + i) for i in range(len(frames))]
+        if len(self.ids) > 2 * keep:  # keep only what a window needs
+            window = self.window(keep)
+            self.frames, self.segments, self.ids = [window.frames], [window.segments], self.ids[-keep:]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def window(self, count: int) -> Window:
+        return Window(
+            frames=np.concatenate(self.frames)[-count:], segments=np.concatenate(self.segments)[-count:]
+        )
 
 
 def stream_online(
@@ -237,12 +266,12 @@ def stream_online(
     accepted model swapped in between batches (fresh score state, history refilled), as the workers do.
 
     Until the trainer has a model, frames are scored by `fallback` (the service's motion baseline) and a
-    first model is trained once `coldstart_frames` have been seen. Returns the scores as streamed.
+    first model is trained once `coldstart_frames` have been seen. Returns the scores as streamed; each
+    cycle's entry in `cycle_log` names the frames it mined ("mined_frames": video and frame index), for a
+    benchmark to check against labels (the loop itself never sees any).
     """
     config = trainer.config
-    seen_frames: list[np.ndarray] = []
-    seen_segments: list[np.ndarray] = []
-    seen_scores: list[np.ndarray] = []
+    seen = _Seen()
     since_cycle = 0
     out: dict[str, VideoScores] = {}
     for index, (name, frames) in enumerate(videos.items()):
@@ -256,25 +285,32 @@ def stream_online(
             raw[start : start + len(chunk)] = raw_scores(detector, detector.stream_maps(clips))
             for i in range(start, start + len(chunk)):
                 scores[i] = stream.score(float(raw[i]))
-            seen_frames.append(chunk)
-            seen_segments.append(np.full(len(chunk), index))
-            seen_scores.append(scores[start : start + len(chunk)])
-            if len(seen_frames) * batch_size > 2 * config.window_frames:  # keep only what a window needs
-                window = _newest(seen_frames, seen_segments, seen_scores, config.window_frames)
-                seen_frames, seen_segments, seen_scores = [window.frames], [window.segments], [window.scores]
+            seen.add(chunk, index, name, start, config.window_frames)
             since_cycle += len(chunk)
             if progress is not None:
                 progress(len(chunk))
-            result = _maybe_cycle(trainer, seen_frames, seen_segments, seen_scores, since_cycle, fallback)
-            if result is None:
+            due = config.coldstart_frames if trainer.model is None else config.cycle_frames
+            if (len(seen) if trainer.model is None else since_cycle) < due:
                 continue
+            window = seen.window(config.window_frames)
+            ids = seen.ids[-len(window) :]
+            if trainer.model is None:
+                result = trainer.cold_start(window, config.detector, fallback)
+            else:
+                result = trainer.cycle(window)
             since_cycle = 0
+            mined = {
+                kind: [list(ids[i]) for i in np.flatnonzero(flags)]
+                for kind, flags in (("normal", result.mined_normal), ("abnormal", result.mined_abnormal))
+                if flags is not None
+            }
             cycle_log.append(
                 {
-                    "after_frames": sum(len(f) for f in seen_frames),
+                    "after_frames": len(seen),
                     "accepted": result.accepted,
                     "reason": result.reason,
                     **result.report,
+                    "mined_frames": mined,
                 }
             )
             if result.accepted and trainer.serving is not None:
@@ -284,34 +320,3 @@ def stream_online(
                     stream.push(past)
         out[name] = VideoScores(raw=raw, scores=scores)
     return out
-
-
-def _maybe_cycle(
-    trainer: SelfTrainer,
-    frames: list[np.ndarray],
-    segments: list[np.ndarray],
-    scores: list[np.ndarray],
-    since_cycle: int,
-    fallback: Detector,
-) -> CycleResult | None:
-    config = trainer.config
-    total = sum(len(f) for f in frames)
-    if trainer.model is None:
-        if total < config.coldstart_frames:
-            return None
-    elif since_cycle < config.cycle_frames:
-        return None
-    window = _newest(frames, segments, scores, config.window_frames)
-    if trainer.model is None:
-        return trainer.cold_start(window, trainer.config.detector, fallback)
-    return trainer.cycle(window)
-
-
-def _newest(
-    frames: list[np.ndarray], segments: list[np.ndarray], scores: list[np.ndarray], count: int
-) -> Window:
-    return Window(
-        frames=np.concatenate(frames)[-count:],
-        segments=np.concatenate(segments)[-count:],
-        scores=np.concatenate(scores)[-count:],
-    )

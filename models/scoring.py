@@ -11,7 +11,6 @@ anomaly map  = per pixel, the sum over streams of the evidence above a normal fr
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +106,13 @@ class ScorerConfig:
     smoothing: int = 5  # causal mean over the last N normalized scores
 
 
+def score_of_z(z: np.ndarray, config: ScorerConfig) -> np.ndarray:
+    """The [0, 1] score of robust z-scores (before smoothing): z_mid maps to 0.5."""
+    return 1.0 / (
+        1.0 + np.exp(-np.clip((np.asarray(z, dtype=np.float64) - config.z_mid) / config.z_width, -50, 50))
+    )
+
+
 class CameraScorer:
     """Causal score normalization and smoothing for one camera (one video in eval)."""
 
@@ -137,8 +143,7 @@ class CameraScorer:
     def update(self, raw: float) -> float:
         """Normalized, smoothed score of the newest frame; then remember its raw score."""
         median, scale = self._statistics()
-        z = (raw - median) / scale
-        score = 1.0 / (1.0 + math.exp(-max(min((z - self.config.z_mid) / self.config.z_width, 50.0), -50.0)))
+        score = float(score_of_z(np.float64((raw - median) / scale), self.config))
         self.recent_raw.append(float(raw))
         self.recent_scores.append(score)
         return float(sum(self.recent_scores) / len(self.recent_scores))

@@ -50,7 +50,7 @@ from models.mining import (
 )
 from models.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.runtime import TorchDetector, model_kind
-from models.scoring import ScoreCalibration, combined_scores, stream_patch_scores
+from models.scoring import ScoreCalibration, ScorerConfig, combined_scores, score_of_z, stream_patch_scores
 from models.stream import anomaly_maps, padded_clips, raw_scores
 from models.streams import DetectorNet
 
@@ -86,11 +86,10 @@ class SelfTrainConfig:
 
 @dataclass
 class Window:
-    """Consecutive frames of one camera with the scores the service gave them."""
+    """Consecutive frames of a camera (or several cameras' in a row, see models/online.concat_windows)."""
 
     frames: np.ndarray  # uint8 [N, H, W] at the detector's input size
     segments: np.ndarray  # int [N]: frame history restarts where this changes (reconnect, gap)
-    scores: np.ndarray  # float [N]: the served (normalized, smoothed) scores
     labels: np.ndarray | None = None  # int [N]: operator labels, 1 abnormal, 0 normal, -1 none
 
     def __len__(self) -> int:
@@ -122,18 +121,39 @@ class MinedSet:
         }
 
 
-def window_anomaly_maps(detector: Detector, window: Window, indices: np.ndarray | None = None) -> np.ndarray:
-    """float16 [N, H/2, W/2]: the anomaly map of every frame of the window (or of `indices`), at the
-    resolution the service stores them (half: a 3000-frame window fits in memory)."""
-    indices = np.arange(len(window)) if indices is None else indices
-    height, width = detector.info.height // 2, detector.info.width // 2
-    out = np.empty((len(indices), height, width), dtype=np.float16)
-    for start in range(0, len(indices), BATCH):
-        part = indices[start : start + BATCH]
-        maps = anomaly_maps(detector, detector.stream_maps(window.clips(part, detector.info.history)))
-        for row, anomaly in enumerate(maps):
-            out[start + row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
-    return out
+@dataclass
+class WindowEvidence:
+    """The model in service's view of a window: what mining works on."""
+
+    scores: np.ndarray  # float [N]: each frame's score under the model's calibration, unsmoothed, in [0, 1]
+    maps: np.ndarray  # float16 [N, H/2, W/2]: anomaly maps at the resolution the service stores them
+
+
+def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
+    """Scores and anomaly maps of every frame of the window under one model (the served scores of a
+    window may come from several models, and lag an anomaly by the smoothing). The maps are kept at half
+    resolution: a 3000-frame window fits in memory."""
+    info = detector.info
+    calibration = (
+        ScoreCalibration.from_dict(info.metadata["calibration"]) if info.metadata.get("calibration") else None
+    )
+    height, width = info.height // 2, info.width // 2
+    scores = np.empty(len(window), dtype=np.float32)
+    maps = np.empty((len(window), height, width), dtype=np.float16)
+    for start in range(0, len(window), BATCH):
+        part = np.arange(start, min(start + BATCH, len(window)))
+        stream_maps = detector.stream_maps(window.clips(part, info.history))
+        raw = raw_scores(detector, stream_maps)
+        if calibration is None:  # the motion baseline: the window's own statistics
+            scores[part] = raw
+        else:
+            scores[part] = score_of_z((raw - calibration.median) / calibration.scale, ScorerConfig())
+        for row, anomaly in zip(part, anomaly_maps(detector, stream_maps), strict=True):
+            maps[row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
+    if calibration is None:
+        fitted = ScoreCalibration.fit(scores)
+        scores = score_of_z((scores - fitted.median) / fitted.scale, ScorerConfig()).astype(np.float32)
+    return WindowEvidence(scores, maps)
 
 
 def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -147,15 +167,18 @@ def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.nda
     return indices[held], indices[~held]
 
 
-def mine(window: Window, maps: np.ndarray, config: SelfTrainConfig, eta_s: float | None = None) -> MinedSet:
-    """The confident frames of a window and their pixel masks (see the module doc); maps: anomaly maps."""
+def mine(
+    window: Window, evidence: WindowEvidence, config: SelfTrainConfig, eta_s: float | None = None
+) -> MinedSet:
+    """The confident frames of a window and their pixel masks (see the module doc)."""
     params = replace(config.mining, eta_s=eta_s) if eta_s is not None else config.mining
     single = replace(params, min_run=1)  # runs are cut at segment changes below
-    abnormal = runs_within_segments(window.scores >= params.eta_s, window.segments, params.min_run)
+    scores, maps = evidence.scores, evidence.maps
+    abnormal = runs_within_segments(scores >= params.eta_s, window.segments, params.min_run)
     if config.policy == "paper":
-        candidates = normal_frames(window.scores, maps, single).keep
+        candidates = normal_frames(scores, maps, single).keep
     else:
-        candidates = localized_normal_frames(window.scores, single, config.localized_alpha)
+        candidates = localized_normal_frames(scores, single, config.localized_alpha)
     normal = runs_within_segments(candidates, window.segments, params.min_run)
     labelled_normal = np.zeros(len(window), dtype=bool)
     if window.labels is not None:
@@ -304,29 +327,35 @@ def _blend(old: ScoreCalibration, new: ScoreCalibration, prior: float, count: in
 
 
 def refit_statistics(
-    detector: TorchDetector, window: Window, frames: np.ndarray, prior_frames: int
+    candidate: TorchDetector, current: Detector, window: Window, frames: np.ndarray, prior_frames: int
 ) -> dict[str, Any]:
-    """Each stream's statistics and the calibration, blended from the detector's own (as `prior_frames`
-    frames) and those of the window's `frames` (held-out normal frames)."""
-    info = detector.info
+    """The candidate's stream statistics and calibration, refitted on held-out normal `frames` of the window.
+
+    Each stream's statistics are blended from the parent's (as `prior_frames` frames) and the frames'. The
+    calibration keeps the spread blended the same way, and is shifted so that the frames score the same
+    z under the candidate as under the model in service: a swap does not move the score of the site's
+    normal footage (nor the meaning of the alert threshold), while what the candidate sets apart better
+    scores higher.
+    """
+    info = candidate.info
     if len(frames) == 0:
         return {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
+    clips = window.clips(frames, info.history)
     patch = np.concatenate(
         [
-            stream_patch_scores(
-                detector.stream_maps(window.clips(frames[i : i + BATCH], info.history)), info.patch
-            )
-            for i in range(0, len(frames), BATCH)
+            stream_patch_scores(candidate.stream_maps(clips[i : i + BATCH]), info.patch)
+            for i in range(0, len(clips), BATCH)
         ]
     )
     stats = [
         _blend(old, ScoreCalibration.fit(patch[:, index]), prior_frames, len(frames))
         for index, old in enumerate(info.stream_stats)
     ]
+    raw = combined_scores(patch, stats)
     old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
-    calibration = _blend(
-        old_calibration, ScoreCalibration.fit(combined_scores(patch, stats)), prior_frames, len(frames)
-    )
+    scale = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames)).scale
+    served_z = float(np.median(_z(current, _raw(current, clips))))
+    calibration = ScoreCalibration(median=float(np.median(raw)) - served_z * scale, scale=scale)
     return {
         "stream_stats": {name: stat.to_dict() for name, stat in zip(info.streams, stats, strict=True)},
         "calibration": calibration.to_dict(),
@@ -413,6 +442,7 @@ class CycleResult:
     model: DetectorNet | None = None  # the candidate when accepted
     metadata: dict[str, Any] | None = None
     mined_normal: np.ndarray | None = None  # bool [N]: the window's mined normal frames
+    mined_abnormal: np.ndarray | None = None  # bool [N]: and its mined anomalies
 
 
 def new_version(streams: list[str]) -> str:
@@ -437,8 +467,7 @@ def run_cycle(
         "policy": config.policy,
         "parent": metadata["version"],
     }
-    maps = window_anomaly_maps(current, window)
-    mined = mine(window, maps, config, eta_s)
+    mined = mine(window, window_evidence(current, window), config, eta_s)
     report["mined"] = mined.counts()
     report["mask_reference"] = mined.reference_scale
     report["mining_s"] = round(time.monotonic() - started, 2)
@@ -446,7 +475,8 @@ def run_cycle(
         reason = (
             f"too few confident normal frames ({int(mined.normal.sum())}; {config.min_normal_frames} needed)"
         )
-        return CycleResult(False, reason, {**report, "seconds": round(time.monotonic() - started, 2)})
+        report["seconds"] = round(time.monotonic() - started, 2)
+        return CycleResult(False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal)
     candidate = copy.deepcopy(model).eval()
     adaptation: dict[str, Any] = {}
     if candidate.motion is not None:
@@ -461,7 +491,7 @@ def run_cycle(
     draft = TorchDetector(candidate, metadata)
     candidate_metadata = {
         **metadata,
-        **refit_statistics(draft, window, mined.calibration, config.prior_frames),
+        **refit_statistics(draft, current, window, mined.calibration, config.prior_frames),
         "version": version,
         "parent": metadata["version"],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -482,6 +512,10 @@ def run_cycle(
         validation.reason,
     )
     if not validation.accepted:
-        return CycleResult(False, validation.reason, report)
+        return CycleResult(
+            False, validation.reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
+        )
     candidate_metadata["selftrain"]["validation"] = report["validation"]
-    return CycleResult(True, validation.reason, report, candidate, candidate_metadata, mined.normal)
+    return CycleResult(
+        True, validation.reason, report, candidate, candidate_metadata, mined.normal, mined.abnormal
+    )

@@ -82,17 +82,16 @@ class CameraWindow:
 def read_window(
     client: redis.Redis, camera: str, count: int, height: int, width: int, cursor: int
 ) -> CameraWindow | None:
-    """A camera's newest `count` buffered frames that have scores, with their scores and operator labels.
+    """A camera's newest `count` buffered frames that have been scored, with the operators' labels.
     Segments change at reconnects and at gaps in the frame numbers (frames trimmed or never scored)."""
-    scores = {
-        message.seq: message.score
+    scored = {
+        keys.ScoreMessage.from_fields(fields).seq
         for _, fields in client.xrevrange(keys.scores_stream(camera), count=count)
-        if (message := keys.ScoreMessage.from_fields(fields))
     }
     frames, seqs, sessions = [], [], []
     for _, fields in reversed(client.xrevrange(keys.frames_stream(camera), count=count)):
         frame = keys.FrameMessage.from_fields(fields)
-        if frame.seq not in scores:
+        if frame.seq not in scored:
             continue
         gray = np.frombuffer(frame.gray, dtype=np.uint8).reshape(frame.height, frame.width)
         if gray.shape != (height, width):
@@ -109,7 +108,7 @@ def read_window(
         row = int(np.searchsorted(seq, frame_seq))
         if seq[row] == frame_seq:  # a labelled frame may be missing from the window (gap, never scored)
             labels[row] = LABEL_CODES[verdict]
-    window = Window(np.stack(frames), breaks, np.array([scores[s] for s in seqs], dtype=np.float32), labels)
+    window = Window(np.stack(frames), breaks, labels)
     return CameraWindow(camera, window, int(seq[-1]), int((seq > cursor).sum()))
 
 

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from models.mining import MiningParams, abnormal_frames, long_runs, normal_frames, pixel_masks
+from models.mining import (
+    MiningParams,
+    abnormal_frames,
+    apply_labels,
+    localized_normal_frames,
+    long_runs,
+    normal_frames,
+    pixel_masks,
+    runs_within_segments,
+)
 
 PARAMS = MiningParams(min_run=3)
 
@@ -57,3 +66,42 @@ def test_pixel_masks_hide_high_normalized_error() -> None:
     small = np.array([[[0.01, 0.02, 0.03, 0.04]]], dtype=np.float32)
     assert pixel_masks(small, 0.8).tolist() == [[[1, 1, 1, 0]]]
     assert pixel_masks(small, 0.8, reference_scale=0.1).tolist() == [[[1, 1, 1, 1]]]
+
+
+def test_localized_rule_matches_a_hand_computation() -> None:
+    # 51 candidates evenly spread over [0, 0.5] and one abnormal frame; the 2nd/98th percentiles of the
+    # candidates are 0.01 and 0.49, so normalized = (s - 0.01) / 0.48, clipped
+    scores = np.r_[np.linspace(0.0, 0.5, 51), 0.95]
+    normalized = np.clip((scores[:51] - 0.01) / 0.48, 0, 1)
+    x = normalized.mean()
+    hinge = 0.5 * (x - x * x)  # alpha 0.5
+    expected = np.r_[normalized < hinge, False]
+    kept = localized_normal_frames(scores, MiningParams(min_run=1), alpha=0.5)
+    assert kept.tolist() == expected.tolist() and 0 < kept.sum() < 51
+    # an outlier at the bottom (a stream's first frame, scored with no motion) does not set the scale
+    with_outlier = scores.copy()
+    with_outlier[0] = -5.0
+    assert (
+        localized_normal_frames(with_outlier, MiningParams(min_run=1), alpha=0.5)[1:].tolist()
+        == kept[1:].tolist()
+    )
+    assert localized_normal_frames(scores, MiningParams(min_run=20), alpha=0.5).sum() == 0  # runs of 20: none
+
+
+def test_runs_do_not_cross_segments_and_labels_override() -> None:
+    selected = np.ones(8, dtype=bool)
+    assert runs_within_segments(selected, np.array([0, 0, 0, 1, 1, 1, 1, 1]), 4).tolist() == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+        1,
+        1,
+    ]
+    normal = np.array([1, 1, 0, 0], dtype=bool)
+    abnormal = np.array([0, 0, 1, 1], dtype=bool)
+    labels = np.array([1, -1, 0, -1])  # abnormal, none, normal, none
+    normal, abnormal = apply_labels(normal, abnormal, labels)
+    assert normal.tolist() == [0, 1, 1, 0] and abnormal.tolist() == [1, 0, 0, 1]

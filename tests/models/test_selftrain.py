@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from models.detector import DetectorInfo
-from models.evaluation import score_video
 from models.fitting import FitConfig
 from models.mining import MiningParams
 from models.motion import MotionBaseline
 from models.online import OnlineConfig, SelfTrainer, concat_windows, stream_online
 from models.pipeline import train_detector
 from models.runtime import InvalidModelError, TorchDetector
-from models.selftrain import SelfTrainConfig, Window, mine, run_cycle, validate, window_anomaly_maps
+from models.selftrain import SelfTrainConfig, Window, mine, run_cycle, validate, window_evidence
 from models.stream import CameraStream
 from models.streams import DetectorConfig
 from models.training import TrainConfig
@@ -45,18 +44,18 @@ def tiny_model() -> TorchDetector:
     return fitted(TINY_DETECTOR)
 
 
-def scored_window(detector: TorchDetector, seed: int = 3) -> Window:
-    """Two 'cameras' with a racing square in the second half of each, scored as the service scores."""
+def two_cameras(seed: int = 3) -> Window:
+    """Two 'cameras' with a racing square in the second half of each."""
     windows = []
     for offset in range(2):
         frames = synthetic_video(60, np.random.default_rng(seed + offset), anomaly=(35, 59))
-        windows.append(Window(frames, np.zeros(60, dtype=int), score_video(detector, frames).scores))
+        windows.append(Window(frames, np.zeros(60, dtype=int)))
     return concat_windows(windows)
 
 
 def test_window_clips_pad_like_the_camera_stream() -> None:
     frames = np.arange(7, dtype=np.uint8)[:, None, None] * np.ones((1, 2, 2), np.uint8)
-    window = Window(frames, np.array([0, 0, 0, 1, 1, 1, 1]), np.zeros(7))
+    window = Window(frames, np.array([0, 0, 0, 1, 1, 1, 1]))
     expected = []
     for segment in ([0, 1, 2], [3, 4, 5, 6]):  # a new segment: history restarts, as after a reconnect
         stream = CameraStream(DetectorInfo(kind="test", version="t", height=2, width=2, history=2))
@@ -65,15 +64,17 @@ def test_window_clips_pad_like_the_camera_stream() -> None:
 
 
 def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_model: TorchDetector) -> None:
-    window = scored_window(tiny_model)
-    maps = window_anomaly_maps(tiny_model, window)
-    assert maps.shape == (len(window), HEIGHT // 2, WIDTH // 2)
-    plain = mine(window, maps, CONFIG)
+    window = two_cameras()
+    evidence = window_evidence(tiny_model, window)
+    assert evidence.maps.shape == (len(window), HEIGHT // 2, WIDTH // 2) and evidence.scores.shape == (
+        len(window),
+    )
+    plain = mine(window, evidence, CONFIG)
     labels = np.full(len(window), -1)
     labelled_normal = np.flatnonzero(plain.abnormal)[:4]
     labels[labelled_normal] = 0  # the operator says these alarms were false
     labels[:2] = 1  # and that the first frames were abnormal
-    mined = mine(replace(window, labels=labels), maps, CONFIG)
+    mined = mine(replace(window, labels=labels), evidence, CONFIG)
     assert not mined.abnormal[labelled_normal].any() and mined.normal[labelled_normal].all()
     assert mined.abnormal[:2].all() and not mined.normal[:2].any()
     rows = np.searchsorted(mined.train, labelled_normal)
@@ -85,7 +86,7 @@ def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_mode
 @pytest.mark.parametrize("streams", ["motion+appearance", "all streams"])
 def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: str) -> None:
     current = tiny_model if streams == "motion+appearance" else fitted(TINY_PREDICTING)
-    window = scored_window(current)
+    window = two_cameras()
     before = current.model.appearance.cells.clone()
     result = run_cycle(current.model, current.info.metadata, current, window, [window.frames], CONFIG)
     report = result.report
@@ -101,8 +102,8 @@ def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: 
 
 
 def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -> None:
-    window = scored_window(tiny_model)
-    mined = mine(window, window_anomaly_maps(tiny_model, window), CONFIG)
+    window = two_cameras()
+    mined = mine(window, window_evidence(tiny_model, window), CONFIG)
     broken = TorchDetector(_nan_copy(tiny_model), tiny_model.info.metadata)
     verdict = validate(tiny_model, broken, window, mined, CONFIG)
     assert not verdict.accepted and "not finite" in verdict.reason

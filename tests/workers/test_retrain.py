@@ -54,9 +54,16 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def write_scored(client: redis.Redis, camera: str, seqs: range, scores: np.ndarray, session: int = 0) -> None:
+def write_scored(
+    client: redis.Redis,
+    camera: str,
+    seqs: range,
+    scores: np.ndarray,
+    session: int = 0,
+    anomalous: range = range(0),
+) -> None:
     """Frames and their scores as the ingest and inference workers write them."""
-    frames = frames_of(seqs.stop, 3)
+    frames = frames_of(seqs.stop, 3, anomalous)
     for seq, score in zip(seqs, scores, strict=True):
         frame = keys.FrameMessage(
             camera=camera,
@@ -120,7 +127,6 @@ def test_read_window_splits_segments_and_carries_labels(redis_client: redis.Redi
     )
     assert np.unique(window.window.segments).tolist() == [0, 1]
     assert np.flatnonzero(window.window.labels == 1).tolist() == [5, 6]
-    assert window.window.scores[19] == pytest.approx(1.0)
 
 
 def test_retrain_worker_cold_starts_then_runs_a_cycle(
@@ -132,11 +138,10 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     retrain = settings.retrain
     retrain.coldstart_frames, retrain.coldstart_min_frames = 100, 30
     retrain.cycle_frames, retrain.window_frames, retrain.min_run = 40, 400, 3
+    retrain.localized_alpha = 2.0  # a still scene: frames differ by noise only, keep more of them
     settings.detector.bank_size = 64
     add_camera(redis_client, "cam1")
-    calm = 0.15 + 0.1 * np.sin(np.arange(300) / 6)  # smooth scores: quiet runs between busier ones
-    scores = np.r_[calm[:60], np.full(20, 0.95), calm[80:200]]
-    write_scored(redis_client, "cam1", range(200), scores)
+    write_scored(redis_client, "cam1", range(200), np.zeros(200), anomalous=range(60, 80))
     worker = RetrainWorker(settings, redis_url, worker_id="r1")
     worker.setup()
     worker.step()
@@ -145,7 +150,7 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     assert Path(current.path).with_suffix(".pt").is_file()
     worker.step()
     assert worker.state == "waiting"  # nothing new since the cold start
-    write_scored(redis_client, "cam1", range(200, 300), calm[200:])
+    write_scored(redis_client, "cam1", range(200, 300), np.zeros(100))
     worker.step()
     cycles = model_registry.recent_cycles(redis_client)
     assert len(cycles) == 2 and cycles[0].parent == current.version and cycles[0].mined["normal"] > 0

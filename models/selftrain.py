@@ -8,13 +8,13 @@ A cycle, over a window of consecutive frames with the scores the service gave th
 2. mining (models/mining.py): an abnormal set (S >= eta_s, precise in every trial) and a normal set (the
    paper's rule, or by default its hinge over the localized score), runs of >= FNmin frames, operator
    labels overriding both; pixel masks calibrated against the anomaly maps of the mined normal frames;
-3. adaptation, starting from the current model, on the mined normal frames with anomalous pixels masked
-   out (the paper's masked retraining, for each stream):
+3. adaptation, starting from the current model, on the mined frames, normal and abnormal, with their
+   anomalous pixels masked out (the paper's masked retraining, for each stream):
    - motion: the normal speed per pixel, a running mean in which the current one counts as
      `prior_frames` frames;
    - appearance: the memory of normal cells, a coreset of the current memory (the replay: nothing
      learned before is forgotten unless the site's new cells cover it) and the unmasked cells of the
-     mined frames; cells of mined anomalies never enter it;
+     mined frames; the masked cells (an anomaly, with a margin) never enter it;
    - prediction (when the detector has it): masked L1 fine-tuning of the U-Net, with replay of earlier
      normal clips and pseudo anomalies, bounded in steps and seconds;
    then each stream's statistics refitted on one half of the held-out normal runs;
@@ -66,6 +66,7 @@ class SelfTrainConfig:
     mining: MiningParams = field(default_factory=MiningParams)
     localized_alpha: float = 0.5  # hinge sensitivity of the localized policy (stricter than the paper's 2)
     mask_quantile: float = 0.99  # anomaly-map quantile of mined normal frames that the eta_a mask scales to
+    mask_margin: int = 4  # masked regions grown by this many anomaly-map pixels (half resolution)
     holdout_share: float = 0.2  # of mined normal runs, kept out of adaptation (statistics and validation)
     min_normal_frames: int = 30  # fewer confident normal frames: no adaptation this cycle
     prior_frames: int = 1000  # the current normal speed and statistics count as this many frames
@@ -108,7 +109,7 @@ class MinedSet:
     abnormal: np.ndarray  # bool [N]
     calibration: np.ndarray  # int: held-out normal frames the candidate's statistics are refitted on
     validation: np.ndarray  # int: held-out normal frames the candidate is validated on
-    train: np.ndarray  # int: normal frames (not held out) the detector adapts to
+    train: np.ndarray  # int: frames the detector adapts to: normal ones not held out, and abnormal ones
     masks: np.ndarray  # float32 [len(train), h, w] (anomaly-map resolution): 1 where a pixel is learned
     reference_scale: float
 
@@ -167,6 +168,14 @@ def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.nda
     return indices[held], indices[~held]
 
 
+def _dilated(masks: np.ndarray, margin: int) -> np.ndarray:
+    """Masks with every masked region grown by `margin` pixels: the edges of an anomaly are not learned."""
+    if margin <= 0:
+        return masks
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    return np.stack([cv2.erode(mask, kernel) for mask in masks])
+
+
 def mine(
     window: Window, evidence: WindowEvidence, config: SelfTrainConfig, eta_s: float | None = None
 ) -> MinedSet:
@@ -185,18 +194,20 @@ def mine(
         normal, abnormal = apply_labels(normal, abnormal, window.labels)
         labelled_normal = window.labels == 0
     normal &= ~abnormal
-    holdout, train = _holdout_split(normal & ~labelled_normal, params.min_run, config.holdout_share)
-    train = np.union1d(train, np.flatnonzero(labelled_normal))
-    reference_pool = maps[train] if len(train) else maps
+    holdout, train_normal = _holdout_split(normal & ~labelled_normal, params.min_run, config.holdout_share)
+    train_normal = np.union1d(train_normal, np.flatnonzero(labelled_normal))
+    reference_pool = maps[train_normal] if len(train_normal) else maps
     reference = (
         float(np.quantile(reference_pool.astype(np.float32), config.mask_quantile)) if len(maps) else 1.0
     )
-    masks = pixel_masks(maps[train], params.eta_a, max(reference, 1e-3))
+    # the paper keeps the abnormal frames too, their anomalous pixels masked: the rest of such a frame
+    # (the background, the people around) is as normal as any
+    train = np.union1d(train_normal, np.flatnonzero(abnormal))
+    masks = _dilated(pixel_masks(maps[train], params.eta_a, max(reference, 1e-3)), config.mask_margin)
     masks[labelled_normal[train]] = 1.0  # the operator says all of it is normal: learn it whole
-    blocks = np.arange(len(holdout)) // params.min_run
-    return MinedSet(
-        normal, abnormal, holdout[blocks % 2 == 0], holdout[blocks % 2 == 1], train, masks, reference
-    )
+    # each held-out block's first half refits the statistics, its second half validates
+    half = (np.arange(len(holdout)) % params.min_run) >= params.min_run // 2
+    return MinedSet(normal, abnormal, holdout[~half], holdout[half], train, masks, reference)
 
 
 # ---------------------------------------------------------------- adaptation
@@ -471,7 +482,8 @@ def run_cycle(
     report["mined"] = mined.counts()
     report["mask_reference"] = mined.reference_scale
     report["mining_s"] = round(time.monotonic() - started, 2)
-    if len(mined.train) < config.min_normal_frames or len(mined.validation) == 0:
+    normal_count = len(mined.train) - int(mined.abnormal[mined.train].sum())
+    if normal_count < config.min_normal_frames or len(mined.validation) == 0:
         reason = (
             f"too few confident normal frames ({int(mined.normal.sum())}; {config.min_normal_frames} needed)"
         )

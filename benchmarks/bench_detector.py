@@ -2,13 +2,14 @@
 batch 1/8/32/64 in fp32 and fp16 on CPU or a GPU, training time, and the one-class AUC and wall-clock speed
 of `vigil eval` on a dataset (Ped2 by default) for each precision.
 
-    python benchmarks/bench_detector.py --model data/models/ped2-default.onnx              # CPU
-    python benchmarks/bench_detector.py --model data/models/ped2-default.onnx --device cuda --no-eval
-    python benchmarks/bench_detector.py --train-minutes 10                                 # train one first
+    python benchmarks/bench_detector.py --model data/models/ped2.onnx                      # CPU
+    python benchmarks/bench_detector.py --model data/models/ped2.onnx --device cuda --no-eval
+    python benchmarks/bench_detector.py --train                                            # fit one first
 
-fp16 figures come from an fp16 conversion of the fp32 model (same weights). On a GPU, ONNX Runtime is
-measured with I/O binding (as served) and without it, and PyTorch with CUDA (fp16: autocast) when it sees
-the GPU, with the .pt weights of the same name or else random ones (speed does not depend on the values).
+Throughput is that of `Detector.stream_maps` as the inference worker calls it: the optical flow (OpenCV,
+on the CPU) and the network; the flow alone is reported too. fp16 figures come from an fp16 conversion of
+the fp32 model (same weights). On a GPU, ONNX Runtime is measured with I/O binding (as served) and without
+it, and PyTorch with CUDA (fp16: autocast) when it sees the GPU, with the .pt weights of the same name.
 A GPU run fails, rather than report CPU figures, when ONNX Runtime cannot use the GPU.
 
 Writes benchmarks/results/detector-<device kind>-<machine>-<date>.json (figures, providers, machine and
@@ -44,10 +45,10 @@ from models.runtime import (  # noqa: E402
     CPU_PROVIDER,
     PRECISIONS,
     OnnxDetector,
+    TorchDetector,
     convert_onnx_fp16,
     load_detector,
 )
-from models.training import TrainConfig  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 BATCHES = (1, 8, 32, 64)
@@ -61,10 +62,31 @@ EVAL_RUNNER = (
 Scorer = Callable[[np.ndarray], np.ndarray]
 
 
-def random_clips(info: DetectorInfo, batch: int) -> np.ndarray:
-    return np.random.default_rng(0).integers(
-        0, 256, (batch, info.history + 1, info.height, info.width), np.uint8
-    )
+def moving_clips(info: DetectorInfo, batch: int) -> np.ndarray:
+    """Clips of a textured view panning 2 pixels a frame: the flow has real work to do."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    views = [
+        cv2.GaussianBlur(
+            rng.integers(0, 256, (info.height, info.width + 4 * info.history), np.uint8), (5, 5), 0
+        )
+        for _ in range(batch)
+    ]
+    steps = range(info.history, -1, -1)
+    return np.stack([np.stack([view[:, 2 * k : 2 * k + info.width] for k in steps]) for view in views])
+
+
+def measure_flow(detector: Any, args: argparse.Namespace) -> dict[int, float]:
+    """Frames/s of the optical flow alone (the CPU pre-processing every runtime shares)."""
+    from models.flow import clip_speeds
+
+    return {
+        batch: measure(
+            lambda clips: clip_speeds(clips, detector.flow), moving_clips(detector.info, batch), args.seconds
+        )["fps"]
+        for batch in args.batches
+    }
 
 
 def measure(score: Scorer, clips: np.ndarray, seconds: float) -> dict[str, float]:
@@ -89,7 +111,7 @@ def measure(score: Scorer, clips: np.ndarray, seconds: float) -> dict[str, float
 def measure_batches(
     results: dict[str, Any], runtime: str, score: Scorer, info: DetectorInfo, args: argparse.Namespace
 ) -> None:
-    figures = {batch: measure(score, random_clips(info, batch), args.seconds) for batch in args.batches}
+    figures = {batch: measure(score, moving_clips(info, batch), args.seconds) for batch in args.batches}
     results["throughput_fps"][runtime] = {batch: f["fps"] for batch, f in figures.items()}
     results["latency_ms"][runtime] = {
         batch: {"p50": f["latency_ms_p50"], "p95": f["latency_ms_p95"], "runs": f["runs"]}
@@ -98,27 +120,25 @@ def measure_batches(
     print(f"{runtime}: " + ", ".join(f"batch {b} {f['fps']:.0f} frames/s" for b, f in figures.items()))
 
 
-def torch_cuda_scorer(info: DetectorInfo, pt_path: Path, precision: str) -> tuple[Scorer, str]:
-    """The network in PyTorch on the GPU (fp16: autocast); weights from `pt_path` when it exists."""
+def torch_cuda_scorer(pt_path: Path, precision: str) -> Scorer:
+    """The network in PyTorch on the GPU (fp16: autocast), the flow on the CPU as served."""
     import torch
 
-    from models.network import FramePredictor, NetworkConfig
+    from models.flow import clip_speeds
 
-    model = FramePredictor(NetworkConfig.from_dict(info.metadata["network"]))
-    weights = "random (speed only)"
-    if pt_path.is_file():
-        model.load_state_dict(torch.load(pt_path, map_location="cpu", weights_only=True)["state_dict"])
-        weights = str(pt_path)
-    model = model.eval().cuda()
+    detector = load_detector(pt_path, "cpu")
+    assert isinstance(detector, TorchDetector)
+    model = detector.model.cuda()
 
     def score(clips: np.ndarray) -> np.ndarray:
+        speed = clip_speeds(clips, detector.flow)
         with (
             torch.inference_mode(),
             torch.autocast("cuda", dtype=torch.float16, enabled=precision == "fp16"),
         ):
-            return model(torch.from_numpy(clips).cuda()).float().cpu().numpy()
+            return model(torch.from_numpy(clips).cuda(), torch.from_numpy(speed).cuda()).float().cpu().numpy()
 
-    return score, weights
+    return score
 
 
 def gpu_info() -> list[dict[str, str]]:
@@ -201,7 +221,8 @@ def main() -> int:
         type=Path,
         help="trained weights (.onnx); PyTorch figures use the .pt of the same name when present",
     )
-    source.add_argument("--train-minutes", type=float, help="train a model on DATASET/training first")
+    source.add_argument("--train", action="store_true", help="fit a model to DATASET/training first")
+    parser.add_argument("--streams", help="with --train: the evidence streams (default: the settings')")
     parser.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     parser.add_argument("--precision", choices=(*PRECISIONS, "both"), default="both")
     parser.add_argument(
@@ -234,13 +255,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         onnx_path, pt_path = tmp / "model.onnx", tmp / "model.pt"
-        if args.train_minutes is not None:
-            from service.commands.train import network_config
+        if args.train:
+            from models.fitting import FitConfig
+            from service.commands.train import detector_config
 
             started = time.perf_counter()
-            trained = train_on_dataset(
-                args.dataset, network_config(), TrainConfig(minutes=args.train_minutes, seed=args.seed)
-            )
+            trained = train_on_dataset(args.dataset, detector_config(args), FitConfig(seed=args.seed))
             results["training"] = {**trained.metadata["training"], "wall_s": time.perf_counter() - started}
             save_trained(trained, onnx_path)
             save_trained(trained, pt_path)
@@ -266,25 +286,27 @@ def main() -> int:
                     "version": detector.info.version,
                     "input": [detector.info.height, detector.info.width],
                     "history": detector.info.history,
+                    "streams": detector.info.streams,
                 },
             )
+            results.setdefault("flow_only_fps", measure_flow(detector, args))
             results["model"][f"onnx_bytes_{precision}"] = path.stat().st_size
-            measure_batches(results, runtime, detector.error_maps, detector.info, args)
+            measure_batches(results, runtime, detector.stream_maps, detector.info, args)
             if detector.bind_device is not None:  # the same session without I/O binding, for comparison
                 plain = OnnxDetector(detector.session, detector.info.metadata)
-                measure_batches(results, f"{runtime}_no_iobinding", plain.error_maps, detector.info, args)
-            outputs[precision] = detector.error_maps(random_clips(detector.info, 8))
+                measure_batches(results, f"{runtime}_no_iobinding", plain.stream_maps, detector.info, args)
+            outputs[precision] = detector.stream_maps(moving_clips(detector.info, 8))
         if len(outputs) == 2:
             results["fp16_max_abs_diff"] = float(np.abs(outputs["fp16"] - outputs["fp32"]).max())
         info = detector.info
         if args.device == "cpu" and pt_path.is_file():
             torch_detector = load_detector(pt_path, "cpu", args.threads)
-            measure_batches(results, "pytorch_cpu_fp32", torch_detector.error_maps, info, args)
-        elif args.device != "cpu" and torch.cuda.is_available():
+            measure_batches(results, "pytorch_cpu_fp32", torch_detector.stream_maps, info, args)
+        elif args.device != "cpu" and torch.cuda.is_available() and pt_path.is_file():
             for precision in precisions:
-                score, weights = torch_cuda_scorer(info, pt_path, precision)
-                results["pytorch_cuda_weights"] = weights
-                measure_batches(results, f"pytorch_cuda_{precision}", score, info, args)
+                measure_batches(
+                    results, f"pytorch_cuda_{precision}", torch_cuda_scorer(pt_path, precision), info, args
+                )
         if not args.no_eval:
             results["eval"] = {
                 precision: run_eval(args.dataset, path, args.device, args.threads)
@@ -324,11 +346,12 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| `vigil eval --model` wall, {precision}, {evaluation['frames']} frames | "
             f"{evaluation['process_wall_fps']:.0f} (incl. start-up and decoding) | |"
         )
+    for batch, fps in results.get("flow_only_fps", {}).items():
+        rows.append(f"| optical flow alone, batch {batch} | {fps:.0f} | |")
     training = results.get("training")
     if training:
         rows.append(
-            f"| training ({training['frames']} frames, {training['steps']} steps) | "
-            f"{training['seconds']:.0f} s | |"
+            f"| training from scratch ({training['frames']} frames) | {training['seconds']:.0f} s | |"
         )
     machine = results["machine"]
     gpu = f", {machine['gpus'][0]['name']}" if machine["gpus"] and results["device"] != "cpu" else ""

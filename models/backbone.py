@@ -65,12 +65,17 @@ def _depthwise(channels: int, stride: int) -> nn.Sequential:
 
 
 class MobileNetFeatures(nn.Module):
-    """MobileNetV2's `features[:blocks]`: grayscale [B, 1, H, W] in [0, 1] -> features [B, C, H/s, W/s]."""
+    """MobileNetV2's `features[:blocks]`: grayscale [B, 1, H, W] in [0, 1] -> features [B, C, H/s, W/s].
+
+    The input is gray, so the first convolution takes one channel: its RGB kernels and the ImageNet
+    normalization are folded into it (`fold_rgb_stem`), a third of the stem's work. Only the border
+    differs from MobileNetV2 on a gray RGB image (padding is black instead of the ImageNet mean).
+    """
 
     def __init__(self, blocks: int) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True))
+            nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True))
         ]
         channels = 32
         for expansion, out_channels, repeats, stride in STAGES:
@@ -86,14 +91,23 @@ class MobileNetFeatures(nn.Module):
         self.stride = 2 ** sum(
             1 for m in self.features.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)
         )
-        # grayscale to ImageNet-normalized RGB folded into one scale and shift
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / std, persistent=False)
-        self.register_buffer("shift", -mean / std, persistent=False)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
-        return self.features(gray * self.scale + self.shift)
+        return self.features(gray)
+
+
+def fold_rgb_stem(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision's MobileNetV2 weights for a gray input in [0, 1]: conv(norm(g, g, g)) = conv'(g) + b,
+    with conv' = sum over c of W_c / std_c and b = -sum of W_c * mean_c / std_c, the bias taken into the
+    batch norm's running mean (it directly follows)."""
+    weight = state["features.0.0.weight"]  # [32, 3, 3, 3]
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    folded = dict(state)
+    folded["features.0.0.weight"] = (weight / std).sum(1, keepdim=True)
+    bias = -(weight * mean / std).sum((1, 2, 3))
+    folded["features.0.1.running_mean"] = state["features.0.1.running_mean"] - bias
+    return folded
 
 
 def weights_path() -> Path:
@@ -125,7 +139,7 @@ def weights_path() -> Path:
 def pretrained_features(blocks: int) -> MobileNetFeatures:
     """MobileNetFeatures with ImageNet weights, frozen, in eval mode."""
     model = MobileNetFeatures(blocks)
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    state = fold_rgb_stem(torch.load(weights_path(), map_location="cpu", weights_only=True))
     own = {k: v for k, v in state.items() if k.startswith("features.")}
     missing, _ = model.load_state_dict(own, strict=False)
     if missing:

@@ -26,7 +26,7 @@ class FlowConfig:
     finest_scale: int = 1  # pyramid level the flow is refined down to (0: full resolution)
     patch_size: int = 8
     patch_stride: int = 4
-    descent_iterations: int = 8
+    descent_iterations: int = 4
     refinement_iterations: int = 2  # variational refinement: what makes the flow of small objects exact
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,3 +80,4 @@ def clip_speeds(clips: np.ndarray, config: FlowConfig) -> np.ndarray:
         _pool = ThreadPoolExecutor(max_workers=max(cv2.getNumberOfCPUs(), 1), thread_name_prefix="flow")
     pairs = [(clip[-1 - config.gap], clip[-1]) for clip in clips]
     return np.stack(list(_pool.map(lambda pair: flow_speed(*pair, config), pairs)))
+

@@ -118,12 +118,9 @@ class OnnxDetector(Detector):
         inputs = {INPUT_NAME: clips}
         if SPEED_INPUT in self.input_names:  # a graph without the motion stream has no speed input
             inputs[SPEED_INPUT] = clip_speeds(clips, self.flow)
-        if self.max_batch is None or len(clips) <= self.max_batch:
-            return self._run(inputs)
-        parts = range(0, len(clips), self.max_batch)
-        return np.concatenate(
-            [self._run({k: v[i : i + self.max_batch] for k, v in inputs.items()}) for i in parts]
-        )
+        step = self.max_batch or len(clips)
+        parts = range(0, len(clips), step)
+        return np.concatenate([self._run({k: v[i : i + step] for k, v in inputs.items()}) for i in parts])
 
     def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if self.bind_device is None:
@@ -391,6 +388,8 @@ def _load_onnx(
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # ONNX Runtime's threads would otherwise spin after each run, on the cores the optical flow needs next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session, asked = _start_session(path, options, choice.providers)
     in_use = session.get_providers()
     if in_use[0] != asked:  # ORT leaves out, with an error of its own, a provider it cannot create

@@ -43,7 +43,7 @@ from workers.redis_conn import EmbeddedRedis, connect  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 TARGET_P95_MS = 250.0
-WIDTH, HEIGHT = 192, 128  # the default analysis frame size
+WIDTH, HEIGHT = 360, 240  # the default analysis frame size
 CYCLE_S, ANOMALY_FROM_S, ANOMALY_TO_S = 6.0, 3.0, 5.0  # an object crosses the view in [3 s, 5 s) of every 6 s
 BACKGROUNDS = 16  # noisy backgrounds cycled through, so that no two consecutive frames are identical
 WORKER_START_TIMEOUT_S = 120.0

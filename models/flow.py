@@ -68,16 +68,20 @@ def clip_speeds(clips: np.ndarray, config: FlowConfig) -> np.ndarray:
     """float32 [B, H, W]: the speed map of each clip's last frame (uint8 clips [B, T, H, W], T > gap).
 
     Frames are computed in parallel threads, one frame a thread (OpenCV works outside the GIL), with
-    OpenCV's own threading turned off: on 2 cores that is 1.3x the throughput of OpenCV splitting
-    each frame, and a batch of several cameras' frames uses every core.
+    OpenCV's own threading turned off: on 2 cores that is 1.3x the throughput of OpenCV splitting each
+    frame, and a batch of several cameras' frames uses every core. A single frame (one camera) is split
+    by OpenCV instead.
     """
     global _pool
     if clips.shape[1] <= config.gap:
         raise ValueError(f"clips of {clips.shape[1]} frames have no frame {config.gap} before the last")
     clips = np.ascontiguousarray(clips, dtype=np.uint8)
-    if _pool is None:
-        cv2.setNumThreads(1)
-        _pool = ThreadPoolExecutor(max_workers=max(cv2.getNumberOfCPUs(), 1), thread_name_prefix="flow")
+    cores = max(cv2.getNumberOfCPUs(), 1)
     pairs = [(clip[-1 - config.gap], clip[-1]) for clip in clips]
+    if len(pairs) == 1:
+        cv2.setNumThreads(cores)
+        return flow_speed(*pairs[0], config)[None]
+    cv2.setNumThreads(1)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="flow")
     return np.stack(list(_pool.map(lambda pair: flow_speed(*pair, config), pairs)))
-

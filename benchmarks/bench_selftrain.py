@@ -1,0 +1,320 @@
+"""Self-improvement benchmark: `vigil eval --mode online|coldstart` on a dataset and on a site-changed copy
+of it, the precision of what each cycle mined (checked here against labels.json, which the loop never
+sees), and one retraining cycle over a 3000-frame window while inference runs beside it.
+
+    python benchmarks/bench_selftrain.py --model data/models/ped2.onnx          # MODEL.pt beside it
+    python benchmarks/bench_selftrain.py --model M.onnx --parts site-change cycle
+
+Parts:
+- online: the testing videos streamed from the one-class model (paper protocol: no harm expected);
+- site-change: the same on a copy whose testing frames look as if the camera was moved and re-lit
+  (zoom, shift, gamma, sensor noise; the copy is written to a temporary folder, training links back);
+- coldstart: no model and no labels; training and testing videos streamed in a seeded order;
+- cycle: one cycle over a 3000-frame window in a second process (the retraining worker's settings),
+  while this one scores frames as an inference worker would, alone and during the cycle.
+
+Writes benchmarks/results/selftrain-<machine>-<date>.json and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from models import data  # noqa: E402
+from models.pipeline import machine_info  # noqa: E402
+
+DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
+PARTS = ("online", "site-change", "coldstart", "cycle")
+EVAL_RUNNER = (
+    "import argparse, sys; from service.commands import eval as command; "
+    "parser = argparse.ArgumentParser(); command.register(parser.add_subparsers()); "
+    "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))"
+)
+# the site change: as if the camera was zoomed in, moved a little and re-lit, with a noisier sensor
+SITE_CHANGE = {"zoom": 1.10, "shift_y": 0.03, "shift_x": 0.02, "gamma": 0.7, "noise_sigma": 4.0, "seed": 0}
+
+
+def changed_copy(source: Path, target: Path, change: dict[str, float]) -> Path:
+    """DATASET with its testing frames transformed by `change`; training and labels link to the source."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "training").symlink_to((source / "training").resolve())
+    if (source / "labels.json").is_file():
+        (target / "labels.json").symlink_to((source / "labels.json").resolve())
+    rng = np.random.default_rng(int(change["seed"]))
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** change["gamma"], 0, 255).astype(np.uint8)
+    zoom = change["zoom"]
+    for video in data.list_videos(source, "testing"):
+        out = target / "testing" / video.name
+        out.mkdir(parents=True)
+        for frame in video.frames:
+            image = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
+            height, width = image.shape
+            warp = np.array(
+                [
+                    [zoom, 0.0, (1 - zoom) * width / 2 + change["shift_x"] * width],
+                    [0.0, zoom, (1 - zoom) * height / 2 + change["shift_y"] * height],
+                ]
+            )
+            image = cv2.warpAffine(
+                image, warp, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            )
+            noisy = lut[image].astype(np.float32) + rng.normal(0.0, change["noise_sigma"], image.shape)
+            cv2.imwrite(str(out / f"{frame.stem}.png"), np.clip(noisy, 0, 255).astype(np.uint8))
+    return target
+
+
+def run_eval(dataset: Path, work: Path, name: str, *arguments: str) -> dict[str, Any]:
+    """`vigil eval` in a fresh process; its JSON report, with the process wall time."""
+    report = work / f"{name}.json"
+    command = [sys.executable, "-c", EVAL_RUNNER, "eval", str(dataset), "--report", str(report), *arguments]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+    figures = json.loads(report.read_text())
+    figures["process_wall_s"] = time.perf_counter() - started
+    return figures
+
+
+def mining_precision(report: dict[str, Any], dataset: Path) -> list[dict[str, Any]]:
+    """Per cycle: how many frames were mined as normal / abnormal and the share that labels.json agrees
+    with (frames of training videos are normal)."""
+    testing = data.list_videos(dataset, "testing")
+    labels = data.load_labels(dataset, testing) or {}
+    out = []
+    for cycle in report.get("cycles", []):
+        row: dict[str, Any] = {"accepted": cycle["accepted"], "reason": cycle["reason"]}
+        for kind, want_abnormal in (("normal", False), ("abnormal", True)):
+            frames = cycle.get("mined_frames", {}).get(kind, [])
+            right = 0
+            for video, index in frames:
+                split, _, name = video.rpartition("/")
+                abnormal = split != "training" and bool(labels.get(name, np.zeros(0, bool))[index])
+                right += abnormal == want_abnormal
+            row[kind] = len(frames)
+            row[f"{kind}_precision"] = right / len(frames) if frames else None
+        row["seconds"] = cycle.get("seconds")
+        out.append(row)
+    return out
+
+
+def summary_of(report: dict[str, Any], dataset: Path) -> dict[str, Any]:
+    def auc(key: str) -> float | None:
+        metrics = report.get(key)
+        return metrics["micro_auc"] if metrics else None
+
+    return {
+        "start_micro_auc": auc("start_metrics"),
+        "streamed_micro_auc": auc("streamed_metrics"),
+        "final_micro_auc": auc("final_metrics"),
+        "cycles": mining_precision(report, dataset),
+        "wall_s": report["process_wall_s"],
+        "report": {
+            k: report[k] for k in ("start_metrics", "streamed_metrics", "final_metrics") if k in report
+        },
+    }
+
+
+# ---------------------------------------------------------------- one cycle beside inference
+def _cycle_process(model: str, dataset: str, frames: int, queue: Any) -> None:
+    """In a process of its own, as the retraining worker: one cycle over `frames` buffered frames."""
+    import torch
+
+    from models.online import OnlineConfig
+    from models.runtime import load_detector
+    from models.selftrain import Window, run_cycle
+    from workers.retrain import online_config
+    from workers.settings import get_settings
+
+    settings = get_settings()
+    torch.set_num_threads(max(settings.retrain.threads, 1))
+    config: OnlineConfig = online_config(settings)
+    weights = load_detector(Path(model).with_suffix(".pt"), "cpu", 1)
+    serving = load_detector(Path(model), "cpu", 1)
+    info = serving.info
+    videos = [data.read_video(v, info.height, info.width) for v in data.list_videos(Path(dataset), "testing")]
+    videos += [
+        data.read_video(v, info.height, info.width) for v in data.list_videos(Path(dataset), "training")
+    ]
+    stacked = np.concatenate(videos)[:frames]
+    segments = np.concatenate([np.full(len(v), i) for i, v in enumerate(videos)])[:frames]
+    queue.put(("started", time.time()))
+    started = time.perf_counter()
+    result = run_cycle(
+        weights.model, weights.info.metadata, serving, Window(stacked, segments), [], config.selftrain
+    )
+    queue.put(
+        (
+            "done",
+            {
+                "seconds": time.perf_counter() - started,
+                "accepted": result.accepted,
+                "reason": result.reason,
+                "mined": result.report.get("mined"),
+                "window_frames": len(stacked),
+            },
+        )
+    )
+
+
+def cycle_beside_inference(model: Path, dataset: Path, frames: int, cameras: int) -> dict[str, Any]:
+    """Inference throughput (frames/s, batches of `cameras` frames as the worker batches one frame of
+    each camera) alone, then while a cycle runs in another process."""
+    from models.runtime import load_detector
+    from workers.settings import get_settings
+
+    detector = load_detector(model, "cpu", get_settings().inference.threads)
+    info = detector.info
+    video = data.read_video(data.list_videos(dataset, "testing")[0], info.height, info.width)
+    clips = np.stack([video[t - info.history : t + 1] for t in range(info.history, info.history + cameras)])
+
+    def throughput(seconds: float) -> float:
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            detector.stream_maps(clips)
+            count += len(clips)
+        return count / (time.perf_counter() - started)
+
+    alone = throughput(20.0)
+    queue: Any = multiprocessing.get_context("spawn").Queue()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_cycle_process, args=(str(model), str(dataset), frames, queue)
+    )
+    process.start()
+    event, _ = queue.get(timeout=600)  # the child has read the window: the cycle starts
+    assert event == "started"
+    during: list[float] = []
+    result = None
+    while result is None:
+        during.append(throughput(10.0))
+        if not queue.empty():
+            _, result = queue.get()
+    process.join(60)
+    return {
+        "cameras": cameras,
+        "inference_fps_alone": alone,
+        "inference_fps_during_cycle": float(np.median(during)),
+        "inference_fps_during_cycle_min": float(min(during)),
+        "cycle": result,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", type=Path, required=True, help="one-class model (.onnx, MODEL.pt beside it)"
+    )
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cycle-frames", type=int, default=3000, help="window of the timed cycle")
+    parser.add_argument("--cameras", type=int, default=8, help="frames per inference batch while timing")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "dataset": str(args.dataset),
+        "model": str(args.model),
+        "parts": args.parts,
+        "seed": args.seed,
+    }
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        work = Path(tmp_dir)
+        model = ["--model", str(args.model), "--seed", str(args.seed)]
+        if "online" in args.parts:
+            results["online"] = summary_of(
+                run_eval(args.dataset, work, "online", "--mode", "online", *model), args.dataset
+            )
+        if "site-change" in args.parts:
+            copy = changed_copy(args.dataset, work / "changed", SITE_CHANGE)
+            unchanged = results.get("online", {}).get("start_micro_auc")
+            if unchanged is None:
+                unchanged = run_eval(args.dataset, work, "oneclass", *model)["metrics"]["micro_auc"]
+            changed = summary_of(run_eval(copy, work, "site-change", "--mode", "online", *model), copy)
+            cost = unchanged - changed["start_micro_auc"]
+            gain = changed["final_micro_auc"] - changed["start_micro_auc"]
+            results["site_change"] = {
+                "change": SITE_CHANGE,
+                "unchanged_start_micro_auc": unchanged,
+                **changed,
+                "cost_of_the_change": cost,
+                "won_back": gain,
+                "won_back_share": gain / cost if cost > 0 else None,
+            }
+        if "coldstart" in args.parts:
+            report = run_eval(
+                args.dataset, work, "coldstart", "--mode", "coldstart", "--seed", str(args.seed)
+            )
+            results["coldstart"] = summary_of(report, args.dataset)
+        if "cycle" in args.parts:
+            results["cycle"] = cycle_beside_inference(
+                args.model, args.dataset, args.cycle_frames, args.cameras
+            )
+    results["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    name = f"selftrain-{platform.node() or 'machine'}-{dt.date.today()}.json"
+    out = args.out or PROJECT_ROOT / "benchmarks" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(summary_table(results))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    rows = [
+        "| run | start | streamed | final | cycles accepted | mined normal / abnormal precision |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def figure(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "-"
+
+    for key in ("online", "site_change", "coldstart"):
+        if key not in results:
+            continue
+        run = results[key]
+        cycles = run["cycles"]
+        precisions = ", ".join(
+            f"{figure(c['normal_precision'])} / {figure(c['abnormal_precision'])}" for c in cycles
+        )
+        accepted = sum(1 for c in cycles if c["accepted"])
+        rows.append(
+            f"| {key} | {figure(run['start_micro_auc'])} | {figure(run['streamed_micro_auc'])} | "
+            f"{figure(run['final_micro_auc'])} | {accepted}/{len(cycles)} | {precisions} |"
+        )
+    if "site_change" in results:
+        change = results["site_change"]
+        rows.append(
+            f"\nsite change: cost {change['cost_of_the_change']:.4f} (from {change['unchanged_start_micro_auc']:.4f}), "
+            f"won back {change['won_back']:.4f} ({figure(change['won_back_share'])} of it)"
+        )
+    if "cycle" in results:
+        cycle = results["cycle"]
+        rows.append(
+            f"\ncycle over {cycle['cycle']['window_frames']} frames: {cycle['cycle']['seconds']:.0f} s "
+            f"({cycle['cycle']['reason']}); inference {cycle['inference_fps_alone']:.0f} frames/s alone, "
+            f"{cycle['inference_fps_during_cycle']:.0f} during it (min {cycle['inference_fps_during_cycle_min']:.0f})"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -238,10 +238,7 @@ def _appearance_scores(appearance: Any, features: torch.Tensor, patch: int) -> n
     out = []
     with torch.inference_mode():
         for start in range(0, len(features), BATCH):
-            distances = appearance.cell_distances(features[start : start + BATCH].float())[:, None]
-            maps = torch.nn.functional.interpolate(
-                distances, size=appearance.size, mode="bilinear", align_corners=False
-            )[:, 0]
+            maps = appearance.upsample(appearance.cell_distances(features[start : start + BATCH].float()))
             out.append(patch_max_scores(maps.numpy(), patch))
     return np.concatenate(out) if out else np.empty(0, np.float32)
 

@@ -83,9 +83,10 @@ class ClipSampler:
             clip[: self.history - keep + 1] = clip[self.history - keep]
         return clip
 
-    def paste_patch(self, clip: np.ndarray, include_current: bool = False) -> None:
+    def paste_patch(self, clip: np.ndarray, include_current: bool = False) -> tuple[int, int, int, int]:
         """A foreign patch moving through the past frames (clip[:-1]), the current frame staying normal (a
-        training input whose target is normal), or through every frame (a test anomaly)."""
+        training input whose target is normal), or through every frame (a test anomaly). Returns the
+        patch's box (top, left, height, width) in the last frame it was pasted into."""
         height, width = clip.shape[1:]
         rng = self.rng
         ph = int(rng.integers(height // 8, height // 3 + 1))
@@ -104,6 +105,7 @@ class ClipSampler:
             x = int(np.clip(x0 + speed[1] * k, 0, width - pw))
             region = clip[k, y : y + ph, x : x + pw].astype(np.float32)
             clip[k, y : y + ph, x : x + pw] = (mask * patch + (1 - mask) * region).astype(np.uint8)
+        return y, x, ph, pw
 
     def _foreign_texture(self, frame: np.ndarray, ph: int, pw: int) -> np.ndarray:
         """Scene content made unlike the scene: a crop rotated, rescaled and/or intensity-inverted."""

@@ -65,10 +65,12 @@ class ScoreCalibration:
         return cls(median=float(data["median"]), scale=float(data["scale"]))
 
     @classmethod
-    def fit(cls, raw_scores: np.ndarray) -> ScoreCalibration:
+    def fit(cls, raw_scores: np.ndarray, min_scale: float = 0.0) -> ScoreCalibration:
+        """From scores of normal footage; `min_scale`: a floor for the spread (of a bounded score that is
+        nearly constant on normal footage, whose z units would otherwise be tiny)."""
         median = float(np.median(raw_scores))
         scale = float(1.4826 * np.median(np.abs(raw_scores - median)))
-        return cls(median=median, scale=max(scale, 1e-6))
+        return cls(median=median, scale=max(scale, min_scale, 1e-6))
 
 
 IDENTITY = ScoreCalibration(0.0, 1.0)  # a stream without statistics (the motion baseline) scores as it is

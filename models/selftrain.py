@@ -17,6 +17,9 @@ A cycle, over a window of consecutive frames with the scores the service gave th
      mined frames; the masked cells (an anomaly, with a margin) never enter it;
    - prediction (when the detector has it): masked L1 fine-tuning of the U-Net, with replay of earlier
      normal clips and pseudo anomalies, bounded in steps and seconds;
+   - ordinal (added once operators have labelled an anomaly): the scoring head, one more round of
+     self-trained ordinal regression on the cycle's pseudo labels and the operators' labels
+     (models/feedback.py);
    then each stream's statistics refitted on one half of the held-out normal runs;
 4. validation against the model in service on the other half and on the mined anomalies: the candidate
    must not score held-out normal frames worse, must still set the mined anomalies apart from them, and
@@ -38,6 +41,7 @@ import torch
 from torch.nn import functional as F
 
 from models.detector import Detector
+from models.feedback import OrdinalConfig, cell_examples, train_ordinal, with_ordinal
 from models.fitting import coreset, frame_features
 from models.flow import clip_speeds
 from models.mining import (
@@ -49,10 +53,10 @@ from models.mining import (
     runs_within_segments,
 )
 from models.pseudo import ClipSampler, PseudoAnomalyConfig
-from models.runtime import TorchDetector, model_kind
+from models.runtime import TorchDetector, model_kind, model_metadata
 from models.scoring import ScoreCalibration, ScorerConfig, combined_scores, score_of_z, stream_patch_scores
 from models.stream import anomaly_maps, padded_clips, raw_scores
-from models.streams import DetectorNet
+from models.streams import STREAM_MIN_SCALE, DetectorNet
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,9 @@ class SelfTrainConfig:
     replay_share: float = 0.5  # of each batch, clips of earlier normal footage (when there is some)
     normal_tolerance: float = 0.25  # z units the held-out normal frames may score higher than before
     separation_ratio: float = 0.9  # anomalies must stand out at least this much as before
+    # the ordinal scoring head: added once operators have labelled an anomaly (or always, or never)
+    ordinal_head: Literal["labels", "always", "never"] = "labels"
+    ordinal: OrdinalConfig = field(default_factory=OrdinalConfig)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -342,7 +349,8 @@ def refit_statistics(
 ) -> dict[str, Any]:
     """The candidate's stream statistics and calibration, refitted on held-out normal `frames` of the window.
 
-    Each stream's statistics are blended from the parent's (as `prior_frames` frames) and the frames'. The
+    Each stream's statistics are blended from the parent's (as `prior_frames` frames) and the frames'
+    (those of a stream new in the candidate are the frames'). The
     calibration keeps the spread blended the same way, and is shifted so that the frames score the same
     z under the candidate as under the model in service: a swap does not move the score of the site's
     normal footage (nor the meaning of the alert threshold), while what the candidate sets apart better
@@ -358,10 +366,16 @@ def refit_statistics(
             for i in range(0, len(clips), BATCH)
         ]
     )
-    stats = [
-        _blend(old, ScoreCalibration.fit(patch[:, index]), prior_frames, len(frames))
-        for index, old in enumerate(info.stream_stats)
-    ]
+    parent = info.metadata.get("stream_stats") or {}
+    stats = []
+    for index, name in enumerate(info.streams):
+        fitted = ScoreCalibration.fit(patch[:, index], STREAM_MIN_SCALE.get(name, 0.0))
+        # a stream new in this cycle (the ordinal head) has no statistics to blend with
+        stats.append(
+            _blend(ScoreCalibration.from_dict(parent[name]), fitted, prior_frames, len(frames))
+            if name in parent
+            else fitted
+        )
     raw = combined_scores(patch, stats)
     old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
     scale = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames)).scale
@@ -478,7 +492,8 @@ def run_cycle(
         "policy": config.policy,
         "parent": metadata["version"],
     }
-    mined = mine(window, window_evidence(current, window), config, eta_s)
+    evidence = window_evidence(current, window)
+    mined = mine(window, evidence, config, eta_s)
     report["mined"] = mined.counts()
     report["mask_reference"] = mined.reference_scale
     report["mining_s"] = round(time.monotonic() - started, 2)
@@ -490,6 +505,11 @@ def run_cycle(
         report["seconds"] = round(time.monotonic() - started, 2)
         return CycleResult(False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal)
     candidate = copy.deepcopy(model).eval()
+    labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
+    if candidate.appearance is not None and (
+        config.ordinal_head == "always" or (config.ordinal_head == "labels" and labelled_anomalies)
+    ):
+        candidate = with_ordinal(candidate)
     adaptation: dict[str, Any] = {}
     if candidate.motion is not None:
         _adapt_motion(candidate, window, mined, config)
@@ -497,12 +517,16 @@ def run_cycle(
         adaptation["cells_offered"] = _adapt_appearance(candidate, window, mined, config, rng)
     if candidate.prediction is not None:
         adaptation["prediction"] = _fine_tune_prediction(candidate, window, mined, replay, config, rng)
+    if candidate.ordinal is not None:
+        examples = cell_examples(candidate, window, mined, evidence.maps, config.ordinal, rng)
+        adaptation["ordinal"] = train_ordinal(candidate, examples, config.ordinal)
     report["training"] = adaptation
     version = new_version(list(candidate.config.streams))
     report["candidate"] = version
-    draft = TorchDetector(candidate, metadata)
+    structure = {**metadata, **model_metadata(candidate.config, {})}  # streams may have grown
+    draft = TorchDetector(candidate, structure)
     candidate_metadata = {
-        **metadata,
+        **structure,
         **refit_statistics(draft, current, window, mined.calibration, config.prior_frames),
         "version": version,
         "parent": metadata["version"],

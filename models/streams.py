@@ -8,6 +8,10 @@
 - prediction: the error of a U-Net predicting the frame from the past ones (models/network.py), trained
   with pseudo anomalies it must not reproduce; optional (it measured no gain over the two above, at
   twice their cost).
+- ordinal: a small scoring head over each cell's appearance features, its speed above normal and its
+  place in the view, giving its degree of anomaly in [0, 1] (self-trained ordinal regression: trained by
+  the retraining worker on pseudo labels and operators' labels, models/feedback.py); it needs the
+  appearance stream, and starts out silent.
 
 `DetectorNet` runs the selected streams on a batch of clips and the speed maps of their last frames and
 returns one map per stream; models/scoring.py turns them into frame scores and one anomaly map. The whole
@@ -27,9 +31,12 @@ from models.backbone import MobileNetFeatures
 from models.flow import FlowConfig
 from models.network import FramePredictor, NetworkConfig
 
-STREAMS = ("motion", "appearance", "prediction")
+STREAMS = ("motion", "appearance", "prediction", "ordinal")
 DEFAULT_STREAMS = ("motion", "appearance")
 BANK_CHUNK = 512  # memory cells compared at a time: bounds the distance matrix a batch needs
+# the least spread of a stream's statistics: the ordinal head's degree is nearly 0 on normal footage,
+# and a rise to 1 is worth 20 z units, not thousands
+STREAM_MIN_SCALE = {"ordinal": 0.05}
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ class DetectorConfig:
             raise ValueError(f"streams must be distinct names among {', '.join(STREAMS)}, not {self.streams}")
         if "prediction" in self.streams and self.predictor is None:
             raise ValueError("the prediction stream needs a predictor network")
+        if "ordinal" in self.streams and "appearance" not in self.streams:
+            raise ValueError("the ordinal stream scores the appearance stream's features: add appearance")
         if self.height % 8 or self.width % 8:
             raise ValueError(f"input {self.height}x{self.width} must have sides divisible by 8")
 
@@ -104,24 +113,31 @@ class AppearanceStream(nn.Module):
 
     The memory is kept as [C + 1, M]: -2 * cells^T with the cells' squared norms as the last row, so
     that one matrix product of the queries (with a 1 appended) gives |b|^2 - 2 q.b for every pair and
-    the nearest cell is its minimum plus |q|^2.
+    the nearest cell is its minimum plus |q|^2. Cells and queries are taken relative to the memory's
+    mean: the features are all positive, and without it |q|^2 and |b|^2 would dwarf the distances
+    (digits lost to cancellation, more so in fp16).
     """
 
     def __init__(self, blocks: int, bank_size: int, height: int, width: int) -> None:
         super().__init__()
         self.backbone = MobileNetFeatures(blocks)
         self.size = (height, width)
-        self.register_buffer("memory", torch.zeros(self.backbone.out_channels + 1, bank_size))
+        channels = self.backbone.out_channels
+        self.register_buffer("memory", torch.zeros(channels + 1, bank_size))
+        self.register_buffer("center", torch.zeros(channels))
 
     @property
     def cells(self) -> torch.Tensor:
         """[M, C] the remembered normal cells."""
-        return self.memory[:-1].t() * -0.5
+        return self.memory[:-1].t() * -0.5 + self.center
 
     def set_bank(self, cells: torch.Tensor) -> None:
         if cells.shape != self.cells.shape:
             raise ValueError(f"bank of shape {tuple(cells.shape)} != {tuple(self.cells.shape)}")
-        self.memory.copy_(torch.cat([-2.0 * cells.t(), (cells * cells).sum(1)[None]]))
+        center = cells.mean(0)
+        relative = cells - center
+        self.center.copy_(center)
+        self.memory.copy_(torch.cat([-2.0 * relative.t(), (relative * relative).sum(1)[None]]))
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] cell features."""
@@ -130,7 +146,7 @@ class AppearanceStream(nn.Module):
     def cell_distances(self, features: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] -> [B, h, w] Euclidean distance to the nearest remembered cell."""
         batch, channels, height, width = features.shape
-        queries = features.permute(0, 2, 3, 1).reshape(-1, channels)
+        queries = features.permute(0, 2, 3, 1).reshape(-1, channels) - self.center
         augmented = torch.cat([queries, torch.ones_like(queries[:, :1])], dim=1)
         nearest = None
         for memory in self.memory.split(BANK_CHUNK, dim=1):
@@ -140,9 +156,44 @@ class AppearanceStream(nn.Module):
         squared = nearest + (queries * queries).sum(1)
         return squared.clamp(min=0.0).sqrt().reshape(batch, height, width)
 
+    def upsample(self, cells: torch.Tensor) -> torch.Tensor:
+        """[B, h, w] cell values -> [B, H, W] at the view's resolution."""
+        return F.interpolate(cells[:, None], size=self.size, mode="bilinear", align_corners=False)[:, 0]
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        distances = self.cell_distances(self.features(frames))[:, None]
-        return F.interpolate(distances, size=self.size, mode="bilinear", align_corners=False)[:, 0]
+        return self.upsample(self.cell_distances(self.features(frames)))
+
+
+class OrdinalHead(nn.Module):
+    """(cell features [B, C, h, w], cell speed above normal [B, h, w]) -> anomaly degree [B, h, w] in [0, 1].
+
+    Inputs besides the features: the speed (an anomaly is often what moves unlike the rest) and the
+    cell's position (a place where a false alarm keeps coming back can be learned as normal there).
+    The last layer starts at zero with a low bias: an untrained head says "normal" everywhere.
+    """
+
+    SILENT_BIAS = -6.0
+
+    def __init__(self, channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels + 3, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 1, 1)
+        )
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.constant_(self.net[2].bias, self.SILENT_BIAS)
+
+    def inputs(self, features: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = features.shape
+        ys = torch.linspace(-1.0, 1.0, height, device=features.device).view(1, 1, height, 1)
+        xs = torch.linspace(-1.0, 1.0, width, device=features.device).view(1, 1, 1, width)
+        position = torch.cat([ys.expand(batch, 1, height, width), xs.expand(batch, 1, height, width)], dim=1)
+        return torch.cat([features, speed[:, None], position], dim=1)
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(inputs)[:, 0]
+
+    def forward(self, features: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(self.inputs(features, speed)))
 
 
 class DetectorNet(nn.Module):
@@ -162,15 +213,30 @@ class DetectorNet(nn.Module):
             if "prediction" in config.streams and config.predictor is not None
             else None
         )
+        self.ordinal = (
+            OrdinalHead(self.appearance.backbone.out_channels)
+            if "ordinal" in config.streams and self.appearance is not None
+            else None
+        )
 
-    def stream(self, name: str, clips: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
-        if name == "motion" and self.motion is not None:
-            return self.motion(speed)
-        if name == "appearance" and self.appearance is not None:
-            return self.appearance(clips[:, -1:].float() / 255.0)
-        if name == "prediction" and self.prediction is not None:
-            return self.prediction(clips[:, -(self.prediction.config.history + 1) :])
-        raise ValueError(f"no {name} stream in this detector")
+    def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
+        """[B, h, w]: the speed above normal, averaged over each appearance cell (zero without motion)."""
+        assert self.appearance is not None
+        stride = self.appearance.backbone.stride  # a static kernel: the cell grid is the view / stride
+        if self.motion is None:
+            return torch.zeros(speed.shape[0], speed.shape[1] // stride, speed.shape[2] // stride)
+        return F.avg_pool2d(self.motion(speed)[:, None], stride)[:, 0]
 
     def forward(self, clips: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.stream(name, clips, speed) for name in self.config.streams], dim=1)
+        maps: dict[str, torch.Tensor] = {}
+        if self.motion is not None:
+            maps["motion"] = self.motion(speed)
+        if self.appearance is not None:
+            features = self.appearance.features(clips[:, -1:].float() / 255.0)
+            maps["appearance"] = self.appearance.upsample(self.appearance.cell_distances(features))
+            if self.ordinal is not None:
+                degree = self.ordinal(features, self.cell_speed(speed))
+                maps["ordinal"] = self.appearance.upsample(degree)
+        if self.prediction is not None:
+            maps["prediction"] = self.prediction(clips[:, -(self.prediction.config.history + 1) :])
+        return torch.stack([maps[name] for name in self.config.streams], dim=1)

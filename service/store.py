@@ -50,9 +50,25 @@ class AlertPage:
     next_position: AlertPosition | None
 
 
+def with_categories(client: redis.Redis, alerts: list[Alert]) -> list[Alert]:
+    """The alerts with the category the retraining worker recorded (an operator's, else predicted)."""
+    if not alerts:
+        return alerts
+    recorded = client.hmget(keys.ALERT_CATEGORIES, [alert.id for alert in alerts])
+    out = []
+    for alert, raw in zip(alerts, recorded, strict=True):
+        if raw is not None:
+            category = keys.AlertCategory.model_validate_json(raw)
+            alert = alert.model_copy(
+                update={"category": category.category, "category_confidence": category.confidence}
+            )
+        out.append(alert)
+    return out
+
+
 def get_alert(client: redis.Redis, alert_id: str) -> Alert | None:
     raw = client.hget(keys.ALERTS, alert_id)
-    return Alert.model_validate_json(raw) if raw is not None else None
+    return with_categories(client, [Alert.model_validate_json(raw)])[0] if raw is not None else None
 
 
 def list_alerts(
@@ -102,7 +118,7 @@ def list_alerts(
                 found.append((score, alert))
     page = found[:limit]
     next_position = AlertPosition(page[-1][0], page[-1][1].id) if len(found) > limit else None
-    return AlertPage([alert for _, alert in page], next_position)
+    return AlertPage(with_categories(client, [alert for _, alert in page]), next_position)
 
 
 # ---------------------------------------------------------------- alert events

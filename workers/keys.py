@@ -232,7 +232,10 @@ class Alert(BaseModel):
     peak_seq: int
     peak_ts: float
     model: str
-    category: str | None = None
+    category: str | None = Field(
+        None, description="Event type: the operator's label, else the category head's prediction ('unknown')."
+    )
+    category_confidence: float | None = Field(None, description="1 for an operator's label.")
     updated_ts: float = Field(default_factory=now)
 
 
@@ -288,6 +291,26 @@ class RetrainCycle(BaseModel):
     parent: str | None = None
     mined: dict[str, int] = Field(default_factory=dict)
     report: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---- event categories (written by the retraining worker, merged into alerts by the API)
+ALERT_DESCRIPTORS = f"{PREFIX}:alerts:descriptors"  # hash: alert id -> AlertDescriptor JSON
+ALERT_CATEGORIES = f"{PREFIX}:alerts:categories"  # hash: alert id -> AlertCategory JSON
+
+
+class AlertDescriptor(BaseModel):
+    """The detector's view of an alert's peak frame, what its category is predicted from."""
+
+    model: str
+    vector: list[float]
+
+
+class AlertCategory(BaseModel):
+    category: str = Field(description="An operator's label, a predicted category, or 'unknown'.")
+    confidence: float
+    source: Literal["operator", "predicted"]
+    examples: int = Field(0, description="Labelled alerts the prediction learned from.")
+    ts: float = Field(default_factory=now)
 
 
 # ---- operator feedback labels

@@ -22,9 +22,10 @@ import redis
 from models.mining import MiningParams
 from models.motion import MotionBaseline
 from models.online import OnlineConfig, SelfTrainer, concat_windows
-from models.runtime import InvalidModelError, load_detector
+from models.runtime import InvalidModelError, TorchDetector, load_detector
 from models.selftrain import CycleResult, SelfTrainConfig, Window
 from workers import keys, model_registry
+from workers.alert_categories import categorize_alerts, describe_new_alerts
 from workers.cameras import list_cameras
 from workers.labels import frame_labels
 from workers.process import WorkerProcess
@@ -51,6 +52,7 @@ def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
         steps=settings.steps,
         max_seconds=settings.max_seconds,
         prior_frames=settings.prior_frames,
+        ordinal_head=settings.ordinal_head,
         seed=seed,
     )
     return OnlineConfig(
@@ -112,6 +114,21 @@ def read_window(
     return CameraWindow(camera, window, int(seq[-1]), int((seq > cursor).sum()))
 
 
+def new_scored_frames(client: redis.Redis, camera: str, cursor: int, batch: int = 500) -> int:
+    """How many of a camera's buffered scores are for frames after `cursor` (read newest first, a few
+    hundred small entries at a time, until the cursor is reached)."""
+    count, upper = 0, "+"
+    while True:
+        entries = client.xrevrange(keys.scores_stream(camera), max=upper, count=batch)
+        for _, fields in entries:
+            if keys.ScoreMessage.from_fields(fields).seq <= cursor:
+                return count
+            count += 1
+        if len(entries) < batch:
+            return count
+        upper = f"({entries[-1][0].decode()}"
+
+
 class RetrainWorker(WorkerProcess):
     role = "retrain"
 
@@ -122,6 +139,7 @@ class RetrainWorker(WorkerProcess):
         self.reason = ""
         self.trainer: SelfTrainer | None = None
         self.last_cycle: keys.RetrainCycle | None = None
+        self._labels_seen: bytes | None = None
 
     def setup(self) -> None:
         import torch
@@ -163,27 +181,50 @@ class RetrainWorker(WorkerProcess):
         if not cameras:
             self._set_state("idle", "no cameras")
             return
-        windows = self._windows(cameras)
-        total = sum(len(w.window) for w in windows)
-        new = sum(w.new_frames for w in windows)
         if self.trainer.model is None:
-            if total < settings.coldstart_frames:
+            per_camera = self._per_camera(cameras)
+            buffered = sum(min(int(self.redis.xlen(keys.scores_stream(c))), per_camera) for c in cameras)
+            if buffered < settings.coldstart_frames:
                 self._set_state(
-                    "waiting", f"cold start after {settings.coldstart_frames} frames ({total} buffered)"
+                    "waiting", f"cold start after {settings.coldstart_frames} frames ({buffered} scored)"
                 )
                 return
             self._set_state("training", "cold start: a first model from the cameras' own frames")
+            windows = self._windows(cameras)
             result = self.trainer.cold_start(
                 concat_windows([w.window for w in windows]), self.trainer.config.detector, self._baseline()
             )
             self._finish(windows, result, origin="cold_start", parent=None)
-        elif new >= settings.cycle_frames:
-            self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
-            parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-            result = self.trainer.cycle(concat_windows([w.window for w in windows]))
-            self._finish(windows, result, origin="self_training", parent=parent)
-        else:
+            return
+        self._categorize()
+        cursors = {k.decode(): int(v) for k, v in self.redis.hgetall(keys.RETRAIN_CURSOR).items()}
+        new = sum(new_scored_frames(self.redis, camera, cursors.get(camera, -1)) for camera in cameras)
+        if new < settings.cycle_frames:
             self._set_state("waiting", f"next cycle after {settings.cycle_frames} new frames ({new} so far)")
+            return
+        windows = self._windows(cameras)
+        total = sum(len(w.window) for w in windows)
+        self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
+        parent = self.trainer.metadata["version"] if self.trainer.metadata else None
+        result = self.trainer.cycle(concat_windows([w.window for w in windows]))
+        self._finish(windows, result, origin="self_training", parent=parent)
+
+    def _categorize(self) -> None:
+        """Descriptors of new alerts, and their categories once operators have named some."""
+        assert (
+            self.trainer is not None and self.trainer.model is not None and self.trainer.metadata is not None
+        )
+        if self.trainer.model.appearance is None:
+            return
+        detector = TorchDetector(self.trainer.model, self.trainer.metadata)
+        if describe_new_alerts(self.redis, detector) or self._labels_changed():
+            categorize_alerts(self.redis)
+
+    def _labels_changed(self) -> bool:
+        newest = self.redis.get(keys.FEEDBACK_LABEL_COUNTER)
+        changed = newest != self._labels_seen
+        self._labels_seen = newest
+        return changed
 
     def _baseline(self) -> MotionBaseline:
         """What inference workers score with while the site has no model."""
@@ -216,9 +257,12 @@ class RetrainWorker(WorkerProcess):
         self.event("following_model", model=current.version)
         return True
 
+    def _per_camera(self, cameras: list[str]) -> int:
+        return max(self.settings.retrain.window_frames // len(cameras), 1)
+
     def _windows(self, cameras: list[str]) -> list[CameraWindow]:
         assert self.trainer is not None
-        per_camera = max(self.settings.retrain.window_frames // len(cameras), 1)
+        per_camera = self._per_camera(cameras)
         metadata = self.trainer.metadata
         height = int(metadata["height"]) if metadata else self.settings.analysis.height
         width = int(metadata["width"]) if metadata else self.settings.analysis.width

@@ -122,6 +122,10 @@ class RetrainSettings(BaseModel):
     adaptive_threshold: bool = Field(
         True, description="Alert/mining threshold from the models' consensus once it settles."
     )
+    ordinal_head: Literal["labels", "always", "never"] = Field(
+        "labels",
+        description="The ordinal scoring head: added once operators label an anomaly, always, or never.",
+    )
     threads: int = Field(1, ge=0, description="PyTorch threads of the retraining worker (0: all cores).")
 
 

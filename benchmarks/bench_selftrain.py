@@ -10,8 +10,9 @@ Parts:
 - site-change: the same on a copy whose testing frames look as if the camera was moved and re-lit
   (zoom, shift, gamma, sensor noise; the copy is written to a temporary folder, training links back);
 - coldstart: no model and no labels; training and testing videos streamed in a seeded order;
-- cycle: one cycle over a 3000-frame window in a second process (the retraining worker's settings),
-  while this one scores frames as an inference worker would, alone and during the cycle.
+- cycle: one cycle over a 3000-frame window in a second process (the retraining worker's settings and
+  priority), while this one scores frames as an inference worker serving 6 cameras at 10 fps would:
+  the frames/s it achieves and how late its batches finish, alone and during the cycle.
 
 Writes benchmarks/results/selftrain-<machine>-<date>.json and prints a summary.
 """
@@ -138,11 +139,12 @@ def _cycle_process(model: str, dataset: str, frames: int, queue: Any) -> None:
     from models.online import OnlineConfig
     from models.runtime import load_detector
     from models.selftrain import Window, run_cycle
-    from workers.retrain import online_config
+    from workers.retrain import online_config, yield_cpu_to_inference
     from workers.settings import get_settings
 
     settings = get_settings()
     torch.set_num_threads(max(settings.retrain.threads, 1))
+    yield_cpu_to_inference(settings)
     config: OnlineConfig = online_config(settings)
     weights = load_detector(Path(model).with_suffix(".pt"), "cpu", 1)
     serving = load_detector(Path(model), "cpu", 1)
@@ -172,9 +174,12 @@ def _cycle_process(model: str, dataset: str, frames: int, queue: Any) -> None:
     )
 
 
-def cycle_beside_inference(model: Path, dataset: Path, frames: int, cameras: int) -> dict[str, Any]:
-    """Inference throughput (frames/s, batches of `cameras` frames as the worker batches one frame of
-    each camera) alone, then while a cycle runs in another process."""
+def cycle_beside_inference(
+    model: Path, dataset: Path, frames: int, cameras: int, fps: float
+) -> dict[str, Any]:
+    """Inference as a worker serving `cameras` cameras at `fps` (a batch of one frame of each camera every
+    1/fps s): its capacity alone, then the frames/s it achieves and how late its batches finish, alone
+    and while a cycle runs in another process."""
     from models.runtime import load_detector
     from workers.settings import get_settings
 
@@ -183,14 +188,29 @@ def cycle_beside_inference(model: Path, dataset: Path, frames: int, cameras: int
     video = data.read_video(data.list_videos(dataset, "testing")[0], info.height, info.width)
     clips = np.stack([video[t - info.history : t + 1] for t in range(info.history, info.history + cameras)])
 
-    def throughput(seconds: float) -> float:
+    def capacity(seconds: float) -> float:
         count, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             detector.stream_maps(clips)
             count += len(clips)
         return count / (time.perf_counter() - started)
 
-    alone = throughput(20.0)
+    def paced(seconds: float) -> tuple[float, list[float]]:
+        """Frames/s achieved at the cameras' rate and each batch's delay past its due time (s)."""
+        period, count, delays = 1.0 / fps, 0, []
+        started = due = time.perf_counter()
+        while due - started < seconds:
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            detector.stream_maps(clips)
+            count += len(clips)
+            delays.append(time.perf_counter() - due)
+            due += period
+        return count / (time.perf_counter() - started), delays
+
+    alone_capacity = capacity(20.0)
+    alone_fps, alone_delays = paced(20.0)
     queue: Any = multiprocessing.get_context("spawn").Queue()
     process = multiprocessing.get_context("spawn").Process(
         target=_cycle_process, args=(str(model), str(dataset), frames, queue)
@@ -198,18 +218,27 @@ def cycle_beside_inference(model: Path, dataset: Path, frames: int, cameras: int
     process.start()
     event, _ = queue.get(timeout=600)  # the child has read the window: the cycle starts
     assert event == "started"
-    during: list[float] = []
+    during_fps: list[float] = []
+    during_delays: list[float] = []
     result = None
     while result is None:
-        during.append(throughput(10.0))
+        achieved, delays = paced(10.0)
+        during_fps.append(achieved)
+        during_delays += delays
         if not queue.empty():
             _, result = queue.get()
     process.join(60)
     return {
         "cameras": cameras,
-        "inference_fps_alone": alone,
-        "inference_fps_during_cycle": float(np.median(during)),
-        "inference_fps_during_cycle_min": float(min(during)),
+        "camera_fps": fps,
+        "demand_fps": cameras * fps,
+        "inference_capacity_fps_alone": alone_capacity,
+        "inference_fps_alone": alone_fps,
+        "batch_delay_s_p95_alone": float(np.percentile(alone_delays, 95)),
+        "inference_fps_during_cycle": float(np.median(during_fps)),
+        "inference_fps_during_cycle_min": float(min(during_fps)),
+        "batch_delay_s_p95_during_cycle": float(np.percentile(during_delays, 95)),
+        "batch_delay_s_max_during_cycle": float(max(during_delays)),
         "cycle": result,
     }
 
@@ -225,7 +254,8 @@ def main() -> int:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cycle-frames", type=int, default=3000, help="window of the timed cycle")
-    parser.add_argument("--cameras", type=int, default=8, help="frames per inference batch while timing")
+    parser.add_argument("--cameras", type=int, default=6, help="cameras the timed inference serves")
+    parser.add_argument("--camera-fps", type=float, default=10.0, help="frames/s of each of those cameras")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -265,7 +295,7 @@ def main() -> int:
             results["coldstart"] = summary_of(report, args.dataset)
         if "cycle" in args.parts:
             results["cycle"] = cycle_beside_inference(
-                args.model, args.dataset, args.cycle_frames, args.cameras
+                args.model, args.dataset, args.cycle_frames, args.cameras, args.camera_fps
             )
     results["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     name = f"selftrain-{platform.node() or 'machine'}-{dt.date.today()}.json"
@@ -309,8 +339,12 @@ def summary_table(results: dict[str, Any]) -> str:
         cycle = results["cycle"]
         rows.append(
             f"\ncycle over {cycle['cycle']['window_frames']} frames: {cycle['cycle']['seconds']:.0f} s "
-            f"({cycle['cycle']['reason']}); inference {cycle['inference_fps_alone']:.0f} frames/s alone, "
-            f"{cycle['inference_fps_during_cycle']:.0f} during it (min {cycle['inference_fps_during_cycle_min']:.0f})"
+            f"({cycle['cycle']['reason']}); inference for {cycle['cameras']} cameras at "
+            f"{cycle['camera_fps']:g} fps ({cycle['demand_fps']:g} frames/s; capacity alone "
+            f"{cycle['inference_capacity_fps_alone']:.0f}): {cycle['inference_fps_alone']:.1f} frames/s alone, "
+            f"{cycle['inference_fps_during_cycle']:.1f} during it (min {cycle['inference_fps_during_cycle_min']:.1f}), "
+            f"batch delay p95 {cycle['batch_delay_s_p95_alone'] * 1000:.0f} ms alone, "
+            f"{cycle['batch_delay_s_p95_during_cycle'] * 1000:.0f} ms during it"
         )
     return "\n".join(rows)
 

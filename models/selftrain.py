@@ -346,7 +346,7 @@ def _blend(old: ScoreCalibration, new: ScoreCalibration, prior: float, count: in
 
 def refit_statistics(
     candidate: TorchDetector, current: Detector, window: Window, frames: np.ndarray, prior_frames: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], ScoreCalibration]:
     """The candidate's stream statistics and calibration, refitted on held-out normal `frames` of the window.
 
     Each stream's statistics are blended from the parent's (as `prior_frames` frames) and the frames'
@@ -354,11 +354,14 @@ def refit_statistics(
     calibration keeps the spread blended the same way, and is shifted so that the frames score the same
     z under the candidate as under the model in service: a swap does not move the score of the site's
     normal footage (nor the meaning of the alert threshold), while what the candidate sets apart better
-    scores higher.
+    scores higher. Also returns the calibration before that shift (blended like the spread): the frame of
+    reference in which validation compares the two models on normal frames.
     """
     info = candidate.info
+    old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
     if len(frames) == 0:
-        return {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
+        kept = {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
+        return kept, old_calibration
     clips = window.clips(frames, info.history)
     patch = np.concatenate(
         [
@@ -377,14 +380,16 @@ def refit_statistics(
             else fitted
         )
     raw = combined_scores(patch, stats)
-    old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
-    scale = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames)).scale
+    blended = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames))
     served_z = float(np.median(_z(current, _raw(current, clips))))
-    calibration = ScoreCalibration(median=float(np.median(raw)) - served_z * scale, scale=scale)
-    return {
+    calibration = ScoreCalibration(
+        median=float(np.median(raw)) - served_z * blended.scale, scale=blended.scale
+    )
+    refitted = {
         "stream_stats": {name: stat.to_dict() for name, stat in zip(info.streams, stats, strict=True)},
         "calibration": calibration.to_dict(),
     }
+    return refitted, blended
 
 
 # ---------------------------------------------------------------- validation
@@ -403,20 +408,28 @@ def _raw(detector: Detector, clips: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 
 
-def _z(detector: Detector, raw: np.ndarray) -> np.ndarray:
-    calibration = ScoreCalibration.from_dict(detector.info.metadata["calibration"])
+def _z(detector: Detector, raw: np.ndarray, calibration: ScoreCalibration | None = None) -> np.ndarray:
+    calibration = calibration or ScoreCalibration.from_dict(detector.info.metadata["calibration"])
     return (raw - calibration.median) / calibration.scale
 
 
 def validate(
-    current: Detector, candidate: Detector, window: Window, mined: MinedSet, config: SelfTrainConfig
+    current: Detector,
+    candidate: Detector,
+    window: Window,
+    mined: MinedSet,
+    config: SelfTrainConfig,
+    normal_reference: ScoreCalibration | None = None,
 ) -> Validation:
     """The candidate against the model in service on held-out mined normal frames, on the mined anomalies
     and on pseudo anomalies pasted into the held-out frames.
 
-    Scores are compared as each model's own robust z-scores (its calibration), the scale alerts are raised
-    on. Rejected: non-finite output, held-out normal frames scored higher by more than `normal_tolerance`,
-    mined or pseudo anomalies set apart from them less than `separation_ratio` times as well as before.
+    Scores are compared as each model's own robust z-scores, the scale alerts are raised on. The held-out
+    normal frames' level is compared in `normal_reference` (the candidate's calibration before the shift
+    that keeps normal scores continuous across a swap, see refit_statistics; that shift would make the
+    levels equal by construction). Rejected: non-finite output, held-out normal frames scored higher by
+    more than `normal_tolerance`, mined or pseudo anomalies set apart from them less than
+    `separation_ratio` times as well as before.
     """
     history = current.info.history
     clips = window.clips(mined.validation, history)
@@ -429,12 +442,14 @@ def validate(
     anomalies = window.clips(abnormal[:: max(1, len(abnormal) // 200)], history)
     metrics: dict[str, float] = {}
     for name, detector in (("current", current), ("candidate", candidate)):
-        normal_z = _z(detector, _raw(detector, clips))
+        normal_raw = _raw(detector, clips)
+        normal_z = _z(detector, normal_raw)
         pseudo_z = _z(detector, _raw(detector, pasted))
         abnormal_z = _z(detector, _raw(detector, anomalies))
         if not all(np.isfinite(z).all() for z in (normal_z, pseudo_z, abnormal_z)):
             return Validation(False, f"{name} model scores are not finite", metrics)
-        metrics[f"{name}_normal_z"] = float(np.mean(normal_z))
+        reference = normal_reference if name == "candidate" else None
+        metrics[f"{name}_normal_z"] = float(np.mean(_z(detector, normal_raw, reference)))
         metrics[f"{name}_separation"] = float(np.median(pseudo_z) - np.median(normal_z))
         if len(anomalies):
             metrics[f"{name}_abnormal_separation"] = float(np.median(abnormal_z) - np.median(normal_z))
@@ -525,15 +540,20 @@ def run_cycle(
     report["candidate"] = version
     structure = {**metadata, **model_metadata(candidate.config, {})}  # streams may have grown
     draft = TorchDetector(candidate, structure)
+    refitted, normal_reference = refit_statistics(
+        draft, current, window, mined.calibration, config.prior_frames
+    )
     candidate_metadata = {
         **structure,
-        **refit_statistics(draft, current, window, mined.calibration, config.prior_frames),
+        **refitted,
         "version": version,
         "parent": metadata["version"],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "selftrain": {"config": config.to_dict(), "mined": report["mined"]},
     }
-    validation = validate(current, TorchDetector(candidate, candidate_metadata), window, mined, config)
+    validation = validate(
+        current, TorchDetector(candidate, candidate_metadata), window, mined, config, normal_reference
+    )
     report["validation"] = {
         "accepted": validation.accepted,
         "reason": validation.reason,

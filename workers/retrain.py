@@ -10,6 +10,8 @@ frames (cold start). Everything heavy runs here, off the inference path.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ from workers.process import WorkerProcess
 from workers.settings import Settings
 
 LABEL_CODES = {"normal": 0, "abnormal": 1}
+
+log = logging.getLogger(__name__)
 
 
 def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
@@ -127,6 +131,14 @@ def new_scored_frames(client: redis.Redis, camera: str, cursor: int, batch: int 
         if len(entries) < batch:
             return count
         upper = f"({entries[-1][0].decode()}"
+
+
+def yield_cpu_to_inference(settings: Settings) -> None:
+    """Lowers this process's scheduling priority by `retrain.nice`: a cycle beside inference workers on
+    the same cores slows down rather than making them fall behind."""
+    if settings.retrain.nice > 0:
+        os.nice(settings.retrain.nice)
+        log.info("retraining at niceness +%d (VIGIL_RETRAIN__NICE)", settings.retrain.nice)
 
 
 class RetrainWorker(WorkerProcess):

@@ -127,6 +127,13 @@ class RetrainSettings(BaseModel):
         description="The ordinal scoring head: added once operators label an anomaly, always, or never.",
     )
     threads: int = Field(1, ge=0, description="PyTorch threads of the retraining worker (0: all cores).")
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the retraining worker: inference keeps the CPU it needs, "
+        "cycles take what is left.",
+    )
 
 
 class WebhookSettings(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from service.commands.common import require_redis_url
-from workers.retrain import RetrainWorker
+from workers.retrain import RetrainWorker, yield_cpu_to_inference
 from workers.settings import get_settings
 
 
@@ -24,4 +24,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
+    yield_cpu_to_inference(settings)
     return RetrainWorker(settings, require_redis_url(settings, "retrain")).run()

@@ -4,6 +4,9 @@ never serves."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -214,3 +217,14 @@ def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_s
     switch = models.index("model-b")
     assert set(models[:switch]) == {"model-a"} and set(models[switch:]) == {"model-b"}
     assert 100 <= switch < 250
+
+
+def test_retraining_process_yields_the_cpu_to_inference() -> None:
+    """`vigil retrain` lowers its own priority by VIGIL_RETRAIN__NICE (in a child: the test process keeps its)."""
+    probe = (
+        "import os; from workers.retrain import yield_cpu_to_inference; from workers.settings import Settings; "
+        "before = os.nice(0); yield_cpu_to_inference(Settings()); print(os.nice(0) - before)"
+    )
+    env = {**os.environ, "VIGIL_RETRAIN__NICE": "7"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "7"

@@ -19,11 +19,9 @@ GPU) and prints a table.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -39,6 +37,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from benchmarks.reports import write_report  # noqa: E402
 from models.detector import DetectorInfo  # noqa: E402
 from models.pipeline import machine_info, save_trained, train_on_dataset  # noqa: E402
 from models.runtime import (  # noqa: E402
@@ -313,12 +312,7 @@ def main() -> int:
                 for precision, path in models.items()
             }
     results["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
-    results["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-    name = f"detector-{device_kind(args.device, gpus)}-{platform.node() or 'machine'}-{dt.date.today()}.json"
-    out = args.out or PROJECT_ROOT / "benchmarks" / "results" / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_report(results, f"detector-{device_kind(args.device, gpus)}", args.out)
     print(markdown_table(results))
     print(f"\nwritten to {out}")
     return 0

@@ -17,9 +17,6 @@ Writes benchmarks/results/feedback-<machine>-<date>.json and prints the AUC afte
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +29,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from benchmarks.reports import write_report  # noqa: E402
 from models import data  # noqa: E402
 from models.evaluation import auc_report, score_videos  # noqa: E402
 from models.online import SelfTrainer  # noqa: E402
@@ -182,11 +180,7 @@ def main() -> int:
     feedback, control = results["feedback"], results["control"]
     results["gain_over_start"] = feedback[-1]["micro_auc"] - feedback[0]["micro_auc"]
     results["gain_over_control"] = feedback[-1]["micro_auc"] - control[-1]["micro_auc"]
-    results["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    name = f"feedback-{platform.node() or 'machine'}-{dt.date.today()}.json"
-    out = args.out or PROJECT_ROOT / "benchmarks" / "results" / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_report(results, "feedback", args.out)
     print("\n| round | with feedback | control (same cycles, no labels) | frames labelled |")
     print("| --- | --- | --- | --- |")
     for with_labels, without in zip(feedback, control, strict=True):

@@ -20,11 +20,9 @@ Writes benchmarks/results/selftrain-<machine>-<date>.json and prints a summary.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import multiprocessing
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from benchmarks.reports import write_report  # noqa: E402
 from models import data  # noqa: E402
 from models.pipeline import machine_info  # noqa: E402
 
@@ -297,11 +296,7 @@ def main() -> int:
             results["cycle"] = cycle_beside_inference(
                 args.model, args.dataset, args.cycle_frames, args.cameras, args.camera_fps
             )
-    results["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    name = f"selftrain-{platform.node() or 'machine'}-{dt.date.today()}.json"
-    out = args.out or PROJECT_ROOT / "benchmarks" / "results" / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_report(results, "selftrain", args.out)
     print(summary_table(results))
     print(f"\nwritten to {out}")
     return 0

@@ -14,7 +14,7 @@ from models.fitting import FitConfig
 from models.pipeline import train_detector
 from models.streams import DetectorConfig
 from service.api.app import create_app
-from tests.workers.test_inference import BACKGROUND, HEIGHT, WIDTH, add_camera
+from tests.workers.test_inference import BACKGROUND, HEIGHT, WIDTH, add_camera, frame_message
 from workers import keys
 from workers.alert_categories import categorize_alerts, describe_new_alerts
 from workers.labels import FeedbackRequest, add_label
@@ -40,15 +40,7 @@ def event_frame(seq: int, rng: np.random.Generator) -> np.ndarray:
 def write_footage(client: redis.Redis) -> None:
     rng = np.random.default_rng(0)
     for seq in range(130):
-        frame = keys.FrameMessage(
-            camera="cam1",
-            seq=seq,
-            ts=1000 + seq / 10,
-            session=0,
-            width=WIDTH,
-            height=HEIGHT,
-            gray=event_frame(seq, rng).tobytes(),
-        )
+        frame = frame_message("cam1", seq, event_frame(seq, rng))
         entry = client.xadd(keys.frames_stream("cam1"), frame.to_fields()).decode()
         score = keys.ScoreMessage(
             camera="cam1",

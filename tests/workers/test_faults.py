@@ -29,6 +29,7 @@ from tests.workers.test_inference import (
     HEIGHT,
     WIDTH,
     add_camera,
+    frame_message,
     scored_seqs,
     write_frames,
 )
@@ -249,15 +250,7 @@ def test_frames_trimmed_before_scoring_are_counted(
     rng = np.random.default_rng(1)
     for seq in range(20, 80):
         gray = np.clip(90 + rng.normal(0, 2, (HEIGHT, WIDTH)), 0, 255).astype(np.uint8)
-        message = keys.FrameMessage(
-            camera="cam1",
-            seq=seq,
-            ts=1000.0 + seq / 10,
-            session=0,
-            width=WIDTH,
-            height=HEIGHT,
-            gray=gray.tobytes(),
-        )
+        message = frame_message("cam1", seq, gray)
         redis_client.xadd(keys.frames_stream("cam1"), message.to_fields(), maxlen=20, approximate=False)
     start_inference("w2")
     wait_for(lambda: scored_seqs(redis_client, "cam1")[-1] == 79, 15, "the newest frame scored")

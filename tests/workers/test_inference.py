@@ -32,19 +32,24 @@ def add_camera(client: redis.Redis, camera: str) -> None:
     client.hset(keys.CAMERAS, camera, config.model_dump_json())
 
 
+def frame_message(camera: str, seq: int, gray: np.ndarray) -> keys.FrameMessage:
+    """Frame `seq` of a camera at 10 fps, as the ingest worker writes it."""
+    height, width = gray.shape
+    return keys.FrameMessage(
+        camera=camera,
+        seq=seq,
+        ts=1000.0 + seq / 10,
+        session=0,
+        width=width,
+        height=height,
+        gray=gray.tobytes(),
+    )
+
+
 def write_frames(client: redis.Redis, camera: str, anomalous: range, count: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for seq in range(count):
-        gray = scene(seq, rng, square=seq in anomalous)
-        message = keys.FrameMessage(
-            camera=camera,
-            seq=seq,
-            ts=1000.0 + seq / 10,
-            session=0,
-            width=WIDTH,
-            height=HEIGHT,
-            gray=gray.tobytes(),
-        )
+        message = frame_message(camera, seq, scene(seq, rng, square=seq in anomalous))
         client.xadd(keys.frames_stream(camera), message.to_fields())
 
 

@@ -23,6 +23,7 @@ from tests.workers.test_inference import (
     HEIGHT,
     WIDTH,
     add_camera,
+    frame_message,
     scene,
     scored_seqs,
     settings_for_test,
@@ -180,15 +181,7 @@ def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_s
 
     def produce() -> None:
         for seq, gray in enumerate(frames):
-            message = keys.FrameMessage(
-                camera="cam1",
-                seq=seq,
-                ts=1000 + seq / 10,
-                session=0,
-                width=WIDTH,
-                height=HEIGHT,
-                gray=gray.tobytes(),
-            )
+            message = frame_message("cam1", seq, gray)
             redis_client.xadd(keys.frames_stream("cam1"), message.to_fields())
             time.sleep(0.004)
             if stop.is_set():

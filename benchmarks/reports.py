@@ -1,0 +1,21 @@
+"""Where and how benchmarks write their JSON reports (benchmarks/results/, committed for a history)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def write_report(results: dict[str, Any], kind: str, out: Path | None = None) -> Path:
+    """Stamps `results` with its creation time and writes it to `out`, by default
+    benchmarks/results/KIND-MACHINE-DATE.json. Returns the path written."""
+    results["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    path = out or RESULTS_DIR / f"{kind}-{platform.node() or 'machine'}-{dt.date.today()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from workers.keys import Alert, AlertEventType, CameraConfig, CameraStatus
@@ -20,11 +22,20 @@ class CameraOut(CameraConfig):
         return cls(**{**config.model_dump(), "source": redact(config.source)}, status=status)
 
 
-class AlertList(BaseModel):
-    items: list[Alert]
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list, newest first."""
+
+    items: list[ItemT]
     next_cursor: str | None = Field(
         None, description="Pass as ?cursor= for the next (older) page; null at the end."
     )
+
+
+class AlertList(Page[Alert]):
+    pass
 
 
 class AlertEventOut(BaseModel):

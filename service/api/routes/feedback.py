@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from service.api.deps import OperatorDep, RedisDep, SettingsDep
+from service.api.models import Page
 from workers import keys, labels
 from workers.keys import CAMERA_ID_PATTERN, FeedbackLabel, FeedbackVerdict
 from workers.labels import FeedbackRequest, Proposal, UnknownTarget
@@ -25,11 +26,8 @@ class FeedbackSaved(FeedbackLabel):
     detail: str = Field(description="What was recorded, for the operator.")
 
 
-class FeedbackList(BaseModel):
-    items: list[FeedbackLabel]
-    next_cursor: str | None = Field(
-        None, description="Pass as ?cursor= for the next (older) page; null at the end."
-    )
+class FeedbackList(Page[FeedbackLabel]):
+    pass
 
 
 class ProposalOut(BaseModel):

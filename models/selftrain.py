@@ -355,7 +355,8 @@ def refit_statistics(
     z under the candidate as under the model in service: a swap does not move the score of the site's
     normal footage (nor the meaning of the alert threshold), while what the candidate sets apart better
     scores higher. Also returns the calibration before that shift (blended like the spread): the frame of
-    reference in which validation compares the two models on normal frames.
+    reference in which validation compares the two models on normal frames (the shifted one when the
+    candidate has a stream its parent lacks).
     """
     info = candidate.info
     old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
@@ -370,6 +371,7 @@ def refit_statistics(
         ]
     )
     parent = info.metadata.get("stream_stats") or {}
+    new_streams = [name for name in info.streams if name not in parent]
     stats = []
     for index, name in enumerate(info.streams):
         fitted = ScoreCalibration.fit(patch[:, index], STREAM_MIN_SCALE.get(name, 0.0))
@@ -389,7 +391,9 @@ def refit_statistics(
         "stream_stats": {name: stat.to_dict() for name, stat in zip(info.streams, stats, strict=True)},
         "calibration": calibration.to_dict(),
     }
-    return refitted, blended
+    # a stream new in the candidate adds a term its parent's raw score lacks: no common frame of reference,
+    # so its normal level is the one the calibration frames set
+    return refitted, calibration if new_streams else blended
 
 
 # ---------------------------------------------------------------- validation

@@ -23,7 +23,8 @@ A cycle, over a window of consecutive frames with the scores the service gave th
    then each stream's statistics refitted on one half of the held-out normal runs;
 4. validation against the model in service on the other half and on the mined anomalies: the candidate
    must not score held-out normal frames worse, must still set the mined anomalies apart from them, and
-   must still react to pseudo anomalies pasted into them.
+   must still react to pseudo anomalies pasted into them. When the ordinal head's round is refused, the
+   cycle's candidate without that round is validated in its place.
 """
 
 from __future__ import annotations
@@ -523,54 +524,48 @@ def run_cycle(
         )
         report["seconds"] = round(time.monotonic() - started, 2)
         return CycleResult(False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal)
-    candidate = copy.deepcopy(model).eval()
-    labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
-    if candidate.appearance is not None and (
-        config.ordinal_head == "always" or (config.ordinal_head == "labels" and labelled_anomalies)
-    ):
-        candidate = with_ordinal(candidate)
+    adapted = copy.deepcopy(model).eval()
     adaptation: dict[str, Any] = {}
-    if candidate.motion is not None:
-        _adapt_motion(candidate, window, mined, config)
-    if candidate.appearance is not None:
-        adaptation["cells_offered"] = _adapt_appearance(candidate, window, mined, config, rng)
-    if candidate.prediction is not None:
-        adaptation["prediction"] = _fine_tune_prediction(candidate, window, mined, replay, config, rng)
-    if candidate.ordinal is not None:
-        examples = cell_examples(candidate, window, mined, evidence.maps, config.ordinal, rng)
-        adaptation["ordinal"] = train_ordinal(candidate, examples, config.ordinal)
+    if adapted.motion is not None:
+        _adapt_motion(adapted, window, mined, config)
+    if adapted.appearance is not None:
+        adaptation["cells_offered"] = _adapt_appearance(adapted, window, mined, config, rng)
+    if adapted.prediction is not None:
+        adaptation["prediction"] = _fine_tune_prediction(adapted, window, mined, replay, config, rng)
     report["training"] = adaptation
-    version = new_version(list(candidate.config.streams))
-    report["candidate"] = version
-    structure = {**metadata, **model_metadata(candidate.config, {})}  # streams may have grown
-    draft = TorchDetector(candidate, structure)
-    refitted, normal_reference = refit_statistics(
-        draft, current, window, mined.calibration, config.prior_frames
-    )
-    candidate_metadata = {
-        **structure,
-        **refitted,
-        "version": version,
-        "parent": metadata["version"],
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "selftrain": {"config": config.to_dict(), "mined": report["mined"]},
-    }
-    validation = validate(
-        current, TorchDetector(candidate, candidate_metadata), window, mined, config, normal_reference
-    )
-    report["validation"] = {
-        "accepted": validation.accepted,
-        "reason": validation.reason,
-        **validation.metrics,
-    }
+    candidates = [adapted]
+    labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
+    if adapted.appearance is not None and (
+        adapted.ordinal is not None
+        or config.ordinal_head == "always"
+        or (config.ordinal_head == "labels" and labelled_anomalies)
+    ):
+        # the head's round is tried first; refused, the cycle's other adaptation may still serve
+        scored = with_ordinal(adapted)
+        examples = cell_examples(scored, window, mined, evidence.maps, config.ordinal, rng)
+        adaptation["ordinal"] = train_ordinal(scored, examples, config.ordinal)
+        candidates.insert(0, scored)
+    for candidate in candidates:
+        candidate_metadata, validation = _validated(candidate, metadata, current, window, mined, config)
+        report["candidate"] = candidate_metadata["version"]
+        report["validation"] = {
+            "accepted": validation.accepted,
+            "reason": validation.reason,
+            **validation.metrics,
+        }
+        log.info(
+            "cycle over %d frames: mined %s, %s%s: %s",
+            len(window),
+            report["mined"],
+            "accepted" if validation.accepted else "rejected",
+            " (ordinal round)" if candidate is not adapted else "",
+            validation.reason,
+        )
+        if validation.accepted:
+            break
+        if candidate is not adapted:
+            report["ordinal_refused"] = validation.reason
     report["seconds"] = round(time.monotonic() - started, 2)
-    log.info(
-        "cycle over %d frames: mined %s, %s: %s",
-        len(window),
-        report["mined"],
-        "accepted" if validation.accepted else "rejected",
-        validation.reason,
-    )
     if not validation.accepted:
         return CycleResult(
             False, validation.reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
@@ -579,3 +574,30 @@ def run_cycle(
     return CycleResult(
         True, validation.reason, report, candidate, candidate_metadata, mined.normal, mined.abnormal
     )
+
+
+def _validated(
+    candidate: DetectorNet,
+    metadata: dict[str, Any],
+    current: Detector,
+    window: Window,
+    mined: MinedSet,
+    config: SelfTrainConfig,
+) -> tuple[dict[str, Any], Validation]:
+    """The candidate's metadata (statistics refitted) and its validation against the model in service."""
+    structure = {**metadata, **model_metadata(candidate.config, {})}  # streams may have grown
+    refitted, normal_reference = refit_statistics(
+        TorchDetector(candidate, structure), current, window, mined.calibration, config.prior_frames
+    )
+    candidate_metadata = {
+        **structure,
+        **refitted,
+        "version": new_version(list(candidate.config.streams)),
+        "parent": metadata["version"],
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "selftrain": {"config": config.to_dict(), "mined": mined.counts()},
+    }
+    validation = validate(
+        current, TorchDetector(candidate, candidate_metadata), window, mined, config, normal_reference
+    )
+    return candidate_metadata, validation

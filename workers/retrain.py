@@ -82,12 +82,9 @@ class CameraWindow:
     camera: str
     window: Window
     last_seq: int
-    new_frames: int  # scored frames after the last cycle's cursor
 
 
-def read_window(
-    client: redis.Redis, camera: str, count: int, height: int, width: int, cursor: int
-) -> CameraWindow | None:
+def read_window(client: redis.Redis, camera: str, count: int, height: int, width: int) -> CameraWindow | None:
     """A camera's newest `count` buffered frames that have been scored, with the operators' labels.
     Segments change at reconnects and at gaps in the frame numbers (frames trimmed or never scored)."""
     scored = {
@@ -115,7 +112,7 @@ def read_window(
         if seq[row] == frame_seq:  # a labelled frame may be missing from the window (gap, never scored)
             labels[row] = LABEL_CODES[verdict]
     window = Window(np.stack(frames), breaks, labels)
-    return CameraWindow(camera, window, int(seq[-1]), int((seq > cursor).sum()))
+    return CameraWindow(camera, window, int(seq[-1]))
 
 
 def new_scored_frames(client: redis.Redis, camera: str, cursor: int, batch: int = 500) -> int:
@@ -278,10 +275,9 @@ class RetrainWorker(WorkerProcess):
         metadata = self.trainer.metadata
         height = int(metadata["height"]) if metadata else self.settings.analysis.height
         width = int(metadata["width"]) if metadata else self.settings.analysis.width
-        cursors = {k.decode(): int(v) for k, v in self.redis.hgetall(keys.RETRAIN_CURSOR).items()}
         windows = []
         for camera in cameras:
-            window = read_window(self.redis, camera, per_camera, height, width, cursors.get(camera, -1))
+            window = read_window(self.redis, camera, per_camera, height, width)
             if window is not None:
                 windows.append(window)
         return windows

@@ -32,7 +32,7 @@ from tests.workers.test_inference import (
 from workers import keys, model_registry
 from workers.inference import InferenceWorker
 from workers.labels import FeedbackRequest, add_label
-from workers.retrain import RetrainWorker, read_window
+from workers.retrain import RetrainWorker, new_scored_frames, read_window
 
 DETECTOR = DetectorConfig(height=HEIGHT, width=WIDTH, bank_size=64)
 
@@ -125,10 +125,9 @@ def test_read_window_splits_segments_and_carries_labels(redis_client: redis.Redi
     write_scored(redis_client, "cam1", range(0, 20), np.linspace(0, 1, 20))
     write_scored(redis_client, "cam1", range(25, 40), np.zeros(15), session=1)  # a gap, then a reconnect
     add_label(redis_client, FeedbackRequest(camera="cam1", start_seq=5, end_seq=6, label="abnormal"))
-    window = read_window(redis_client, "cam1", 1000, HEIGHT, WIDTH, cursor=30)
-    assert (
-        window is not None and len(window.window) == 35 and window.last_seq == 39 and window.new_frames == 9
-    )
+    window = read_window(redis_client, "cam1", 1000, HEIGHT, WIDTH)
+    assert window is not None and len(window.window) == 35 and window.last_seq == 39
+    assert new_scored_frames(redis_client, "cam1", cursor=30) == 9
     assert np.unique(window.window.segments).tolist() == [0, 1]
     assert np.flatnonzero(window.window.labels == 1).tolist() == [5, 6]
 

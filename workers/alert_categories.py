@@ -79,9 +79,10 @@ def describe_new_alerts(client: redis.Redis, detector: TorchDetector) -> int:
     return added
 
 
-def categorize_alerts(client: redis.Redis) -> int:
-    """Operators' categories for their labelled alerts, predictions for the others described. Returns
-    how many alerts got a (new) category."""
+def categorize_alerts(client: redis.Redis, model_version: str) -> int:
+    """Operators' categories for their labelled alerts, predictions for the others described by the model
+    `model_version` (descriptors of different models are not comparable: only its own are learned from).
+    Returns how many alerts got a (new) category."""
     labelled: dict[str, str] = {}
     for label in reversed(list_labels(client, limit=LABELS_SCANNED, label="abnormal").labels):
         if label.alert_id is not None and label.category:
@@ -91,9 +92,7 @@ def categorize_alerts(client: redis.Redis) -> int:
         for key, raw in client.hgetall(keys.ALERT_DESCRIPTORS).items()
     }
     examples = [(alert_id, labelled[alert_id]) for alert_id in labelled if alert_id in descriptors]
-    # descriptors from different models are not comparable: learn from the newest model's only
-    newest = max((d.model for d in descriptors.values()), default=None)
-    usable = [(a, c) for a, c in examples if descriptors[a].model == newest]
+    usable = [(a, c) for a, c in examples if descriptors[a].model == model_version]
     model = (
         fit_categories(np.array([descriptors[a].vector for a, _ in usable]), [c for _, c in usable])
         if usable
@@ -110,7 +109,7 @@ def categorize_alerts(client: redis.Redis) -> int:
             written += 1
         if model is not None:
             for alert_id, descriptor in descriptors.items():
-                if alert_id in labelled or descriptor.model != newest:
+                if alert_id in labelled or descriptor.model != model_version:
                     continue
                 category, confidence = model.predict(np.array(descriptor.vector, dtype=np.float32))
                 prediction = keys.AlertCategory(

@@ -223,11 +223,9 @@ class RetrainWorker(WorkerProcess):
         assert (
             self.trainer is not None and self.trainer.model is not None and self.trainer.metadata is not None
         )
-        if self.trainer.model.appearance is None:
-            return
         detector = TorchDetector(self.trainer.model, self.trainer.metadata)
         if describe_new_alerts(self.redis, detector) or self._labels_changed():
-            categorize_alerts(self.redis)
+            categorize_alerts(self.redis, detector.info.version)
 
     def _labels_changed(self) -> bool:
         newest = self.redis.get(keys.FEEDBACK_LABEL_COUNTER)

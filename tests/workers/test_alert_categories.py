@@ -87,11 +87,11 @@ def test_categories_follow_the_operators_and_are_shown_by_the_api(
     write_footage(redis_client)
     assert describe_new_alerts(redis_client, detector) == 3
     assert describe_new_alerts(redis_client, detector) == 0  # described once per model
-    categorize_alerts(redis_client)
+    categorize_alerts(redis_client, detector.info.version)
     assert not redis_client.hlen(keys.ALERT_CATEGORIES)  # nothing labelled yet: nothing to predict from
     add_label(redis_client, FeedbackRequest(alert_id="a1", label="abnormal", category="bicycle"))
     add_label(redis_client, FeedbackRequest(alert_id="b1", label="abnormal", category="cart"))
-    categorize_alerts(redis_client)
+    categorize_alerts(redis_client, detector.info.version)
     recorded = {
         key.decode(): keys.AlertCategory.model_validate_json(raw)
         for key, raw in redis_client.hgetall(keys.ALERT_CATEGORIES).items()

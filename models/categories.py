@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.feedback import cell_evidence, pool_to_cells
 from models.streams import DetectorNet
 
 UNKNOWN = "unknown"
@@ -25,17 +26,8 @@ DESCRIPTOR_CELLS = 4  # the most anomalous cells of the peak frame that describe
 def alert_descriptor(model: DetectorNet, clip: np.ndarray, anomaly_map: np.ndarray) -> np.ndarray:
     """float32 [C + 1]: mean appearance features and speed above normal of the peak frame's most
     anomalous cells; clip uint8 [history + 1, H, W], anomaly_map [H', W'] (any resolution)."""
-    from models.flow import clip_speeds
-
-    assert model.appearance is not None
-    speed = torch.from_numpy(clip_speeds(clip[None], model.config.flow))
-    with torch.inference_mode():
-        features = model.appearance.features(torch.from_numpy(clip[None, -1:]).float() / 255.0)[0]
-        size = features.shape[-2:]
-        cell_speed = model.cell_speed(speed)[0]
-        evidence = torch.nn.functional.adaptive_max_pool2d(
-            torch.from_numpy(np.asarray(anomaly_map, dtype=np.float32))[None, None], size
-        )[0, 0]
+    features, cell_speed = (part[0] for part in cell_evidence(model, clip[None]))
+    evidence = torch.from_numpy(pool_to_cells(np.asarray(anomaly_map)[None], tuple(features.shape[-2:]))[0])
     top = torch.argsort(evidence.flatten(), descending=True)[:DESCRIPTOR_CELLS]
     cells = features.flatten(1)[:, top].mean(1)
     return torch.cat([cells, cell_speed.flatten()[top].mean()[None]]).numpy().astype(np.float32)

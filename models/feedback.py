@@ -69,19 +69,26 @@ class CellExamples:
         return {"positive": int(positive.sum()), "negative": int((~positive).sum())}
 
 
-def _cell_inputs(model: DetectorNet, clips: np.ndarray) -> torch.Tensor:
-    """[B, C + 3, h, w]: the head's inputs for the last frame of each clip."""
-    assert model.appearance is not None and model.ordinal is not None
+def cell_evidence(model: DetectorNet, clips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The appearance features [B, C, h, w] and the speed above normal [B, h, w] of each cell of the last
+    frame of each clip (uint8 [B, history + 1, H, W])."""
+    assert model.appearance is not None
     speed = torch.from_numpy(clip_speeds(clips, model.config.flow))
     with torch.inference_mode():
         features = model.appearance.features(torch.from_numpy(clips[:, -1:]).float() / 255.0)
-        return model.ordinal.inputs(features, model.cell_speed(speed))
+        return features, model.cell_speed(speed)
 
 
-def _cells(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def pool_to_cells(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Per-pixel values [B, h', w'] pooled (max) onto the cell grid [B, h, w]."""
     pooled = F.adaptive_max_pool2d(torch.from_numpy(np.asarray(grid, dtype=np.float32))[:, None], size)
     return pooled[:, 0].numpy()
+
+
+def _cell_inputs(model: DetectorNet, clips: np.ndarray) -> torch.Tensor:
+    """[B, C + 3, h, w]: the head's inputs for the last frame of each clip."""
+    assert model.ordinal is not None
+    return model.ordinal.inputs(*cell_evidence(model, clips))
 
 
 def cell_examples(
@@ -114,7 +121,7 @@ def cell_examples(
         frames = mined.train[rows]
         grid = _cell_inputs(model, window.clips(frames, history))
         flat = grid.permute(0, 2, 3, 1)
-        masked = _cells(1.0 - mined.masks[rows], grid.shape[-2:]) > 0.5
+        masked = pool_to_cells(1.0 - mined.masks[rows], grid.shape[-2:]) > 0.5
         for row, frame in enumerate(frames):
             cells = flat[row]
             if mined.abnormal[frame]:  # labelled abnormal frames are among them (labels override mining)
@@ -130,7 +137,7 @@ def cell_examples(
     for start in range(0, len(labelled), BATCH):
         frames = labelled[start : start + BATCH]
         grid = _cell_inputs(model, window.clips(frames, history))
-        evidence = _cells(maps[frames], grid.shape[-2:]).reshape(len(frames), -1)
+        evidence = pool_to_cells(maps[frames], grid.shape[-2:]).reshape(len(frames), -1)
         flat = grid.permute(0, 2, 3, 1).reshape(len(frames), -1, grid.shape[1])
         for row in range(len(frames)):
             top = np.argsort(-evidence[row])[: config.labelled_cells]
@@ -147,7 +154,7 @@ def cell_examples(
             boxes[index, top : top + height, left : left + width] = 1.0
         for start in range(0, len(clips), BATCH):
             grid = _cell_inputs(model, clips[start : start + BATCH])
-            inside = _cells(boxes[start : start + BATCH], grid.shape[-2:]) > 0.5
+            inside = pool_to_cells(boxes[start : start + BATCH], grid.shape[-2:]) > 0.5
             add(grid.permute(0, 2, 3, 1)[torch.from_numpy(inside)], 1.0, 1.0)
     return CellExamples(
         torch.cat(inputs),

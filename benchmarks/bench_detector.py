@@ -37,7 +37,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.reports import write_report  # noqa: E402
+from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
 from models.detector import DetectorInfo  # noqa: E402
 from models.pipeline import machine_info, save_trained, train_on_dataset  # noqa: E402
 from models.runtime import (  # noqa: E402
@@ -52,11 +52,6 @@ from models.runtime import (  # noqa: E402
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 BATCHES = (1, 8, 32, 64)
 WARMUP_RUNS = 3  # first runs of a new batch shape pick kernels (cuDNN) or fill caches
-EVAL_RUNNER = (
-    "import argparse, sys; from service.commands import eval as command; "
-    "parser = argparse.ArgumentParser(); command.register(parser.add_subparsers()); "
-    "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))"
-)
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 

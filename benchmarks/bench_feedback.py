@@ -29,7 +29,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.reports import write_report  # noqa: E402
+from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
 from models import data  # noqa: E402
 from models.evaluation import auc_report, score_videos  # noqa: E402
 from models.online import SelfTrainer  # noqa: E402
@@ -42,11 +42,6 @@ from workers.retrain import online_config  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
-EVAL_RUNNER = (
-    "import argparse, sys; from service.commands import eval as command; "
-    "parser = argparse.ArgumentParser(); command.register(parser.add_subparsers()); "
-    "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))"
-)
 
 
 def cold_start_model(dataset: Path, work: Path, seed: int) -> Path:

@@ -36,17 +36,12 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.reports import write_report  # noqa: E402
+from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
 from models import data  # noqa: E402
 from models.pipeline import machine_info  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 PARTS = ("online", "site-change", "coldstart", "cycle")
-EVAL_RUNNER = (
-    "import argparse, sys; from service.commands import eval as command; "
-    "parser = argparse.ArgumentParser(); command.register(parser.add_subparsers()); "
-    "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))"
-)
 # the site change: as if the camera was zoomed in, moved a little and re-lit, with a noisier sensor
 SITE_CHANGE = {"zoom": 1.10, "shift_y": 0.03, "shift_x": 0.02, "gamma": 0.7, "noise_sigma": 4.0, "seed": 0}
 

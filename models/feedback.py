@@ -182,7 +182,7 @@ def train_ordinal(model: DetectorNet, examples: CellExamples, config: OrdinalCon
     loss_ema = float("nan")
     for _ in range(config.steps):
         picks = torch.multinomial(sampling, config.batch_cells, replacement=True)
-        degree = torch.sigmoid(head.net(examples.inputs[picks][:, :, None, None])[:, 0, 0, 0])
+        degree = torch.sigmoid(head.logits(examples.inputs[picks][:, :, None, None])[:, 0, 0])
         loss = (degree - examples.targets[picks]).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,4 +1,5 @@
-"""Where and how benchmarks write their JSON reports (benchmarks/results/, committed for a history)."""
+"""What the benchmarks share: how they run `vigil eval` in a fresh process, and where and how they write
+their JSON reports (benchmarks/results/, committed for a history)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# `python -c EVAL_RUNNER eval DATASET ...` runs `vigil eval` as the CLI does, without needing the entry point
+EVAL_RUNNER = (
+    "import argparse, sys; from service.commands import eval as command; "
+    "parser = argparse.ArgumentParser(); command.register(parser.add_subparsers()); "
+    "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))"
+)
 
 
 def write_report(results: dict[str, Any], kind: str, out: Path | None = None) -> Path:

@@ -220,7 +220,8 @@ def _fit_appearance(
     per_frame = max(1, fit.pool_cells // max(kept, 1))
 
     def pool(parts: list[tuple[str, slice]]) -> torch.Tensor:
-        return torch.cat([sample_cells(features[name][part], per_frame * 2, rng) for name, part in parts])
+        chosen = [features[name][part] for name, part in parts]
+        return torch.cat([sample_cells(part, per_frame * len(part), rng) for part in chosen])
 
     folds = _folds({name: frames[picks[name]] for name, frames in videos.items()})
     scores: dict[str, list[np.ndarray]] = {name: [] for name in videos}

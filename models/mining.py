@@ -138,6 +138,32 @@ def runs_within_segments(selected: np.ndarray, segments: np.ndarray, min_run: in
     return out
 
 
+def segment_mean(values: np.ndarray, segments: np.ndarray, frames: int) -> np.ndarray:
+    """The centered mean over `frames` consecutive values, within each segment (its ends repeated)."""
+    values = np.asarray(values, dtype=np.float64)
+    if frames <= 1:
+        return values
+    out = np.empty_like(values)
+    edges = np.flatnonzero(np.diff(np.asarray(segments))) + 1
+    kernel = np.ones(frames) / frames
+    for start, end in zip(np.r_[0, edges], np.r_[edges, len(values)], strict=True):
+        padded = np.pad(values[start:end], (frames // 2, (frames - 1) // 2), mode="edge")
+        out[start:end] = np.convolve(padded, kernel, mode="valid")
+    return out
+
+
+def near(selected: np.ndarray, segments: np.ndarray, margin: int) -> np.ndarray:
+    """bool [N]: frames within `margin` frames of a selected one in the same segment (itself included)."""
+    selected = np.asarray(selected, dtype=bool)
+    segments = np.asarray(segments)
+    out = selected.copy()
+    for shift in range(1, margin + 1):
+        same = segments[shift:] == segments[:-shift]
+        out[shift:] |= selected[:-shift] & same
+        out[:-shift] |= selected[shift:] & same
+    return out
+
+
 def apply_labels(
     normal: np.ndarray, abnormal: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -142,11 +142,15 @@ class CameraScorer:
             max(weight * self.calibration.scale + (1 - weight) * scale, 1e-6),
         )
 
+    def normalize(self, raw: float) -> float:
+        """The newest frame's robust z-score under the camera's statistics so far; then remember it."""
+        median, scale = self._statistics()
+        self.recent_raw.append(float(raw))
+        return (raw - median) / scale
+
     def update(self, raw: float) -> float:
         """Normalized, smoothed score of the newest frame; then remember its raw score."""
-        median, scale = self._statistics()
-        score = float(score_of_z(np.float64((raw - median) / scale), self.config))
-        self.recent_raw.append(float(raw))
+        score = float(score_of_z(np.float64(self.normalize(raw)), self.config))
         self.recent_scores.append(score)
         return float(sum(self.recent_scores) / len(self.recent_scores))
 

@@ -6,8 +6,9 @@ The same `run_cycle` serves the retraining worker (windows read from Redis) and 
 A cycle, over a window of consecutive frames with the scores the service gave them:
 1. anomaly maps of the window under the model in service;
 2. mining (models/mining.py): an abnormal set (S >= eta_s, precise in every trial) and a normal set (the
-   paper's rule, or by default its hinge over the localized score), runs of >= FNmin frames, operator
-   labels overriding both; pixel masks calibrated against the anomaly maps of the mined normal frames;
+   paper's rule, or by default its hinge over the localized score, smoothed as the service smooths it,
+   away from mined anomalies), runs of >= FNmin frames, operator labels overriding both; pixel masks
+   calibrated against the anomaly maps of the mined normal frames;
 3. adaptation, starting from the current model, on the mined frames, normal and abnormal, with their
    anomalous pixels masked out (the paper's masked retraining, for each stream):
    - motion: the normal speed per pixel, a running mean in which the current one counts as
@@ -49,13 +50,22 @@ from models.mining import (
     MiningParams,
     apply_labels,
     localized_normal_frames,
+    near,
     normal_frames,
     pixel_masks,
     runs_within_segments,
+    segment_mean,
 )
 from models.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.runtime import TorchDetector, model_kind, model_metadata
-from models.scoring import ScoreCalibration, ScorerConfig, combined_scores, score_of_z, stream_patch_scores
+from models.scoring import (
+    CameraScorer,
+    ScoreCalibration,
+    ScorerConfig,
+    combined_scores,
+    score_of_z,
+    stream_patch_scores,
+)
 from models.stream import anomaly_maps, padded_clips, raw_scores
 from models.streams import STREAM_MIN_SCALE, DetectorNet
 
@@ -69,7 +79,7 @@ BATCH = 32
 class SelfTrainConfig:
     policy: MiningPolicy = "localized"
     mining: MiningParams = field(default_factory=MiningParams)
-    localized_alpha: float = 0.5  # hinge sensitivity of the localized policy (stricter than the paper's 2)
+    localized_alpha: float = 1.0  # hinge sensitivity of the localized policy (stricter than the paper's 2)
     mask_quantile: float = 0.99  # anomaly-map quantile of mined normal frames that the eta_a mask scales to
     mask_margin: int = 4  # masked regions grown by this many anomaly-map pixels (half resolution)
     holdout_share: float = 0.2  # of mined normal runs, kept out of adaptation (statistics and validation)
@@ -134,35 +144,44 @@ class MinedSet:
 class WindowEvidence:
     """The model in service's view of a window: what mining works on."""
 
-    scores: np.ndarray  # float [N]: each frame's score under the model's calibration, unsmoothed, in [0, 1]
+    scores: np.ndarray  # float [N]: scores as the camera's scorer normalizes them, unsmoothed, in [0, 1]
     maps: np.ndarray  # float16 [N, H/2, W/2]: anomaly maps at the resolution the service stores them
 
 
 def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
     """Scores and anomaly maps of every frame of the window under one model (the served scores of a
     window may come from several models, and lag an anomaly by the smoothing). The maps are kept at half
-    resolution: a 3000-frame window fits in memory."""
+    resolution: a 3000-frame window fits in memory.
+
+    Raw scores are normalized as a camera's scorer does (models/scoring.CameraScorer, from the start of
+    each segment): the model's calibration, then more and more the camera's own level. A camera that was
+    moved or re-lit scores everything higher under the calibration alone; mined on that scale, every
+    frame would be abnormal and the model could never learn the new view. The motion baseline has no
+    calibration: its frames are normalized by the window's own statistics."""
     info = detector.info
     calibration = (
         ScoreCalibration.from_dict(info.metadata["calibration"]) if info.metadata.get("calibration") else None
     )
     height, width = info.height // 2, info.width // 2
-    scores = np.empty(len(window), dtype=np.float32)
+    raw = np.empty(len(window), dtype=np.float64)
     maps = np.empty((len(window), height, width), dtype=np.float16)
     for start in range(0, len(window), BATCH):
         part = np.arange(start, min(start + BATCH, len(window)))
         stream_maps = detector.stream_maps(window.clips(part, info.history))
-        raw = raw_scores(detector, stream_maps)
-        if calibration is None:  # the motion baseline: the window's own statistics
-            scores[part] = raw
-        else:
-            scores[part] = score_of_z((raw - calibration.median) / calibration.scale, ScorerConfig())
+        raw[part] = raw_scores(detector, stream_maps)
         for row, anomaly in zip(part, anomaly_maps(detector, stream_maps), strict=True):
             maps[row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
     if calibration is None:
-        fitted = ScoreCalibration.fit(scores)
-        scores = score_of_z((scores - fitted.median) / fitted.scale, ScorerConfig()).astype(np.float32)
-    return WindowEvidence(scores, maps)
+        fitted = ScoreCalibration.fit(raw)
+        z = (raw - fitted.median) / fitted.scale
+    else:
+        z = np.empty(len(window), dtype=np.float64)
+        scorer = CameraScorer(calibration)
+        for index in range(len(window)):
+            if index and window.segments[index] != window.segments[index - 1]:
+                scorer = CameraScorer(calibration)
+            z[index] = scorer.normalize(float(raw[index]))
+    return WindowEvidence(score_of_z(z, ScorerConfig()).astype(np.float32), maps)
 
 
 def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +214,11 @@ def mine(
     if config.policy == "paper":
         candidates = normal_frames(scores, maps, single).keep
     else:
-        candidates = localized_normal_frames(scores, single, config.localized_alpha)
+        # on the score as the service smooths it (one noisy frame does not break a run), and not next to
+        # a mined anomaly: an event's onset and end score lower than its peak
+        smoothed = segment_mean(scores, window.segments, ScorerConfig().smoothing)
+        candidates = localized_normal_frames(smoothed, single, config.localized_alpha)
+        candidates &= ~near(abnormal, window.segments, params.min_run)
     normal = runs_within_segments(candidates, window.segments, params.min_run)
     labelled_normal = np.zeros(len(window), dtype=bool)
     if window.labels is not None:

@@ -104,7 +104,7 @@ class RetrainSettings(BaseModel):
     )
     eta_p: float = Field(0.02, gt=0, description="Coarse pixel-error threshold of the paper's rule.")
     alpha: float = Field(2.0, gt=0, lt=4, description="Hinge sensitivity of the paper's rule.")
-    localized_alpha: float = Field(0.5, gt=0, lt=4, description="Hinge sensitivity of the localized rule.")
+    localized_alpha: float = Field(1.0, gt=0, lt=4, description="Hinge sensitivity of the localized rule.")
     min_run: int = Field(10, ge=1, description="FNmin: fewest consecutive frames in a mined run.")
     eta_a: float = Field(0.8, gt=0, description="Normalized pixel error at or above which a pixel is masked.")
     steps: int = Field(300, ge=1, description="Prediction stream: fine-tuning steps per cycle.")

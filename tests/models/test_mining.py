@@ -7,9 +7,11 @@ from models.mining import (
     apply_labels,
     localized_normal_frames,
     long_runs,
+    near,
     normal_frames,
     pixel_masks,
     runs_within_segments,
+    segment_mean,
 )
 
 PARAMS = MiningParams(min_run=3)
@@ -105,3 +107,19 @@ def test_runs_do_not_cross_segments_and_labels_override() -> None:
     labels = np.array([1, -1, 0, -1])  # abnormal, none, normal, none
     normal, abnormal = apply_labels(normal, abnormal, labels)
     assert normal.tolist() == [0, 1, 1, 0] and abnormal.tolist() == [1, 0, 0, 1]
+
+
+def test_segment_mean_is_centered_and_stays_within_segments() -> None:
+    values = np.array([0.0, 0.0, 3.0, 0.0, 0.0, 9.0, 9.0])
+    segments = np.array([0, 0, 0, 0, 0, 1, 1])
+    # the mean of 3 around each value, the ends repeated; the 9s of the next segment do not leak back
+    expected = [0.0, 1.0, 1.0, 1.0, 0.0, 9.0, 9.0]
+    np.testing.assert_allclose(segment_mean(values, segments, 3), expected)
+    np.testing.assert_array_equal(segment_mean(values, segments, 1), values)
+
+
+def test_near_marks_frames_within_the_margin_of_the_same_segment() -> None:
+    selected = np.array([0, 0, 0, 1, 0, 0, 0, 0], dtype=bool)
+    segments = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    assert near(selected, segments, 2).tolist() == [0, 1, 1, 1, 1, 0, 0, 0]
+    assert near(selected, segments, 0).tolist() == selected.tolist()

@@ -85,6 +85,19 @@ def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_mode
     assert (mined.masks[abnormal_rows] == 0).any()  # the anomaly itself is not learned
 
 
+def test_a_camera_whose_level_moved_is_mined_on_its_own_scale(tiny_model: TorchDetector) -> None:
+    frames = synthetic_video(1500, np.random.default_rng(5))
+    window = Window(frames, np.zeros(len(frames), dtype=int))
+    calibration = tiny_model.info.metadata["calibration"]
+    # as if the camera had been moved or re-lit: its normal footage scores 12 spreads above the calibration
+    moved = {**calibration, "median": calibration["median"] - 12 * calibration["scale"]}
+    relocated = TorchDetector(tiny_model.model, {**tiny_model.info.metadata, "calibration": moved})
+    evidence = window_evidence(relocated, window)
+    assert (evidence.scores[:50] >= CONFIG.mining.eta_s).all()  # at first, the calibration's view
+    assert (evidence.scores[-500:] < CONFIG.mining.eta_s).mean() > 0.5  # then more and more its own level
+    assert mine(window, evidence, CONFIG).normal[-500:].any()
+
+
 @pytest.mark.parametrize("streams", ["motion+appearance", "all streams"])
 def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: str) -> None:
     current = tiny_model if streams == "motion+appearance" else fitted(TINY_PREDICTING)

@@ -43,6 +43,17 @@ def test_coreset_keeps_rare_cells() -> None:
     assert chosen.shape == (8, 4) and (chosen == 5.0).all(dim=1).any()  # one far cell covers the rare ones
 
 
+def test_the_memory_is_chosen_from_cells_of_every_frame() -> None:
+    import torch
+
+    videos = {f"v{i}": frames for i, frames in enumerate(normal_videos())}
+    # 2 cells offered per frame: 240 candidates for a memory of 32, none of them needed twice
+    fitted = fit_detector(videos, TINY_DETECTOR, FitConfig(pool_cells=240))
+    assert fitted.model.appearance is not None
+    cells = fitted.model.appearance.cells
+    assert len(torch.unique(cells, dim=0)) == TINY_DETECTOR.bank_size
+
+
 @pytest.mark.parametrize("config", [TINY_DETECTOR, TINY_PREDICTING], ids=["motion+appearance", "all streams"])
 def test_a_fitted_detector_separates_an_injected_anomaly(config: DetectorConfig) -> None:
     videos = {f"v{i}": frames for i, frames in enumerate(normal_videos())}

@@ -132,10 +132,16 @@ def runs_within_segments(selected: np.ndarray, segments: np.ndarray, min_run: in
     """`long_runs` where a run may not cross a change of `segments` (a reconnect or a gap in the stream)."""
     selected = np.asarray(selected, dtype=bool)
     out = np.zeros_like(selected)
-    edges = np.flatnonzero(np.diff(np.asarray(segments))) + 1
-    for start, end in zip(np.r_[0, edges], np.r_[edges, len(selected)], strict=True):
+    for start, end in segment_spans(segments):
         out[start:end] = long_runs(selected[start:end], min_run)
     return out
+
+
+def segment_spans(segments: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal consecutive values of `segments`."""
+    segments = np.asarray(segments)
+    edges = np.flatnonzero(np.diff(segments)) + 1
+    return list(zip(np.r_[0, edges].tolist(), np.r_[edges, len(segments)].tolist(), strict=True))
 
 
 def segment_mean(values: np.ndarray, segments: np.ndarray, frames: int) -> np.ndarray:
@@ -144,9 +150,8 @@ def segment_mean(values: np.ndarray, segments: np.ndarray, frames: int) -> np.nd
     if frames <= 1:
         return values
     out = np.empty_like(values)
-    edges = np.flatnonzero(np.diff(np.asarray(segments))) + 1
     kernel = np.ones(frames) / frames
-    for start, end in zip(np.r_[0, edges], np.r_[edges, len(values)], strict=True):
+    for start, end in segment_spans(segments):
         padded = np.pad(values[start:end], (frames // 2, (frames - 1) // 2), mode="edge")
         out[start:end] = np.convolve(padded, kernel, mode="valid")
     return out

@@ -55,6 +55,7 @@ from models.mining import (
     pixel_masks,
     runs_within_segments,
     segment_mean,
+    segment_spans,
 )
 from models.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.runtime import TorchDetector, model_kind, model_metadata
@@ -176,11 +177,9 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
         z = (raw - fitted.median) / fitted.scale
     else:
         z = np.empty(len(window), dtype=np.float64)
-        scorer = CameraScorer(calibration)
-        for index in range(len(window)):
-            if index and window.segments[index] != window.segments[index - 1]:
-                scorer = CameraScorer(calibration)
-            z[index] = scorer.normalize(float(raw[index]))
+        for start, end in segment_spans(window.segments):
+            scorer = CameraScorer(calibration)
+            z[start:end] = [scorer.normalize(float(value)) for value in raw[start:end]]
     return WindowEvidence(score_of_z(z, ScorerConfig()).astype(np.float32), maps)
 
 

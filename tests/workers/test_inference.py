@@ -122,8 +122,14 @@ def test_two_workers_share_cameras_and_score_everything_once(
     time.sleep(0.3)
     for camera in cameras:
         assert scored_seqs(redis_client, camera) == list(range(30))
-    owners = {redis_client.get(keys.lease_key(camera)) for camera in cameras}
-    assert owners == {b"wa", b"wb"}
+
+    def owners() -> set[bytes | None]:
+        return {redis_client.get(keys.lease_key(camera)) for camera in cameras}
+
+    # the first worker gives back half of its cameras when the second appears; until the second takes
+    # them at its next refresh, they have no owner
+    wait_for(lambda: owners() == {b"wa", b"wb"})
+    assert owners() == {b"wa", b"wb"}
 
 
 def test_an_invalid_stored_camera_is_skipped_and_the_others_are_scored(

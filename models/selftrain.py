@@ -86,7 +86,8 @@ class SelfTrainConfig:
     holdout_share: float = 0.2  # of mined normal runs, kept out of adaptation (statistics and validation)
     min_normal_frames: int = 30  # fewer confident normal frames: no adaptation this cycle
     prior_frames: int = 1000  # the current normal speed and statistics count as this many frames
-    cells_per_frame: int = 64  # unmasked cells of each mined normal frame offered to the appearance memory
+    cells_per_frame: int = 64  # unmasked cells of each mined frame offered to the appearance memory
+    memory_frames: int = 600  # at most this many of them (spread over the window): bounds a cycle's time
     steps: int = 300  # prediction stream: fine-tuning steps per cycle
     max_seconds: float = 150.0  # and at most this long
     batch_size: int = 16
@@ -271,11 +272,14 @@ def _adapt_appearance(
     Returns how many new cells were offered."""
     appearance = candidate.appearance
     assert appearance is not None
+    # rows of mined.train (and of its masks), evenly spread: the backbone is most of a cycle's time
+    count = min(len(mined.train), config.memory_frames)
+    rows = np.unique(np.linspace(0, len(mined.train) - 1, count).round().astype(int))
     offered = [appearance.cells.clone()]
-    for start in range(0, len(mined.train), BATCH):
-        part = mined.train[start : start + BATCH]
-        features = frame_features(candidate, window.frames[part]).float()  # [B, C, h, w]
-        masks = torch.from_numpy(mined.masks[start : start + BATCH])[:, None]
+    for start in range(0, len(rows), BATCH):
+        part = rows[start : start + BATCH]
+        features = frame_features(candidate, window.frames[mined.train[part]]).float()  # [B, C, h, w]
+        masks = torch.from_numpy(mined.masks[part])[:, None]
         # a cell is learned only when none of its pixels is masked
         usable = -F.adaptive_max_pool2d(-masks, features.shape[-2:])[:, 0] > 0.5
         cells = features.permute(0, 2, 3, 1)[usable]
@@ -555,6 +559,7 @@ def run_cycle(
     if adapted.prediction is not None:
         adaptation["prediction"] = _fine_tune_prediction(adapted, window, mined, replay, config, rng)
     report["training"] = adaptation
+    report["adaptation_s"] = round(time.monotonic() - started - report["mining_s"], 2)
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
     if adapted.appearance is not None and (
@@ -588,6 +593,7 @@ def run_cycle(
         if candidate is not adapted:
             report["ordinal_refused"] = validation.reason
     report["seconds"] = round(time.monotonic() - started, 2)
+    report["validation_s"] = round(report["seconds"] - report["mining_s"] - report["adaptation_s"], 2)
     if not validation.accepted:
         return CycleResult(
             False, validation.reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal

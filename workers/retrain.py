@@ -53,6 +53,7 @@ def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
         policy=settings.policy,
         mining=mining,
         localized_alpha=settings.localized_alpha,
+        memory_frames=settings.memory_frames,
         steps=settings.steps,
         max_seconds=settings.max_seconds,
         prior_frames=settings.prior_frames,

@@ -106,6 +106,9 @@ class RetrainSettings(BaseModel):
     alpha: float = Field(2.0, gt=0, lt=4, description="Hinge sensitivity of the paper's rule.")
     localized_alpha: float = Field(1.0, gt=0, lt=4, description="Hinge sensitivity of the localized rule.")
     min_run: int = Field(10, ge=1, description="FNmin: fewest consecutive frames in a mined run.")
+    memory_frames: int = Field(
+        600, ge=1, description="Most mined frames whose cells a cycle offers the appearance memory."
+    )
     eta_a: float = Field(0.8, gt=0, description="Normalized pixel error at or above which a pixel is masked.")
     steps: int = Field(300, ge=1, description="Prediction stream: fine-tuning steps per cycle.")
     max_seconds: float = Field(150.0, gt=0, description="Prediction stream: longest fine-tuning per cycle.")

@@ -3,6 +3,7 @@ the validation gate (a NaN model is refused), model files written and loaded bac
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,16 @@ from models.motion import MotionBaseline
 from models.online import OnlineConfig, SelfTrainer, concat_windows, stream_online
 from models.pipeline import train_detector
 from models.runtime import InvalidModelError, TorchDetector
-from models.selftrain import SelfTrainConfig, Window, mine, run_cycle, validate, window_evidence
+from models.selftrain import (
+    MinedSet,
+    SelfTrainConfig,
+    Window,
+    _adapt_appearance,
+    mine,
+    run_cycle,
+    validate,
+    window_evidence,
+)
 from models.stream import CameraStream
 from models.streams import DetectorConfig
 from models.training import TrainConfig
@@ -116,6 +126,21 @@ def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: 
         assert set(result.metadata["stream_stats"]) == set(current.info.streams)
 
 
+@pytest.mark.parametrize(("memory_frames", "frames_offered"), [(600, 12), (5, 5)])
+def test_at_most_memory_frames_offer_cells_to_the_memory(
+    tiny_model: TorchDetector, memory_frames: int, frames_offered: int
+) -> None:
+    window = two_cameras()
+    normal = np.zeros(len(window), dtype=bool)
+    normal[:12] = True
+    train = np.flatnonzero(normal)
+    masks = np.ones((len(train), HEIGHT // 2, WIDTH // 2), dtype=np.float32)  # every cell usable
+    mined = MinedSet(normal, ~normal, np.empty(0, int), np.empty(0, int), train, masks, 1.0)
+    config = replace(CONFIG, cells_per_frame=3, memory_frames=memory_frames)
+    candidate = copy.deepcopy(tiny_model.model)
+    assert _adapt_appearance(candidate, window, mined, config, np.random.default_rng(0)) == frames_offered * 3
+
+
 def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -> None:
     window = two_cameras()
     mined = mine(window, window_evidence(tiny_model, window), CONFIG)
@@ -128,8 +153,6 @@ def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -
 
 
 def _nan_copy(detector: TorchDetector) -> torch.nn.Module:
-    import copy
-
     model = copy.deepcopy(detector.model)
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))

@@ -7,10 +7,10 @@ sees), and one retraining cycle over a 3000-frame window while inference runs be
 
 Parts:
 - online: the testing videos streamed from the one-class model (paper protocol: no harm expected);
-- site-change: the same on a copy whose testing frames look as if the camera was moved and re-lit
-  (zoom, shift, gamma, sensor noise; the copy is written to a temporary folder, training links back),
-  and the ceiling of what adaptation can win back: the start model on the unchanged frames with its
-  evidence kept only where the moved camera still sees;
+- site-change: the same on copies whose testing frames look as if the camera was moved and re-lit
+  (zoom, shift, gamma, sensor noise) or mounted upside down (SITE_CHANGES; each copy is written to a
+  temporary folder, training links back), and for each the ceiling of what adaptation can win back: the
+  start model on the unchanged frames with its evidence kept only where the changed camera still sees;
 - coldstart: no model and no labels; training and testing videos streamed in a seeded order;
 - cycle: one cycle over a 3000-frame window in a second process (the retraining worker's settings and
   priority), while this one scores frames as an inference worker serving 6 cameras at 10 fps would:

@@ -9,8 +9,9 @@ Parts:
 - online: the testing videos streamed from the one-class model (paper protocol: no harm expected);
 - site-change: the same on copies whose testing frames look as if the camera was moved and re-lit
   (zoom, shift, gamma, sensor noise) or mounted upside down (SITE_CHANGES; each copy is written to a
-  temporary folder, training links back), and for each the ceiling of what adaptation can win back: the
-  start model on the unchanged frames with its evidence kept only where the changed camera still sees;
+  temporary folder, training links back), and for each the still-seen figure: the start model on the
+  unchanged frames with its evidence kept only where the changed camera still sees (what the start
+  model's own knowledge reaches once the lost edges are gone; a model fitted afresh can go past it);
 - coldstart: no model and no labels; training and testing videos streamed in a seeded order;
 - cycle: one cycle over a 3000-frame window in a second process (the retraining worker's settings and
   priority), while this one scores frames as an inference worker serving 6 cameras at 10 fps would:
@@ -120,9 +121,10 @@ class _StillSeen(Detector):
 def view_ceiling(model: Path, dataset: Path, change: dict[str, float]) -> float:
     """The start model's micro AUC on the unchanged testing frames, its evidence kept only where the
     changed camera still sees, scored as `vigil eval` scores. A zoom or shift takes the frame's edges out
-    of view, and the anomalies that happen there with them: no adaptation to the changed frames can win
-    that back, so this bounds (up to what self-training gains on an unchanged view) what the online run
-    can reach. It reads labels.json, as a benchmark may; the loop never does."""
+    of view, and the anomalies that happen there with them: this is what the start model's knowledge
+    reaches without them. It does not bound the online run: a model fitted afresh to the site's own
+    normal frames knows the site better, and can go past it. It reads labels.json, as a benchmark may;
+    the loop never does."""
     detector = load_detector(model, "cpu")
     height, width = detector.info.height, detector.info.width
     visible = cv2.warpAffine(

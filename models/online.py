@@ -22,7 +22,15 @@ from models.evaluation import VideoScores
 from models.fitting import FitConfig
 from models.runtime import load_detector, save_detector
 from models.scoring import ScoreCalibration, ScorerConfig, score_of_z
-from models.selftrain import CycleResult, SelfTrainConfig, Window, mine, run_cycle, window_evidence
+from models.selftrain import (
+    CycleResult,
+    SelfTrainConfig,
+    Window,
+    consecutive_runs,
+    mine,
+    run_cycle,
+    window_evidence,
+)
 from models.stream import CameraStream, raw_scores
 from models.streams import DetectorConfig, DetectorNet
 from models.thresholds import ConsensusThreshold
@@ -61,14 +69,6 @@ def concat_windows(windows: list[Window]) -> Window:
         segments=np.concatenate(segments),
         labels=labels,
     )
-
-
-def _runs(indices: np.ndarray, segments: np.ndarray) -> list[np.ndarray]:
-    """Consecutive runs (same segment) of sorted frame indices."""
-    if len(indices) == 0:
-        return []
-    breaks = np.flatnonzero((np.diff(indices) != 1) | (np.diff(segments[indices]) != 0)) + 1
-    return np.split(indices, breaks)
 
 
 class SelfTrainer:
@@ -147,7 +147,7 @@ class SelfTrainer:
 
     # ------------------------------------------------------------ cycles
     def _remember_normal(self, window: Window, normal: np.ndarray) -> None:
-        for run in _runs(normal, window.segments):
+        for run in consecutive_runs(normal, window.segments):
             self.replay.append(window.frames[run])
         total = sum(len(r) for r in self.replay)
         while self.replay and total - len(self.replay[0]) >= self.config.replay_frames:
@@ -172,7 +172,9 @@ class SelfTrainer:
             return CycleResult(
                 False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
             )
-        videos = {f"run{i}": window.frames[run] for i, run in enumerate(_runs(normal, window.segments))}
+        videos = {
+            f"run{i}": window.frames[run] for i, run in enumerate(consecutive_runs(normal, window.segments))
+        }
         trained = train_detector(
             videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
         )

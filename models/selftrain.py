@@ -22,10 +22,14 @@ A cycle, over a window of consecutive frames with the scores the service gave th
      self-trained ordinal regression on the cycle's pseudo labels and the operators' labels
      (models/feedback.py);
    then each stream's statistics refitted on one half of the held-out normal runs;
+   and, where the model in service finds the site's held-out normal frames far from normal (another
+   scene, a camera turned round), a second candidate: its streams fitted afresh to the mined normal
+   frames (models/fitting.py, as a cold start fits them);
 4. validation against the model in service on the other half and on the mined anomalies: the candidate
    must not score held-out normal frames worse, must still set the mined anomalies apart from them, and
    must still react to pseudo anomalies pasted into them. When the ordinal head's round is refused, the
-   cycle's candidate without that round is validated in its place.
+   cycle's candidate without that round is validated in its place. Of an accepted adaptation and an
+   accepted fresh fit, the one that sets the mined anomalies further apart from the normal frames serves.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from torch.nn import functional as F
 
 from models.detector import Detector
 from models.feedback import OrdinalConfig, cell_examples, train_ordinal, with_ordinal
-from models.fitting import coreset, frame_features
+from models.fitting import FitConfig, coreset, extend_coreset, fit_detector, frame_features
 from models.flow import clip_speeds
 from models.mining import (
     MiningParams,
@@ -88,6 +92,16 @@ class SelfTrainConfig:
     prior_frames: int = 1000  # the current normal speed and statistics count as this many frames
     cells_per_frame: int = 64  # unmasked cells of each mined frame offered to the appearance memory
     memory_frames: int = 600  # at most this many of them (spread over the window): bounds a cycle's time
+    # the memory grows by the offered cells it covers worst, at most this many a cycle, up to
+    # `memory_max_cells` (then a coreset of it and the offered cells, of that size): what it covered stays
+    memory_growth: int = 0
+    memory_max_cells: int = 2048
+    # a second candidate, the model's streams fitted afresh to the mined normal frames not held out: when
+    # the model scores the held-out ones at a mean z above `refit_normal_z` (the site no longer looks like
+    # its footage: 2.6-3.4 on Ped2 turned or moved, 1.1-1.4 unchanged, where a fresh fit costs the streamed
+    # AUC 0.008) and there are at least `refit_min_frames` (0: never)
+    refit_normal_z: float = 2.0
+    refit_min_frames: int = 50  # five runs of FNmin
     steps: int = 300  # prediction stream: fine-tuning steps per cycle
     max_seconds: float = 150.0  # and at most this long
     batch_size: int = 16
@@ -147,6 +161,7 @@ class WindowEvidence:
     """The model in service's view of a window: what mining works on."""
 
     scores: np.ndarray  # float [N]: scores as the camera's scorer normalizes them, unsmoothed, in [0, 1]
+    z: np.ndarray  # float [N]: the raw scores in the model's own z units (its calibration, not the camera's)
     maps: np.ndarray  # float16 [N, H/2, W/2]: anomaly maps at the resolution the service stores them
 
 
@@ -174,14 +189,23 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
         for row, anomaly in zip(part, anomaly_maps(detector, stream_maps), strict=True):
             maps[row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
     if calibration is None:
-        fitted = ScoreCalibration.fit(raw)
-        z = (raw - fitted.median) / fitted.scale
+        calibration = ScoreCalibration.fit(raw)
+        z = (raw - calibration.median) / calibration.scale
     else:
         z = np.empty(len(window), dtype=np.float64)
         for start, end in segment_spans(window.segments):
             scorer = CameraScorer(calibration)
             z[start:end] = [scorer.normalize(float(value)) for value in raw[start:end]]
-    return WindowEvidence(score_of_z(z, ScorerConfig()).astype(np.float32), maps)
+    model_z = (raw - calibration.median) / calibration.scale
+    return WindowEvidence(score_of_z(z, ScorerConfig()).astype(np.float32), model_z, maps)
+
+
+def consecutive_runs(indices: np.ndarray, segments: np.ndarray) -> list[np.ndarray]:
+    """Consecutive runs (same segment) of sorted frame indices."""
+    if len(indices) == 0:
+        return []
+    breaks = np.flatnonzero((np.diff(indices) != 1) | (np.diff(segments[indices]) != 0)) + 1
+    return np.split(indices, breaks)
 
 
 def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -268,8 +292,8 @@ def _adapt_motion(candidate: DetectorNet, window: Window, mined: MinedSet, confi
 def _adapt_appearance(
     candidate: DetectorNet, window: Window, mined: MinedSet, config: SelfTrainConfig, rng: np.random.Generator
 ) -> int:
-    """The memory of normal cells: a coreset of the current one and the mined frames' unmasked cells.
-    Returns how many new cells were offered."""
+    """The memory of normal cells, grown by the mined frames' unmasked cells it covers worst (or, once it
+    is full, a coreset of the current one and those cells). Returns how many new cells were offered."""
     appearance = candidate.appearance
     assert appearance is not None
     # rows of mined.train (and of its masks), evenly spread: the backbone is most of a cycle's time
@@ -292,9 +316,13 @@ def _adapt_appearance(
             offset += count
         if picks:
             offered.append(cells[torch.from_numpy(np.concatenate(picks))])
-    pool = torch.cat(offered)
-    appearance.set_bank(coreset(pool, appearance.cells.shape[0], rng))
-    return len(pool) - len(offered[0])
+    current, pool = offered[0], torch.cat(offered[1:]) if len(offered) > 1 else offered[0][:0]
+    room = min(config.memory_growth, config.memory_max_cells - len(current))
+    if room > 0:
+        candidate.remember(extend_coreset(current, pool, room))
+    else:
+        candidate.remember(coreset(torch.cat([current, pool]), len(current), rng))
+    return len(pool)
 
 
 def _fine_tune_prediction(
@@ -421,6 +449,39 @@ def refit_statistics(
     # a stream new in the candidate adds a term its parent's raw score lacks: no common frame of reference,
     # so its normal level is the one the calibration frames set
     return refitted, calibration if new_streams else blended
+
+
+def _refit(
+    model: DetectorNet,
+    window: Window,
+    evidence: WindowEvidence,
+    mined: MinedSet,
+    config: SelfTrainConfig,
+    report: dict[str, Any],
+) -> tuple[DetectorNet, dict[str, Any]] | None:
+    """The model's streams fitted afresh, as a cold start fits them, to the cycle's mined normal frames
+    that are not held out, and the fit's statistics. Nothing the model knew carries over: where the site
+    no longer looks like its footage (another scene, a camera turned round), that knowledge is in the way,
+    and blending it in (the adaptation) wins back little. None when the model in service finds the site's
+    held-out normal frames normal (their mean z, written to `report`, is at most `refit_normal_z`), when
+    too few frames, or when the model has the prediction stream (a U-Net's training does not fit in a
+    cycle)."""
+    site_z = float(np.mean(evidence.z[np.union1d(mined.calibration, mined.validation)]))
+    report["held_out_normal_z"] = round(site_z, 3)
+    frames = mined.train[mined.normal[mined.train]]
+    if (
+        site_z <= config.refit_normal_z
+        or config.refit_min_frames <= 0
+        or len(frames) < config.refit_min_frames
+        or model.prediction is not None
+    ):
+        return None
+    structure = replace(model.config, streams=tuple(s for s in model.config.streams if s != "ordinal"))
+    videos = {
+        f"run{i}": window.frames[run] for i, run in enumerate(consecutive_runs(frames, window.segments))
+    }
+    fitted = fit_detector(videos, structure, FitConfig(seed=config.seed, max_frames=config.memory_frames))
+    return fitted.model, fitted.metadata_stats()
 
 
 # ---------------------------------------------------------------- validation
@@ -559,7 +620,6 @@ def run_cycle(
     if adapted.prediction is not None:
         adaptation["prediction"] = _fine_tune_prediction(adapted, window, mined, replay, config, rng)
     report["training"] = adaptation
-    report["adaptation_s"] = round(time.monotonic() - started - report["mining_s"], 2)
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
     if adapted.appearance is not None and (
@@ -572,6 +632,12 @@ def run_cycle(
         examples = cell_examples(scored, window, mined, evidence.maps, config.ordinal, rng)
         adaptation["ordinal"] = train_ordinal(scored, examples, config.ordinal)
         candidates.insert(0, scored)
+    refit_started = time.monotonic()
+    refit = _refit(model, window, evidence, mined, config, adaptation)
+    if refit is not None:
+        adaptation["refit_s"] = round(time.monotonic() - refit_started, 2)
+    refit_chosen = False
+    report["adaptation_s"] = round(time.monotonic() - started - report["mining_s"], 2)
     for candidate in candidates:
         candidate_metadata, validation = _validated(candidate, metadata, current, window, mined, config)
         report["candidate"] = candidate_metadata["version"]
@@ -580,18 +646,36 @@ def run_cycle(
             "reason": validation.reason,
             **validation.metrics,
         }
-        log.info(
-            "cycle over %d frames: mined %s, %s%s: %s",
-            len(window),
-            report["mined"],
-            "accepted" if validation.accepted else "rejected",
-            " (ordinal round)" if candidate is not adapted else "",
-            validation.reason,
-        )
+        _log_verdict(window, mined, validation, "ordinal round" if candidate is not adapted else "adapted")
         if validation.accepted:
             break
         if candidate is not adapted:
             report["ordinal_refused"] = validation.reason
+    if refit is not None:
+        refit_metadata, refit_validation = _validated(
+            refit[0], {**metadata, **refit[1]}, current, window, mined, config
+        )
+        _log_verdict(window, mined, refit_validation, "refit")
+        # of two accepted candidates, the one that sets the mined anomalies apart from normal frames more
+        chosen = refit_validation.accepted and (
+            not validation.accepted
+            or refit_validation.metrics.get("candidate_abnormal_separation", 0.0)
+            > validation.metrics.get("candidate_abnormal_separation", 0.0)
+        )
+        report["refit"] = {
+            "candidate": refit_metadata["version"],
+            "chosen": chosen,
+            "accepted": refit_validation.accepted,
+            "reason": refit_validation.reason,
+            **refit_validation.metrics,
+        }
+        if chosen:
+            refit_chosen = True
+            candidate, candidate_metadata, validation = refit[0], refit_metadata, refit_validation
+            report["candidate"] = refit_metadata["version"]
+            report["validation"] = {
+                k: v for k, v in report["refit"].items() if k not in ("candidate", "chosen")
+            }
     report["seconds"] = round(time.monotonic() - started, 2)
     report["validation_s"] = round(report["seconds"] - report["mining_s"] - report["adaptation_s"], 2)
     if not validation.accepted:
@@ -599,8 +683,23 @@ def run_cycle(
             False, validation.reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
         )
     candidate_metadata["selftrain"]["validation"] = report["validation"]
-    return CycleResult(
-        True, validation.reason, report, candidate, candidate_metadata, mined.normal, mined.abnormal
+    candidate_metadata["selftrain"]["refit"] = refit_chosen
+    reason = (
+        f"fitted afresh to the site's normal frames: {validation.reason}"
+        if refit_chosen
+        else validation.reason
+    )
+    return CycleResult(True, reason, report, candidate, candidate_metadata, mined.normal, mined.abnormal)
+
+
+def _log_verdict(window: Window, mined: MinedSet, validation: Validation, kind: str) -> None:
+    log.info(
+        "cycle over %d frames: mined %s, %s candidate %s: %s",
+        len(window),
+        mined.counts(),
+        kind,
+        "accepted" if validation.accepted else "rejected",
+        validation.reason,
     )
 
 

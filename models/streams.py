@@ -20,7 +20,7 @@ module exports to one ONNX graph (the flow is its second input).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -132,12 +132,13 @@ class AppearanceStream(nn.Module):
         return self.memory[:-1].t() * -0.5 + self.center
 
     def set_bank(self, cells: torch.Tensor) -> None:
-        if cells.shape != self.cells.shape:
-            raise ValueError(f"bank of shape {tuple(cells.shape)} != {tuple(self.cells.shape)}")
+        """Remembers `cells` [M, C]; M may differ from the current memory's (see DetectorNet.remember)."""
+        if cells.ndim != 2 or cells.shape[1] != self.center.shape[0] or len(cells) == 0:
+            raise ValueError(f"bank of shape {tuple(cells.shape)}: [M, {self.center.shape[0]}] needed")
         center = cells.mean(0)
         relative = cells - center
         self.center.copy_(center)
-        self.memory.copy_(torch.cat([-2.0 * relative.t(), (relative * relative).sum(1)[None]]))
+        self.memory = torch.cat([-2.0 * relative.t(), (relative * relative).sum(1)[None]]).to(self.memory)
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] cell features."""
@@ -218,6 +219,13 @@ class DetectorNet(nn.Module):
             if "ordinal" in config.streams and self.appearance is not None
             else None
         )
+
+    def remember(self, cells: torch.Tensor) -> None:
+        """The appearance memory replaced by `cells` [M, C], however many: the config follows, so that the
+        model's files describe the memory they hold."""
+        assert self.appearance is not None
+        self.appearance.set_bank(cells)
+        self.config = replace(self.config, bank_size=len(cells))
 
     def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
         """[B, h, w]: the speed above normal, averaged over each appearance cell (zero without motion)."""

@@ -109,6 +109,19 @@ class RetrainSettings(BaseModel):
     memory_frames: int = Field(
         600, ge=1, description="Most mined frames whose cells a cycle offers the appearance memory."
     )
+    memory_growth: int = Field(
+        0, ge=0, description="Most cells a cycle adds to the appearance memory (0: its size is fixed)."
+    )
+    memory_max_cells: int = Field(
+        2048, ge=16, description="Largest appearance memory a cycle grows (each cell costs inference time)."
+    )
+    refit_normal_z: float = Field(
+        2.0,
+        description="Mean z of the held-out normal frames above which a cycle also fits a fresh model.",
+    )
+    refit_min_frames: int = Field(
+        50, ge=0, description="Fewest mined normal frames a fresh model is fitted to (0: never)."
+    )
     eta_a: float = Field(0.8, gt=0, description="Normalized pixel error at or above which a pixel is masked.")
     steps: int = Field(300, ge=1, description="Prediction stream: fine-tuning steps per cycle.")
     max_seconds: float = Field(150.0, gt=0, description="Prediction stream: longest fine-tuning per cycle.")

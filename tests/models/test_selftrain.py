@@ -17,7 +17,7 @@ from models.mining import MiningParams
 from models.motion import MotionBaseline
 from models.online import OnlineConfig, SelfTrainer, concat_windows, stream_online
 from models.pipeline import train_detector
-from models.runtime import InvalidModelError, TorchDetector
+from models.runtime import InvalidModelError, TorchDetector, model_metadata
 from models.selftrain import (
     MinedSet,
     SelfTrainConfig,
@@ -126,6 +126,28 @@ def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: 
         assert set(result.metadata["stream_stats"]) == set(current.info.streams)
 
 
+@pytest.mark.parametrize("site_changed", [True, False])
+def test_a_fresh_fit_competes_only_where_the_site_no_longer_looks_like_the_footage(
+    tiny_model: TorchDetector, site_changed: bool
+) -> None:
+    window = two_cameras()
+    # the held-out normal frames' mean z under the model in service is compared with refit_normal_z
+    config = replace(CONFIG, refit_min_frames=5, refit_normal_z=-100.0 if site_changed else 100.0)
+    result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, window, [], config)
+    report = result.report
+    assert "held_out_normal_z" in report["training"]
+    assert ("refit" in report) == site_changed
+    if not site_changed:
+        return
+    assert report["training"]["refit_s"] > 0 and {"accepted", "reason", "candidate_normal_z"} <= set(
+        report["refit"]
+    )
+    if report["refit"]["chosen"]:
+        assert result.accepted and result.metadata is not None and result.metadata["selftrain"]["refit"]
+        assert result.metadata["parent"] == tiny_model.info.version
+        assert report["validation"]["candidate_normal_z"] == report["refit"]["candidate_normal_z"]
+
+
 @pytest.mark.parametrize(("memory_frames", "frames_offered"), [(600, 12), (5, 5)])
 def test_at_most_memory_frames_offer_cells_to_the_memory(
     tiny_model: TorchDetector, memory_frames: int, frames_offered: int
@@ -139,6 +161,33 @@ def test_at_most_memory_frames_offer_cells_to_the_memory(
     config = replace(CONFIG, cells_per_frame=3, memory_frames=memory_frames)
     candidate = copy.deepcopy(tiny_model.model)
     assert _adapt_appearance(candidate, window, mined, config, np.random.default_rng(0)) == frames_offered * 3
+
+
+@pytest.mark.parametrize(("growth", "max_cells", "size"), [(10, 1000, 42), (10, 36, 36), (0, 1000, 32)])
+def test_the_memory_grows_by_at_most_memory_growth_cells_up_to_its_largest(
+    tiny_model: TorchDetector, tmp_path: Path, growth: int, max_cells: int, size: int
+) -> None:
+    window = two_cameras()
+    normal = np.zeros(len(window), dtype=bool)
+    normal[:12] = True
+    train = np.flatnonzero(normal)
+    masks = np.ones((len(train), HEIGHT // 2, WIDTH // 2), dtype=np.float32)
+    mined = MinedSet(normal, ~normal, np.empty(0, int), np.empty(0, int), train, masks, 1.0)
+    config = replace(CONFIG, memory_growth=growth, memory_max_cells=max_cells)
+    candidate = copy.deepcopy(tiny_model.model)
+    old_cells = candidate.appearance.cells.clone()
+    _adapt_appearance(candidate, window, mined, config, np.random.default_rng(0))
+    cells = candidate.appearance.cells
+    assert len(cells) == candidate.config.bank_size == size  # TINY_DETECTOR remembers 32
+    if size > len(old_cells):
+        assert torch.allclose(cells[: len(old_cells)], old_cells, atol=1e-5)  # what it covered stays
+    # the model's files describe the grown memory: written and loaded back, it scores as before
+    metadata = {**tiny_model.info.metadata, **model_metadata(candidate.config, {}), "version": "grown"}
+    served = SelfTrainer(OnlineConfig(selftrain=config), tmp_path)._materialize(candidate, metadata)
+    clips = window.clips(np.arange(4), served.info.history)
+    expected = TorchDetector(candidate, metadata).stream_maps(clips)
+    # cells the memory holds exactly are at distance 0, where sqrt magnifies rounding
+    np.testing.assert_allclose(served.stream_maps(clips), expected, atol=2e-2, rtol=1e-2)
 
 
 def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ class SelfTrainConfig:
     memory_max_cells: int = 2048
     # a second candidate, the model's streams fitted afresh to the mined normal frames not held out: when
     # the model scores the held-out ones at a mean z above `refit_normal_z` (the site no longer looks like
-    # its footage: 2.6-3.4 on Ped2 turned or moved, 1.1-1.4 unchanged, where a fresh fit costs the streamed
+    # its footage: 2.8-3.3 on Ped2 turned or moved, 1.1-1.7 unchanged, where a fresh fit costs the streamed
     # AUC 0.008) and there are at least `refit_min_frames` (0: never)
     refit_normal_z: float = 2.0
     refit_min_frames: int = 50  # five runs of FNmin

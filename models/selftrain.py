@@ -657,22 +657,22 @@ def run_cycle(
         )
         _log_verdict(window, mined, refit_validation, "refit")
         # of two accepted candidates, the one that sets the mined anomalies apart from normal frames more
-        chosen = refit_validation.accepted and (
+        refit_chosen = refit_validation.accepted and (
             not validation.accepted
             or refit_validation.metrics.get("candidate_abnormal_separation", 0.0)
             > validation.metrics.get("candidate_abnormal_separation", 0.0)
         )
         report["refit"] = {
             "candidate": refit_metadata["version"],
-            "chosen": chosen,
+            "chosen": refit_chosen,
             "accepted": refit_validation.accepted,
             "reason": refit_validation.reason,
             **refit_validation.metrics,
         }
-        if chosen:
-            refit_chosen = True
+        if refit_chosen:
             candidate, candidate_metadata, validation = refit[0], refit_metadata, refit_validation
             report["candidate"] = refit_metadata["version"]
+            report["adaptation_validation"] = report["validation"]  # the adaptation's own verdict
             report["validation"] = {
                 k: v for k, v in report["refit"].items() if k not in ("candidate", "chosen")
             }

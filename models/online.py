@@ -29,6 +29,7 @@ from models.selftrain import (
     consecutive_runs,
     mine,
     run_cycle,
+    run_videos,
     window_evidence,
 )
 from models.stream import CameraStream, raw_scores
@@ -172,9 +173,7 @@ class SelfTrainer:
             return CycleResult(
                 False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
             )
-        videos = {
-            f"run{i}": window.frames[run] for i, run in enumerate(consecutive_runs(normal, window.segments))
-        }
+        videos = run_videos(window, normal)
         trained = train_detector(
             videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
         )

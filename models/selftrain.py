@@ -188,15 +188,14 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
         raw[part] = raw_scores(detector, stream_maps)
         for row, anomaly in zip(part, anomaly_maps(detector, stream_maps), strict=True):
             maps[row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
+    model_z = _z(detector, raw, calibration or ScoreCalibration.fit(raw))
     if calibration is None:
-        calibration = ScoreCalibration.fit(raw)
-        z = (raw - calibration.median) / calibration.scale
+        z = model_z
     else:
         z = np.empty(len(window), dtype=np.float64)
         for start, end in segment_spans(window.segments):
             scorer = CameraScorer(calibration)
             z[start:end] = [scorer.normalize(float(value)) for value in raw[start:end]]
-    model_z = (raw - calibration.median) / calibration.scale
     return WindowEvidence(score_of_z(z, ScorerConfig()).astype(np.float32), model_z, maps)
 
 
@@ -206,6 +205,11 @@ def consecutive_runs(indices: np.ndarray, segments: np.ndarray) -> list[np.ndarr
         return []
     breaks = np.flatnonzero((np.diff(indices) != 1) | (np.diff(segments[indices]) != 0)) + 1
     return np.split(indices, breaks)
+
+
+def run_videos(window: Window, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The consecutive runs of `indices` as videos (uint8 [T, H, W] each), for fitting a detector."""
+    return {f"run{i}": window.frames[run] for i, run in enumerate(consecutive_runs(indices, window.segments))}
 
 
 def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +303,8 @@ def _adapt_appearance(
     # rows of mined.train (and of its masks), evenly spread: the backbone is most of a cycle's time
     count = min(len(mined.train), config.memory_frames)
     rows = np.unique(np.linspace(0, len(mined.train) - 1, count).round().astype(int))
-    offered = [appearance.cells.clone()]
+    current = appearance.cells.clone()
+    offered = [current[:0]]
     for start in range(0, len(rows), BATCH):
         part = rows[start : start + BATCH]
         features = frame_features(candidate, window.frames[mined.train[part]]).float()  # [B, C, h, w]
@@ -316,7 +321,7 @@ def _adapt_appearance(
             offset += count
         if picks:
             offered.append(cells[torch.from_numpy(np.concatenate(picks))])
-    current, pool = offered[0], torch.cat(offered[1:]) if len(offered) > 1 else offered[0][:0]
+    pool = torch.cat(offered)
     room = min(config.memory_growth, config.memory_max_cells - len(current))
     if room > 0:
         candidate.remember(extend_coreset(current, pool, room))
@@ -477,10 +482,9 @@ def _refit(
     ):
         return None
     structure = replace(model.config, streams=tuple(s for s in model.config.streams if s != "ordinal"))
-    videos = {
-        f"run{i}": window.frames[run] for i, run in enumerate(consecutive_runs(frames, window.segments))
-    }
-    fitted = fit_detector(videos, structure, FitConfig(seed=config.seed, max_frames=config.memory_frames))
+    fitted = fit_detector(
+        run_videos(window, frames), structure, FitConfig(seed=config.seed, max_frames=config.memory_frames)
+    )
     return fitted.model, fitted.metadata_stats()
 
 
@@ -490,6 +494,9 @@ class Validation:
     accepted: bool
     reason: str
     metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "reason": self.reason, **self.metrics}
 
 
 def _raw(detector: Detector, clips: np.ndarray) -> np.ndarray:
@@ -641,11 +648,7 @@ def run_cycle(
     for candidate in candidates:
         candidate_metadata, validation = _validated(candidate, metadata, current, window, mined, config)
         report["candidate"] = candidate_metadata["version"]
-        report["validation"] = {
-            "accepted": validation.accepted,
-            "reason": validation.reason,
-            **validation.metrics,
-        }
+        report["validation"] = validation.to_dict()
         _log_verdict(window, mined, validation, "ordinal round" if candidate is not adapted else "adapted")
         if validation.accepted:
             break
@@ -665,17 +668,13 @@ def run_cycle(
         report["refit"] = {
             "candidate": refit_metadata["version"],
             "chosen": refit_chosen,
-            "accepted": refit_validation.accepted,
-            "reason": refit_validation.reason,
-            **refit_validation.metrics,
+            **refit_validation.to_dict(),
         }
         if refit_chosen:
             candidate, candidate_metadata, validation = refit[0], refit_metadata, refit_validation
             report["candidate"] = refit_metadata["version"]
             report["adaptation_validation"] = report["validation"]  # the adaptation's own verdict
-            report["validation"] = {
-                k: v for k, v in report["refit"].items() if k not in ("candidate", "chosen")
-            }
+            report["validation"] = refit_validation.to_dict()
     report["seconds"] = round(time.monotonic() - started, 2)
     report["validation_s"] = round(report["seconds"] - report["mining_s"] - report["adaptation_s"], 2)
     if not validation.accepted:

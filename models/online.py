@@ -119,14 +119,16 @@ class SelfTrainer:
         """eta_s from the consensus once it has settled (None: the configured constant)."""
         if not self.config.adaptive_threshold or self.consensus is None or not self.consensus.stopped:
             return None
-        return self.alert_threshold()
+        return self.alert_threshold(with_level=False)  # mining reads scores without the level
 
-    def alert_threshold(self) -> float | None:
+    def alert_threshold(self, with_level: bool = True) -> float | None:
         """The served score at which a frame enters the consensus anomaly set (None before it settles)."""
         if self.consensus is None or not self.consensus.stopped or self.serving is None:
             return None
         calibration = ScoreCalibration.from_dict(self.serving.info.metadata["calibration"])
-        z = (self.consensus.score_threshold(self.reference_raw[-1]) - calibration.median) / calibration.scale
+        if not with_level:
+            calibration = replace(calibration, level=0.0)
+        z = calibration.z(self.consensus.score_threshold(self.reference_raw[-1]))
         score = float(score_of_z(np.float64(z), ScorerConfig()))
         return float(np.clip(score, 0.5, 0.95))  # never so low that normal frames are mined as abnormal
 

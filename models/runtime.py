@@ -460,7 +460,7 @@ def _check(detector: Detector, path: Path) -> None:
             stats.append(ScoreCalibration.from_dict(calibration))
     except (TypeError, ValueError, KeyError) as exc:
         raise InvalidModelError(f"{path}: unreadable score statistics ({exc})") from exc
-    if not all(math.isfinite(stat.median) and math.isfinite(stat.scale) for stat in stats):
+    if not all(math.isfinite(v) for stat in stats for v in (stat.median, stat.scale, stat.level)):
         raise InvalidModelError(f"{path}: score statistics are not finite")
 
 

@@ -56,13 +56,21 @@ class ScoreCalibration:
 
     median: float
     scale: float  # robust spread: 1.4826 * MAD
+    # the frame score's only: z added to every normalized score, the level at which the site's normal
+    # footage scored when this model was swapped in (models/selftrain.refit_statistics); 0 for a fit
+    level: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
-        return {"median": self.median, "scale": self.scale}
+        return {"median": self.median, "scale": self.scale, "level": self.level}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreCalibration:
-        return cls(median=float(data["median"]), scale=float(data["scale"]))
+        return cls(
+            median=float(data["median"]), scale=float(data["scale"]), level=float(data.get("level", 0.0))
+        )
+
+    def z(self, raw: np.ndarray) -> np.ndarray:
+        return (raw - self.median) / self.scale + self.level
 
     @classmethod
     def fit(cls, raw_scores: np.ndarray, min_scale: float = 0.0) -> ScoreCalibration:
@@ -146,7 +154,8 @@ class CameraScorer:
         """The newest frame's robust z-score under the camera's statistics so far; then remember it."""
         median, scale = self._statistics()
         self.recent_raw.append(float(raw))
-        return (raw - median) / scale
+        # the level is added after the camera's own statistics are blended in: they do not pull it away
+        return (raw - median) / scale + (self.calibration.level if self.calibration is not None else 0.0)
 
     def update(self, raw: float) -> float:
         """Normalized, smoothed score of the newest frame; then remember its raw score."""

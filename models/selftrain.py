@@ -160,8 +160,11 @@ class MinedSet:
 class WindowEvidence:
     """The model in service's view of a window: what mining works on."""
 
-    scores: np.ndarray  # float [N]: scores as the camera's scorer normalizes them, unsmoothed, in [0, 1]
-    z: np.ndarray  # float [N]: the raw scores in the model's own z units (its calibration, not the camera's)
+    # float [N]: scores as the camera's scorer normalizes them (without the calibration's level: that
+    # holds the site's scores where they were for its operators, not where the model finds them), in [0, 1]
+    scores: np.ndarray
+    z: np.ndarray  # float [N]: the raw scores in the model's own z units (its calibration without its level,
+    # not the camera's)
     maps: np.ndarray  # float16 [N, H/2, W/2]: anomaly maps at the resolution the service stores them
 
 
@@ -177,7 +180,9 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
     calibration: its frames are normalized by the window's own statistics."""
     info = detector.info
     calibration = (
-        ScoreCalibration.from_dict(info.metadata["calibration"]) if info.metadata.get("calibration") else None
+        replace(ScoreCalibration.from_dict(info.metadata["calibration"]), level=0.0)
+        if info.metadata.get("calibration")
+        else None
     )
     height, width = info.height // 2, info.width // 2
     raw = np.empty(len(window), dtype=np.float64)
@@ -188,7 +193,7 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
         raw[part] = raw_scores(detector, stream_maps)
         for row, anomaly in zip(part, anomaly_maps(detector, stream_maps), strict=True):
             maps[row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
-    model_z = _z(detector, raw, calibration or ScoreCalibration.fit(raw))
+    model_z = (calibration or ScoreCalibration.fit(raw)).z(raw)
     if calibration is None:
         z = model_z
     else:
@@ -401,6 +406,7 @@ def _blend(old: ScoreCalibration, new: ScoreCalibration, prior: float, count: in
     return ScoreCalibration(
         median=(1 - weight) * old.median + weight * new.median,
         scale=max((1 - weight) * old.scale + weight * new.scale, 1e-6),
+        level=old.level,
     )
 
 
@@ -411,12 +417,15 @@ def refit_statistics(
 
     Each stream's statistics are blended from the parent's (as `prior_frames` frames) and the frames'
     (those of a stream new in the candidate are the frames'). The
-    calibration keeps the spread blended the same way, and is shifted so that the frames score the same
-    z under the candidate as under the model in service: a swap does not move the score of the site's
-    normal footage (nor the meaning of the alert threshold), while what the candidate sets apart better
-    scores higher. Also returns the calibration before that shift (blended like the spread): the frame of
-    reference in which validation compares the two models on normal frames (the shifted one when the
-    candidate has a stream its parent lacks).
+    calibration's median and spread are blended the same way, and its level (a z added to every
+    normalized score) set so that the frames score the same z under the candidate as under the model in
+    service: a swap does not move the score of the site's normal footage (nor the meaning of the alert
+    threshold), while what the candidate sets apart better scores higher. A level, not a moved median: a
+    camera's scorer blends the camera's own statistics into the calibration's, and would pull a moved
+    median back, and the camera's scores would drift away from that level over each video (see the
+    README). Also returns the calibration before that (blended, with the parent's level): the frame
+    of reference in which validation compares the two models on normal frames (the calibration with its
+    new level when the candidate has a stream its parent lacks).
     """
     info = candidate.info
     old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
@@ -444,9 +453,8 @@ def refit_statistics(
     raw = combined_scores(patch, stats)
     blended = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames))
     served_z = float(np.median(_z(current, _raw(current, clips))))
-    calibration = ScoreCalibration(
-        median=float(np.median(raw)) - served_z * blended.scale, scale=blended.scale
-    )
+    own_z = float(np.median(replace(blended, level=0.0).z(raw)))
+    calibration = replace(blended, level=served_z - own_z)
     refitted = {
         "stream_stats": {name: stat.to_dict() for name, stat in zip(info.streams, stats, strict=True)},
         "calibration": calibration.to_dict(),
@@ -509,7 +517,7 @@ def _raw(detector: Detector, clips: np.ndarray) -> np.ndarray:
 
 def _z(detector: Detector, raw: np.ndarray, calibration: ScoreCalibration | None = None) -> np.ndarray:
     calibration = calibration or ScoreCalibration.from_dict(detector.info.metadata["calibration"])
-    return (raw - calibration.median) / calibration.scale
+    return calibration.z(raw)
 
 
 def validate(
@@ -615,6 +623,8 @@ def run_cycle(
     if normal_count < config.min_normal_frames or len(mined.validation) == 0:
         reason = (
             f"too few confident normal frames ({int(mined.normal.sum())}; {config.min_normal_frames} needed)"
+            if normal_count < config.min_normal_frames
+            else f"too few confident normal runs to hold one out ({int(mined.normal.sum())} frames)"
         )
         report["seconds"] = round(time.monotonic() - started, 2)
         return CycleResult(False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal)

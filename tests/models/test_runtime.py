@@ -27,6 +27,7 @@ from models.runtime import (
     save_detector,
     tensorrt_options,
 )
+from models.scoring import CameraScorer, ScoreCalibration
 from models.stream import CameraStream, anomaly_maps, raw_scores
 from models.streams import DetectorConfig, DetectorNet
 from tests.models.conftest import HEIGHT, TINY_DETECTOR, TINY_PREDICTING, WIDTH, synthetic_video
@@ -79,6 +80,20 @@ def test_score_of_a_frame_ignores_later_frames() -> None:
     before, after = score_video(detector, video, batch_size=8), score_video(detector, changed, batch_size=8)
     np.testing.assert_allclose(before.scores[:20], after.scores[:20], atol=1e-6)  # DIS's last bit varies
     assert not np.allclose(before.scores[20:], after.scores[20:])
+
+
+def test_a_calibration_s_level_stays_as_the_camera_s_own_statistics_take_over() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.normal(5.0, 2.0, 3000)  # the camera's own footage: its level is the calibration's
+    calibration = ScoreCalibration(5.0, 2.0)
+    plain, raised = CameraScorer(calibration), CameraScorer(replace(calibration, level=3.0))
+    gaps = [raised.normalize(float(r)) - plain.normalize(float(r)) for r in raw]
+    assert np.allclose(gaps, 3.0, atol=0.05)
+    # a median moved by 3 spreads instead is pulled back as the camera's statistics take over
+    moved = CameraScorer(ScoreCalibration(5.0 - 3 * 2.0, 2.0))
+    plain = CameraScorer(calibration)
+    drift = [moved.normalize(float(r)) - plain.normalize(float(r)) for r in raw]
+    assert drift[0] == pytest.approx(3.0) and drift[-1] < 1.5
 
 
 def test_stream_pads_history_at_start_and_after_reconnect() -> None:

@@ -18,12 +18,16 @@ from models.motion import MotionBaseline
 from models.online import OnlineConfig, SelfTrainer, concat_windows, stream_online
 from models.pipeline import train_detector
 from models.runtime import InvalidModelError, TorchDetector, model_metadata
+from models.scoring import ScoreCalibration
 from models.selftrain import (
     MinedSet,
     SelfTrainConfig,
     Window,
     _adapt_appearance,
+    _raw,
+    _z,
     mine,
+    refit_statistics,
     run_cycle,
     validate,
     window_evidence,
@@ -188,6 +192,26 @@ def test_the_memory_grows_by_at_most_memory_growth_cells_up_to_its_largest(
     expected = TorchDetector(candidate, metadata).stream_maps(clips)
     # cells the memory holds exactly are at distance 0, where sqrt magnifies rounding
     np.testing.assert_allclose(served.stream_maps(clips), expected, atol=2e-2, rtol=1e-2)
+
+
+def test_a_swap_keeps_the_site_s_normal_level_as_a_level_not_a_moved_median(
+    tiny_model: TorchDetector,
+) -> None:
+    window = two_cameras()
+    frames = np.arange(0, 30)
+    # the model in service scores these frames as unusual (3 z above its own calibration)
+    calibration = ScoreCalibration.from_dict(tiny_model.info.metadata["calibration"])
+    raised = replace(calibration, level=3.0)
+    current = TorchDetector(tiny_model.model, {**tiny_model.info.metadata, "calibration": raised.to_dict()})
+    refitted, reference = refit_statistics(tiny_model, current, window, frames, 1000)
+    clips = window.clips(frames, tiny_model.info.history)
+    served = float(np.median(_z(current, _raw(current, clips))))
+    candidate = TorchDetector(tiny_model.model, {**tiny_model.info.metadata, **refitted})
+    assert float(np.median(_z(candidate, _raw(candidate, clips)))) == pytest.approx(served, abs=1e-4)
+    kept = ScoreCalibration.from_dict(refitted["calibration"])
+    assert kept.median == pytest.approx(reference.median) and kept.level == pytest.approx(3.0, abs=0.5)
+    # the trigger of a fresh fit reads the model's own z, without the level it is held at
+    assert float(np.median(window_evidence(candidate, window).z[frames])) < served - 2
 
 
 def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -> None:

@@ -8,10 +8,11 @@ sees), and one retraining cycle over a 3000-frame window while inference runs be
 Parts:
 - online: the testing videos streamed from the one-class model (paper protocol: no harm expected);
 - site-change: the same on copies whose testing frames look as if the camera was moved and re-lit
-  (zoom, shift, gamma, sensor noise) or mounted upside down (SITE_CHANGES; each copy is written to a
-  temporary folder, training links back), and for each the still-seen figure: the start model on the
-  unchanged frames with its evidence kept only where the changed camera still sees (what the start
-  model's own knowledge reaches once the lost edges are gone; a model fitted afresh can go past it);
+  (zoom, shift, gamma, sensor noise: two such changes) or mounted upside down (SITE_CHANGES; each copy
+  is written to a temporary folder, training links back), and for each the still-seen figure: the
+  start model on the unchanged frames with its evidence kept only where the changed camera still sees
+  (what the start model's own knowledge reaches once the lost edges are gone; a model fitted afresh can
+  go past it);
 - coldstart: no model and no labels; training and testing videos streamed in a seeded order;
 - cycle: one cycle over a 3000-frame window in a second process (the retraining worker's settings and
   priority), while this one scores frames as an inference worker serving 6 cameras at 10 fps would:
@@ -67,6 +68,17 @@ SITE_CHANGES = {
         "shift_x": 0.02,
         "gamma": 0.7,
         "noise_sigma": 4.0,
+    },
+    # the same kind of change, other numbers (not used while choosing the method): zoomed less, moved the
+    # other way, brighter instead of darker, another sensor's noise
+    "site_change_brighter": {
+        **UNCHANGED,
+        "zoom": 1.05,
+        "shift_y": 0.02,
+        "shift_x": -0.03,
+        "gamma": 1.4,
+        "noise_sigma": 3.0,
+        "seed": 1,
     },
     # as if the camera was mounted upside down: nothing leaves the view, every place and look changes
     "upside_down": {**UNCHANGED, "angle": 180.0},

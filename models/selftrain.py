@@ -97,9 +97,10 @@ class SelfTrainConfig:
     memory_growth: int = 0
     memory_max_cells: int = 2048
     # a second candidate, the model's streams fitted afresh to the mined normal frames not held out: when
-    # the model scores the held-out ones at a mean z above `refit_normal_z` (the site no longer looks like
-    # its footage: 2.8-3.3 on Ped2 turned or moved, 1.1-1.7 unchanged, where a fresh fit costs the streamed
-    # AUC 0.008) and there are at least `refit_min_frames` (0: never)
+    # the model scores the held-out ones at a mean z (its own, without the level a swap holds: see
+    # refit_statistics) above `refit_normal_z` (the site no longer looks like its footage: 2.8-3.3 on Ped2
+    # turned or moved, 1.1-1.7 unchanged, where a fresh fit costs the streamed AUC 0.008) and there are at
+    # least `refit_min_frames` (0: never)
     refit_normal_z: float = 2.0
     refit_min_frames: int = 50  # five runs of FNmin
     steps: int = 300  # prediction stream: fine-tuning steps per cycle

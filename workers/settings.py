@@ -117,7 +117,8 @@ class RetrainSettings(BaseModel):
     )
     refit_normal_z: float = Field(
         2.0,
-        description="Mean z of the held-out normal frames above which a cycle also fits a fresh model.",
+        description="Mean z of the held-out normal frames (the model's own, without the level a swap holds) "
+        "above which a cycle also fits a fresh model.",
     )
     refit_min_frames: int = Field(
         50, ge=0, description="Fewest mined normal frames a fresh model is fitted to (0: never)."

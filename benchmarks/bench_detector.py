@@ -38,16 +38,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
-from models.detector import DetectorInfo  # noqa: E402
-from models.pipeline import machine_info, save_trained, train_on_dataset  # noqa: E402
-from models.runtime import (  # noqa: E402
-    CPU_PROVIDER,
-    PRECISIONS,
-    OnnxDetector,
-    TorchDetector,
-    convert_onnx_fp16,
-    load_detector,
-)
+from models.detector.base import DetectorInfo  # noqa: E402
+from models.detector.export import convert_onnx_fp16  # noqa: E402
+from models.detector.runtime import CPU_PROVIDER, PRECISIONS, OnnxDetector, TorchDetector, load_detector  # noqa: E402
+from models.evaluation.jobs import machine_info, save_trained, train_on_dataset  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 BATCHES = (1, 8, 32, 64)
@@ -73,7 +67,7 @@ def moving_clips(info: DetectorInfo, batch: int) -> np.ndarray:
 
 def measure_flow(detector: Any, args: argparse.Namespace) -> dict[int, float]:
     """Frames/s of the optical flow alone (the CPU pre-processing every runtime shares)."""
-    from models.flow import clip_speeds
+    from models.detector.flow import clip_speeds
 
     return {
         batch: measure(
@@ -118,7 +112,7 @@ def torch_cuda_scorer(pt_path: Path, precision: str) -> Scorer:
     """The network in PyTorch on the GPU (fp16: autocast), the flow on the CPU as served."""
     import torch
 
-    from models.flow import clip_speeds
+    from models.detector.flow import clip_speeds
 
     detector = load_detector(pt_path, "cpu")
     assert isinstance(detector, TorchDetector)
@@ -204,7 +198,7 @@ def onnx_models(onnx_path: Path, precisions: list[str], tmp: Path) -> dict[str, 
     return {p: models[p] for p in precisions}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -227,7 +221,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per batch size")
     parser.add_argument("--no-eval", action="store_true", help="skip the `vigil eval` AUC runs")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING)
     precisions = list(PRECISIONS) if args.precision == "both" else [args.precision]
 
@@ -250,8 +248,8 @@ def main() -> int:
         tmp = Path(tmp_dir)
         onnx_path, pt_path = tmp / "model.onnx", tmp / "model.pt"
         if args.train:
-            from models.fitting import FitConfig
-            from service.commands.train import detector_config
+            from models.detector.fitting import FitConfig
+            from service.cli.commands.train import detector_config
 
             started = time.perf_counter()
             trained = train_on_dataset(args.dataset, detector_config(args), FitConfig(seed=args.seed))

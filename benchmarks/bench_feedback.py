@@ -30,16 +30,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
-from models import data  # noqa: E402
-from models.evaluation import auc_report, score_videos  # noqa: E402
-from models.online import SelfTrainer  # noqa: E402
-from models.pipeline import machine_info, read_split  # noqa: E402
-from models.runtime import load_detector  # noqa: E402
-from models.selftrain import Window  # noqa: E402
-from workers import keys  # noqa: E402
-from workers.labels import pick_proposals  # noqa: E402
-from workers.retrain import online_config  # noqa: E402
-from workers.settings import get_settings  # noqa: E402
+from models.detector.runtime import load_detector  # noqa: E402
+from models.evaluation import datasets as data  # noqa: E402
+from models.evaluation.jobs import machine_info, read_split  # noqa: E402
+from models.evaluation.videos import auc_report, score_videos  # noqa: E402
+from models.selftrain.config import Window  # noqa: E402
+from models.selftrain.trainer import SelfTrainer  # noqa: E402
+from workers.bus import keys  # noqa: E402
+from workers.config import get_settings, online_config  # noqa: E402
+from workers.store.labels import pick_proposals  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 

@@ -37,9 +37,9 @@ from tqdm import tqdm
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from models.pipeline import machine_info  # noqa: E402
-from workers import keys  # noqa: E402
-from workers.redis_conn import EmbeddedRedis, connect  # noqa: E402
+from models.evaluation.jobs import machine_info  # noqa: E402
+from workers.bus import keys  # noqa: E402
+from workers.bus.connection import EmbeddedRedis, connect  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 TARGET_P95_MS = 250.0

@@ -41,11 +41,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
-from models import data  # noqa: E402
-from models.detector import Detector  # noqa: E402
-from models.evaluation import auc_report, score_videos  # noqa: E402
-from models.pipeline import machine_info, read_split  # noqa: E402
-from models.runtime import load_detector  # noqa: E402
+from models.detector.base import Detector  # noqa: E402
+from models.detector.runtime import load_detector  # noqa: E402
+from models.evaluation import datasets as data  # noqa: E402
+from models.evaluation.jobs import machine_info, read_split  # noqa: E402
+from models.evaluation.videos import auc_report, score_videos  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 PARTS = ("online", "site-change", "coldstart", "cycle")
@@ -208,11 +208,11 @@ def _cycle_process(model: str, dataset: str, frames: int, queue: Any) -> None:
     """In a process of its own, as the retraining worker: one cycle over `frames` buffered frames."""
     import torch
 
-    from models.online import OnlineConfig
-    from models.runtime import load_detector
-    from models.selftrain import Window, run_cycle
-    from workers.retrain import online_config, yield_cpu_to_inference
-    from workers.settings import get_settings
+    from models.detector.runtime import load_detector
+    from models.selftrain.config import OnlineConfig, Window
+    from models.selftrain.cycle import run_cycle
+    from workers.config import get_settings, online_config
+    from workers.retrain.worker import yield_cpu_to_inference
 
     settings = get_settings()
     torch.set_num_threads(max(settings.retrain.threads, 1))
@@ -255,8 +255,8 @@ def cycle_beside_inference(
     """Inference as a worker serving `cameras` cameras at `fps` (a batch of one frame of each camera every
     1/fps s): its capacity alone, then the frames/s it achieves and how late its batches finish, alone
     and while a cycle runs in another process."""
-    from models.runtime import load_detector
-    from workers.settings import get_settings
+    from models.detector.runtime import load_detector
+    from workers.config import get_settings
 
     detector = load_detector(model, "cpu", get_settings().inference.threads)
     info = detector.info

@@ -12,7 +12,7 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # `python -c EVAL_RUNNER eval DATASET ...` runs `vigil eval` as the CLI does, without needing the entry point
 EVAL_RUNNER = (
-    "import argparse, sys; from service.commands import eval as command; "
+    "import argparse, sys; from service.cli.commands import eval as command; "
     "parser = argparse.ArgumentParser(); command.register(parser.add_subparsers()); "
     "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))"
 )

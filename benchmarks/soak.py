@@ -40,10 +40,10 @@ from websockets.sync.client import connect as ws_connect
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from workers import keys  # noqa: E402  (after the path setup)
-from workers.inference import DROPPED_FIELD  # noqa: E402
+from workers.bus import keys  # noqa: E402  (after the path setup)
+from workers.bus.connection import EMBEDDED_REDIS_DIR, URL_FILE, connect, free_port  # noqa: E402
+from workers.bus.keys import DROPPED_FIELD  # noqa: E402
 from workers.ingest.demo import write_demo_clip  # noqa: E402
-from workers.redis_conn import EMBEDDED_REDIS_DIR, URL_FILE, connect, free_port  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 CLIP_SECONDS = 30
@@ -313,7 +313,63 @@ def summarize(
     }
 
 
-def main() -> int:
+def sample(
+    client: redis.Redis, up: psutil.Process, camera_ids: list[str], duration_s: float, interval_s: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Lag every second and memory every `interval_s` for `duration_s`: (memory samples, lag samples)."""
+    memory: list[dict[str, Any]] = []
+    lag_samples: list[dict[str, Any]] = []
+    started = time.monotonic()
+    next_memory = started
+    with tqdm(total=round(duration_s), desc="soak", unit="s") as progress:
+        while (elapsed := time.monotonic() - started) < duration_s:
+            lag, latency = lags(client, camera_ids)
+            lag_samples.append({"t_s": round(elapsed, 2), "lag_s": lag, "latency_s": latency})
+            if time.monotonic() >= next_memory:
+                info = client.info("memory")
+                memory.append(
+                    {
+                        "t_s": round(elapsed, 2),
+                        "rss_mb": {k: round(v, 1) for k, v in rss_by_role(up).items()},
+                        "redis_used_memory_mb": round(info["used_memory"] / 2**20, 2),
+                        "dropped": sum(dropped_frames(client, camera_ids).values()),
+                        "alert_events": client.xlen(keys.ALERT_EVENTS),
+                    }
+                )
+                next_memory += interval_s
+            progress.update(round(time.monotonic() - started - progress.n))
+            time.sleep(1.0)
+    return memory, lag_samples
+
+
+def soak_checks(
+    summary: dict[str, Any],
+    duration_s: float,
+    buffer_s: float,
+    interval_s: float,
+    dropped: dict[str, int],
+    missed: list[str],
+    follower: AlertFollower,
+    new_per_alert: Counter[str],
+    statuses: dict[str, Any],
+) -> dict[str, bool]:
+    """What a soak must show: flat memory once the buffers are full, no growing lag, nothing lost."""
+    return {
+        "memory_flat_after_buffer_full": all(
+            is_flat(role["after_buffer_full"]) for role in summary["rss"].values()
+        )
+        and is_flat(summary["redis_used_memory"]["after_buffer_full"]),
+        "memory_flatness_measured": duration_s > buffer_s + 3 * interval_s,
+        "lag_not_growing": (summary["lag_s"]["p95_last_third"] or 0.0)
+        <= (summary["lag_s"]["p95_first_third"] or 0.0) + LAG_GROWTH_S,
+        "no_dropped_frames": sum(dropped.values()) == 0,
+        "no_dropped_alert_events": not missed and len(follower.event_ids) == len(set(follower.event_ids)),
+        "one_new_event_per_alert": all(count == 1 for count in new_per_alert.values()),
+        "cameras_streaming": all(state == "streaming" for state in statuses.values()),
+    }
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -326,14 +382,18 @@ def main() -> int:
         "--buffer-seconds", type=float, help="frame buffer per camera (default: the settings' 300 s)"
     )
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/soak-<machine>.json)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     machine_name = platform.node() or "machine"
     out = args.out or RESULTS / f"soak-{machine_name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     duration_s = args.minutes * 60.0
 
-    from models.pipeline import machine_info
-    from workers.settings import AnalysisSettings
+    from models.evaluation.jobs import machine_info
+    from workers.config import AnalysisSettings
 
     buffer_s = args.buffer_seconds or AnalysisSettings().buffer_seconds
     with tempfile.TemporaryDirectory(prefix="vigil-soak-") as tmp:
@@ -351,28 +411,7 @@ def main() -> int:
             wait_for(lambda: len(lags(client, camera_ids)[0]) == len(camera_ids), 60, "every camera scored")
             up = psutil.Process(vigil.pid)
             follower.start()
-            memory: list[dict[str, Any]] = []
-            lag_samples: list[dict[str, Any]] = []
-            started = time.monotonic()
-            next_memory = started
-            with tqdm(total=round(duration_s), desc="soak", unit="s") as progress:
-                while (elapsed := time.monotonic() - started) < duration_s:
-                    lag, latency = lags(client, camera_ids)
-                    lag_samples.append({"t_s": round(elapsed, 2), "lag_s": lag, "latency_s": latency})
-                    if time.monotonic() >= next_memory:
-                        info = client.info("memory")
-                        memory.append(
-                            {
-                                "t_s": round(elapsed, 2),
-                                "rss_mb": {k: round(v, 1) for k, v in rss_by_role(up).items()},
-                                "redis_used_memory_mb": round(info["used_memory"] / 2**20, 2),
-                                "dropped": sum(dropped_frames(client, camera_ids).values()),
-                                "alert_events": client.xlen(keys.ALERT_EVENTS),
-                            }
-                        )
-                        next_memory += args.interval
-                    progress.update(round(time.monotonic() - started - progress.n))
-                    time.sleep(1.0)
+            memory, lag_samples = sample(client, up, camera_ids, duration_s, args.interval)
             time.sleep(3.0)  # let the feed deliver the last events
             follower.stop()
             workers = [
@@ -395,19 +434,9 @@ def main() -> int:
     missed = [event_id for event_id in stream_events if event_id not in received]
     new_per_alert = Counter(event.alert_id for event in events if event.type == "new")
     summary = summarize(memory, lag_samples, fill_s=buffer_s + args.interval)
-    checks = {
-        "memory_flat_after_buffer_full": all(
-            is_flat(role["after_buffer_full"]) for role in summary["rss"].values()
-        )
-        and is_flat(summary["redis_used_memory"]["after_buffer_full"]),
-        "memory_flatness_measured": duration_s > buffer_s + 3 * args.interval,
-        "lag_not_growing": (summary["lag_s"]["p95_last_third"] or 0.0)
-        <= (summary["lag_s"]["p95_first_third"] or 0.0) + LAG_GROWTH_S,
-        "no_dropped_frames": sum(dropped.values()) == 0,
-        "no_dropped_alert_events": not missed and len(follower.event_ids) == len(set(follower.event_ids)),
-        "one_new_event_per_alert": all(count == 1 for count in new_per_alert.values()),
-        "cameras_streaming": all(state == "streaming" for state in statuses.values()),
-    }
+    checks = soak_checks(
+        summary, duration_s, buffer_s, args.interval, dropped, missed, follower, new_per_alert, statuses
+    )
     result = {
         "benchmark": "soak",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

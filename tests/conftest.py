@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.redis_conn import EmbeddedRedis, connect
+from workers.bus.connection import EmbeddedRedis, connect
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PED2 = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"

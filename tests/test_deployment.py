@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from service.cli import COMMANDS
-from workers.keys import CameraConfig
+from service.cli.main import COMMANDS
+from workers.bus.keys import CameraConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -109,7 +109,7 @@ def test_every_container_runs_a_vigil_subcommand() -> None:
 
 def test_compose_commands_parse_with_the_real_cli() -> None:
     """Flags too (e.g. `ingest --site`), once every subcommand module exists."""
-    from service import cli
+    from service.cli import main as cli
 
     try:
         parser = cli.build_parser()
@@ -167,7 +167,7 @@ def test_health_checks_probe_a_real_api_route() -> None:
     from fastapi.testclient import TestClient
 
     from service.api.app import create_app
-    from workers.settings import Settings
+    from workers.config import Settings
 
     api_check = " ".join(load_yaml(COMPOSE)["services"]["api"]["healthcheck"]["test"])
     probes = [("compose api", api_check), *((path.name, path.read_text()) for path in DOCKERFILES)]

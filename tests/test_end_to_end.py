@@ -24,9 +24,9 @@ import psutil
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from workers import keys
+from workers.bus import keys
+from workers.bus.connection import connect, free_port
 from workers.ingest.demo import write_demo_clip
-from workers.redis_conn import connect, free_port
 
 CLIP_SECONDS = 16
 FPS = 10

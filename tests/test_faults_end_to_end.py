@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from tests.test_end_to_end import child, running_vigil_up, wait_for
-from workers import keys
+from workers.bus import keys
+from workers.bus.connection import connect
 from workers.ingest.demo import write_demo_clip
-from workers.redis_conn import connect
 
 pytestmark = pytest.mark.timeout(150)
 

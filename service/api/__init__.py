@@ -1,1 +1,1 @@
-"""The HTTP/WebSocket API: `create_app(settings)` builds the FastAPI application."""
+"""The FastAPI app: deps, errors, schemas, rendering of heat maps, one router per resource (routes/), the console (static/)."""

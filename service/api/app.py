@@ -14,9 +14,9 @@ from redis.exceptions import RedisError
 from service.api.deps import ReadTokenGuard
 from service.api.errors import BodySizeLimit, install_error_handlers
 from service.api.routes import alerts, cameras, console, feedback, health, heatmaps, metrics, models, ws
-from workers.redaction import redact
-from workers.redis_conn import connect
-from workers.settings import Settings, get_settings
+from workers.bus.connection import connect
+from workers.config import Settings, get_settings
+from workers.proc.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workers.settings import Settings
+from workers.config import Settings
 
 
 def _settings(connection: HTTPConnection) -> Settings:

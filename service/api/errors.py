@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workers.redaction import redact
+from workers.proc.redaction import redact
 
 log = logging.getLogger(__name__)
 

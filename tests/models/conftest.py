@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.network import NetworkConfig
-from models.streams import DetectorConfig
+from models.detector.predictor import NetworkConfig
+from models.detector.streams import DetectorConfig
 
 # tiny networks run fastest single-threaded, and the machine is shared with other test processes
 torch.set_num_threads(1)

@@ -10,10 +10,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
-from workers import keys
-from workers.keys import Alert, AlertEvent, AlertEventType, WorkerHeartbeat
-from workers.redis_conn import free_port
-from workers.settings import Settings
+from workers.bus import keys
+from workers.bus.connection import free_port
+from workers.bus.keys import Alert, AlertEvent, AlertEventType, WorkerHeartbeat
+from workers.config import Settings
 
 OPERATOR_TOKEN = "s3cret-operator-token"
 

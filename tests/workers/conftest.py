@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from models.motion import MotionBaseline
-from workers.inference import InferenceWorker
+from models.detector.motion import MotionBaseline
+from workers.bus import keys
+from workers.bus.connection import free_port
+from workers.config import AnalysisSettings, Settings
+from workers.inference.worker import InferenceWorker
 from workers.ingest.demo import demo_frames, write_demo_clip
 from workers.ingest.worker import IngestWorker
-from workers.redis_conn import free_port
-from workers.settings import AnalysisSettings, Settings
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
@@ -146,14 +147,13 @@ def corrupt_copy(clip: Path, target: Path) -> Path:
 
 
 def gray_frame(fields: dict[bytes, bytes]) -> np.ndarray:
-    width, height = int(fields[b"width"]), int(fields[b"height"])
-    return np.frombuffer(fields[b"gray"], dtype=np.uint8).reshape(height, width)
+    return keys.FrameMessage.from_fields(fields).array()
 
 
 @pytest.fixture
 def start_inference(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]]:
     """Start inference workers (motion baseline, short leases) on threads; all stopped after the test."""
-    from tests.workers.test_inference import HEIGHT, WIDTH, settings_for_test
+    from tests.workers.inference.test_worker import HEIGHT, WIDTH, settings_for_test
 
     started: list[tuple[InferenceWorker, threading.Thread]] = []
 

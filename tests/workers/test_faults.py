@@ -21,11 +21,11 @@ import pytest
 import redis
 import torch
 
-from models.motion import MotionBaseline
-from models.runtime import save_detector
-from tests.models.test_runtime import tiny_detector
+from models.detector.export import save_detector
+from models.detector.motion import MotionBaseline
+from tests.models.detector.test_runtime import tiny_detector
 from tests.workers.conftest import RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, RtspServer, RunIngest, ingest_settings
-from tests.workers.test_inference import (
+from tests.workers.inference.test_worker import (
     HEIGHT,
     WIDTH,
     add_camera,
@@ -33,16 +33,17 @@ from tests.workers.test_inference import (
     scored_seqs,
     write_frames,
 )
-from tests.workers.test_ingest import frames, state_is, status, wait_for
-from workers import keys
-from workers.cameras import put_camera
-from workers.inference import DROPPED_FIELD, InferenceWorker
+from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
+from workers.bus import keys
+from workers.bus.connection import EmbeddedRedis, connect
+from workers.bus.keys import DROPPED_FIELD
+from workers.config import Settings
+from workers.inference.worker import InferenceWorker
 from workers.ingest.demo import demo_frames, pick_encoder, write_demo_clip
 from workers.ingest.worker import IngestWorker
-from workers.process import STALE_HEARTBEAT_S
-from workers.redis_conn import EmbeddedRedis, connect
-from workers.retrain import RetrainWorker
-from workers.settings import Settings
+from workers.proc.process import STALE_HEARTBEAT_S
+from workers.retrain.worker import RetrainWorker
+from workers.store.cameras import put_camera
 
 pytestmark = pytest.mark.timeout(90)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import av
 import cv2
 import numpy as np
 
-from workers.redaction import redact
+from workers.proc.redaction import redact
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})

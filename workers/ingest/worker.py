@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import redis
 
-from workers import keys
-from workers.cameras import list_cameras
+from workers.bus import keys
+from workers.config import Settings
 from workers.ingest.sources import DecodedFrame, FpsSampler, FrameSource, SourceError, is_live, open_source
-from workers.process import Backoff, WorkerProcess, format_fields
-from workers.redaction import redact
-from workers.settings import Settings
+from workers.proc.process import Backoff, WorkerProcess, format_fields
+from workers.proc.redaction import redact
+from workers.store.cameras import list_cameras
 
 log = logging.getLogger("vigil.ingest")
 
@@ -58,11 +58,10 @@ class CameraIngest:
         self.realtime = realtime
         self.open_timeout_s = open_timeout_s
         analysis = settings.analysis
-        self.fps = config.fps or analysis.fps
-        self.width = config.width or analysis.width
-        self.height = config.height or analysis.height
+        resolved = analysis.for_camera(config)
+        self.fps, self.width, self.height = resolved.fps, resolved.width, resolved.height
         self.description = redact(config.source)
-        self.frames_maxlen = analysis.buffer_frames(self.fps)
+        self.frames_maxlen = resolved.buffer_frames
         self.display_maxlen = max(1, round(analysis.buffer_seconds / analysis.display_interval_s))
         self.stop_event = threading.Event()
         self._status_lock = threading.Lock()

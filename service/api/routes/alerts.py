@@ -11,12 +11,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from service import store
 from service.api.deps import RedisDep
 from service.api.errors import invalid_input
-from service.api.models import AlertList
-from service.store import AlertPosition
-from workers.keys import CAMERA_ID_PATTERN, Alert
+from service.api.schemas import AlertList
+from workers.bus.keys import CAMERA_ID_PATTERN, Alert
+from workers.store import alerts as store
+from workers.store.alerts import AlertPosition
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 

@@ -9,12 +9,11 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from service import store
 from service.api.deps import OperatorDep, RedisDep
 from service.api.errors import invalid_input
-from service.api.models import CameraOut, CameraPatch
-from workers import cameras
-from workers.keys import CAMERA_ID_PATTERN, CameraConfig
+from service.api.schemas import CameraOut, CameraPatch
+from workers.bus.keys import CAMERA_ID_PATTERN, CameraConfig
+from workers.store import cameras, frames
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ def remove_camera(camera_id: CameraIdPath, client: RedisDep) -> None:
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "Unknown camera or no image yet."}},
 )
 def get_snapshot(camera_id: CameraIdPath, client: RedisDep) -> Response:
-    jpeg = store.get_snapshot(client, camera_id)
+    jpeg = frames.get_snapshot(client, camera_id)
     if jpeg is None:
         if cameras.get_camera(client, camera_id) is None:
             raise _not_found(camera_id)

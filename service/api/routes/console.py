@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 
 router = APIRouter(tags=["console"], include_in_schema=False)
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 STATIC_FILES = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",

@@ -10,10 +10,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from service.api.deps import OperatorDep, RedisDep, SettingsDep
-from service.api.models import Page
-from workers import keys, labels
-from workers.keys import CAMERA_ID_PATTERN, FeedbackLabel, FeedbackVerdict
-from workers.labels import FeedbackRequest, Proposal, UnknownTarget
+from service.api.schemas import Page
+from workers.bus.keys import CAMERA_ID_PATTERN, FeedbackLabel, FeedbackVerdict
+from workers.store import frames, labels
+from workers.store.labels import FeedbackRequest, Proposal, UnknownTarget
 
 router = APIRouter(prefix="/api/feedback", tags=["feedback"])
 
@@ -98,16 +98,11 @@ def list_feedback(
 
 
 def _image_url(client: redis.Redis, camera: str, proposal: Proposal, tolerance_s: float) -> str | None:
-    """The display frame nearest in time to the proposed frame (stream ids are insertion times in ms)."""
-    at_ms = int(proposal.ts * 1000)
-    stream = keys.display_stream(camera)
-    entries = client.xrange(stream, min=at_ms, count=DISPLAY_NEAR) + client.xrevrange(
-        stream, max=f"({at_ms}", count=DISPLAY_NEAR
-    )
-    near = [(entry_id.decode(), keys.DisplayMessage.from_fields(fields)) for entry_id, fields in entries]
+    """The display frame nearest in time to the proposed frame, if it is that frame or near enough."""
+    near = frames.displays_near(client, camera, proposal.ts, DISPLAY_NEAR)
     if not near:
         return None
-    entry_id, message = min(near, key=lambda pair: abs(pair[1].ts - proposal.ts))
+    entry_id, message = near[0]
     if message.seq != proposal.seq and abs(message.ts - proposal.ts) > tolerance_s:
         return None
     return f"/api/cameras/{camera}/display/{entry_id}.jpg"

@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import store
 from service.api.deps import RedisDep, SettingsDep
-from service.api.models import ReadinessOut
-from workers.keys import now
-from workers.process import HEARTBEAT_PERIODS_ALIVE
+from service.api.schemas import ReadinessOut
+from workers.bus.keys import now
+from workers.proc.process import HEARTBEAT_PERIODS_ALIVE
+from workers.store import alerts as store
 
 router = APIRouter(tags=["health"])
 

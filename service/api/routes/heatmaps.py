@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import numpy as np
@@ -13,12 +12,13 @@ import redis
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
-from service import heatmaps, store
+from service.api import rendering as heatmaps
 from service.api.deps import RedisDep, SettingsDep
 from service.api.errors import invalid_input
 from service.api.routes.alerts import parse_since
-from workers import cameras, keys
-from workers.error_maps import decode_error_map
+from workers.bus import keys
+from workers.store import alerts as store
+from workers.store import cameras, frames
 
 router = APIRouter(tags=["heatmaps"])
 
@@ -72,33 +72,16 @@ def _png(image: np.ndarray) -> Response:
     return Response(heatmaps.encode_png(image), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def _messages_near(
-    client: redis.Redis, stream: str, ts: float, count: int, parse: Callable[[dict], Message]
-) -> list[Message]:
-    """Entries of a stream written around `ts` (stream ids are the insertion times in ms), nearest first."""
-    at_ms = int(ts * 1000)
-    entries = client.xrange(stream, min=at_ms, count=count) + client.xrevrange(
-        stream, max=f"({at_ms}", count=count
-    )
-    return sorted((parse(fields) for _, fields in entries), key=lambda message: abs(message.ts - ts))
-
-
 def _frame_image(client: redis.Redis, camera: str, seq: int, ts: float, tolerance_s: float) -> np.ndarray:
     """The camera image of frame `seq` taken at `ts`: its display JPEG, else its analysis frame (gray),
     else the display JPEG nearest in time (within `tolerance_s`), else a neutral background."""
-    displays = _messages_near(
-        client, keys.display_stream(camera), ts, DISPLAY_NEAR, keys.DisplayMessage.from_fields
-    )
+    displays = [message for _, message in frames.displays_near(client, camera, ts, DISPLAY_NEAR)]
     exact = next((message for message in displays if message.seq == seq), None)
     if exact is not None:
         return heatmaps.decode_jpeg(exact.jpeg)
-    frames = _messages_near(
-        client, keys.frames_stream(camera), ts, FRAMES_NEAR, keys.FrameMessage.from_fields
-    )
-    frame = next((message for message in frames if message.seq == seq), None)
+    frame = next((m for m in frames.frames_near(client, camera, ts, FRAMES_NEAR) if m.seq == seq), None)
     if frame is not None:
-        gray = np.frombuffer(frame.gray, dtype=np.uint8).reshape(frame.height, frame.width)
-        return heatmaps.gray_to_bgr(gray)
+        return heatmaps.gray_to_bgr(frame.array())
     if displays and abs(displays[0].ts - ts) <= tolerance_s:
         return heatmaps.decode_jpeg(displays[0].jpeg)
     return heatmaps.neutral_image(*_fallback_size(client, camera))
@@ -106,14 +89,11 @@ def _frame_image(client: redis.Redis, camera: str, seq: int, ts: float, toleranc
 
 def _latest_image(client: redis.Redis, camera: str) -> np.ndarray | None:
     """The camera's latest snapshot, else its newest analysis frame."""
-    jpeg = store.get_snapshot(client, camera)
+    jpeg = frames.get_snapshot(client, camera)
     if jpeg is not None:
         return heatmaps.decode_jpeg(jpeg)
-    newest = client.xrevrange(keys.frames_stream(camera), count=1)
-    if not newest:
-        return None
-    frame = keys.FrameMessage.from_fields(newest[0][1])
-    return heatmaps.gray_to_bgr(np.frombuffer(frame.gray, dtype=np.uint8).reshape(frame.height, frame.width))
+    frame = frames.newest_frame(client, camera)
+    return heatmaps.gray_to_bgr(frame.array()) if frame is not None else None
 
 
 def _fallback_size(client: redis.Redis, camera: str) -> tuple[int, int]:
@@ -135,8 +115,8 @@ def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Res
     alert = store.get_alert(client, alert_id)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
-    encoded = client.get(keys.error_map_key(alert.camera, alert.peak_seq))
-    if encoded is None:
+    error_map = frames.error_map(client, alert.camera, alert.peak_seq)
+    if error_map is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             f"the error map of alert '{alert_id}' (frame {alert.peak_seq}) is no longer kept: "
@@ -146,7 +126,7 @@ def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Res
         client, alert.camera, alert.peak_seq, alert.peak_ts, settings.analysis.display_interval_s
     )
     label = f"pixel error, frame {alert.peak_seq}"
-    return _png(heatmaps.render_overlay(base, decode_error_map(encoded), label=label))
+    return _png(heatmaps.render_overlay(base, error_map, label=label))
 
 
 @router.get(
@@ -159,18 +139,14 @@ def alert_clip(alert_id: str, client: RedisDep) -> list[ClipFrame]:
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
     end_ts = alert.end_ts if alert.end_ts is not None else time.time()
-    entries = client.xrange(
-        keys.display_stream(alert.camera),
-        min=int((alert.start_ts - CLIP_MARGIN_S) * 1000),
-        max=int((end_ts + CLIP_MARGIN_S) * 1000),
+    entries = frames.displays_between(
+        client, alert.camera, alert.start_ts - CLIP_MARGIN_S, end_ts + CLIP_MARGIN_S
     )
     step = max(1, -(-len(entries) // MAX_CLIP_FRAMES))  # evenly thinned to at most MAX_CLIP_FRAMES
-    clip = []
-    for entry_id, fields in entries[::step]:
-        frame = keys.DisplayMessage.from_fields(fields)
-        url = f"/api/cameras/{alert.camera}/display/{entry_id.decode()}.jpg"
-        clip.append(ClipFrame(seq=frame.seq, ts=frame.ts, url=url))
-    return clip
+    return [
+        ClipFrame(seq=frame.seq, ts=frame.ts, url=f"/api/cameras/{alert.camera}/display/{entry_id}.jpg")
+        for entry_id, frame in entries[::step]
+    ]
 
 
 @router.get(
@@ -184,16 +160,12 @@ def display_frame(
     entry_id: Annotated[str, Path(pattern=ENTRY_ID_PATTERN, description="Display stream entry id.")],
     client: RedisDep,
 ) -> Response:
-    try:
-        entries = client.xrange(keys.display_stream(camera_id), min=entry_id, max=entry_id)
-    except redis.ResponseError:  # digits beyond a 64-bit stream id: no such entry can exist
-        entries = []
-    if not entries:
+    frame = frames.display_frame(client, camera_id, entry_id)
+    if frame is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"frame {entry_id} of camera '{camera_id}' is not kept (any more)"
         )
-    jpeg = keys.DisplayMessage.from_fields(entries[0][1]).jpeg
-    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+    return Response(frame.jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
 @router.get(
@@ -214,8 +186,7 @@ def camera_heatmap(
     seconds = parse_window(window)
     now = time.time()
     minutes = range(int((now - seconds) // 60), int(now // 60) + 1)
-    encoded = client.mget([keys.heat_bucket_key(camera_id, minute) for minute in minutes])
-    maps = [decode_error_map(data) for data in encoded if data is not None]
+    maps = frames.heat_maps(client, camera_id, minutes)
     if not maps:
         if cameras.get_camera(client, camera_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
@@ -244,16 +215,7 @@ def camera_scores(
     limit: Annotated[int, Query(ge=1, le=MAX_SCORES, description="Most scores returned (the newest).")] = 300,
 ) -> list[ScorePoint]:
     since_ts = parse_since(since) if since is not None else None
-    # Score entries are written after their frame's capture: ids at or after `since` hold every such frame.
-    low = str(int(since_ts * 1000)) if since_ts is not None else "-"
-    entries = client.xrevrange(keys.scores_stream(camera_id), max="+", min=low, count=limit)
-    if not entries and cameras.get_camera(client, camera_id) is None:
+    scores = frames.recent_scores(client, camera_id, since_ts, limit)
+    if not scores and cameras.get_camera(client, camera_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
-    points = []
-    for _, fields in reversed(entries):
-        message = keys.ScoreMessage.from_fields(fields)
-        if since_ts is None or message.ts >= since_ts:
-            points.append(
-                ScorePoint(seq=message.seq, ts=message.ts, score=message.score, anomalous=message.anomalous)
-            )
-    return points
+    return [ScorePoint(seq=m.seq, ts=m.ts, score=m.score, anomalous=m.anomalous) for m in scores]

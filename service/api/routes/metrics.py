@@ -3,10 +3,8 @@ so any API replica reports the whole site. Camera sources are shown with their c
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, get_args
 
 import redis
@@ -15,28 +13,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from service.api.deps import RedisDep, SettingsDep
-from workers import cameras, keys, model_registry
-from workers.inference import DROPPED_FIELD
-from workers.process import HEARTBEAT_PERIODS_ALIVE, read_heartbeats
-from workers.redaction import redact
+from workers.bus import keys
+from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, read_heartbeats
+from workers.proc.redaction import redact
+from workers.store import alerts as alert_store
+from workers.store import cameras, model_registry
+from workers.store.frames import camera_readings
 
 router = APIRouter(tags=["metrics"])
 
 CAMERA_STATES: tuple[str, ...] = get_args(keys.CameraState)
 WORKER_ROLES: tuple[str, ...] = get_args(keys.WorkerHeartbeat.model_fields["role"].annotation)
-
-
-@dataclass
-class CameraReadings:
-    """What Redis holds about one camera's streams, read in one pipeline."""
-
-    frames_buffered: int
-    frames_pending: int
-    newest_frame_ts: float | None
-    newest_score: keys.ScoreMessage | None
-    frames_dropped: int
-    alerts_total: int
-    alert_open: bool
 
 
 class _Families:
@@ -66,40 +53,6 @@ class _Snapshot:
         yield from self._families
 
 
-def _stream_time(entries: list[tuple[bytes, dict[bytes, bytes]]], field: bytes) -> float | None:
-    return float(entries[0][1][field]) if entries else None
-
-
-def read_cameras(client: redis.Redis, camera_ids: list[str]) -> dict[str, CameraReadings]:
-    """Per camera: frame buffer length, pending frames, newest frame and score, dropped frames, alerts."""
-    pipe = client.pipeline(transaction=False)
-    for camera in camera_ids:
-        frames = keys.frames_stream(camera)
-        pipe.xlen(frames)
-        pipe.xpending(frames, keys.INFERENCE_GROUP)
-        pipe.xrevrange(frames, count=1)
-        pipe.xrevrange(keys.scores_stream(camera), count=1)
-        pipe.hmget(keys.scorer_state_key(camera), [DROPPED_FIELD, "tracker"])
-        pipe.zcard(keys.alerts_by_camera(camera))
-    replies = pipe.execute(raise_on_error=False)
-    readings = {}
-    for index, camera in enumerate(camera_ids):
-        length, pending, newest_frame, newest_score, state, alerts = replies[6 * index : 6 * index + 6]
-        if isinstance(pending, redis.ResponseError):  # no consumer group yet: no inference worker took it
-            pending = {"pending": 0}
-        dropped, tracker = state
-        readings[camera] = CameraReadings(
-            frames_buffered=int(length),
-            frames_pending=int(pending["pending"]),
-            newest_frame_ts=_stream_time(newest_frame, b"ts"),
-            newest_score=keys.ScoreMessage.from_fields(newest_score[0][1]) if newest_score else None,
-            frames_dropped=int(dropped or 0),
-            alerts_total=int(alerts),
-            alert_open=bool(tracker and json.loads(tracker).get("alert")),
-        )
-    return readings
-
-
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -108,7 +61,7 @@ def _camera_metrics(out: _Families, client: redis.Redis, now: float) -> None:
     configs = {config.id: config for config in cameras.list_cameras(client)}
     statuses = cameras.camera_statuses(client)
     camera_ids = sorted(set(configs) | set(statuses))
-    readings = read_cameras(client, camera_ids)
+    readings = camera_readings(client, camera_ids)
     info = out.gauge(
         "vigil_camera_info",
         "A configured camera (source with credentials masked).",
@@ -220,9 +173,10 @@ def _worker_metrics(out: _Families, client: redis.Redis, now: float, alive_s: fl
 
 def _alert_metrics(out: _Families, client: redis.Redis) -> None:
     total = out.counter("vigil_alerts", "Alerts raised, all cameras (kept durably).")
-    total.add_metric([], client.zcard(keys.ALERTS_BY_TIME))
+    alerts, alert_events = alert_store.alert_totals(client)
+    total.add_metric([], alerts)
     events = out.counter("vigil_alert_events", "Alert events written (new, update, end).")
-    events.add_metric([], client.xlen(keys.ALERT_EVENTS))
+    events.add_metric([], alert_events)
 
 
 def _model_metrics(out: _Families, client: redis.Redis) -> None:

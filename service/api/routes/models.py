@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from service.api.deps import OperatorDep, RedisDep
-from workers import model_registry
-from workers.keys import ModelVersion, RetrainCycle
-from workers.process import read_heartbeats
+from workers.bus.keys import ModelVersion, RetrainCycle
+from workers.proc.process import read_heartbeats
+from workers.store import model_registry
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 

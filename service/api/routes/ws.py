@@ -20,11 +20,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import store
 from service.api.deps import FeedLimiterDep, RedisDep
 from service.api.errors import REDIS_UNAVAILABLE
-from service.api.models import AlertEventOut
-from workers.keys import CAMERA_ID_PATTERN, AlertEvent
+from service.api.schemas import AlertEventOut
+from workers.bus.keys import CAMERA_ID_PATTERN, AlertEvent
+from workers.store import alerts as store
 
 log = logging.getLogger(__name__)
 

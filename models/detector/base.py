@@ -1,0 +1,52 @@
+"""The detector interface shared by every network, the baselines, eval and the inference worker."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.detector.scores import IDENTITY, ScoreCalibration, patch_size_for
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    kind: str  # e.g. "motion-baseline", "flow-appearance"
+    version: str
+    height: int  # analysis frame size the detector expects
+    width: int
+    history: int  # past frames needed besides the current one
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def streams(self) -> list[str]:
+        """The evidence streams, in the order of the detector's maps."""
+        return list(self.metadata.get("streams") or ["motion"])
+
+    @property
+    def stream_stats(self) -> list[ScoreCalibration]:
+        """Each stream's patch-score statistics on normal footage (identity where there are none)."""
+        stats = self.metadata.get("stream_stats") or {}
+        return [
+            ScoreCalibration.from_dict(stats[name]) if name in stats else IDENTITY for name in self.streams
+        ]
+
+    @property
+    def patch(self) -> int:
+        return int(self.metadata.get("patch") or patch_size_for(self.height))
+
+
+class Detector(ABC):
+    """Maps short clips of grayscale frames to evidence maps of their last frame, one per stream."""
+
+    info: DetectorInfo
+
+    @abstractmethod
+    def stream_maps(self, clips: np.ndarray) -> np.ndarray:
+        """clips: uint8 [B, history + 1, H, W], oldest first, the frame to score last.
+
+        Returns float32 [B, S, H, W]: per-pixel anomaly evidence of each stream for the last frame
+        (0 = none, larger = less like normal footage).
+        """

@@ -1,0 +1,329 @@
+"""Fitting a detector to normal footage: each stream's normal level, memory and statistics.
+
+- motion: the mean speed of normal footage at every pixel;
+- appearance: a memory of normal image cells, a greedy k-center coreset (PatchCore) of cells sampled
+  from every frame, so that rare normal views are remembered as well as common ones;
+- prediction (when selected): the U-Net trained by models/detector/predictor_training.py, and its mean error per pixel;
+- statistics: each stream's patch scores over the footage (their median and spread: the stream's z units),
+  then the calibration of the summed raw score. The appearance statistics are cross-fitted: cells are
+  scored against a memory built from the other half of the footage, as unseen normal footage would be.
+
+Frames are taken as a camera streams them (models/scoring/camera.py pads the history of a video's first frames).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.detector.backbone import pretrained_features
+from models.detector.export import model_metadata, new_version
+from models.detector.flow import clip_speeds
+from models.detector.predictor_training import TrainConfig, train_predictor
+from models.detector.pseudo import PseudoAnomalyConfig
+from models.detector.runtime import TorchDetector
+from models.detector.scores import ScoreCalibration, combined_scores, patch_max_scores, patch_size_for
+from models.detector.streams import DetectorConfig, DetectorNet
+from models.scoring.camera import padded_clips
+
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    seed: int = 0
+    max_frames: int = 4000  # frames whose cells are kept for the memory and the statistics (evenly spread)
+    pool_cells: int = 60000  # cells the coreset is chosen from
+    train: TrainConfig | None = None  # the prediction stream's training
+    pseudo: PseudoAnomalyConfig | None = None
+
+
+def video_clips(frames: np.ndarray, history: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first index, clips) batches of a video (uint8 [T, H, W]) with the padded history a camera has."""
+    for start in range(0, len(frames), BATCH):
+        yield start, padded_clips(frames, np.arange(start, min(start + BATCH, len(frames))), history)
+
+
+def coreset(cells: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """`size` rows of `cells` [N, C] chosen greedily, each the farthest from those chosen before (k-center):
+    the memory covers every kind of normal cell, however rare."""
+    if len(cells) <= size:
+        picks = rng.choice(len(cells), size, replace=True)  # too few cells: repeats change no distance
+        return cells[torch.from_numpy(picks)]
+    chosen = [int(rng.integers(len(cells)))]
+    nearest = (cells - cells[chosen[0]]).norm(dim=1)
+    for _ in range(size - 1):
+        chosen.append(int(nearest.argmax()))
+        nearest = torch.minimum(nearest, (cells - cells[chosen[-1]]).norm(dim=1))
+    return cells[torch.tensor(chosen)]
+
+
+def extend_coreset(chosen: torch.Tensor, cells: torch.Tensor, count: int) -> torch.Tensor:
+    """`chosen` [M, C] and up to `count` rows of `cells` [N, C] added greedily, each the farthest from all
+    kept so far: the k-center coreset continued from `chosen`, so that what the memory covers worst
+    enters it first and nothing it covered is lost."""
+    if count <= 0 or len(cells) == 0:
+        return chosen
+    nearest = torch.cdist(cells, chosen).amin(1)
+    added: list[int] = []
+    for _ in range(min(count, len(cells))):
+        added.append(int(nearest.argmax()))
+        nearest = torch.minimum(nearest, (cells - cells[added[-1]]).norm(dim=1))
+    return torch.cat([chosen, cells[torch.tensor(added)]])
+
+
+def sample_cells(features: torch.Tensor, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """`count` random cells [count, C] of features [N, C, h, w]."""
+    flat = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    return flat[torch.from_numpy(rng.choice(len(flat), min(count, len(flat)), replace=False))].float()
+
+
+@dataclass
+class FittedDetector:
+    model: DetectorNet
+    stream_stats: dict[str, ScoreCalibration]
+    calibration: ScoreCalibration
+    training: dict[str, Any]  # what the fit did, for the metadata
+
+    def metadata_stats(self) -> dict[str, Any]:
+        return {
+            "stream_stats": {name: stats.to_dict() for name, stats in self.stream_stats.items()},
+            "calibration": self.calibration.to_dict(),
+        }
+
+
+def _folds(videos: dict[str, np.ndarray]) -> list[list[tuple[str, slice]]]:
+    """Two halves of the footage for cross-fitting: alternate videos, or the halves of a single one."""
+    names = list(videos)
+    if len(names) >= 2:
+        return [[(n, slice(None)) for n in names[0::2]], [(n, slice(None)) for n in names[1::2]]]
+    half = len(videos[names[0]]) // 2
+    return [[(names[0], slice(0, half))], [(names[0], slice(half, None))]]
+
+
+def _frame_picks(videos: dict[str, np.ndarray], limit: int) -> dict[str, np.ndarray]:
+    """Indices of the frames (of each video) kept for the appearance fit: all, or `limit` evenly spread."""
+    total = sum(len(frames) for frames in videos.values())
+    step = max(1.0, total / limit)
+    picks, offset = {}, 0
+    for name, frames in videos.items():
+        positions = np.arange(len(frames)) + offset
+        picks[name] = np.flatnonzero(np.floor(positions / step) != np.floor((positions - 1) / step))
+        offset += len(frames)
+    return picks
+
+
+def fit_detector(
+    videos: dict[str, np.ndarray],
+    config: DetectorConfig,
+    fit: FitConfig | None = None,
+    checkpoint: Any = None,
+    resume: bool = False,
+) -> FittedDetector:
+    """A DetectorNet fitted to normal videos (uint8 [T, H, W] each, at the detector's input size)."""
+    fit = fit or FitConfig()
+    rng = np.random.default_rng(fit.seed)
+    torch.manual_seed(fit.seed)
+    videos = {name: frames for name, frames in videos.items() if len(frames)}
+    if not videos:
+        raise ValueError("no frames to fit the detector to")
+    model = DetectorNet(config).eval()
+    training: dict[str, Any] = {"frames": int(sum(len(f) for f in videos.values()))}
+    patch = patch_size_for(config.height)
+    patch_scores: dict[str, dict[str, np.ndarray]] = {}
+    if model.motion is not None:
+        patch_scores["motion"] = _fit_motion(model, videos, config)
+    if model.appearance is not None:
+        patch_scores["appearance"] = _fit_appearance(model, videos, config, fit, rng, patch)
+    if model.prediction is not None:
+        assert config.predictor is not None
+        result = train_predictor(
+            list(videos.values()),
+            config.predictor,
+            fit.pseudo or PseudoAnomalyConfig(),
+            fit.train or TrainConfig(),
+            checkpoint,
+            resume,
+        )
+        model.prediction = result.model
+        training["prediction"] = {"steps": result.steps, "seconds": round(result.seconds, 1)}
+        patch_scores["prediction"] = _fit_prediction(model, videos, config)
+    stats = {
+        name: ScoreCalibration.fit(np.concatenate(list(by_video.values())))
+        for name, by_video in patch_scores.items()
+    }
+    # the raw score over the frames every stream scored (the appearance fit may keep only a subsample)
+    common = _frame_picks(videos, fit.max_frames) if model.appearance is not None else None
+    per_stream = []
+    for name in config.streams:
+        by_video = patch_scores[name]
+        if common is not None and name != "appearance":
+            by_video = {video: scores[common[video]] for video, scores in by_video.items()}
+        per_stream.append(np.concatenate([by_video[video] for video in videos]))
+    raw = combined_scores(np.stack(per_stream, axis=1), [stats[name] for name in config.streams])
+    return FittedDetector(model.eval(), stats, ScoreCalibration.fit(raw), training)
+
+
+def _fit_motion(
+    model: DetectorNet, videos: dict[str, np.ndarray], config: DetectorConfig
+) -> dict[str, np.ndarray]:
+    """The mean speed per pixel; returns each video's motion patch scores under it (a second pass: the
+    flow is cheaper to compute again than to keep)."""
+    assert model.motion is not None
+    total = np.zeros((config.height, config.width), dtype=np.float64)
+    count = 0
+    patch = patch_size_for(config.height)
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in videos}
+    frames_total = sum(len(f) for f in videos.values())
+    with tqdm(total=2 * frames_total, desc="motion", unit="frame", dynamic_ncols=True) as bar:
+        for second_pass in (False, True):
+            for name, frames in videos.items():
+                for _, clips in video_clips(frames, config.history):
+                    speed = clip_speeds(clips, config.flow)
+                    if second_pass:
+                        with torch.inference_mode():
+                            maps = model.motion(torch.from_numpy(speed)).numpy()
+                        scores[name].append(patch_max_scores(maps, patch))
+                    else:
+                        total += speed.sum(axis=0)
+                        count += len(speed)
+                    bar.update(len(clips))
+            if not second_pass:
+                normal = (total / max(count, 1)).astype(np.float32)
+                model.motion.normal_speed.copy_(torch.from_numpy(normal))
+    return {name: np.concatenate(parts) for name, parts in scores.items()}
+
+
+def frame_features(model: DetectorNet, frames: np.ndarray) -> torch.Tensor:
+    """float16 [T, C, h, w] appearance features of uint8 frames [T, H, W]."""
+    assert model.appearance is not None
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(frames), BATCH):
+            batch = torch.from_numpy(frames[start : start + BATCH]).float()[:, None] / 255.0
+            out.append(model.appearance.features(batch).half())
+    return torch.cat(out)
+
+
+def _fit_appearance(
+    model: DetectorNet,
+    videos: dict[str, np.ndarray],
+    config: DetectorConfig,
+    fit: FitConfig,
+    rng: np.random.Generator,
+    patch: int,
+) -> dict[str, np.ndarray]:
+    """The memory of normal cells (cross-fitted statistics); returns the kept frames' patch scores."""
+    appearance = model.appearance
+    assert appearance is not None
+    backbone = pretrained_features(config.backbone_blocks)
+    appearance.backbone.load_state_dict(backbone.state_dict())
+    picks = _frame_picks(videos, fit.max_frames)
+    kept = sum(len(p) for p in picks.values())
+    features: dict[str, torch.Tensor] = {}
+    with tqdm(total=kept, desc="appearance", unit="frame", dynamic_ncols=True) as bar:
+        for name, frames in videos.items():
+            features[name] = frame_features(model, frames[picks[name]])
+            bar.update(len(picks[name]))
+    per_frame = max(1, fit.pool_cells // max(kept, 1))
+
+    def pool(parts: list[tuple[str, slice]]) -> torch.Tensor:
+        chosen = [features[name][part] for name, part in parts]
+        return torch.cat([sample_cells(part, per_frame * len(part), rng) for part in chosen])
+
+    folds = _folds({name: frames[picks[name]] for name, frames in videos.items()})
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in videos}
+    for index, fold in enumerate(folds):
+        other = folds[1 - index]
+        appearance.set_bank(coreset(pool(other), config.bank_size, rng))
+        for name, part in fold:
+            scores[name].append(_appearance_scores(appearance, features[name][part], patch))
+    everything = [(name, slice(None)) for name in videos]
+    appearance.set_bank(coreset(pool(everything), config.bank_size, rng))
+    return {name: np.concatenate(parts) for name, parts in scores.items()}
+
+
+def _appearance_scores(appearance: Any, features: torch.Tensor, patch: int) -> np.ndarray:
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(features), BATCH):
+            maps = appearance.upsample(appearance.cell_distances(features[start : start + BATCH].float()))
+            out.append(patch_max_scores(maps.numpy(), patch))
+    return np.concatenate(out) if out else np.empty(0, np.float32)
+
+
+def _fit_prediction(
+    model: DetectorNet, videos: dict[str, np.ndarray], config: DetectorConfig
+) -> dict[str, np.ndarray]:
+    """The predictor's mean error per pixel (subtracted from its maps); returns its patch scores."""
+    predictor = model.prediction
+    assert predictor is not None
+    history = predictor.config.history
+    total = torch.zeros(config.height, config.width, dtype=torch.float64)
+    count = 0
+    with torch.inference_mode():
+        predictor.baseline.zero_()
+        for frames in videos.values():
+            for _, clips in video_clips(frames, history):
+                total += predictor(torch.from_numpy(clips)).double().sum(0)
+                count += len(clips)
+        predictor.baseline.copy_((total / max(count, 1)).float())
+        patch = patch_size_for(config.height)
+        return {
+            name: np.concatenate(
+                [
+                    patch_max_scores(predictor(torch.from_numpy(c)).numpy(), patch)
+                    for _, c in video_clips(f, history)
+                ]
+            )
+            for name, f in videos.items()
+        }
+
+
+@dataclass
+class TrainedModel:
+    detector: TorchDetector
+    metadata: dict[str, Any]
+    seconds: float
+
+
+def train_detector(
+    frames: dict[str, np.ndarray],
+    config: DetectorConfig,
+    source: dict[str, Any],
+    fit: FitConfig | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+) -> TrainedModel:
+    """Fits a detector to normal videos (uint8 [T, H, W] each, at the detector's input size); `source`
+    describes the footage in the metadata."""
+    started = time.monotonic()
+    fit = fit or FitConfig()
+    fitted = fit_detector(frames, config, fit, checkpoint, resume)
+    seconds = time.monotonic() - started
+    metadata = model_metadata(
+        config,
+        extra={
+            "version": new_version(config.streams),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "patch": patch_size_for(config.height),
+            **fitted.metadata_stats(),
+            "training": {
+                **source,
+                **fitted.training,
+                "seed": fit.seed,
+                "seconds": round(seconds, 1),
+                "config": fit.train.to_dict() if fit.train and "prediction" in config.streams else None,
+            },
+            "metrics": {},
+        },
+    )
+    return TrainedModel(TorchDetector(fitted.model, metadata), metadata, seconds)

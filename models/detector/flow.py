@@ -1,0 +1,87 @@
+"""Dense optical flow (OpenCV's DIS: Kroeger et al., ECCV 2016) between a clip's frames: the motion evidence of the detector.
+
+Speed is what sets most anomalies in a walkway or a yard apart (a bicycle, a car, someone running), and
+optical flow measures it whatever the contrast of the moving thing, which a frame difference or a
+prediction error does not. The flow is taken over `gap` frames (a displacement of a few pixels is
+measured far more reliably than one under a pixel) and divided by it: pixels per frame.
+
+The settings are DIS's "medium" quality at the finest pyramid level but one, with fewer iterations: on
+2 CPU cores about 4 ms for a 240x360 frame.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    gap: int = 2  # frames between the two images the flow is measured on
+    finest_scale: int = 1  # pyramid level the flow is refined down to (0: full resolution)
+    patch_size: int = 8
+    patch_stride: int = 4
+    descent_iterations: int = 4
+    refinement_iterations: int = 2  # variational refinement: what makes the flow of small objects exact
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FlowConfig:
+        return cls(**data)
+
+
+_local = threading.local()
+
+
+def _dis(config: FlowConfig) -> cv2.DISOpticalFlow:
+    """A DIS instance per thread and configuration (instances keep buffers and are not thread-safe)."""
+    cache: dict[FlowConfig, cv2.DISOpticalFlow] = getattr(_local, "dis", None) or {}
+    _local.dis = cache
+    if config not in cache:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        dis.setFinestScale(config.finest_scale)
+        dis.setPatchSize(config.patch_size)
+        dis.setPatchStride(config.patch_stride)
+        dis.setGradientDescentIterations(config.descent_iterations)
+        dis.setVariationalRefinementIterations(config.refinement_iterations)
+        cache[config] = dis
+    return cache[config]
+
+
+def flow_speed(earlier: np.ndarray, later: np.ndarray, config: FlowConfig) -> np.ndarray:
+    """float32 [H, W]: pixels per frame moved between two uint8 frames `config.gap` frames apart."""
+    flow = _dis(config).calc(earlier, later, None)
+    return cv2.magnitude(flow[..., 0], flow[..., 1]) * (1.0 / config.gap)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def clip_speeds(clips: np.ndarray, config: FlowConfig) -> np.ndarray:
+    """float32 [B, H, W]: the speed map of each clip's last frame (uint8 clips [B, T, H, W], T > gap).
+
+    Frames are computed in parallel threads, one frame a thread (OpenCV works outside the GIL), with
+    OpenCV's own threading turned off: on 2 cores that is 1.3x the throughput of OpenCV splitting each
+    frame, and a batch of several cameras' frames uses every core. A single frame (one camera) is split
+    by OpenCV instead.
+    """
+    global _pool
+    if clips.shape[1] <= config.gap:
+        raise ValueError(f"clips of {clips.shape[1]} frames have no frame {config.gap} before the last")
+    clips = np.ascontiguousarray(clips, dtype=np.uint8)
+    cores = max(cv2.getNumberOfCPUs(), 1)
+    pairs = [(clip[-1 - config.gap], clip[-1]) for clip in clips]
+    if len(pairs) == 1:
+        cv2.setNumThreads(cores)
+        return flow_speed(*pairs[0], config)[None]
+    cv2.setNumThreads(1)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="flow")
+    return np.stack(list(_pool.map(lambda pair: flow_speed(*pair, config), pairs)))

@@ -1,0 +1,117 @@
+"""From the detector's evidence maps to frame scores: the one definition shared by `vigil eval` and the service.
+
+stream score = the largest mean evidence over any patch of a stream's map (localized evidence beats the
+               frame mean), as a robust z-score against normal footage (the stream's statistics)
+raw score    = the sum of the stream scores: each stream is an independent witness
+score        = causal per-camera normalization of raw (robust running statistics), mapped to [0, 1]
+               and smoothed over the last few frames. No future frame is ever looked at.
+anomaly map  = per pixel, the sum over streams of the evidence above a normal frame's peak, in the same
+               z units: what heatmaps show and what mining masks are drawn from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:  # the detector's info carries the statistics these functions apply
+    from models.detector.base import Detector
+
+
+def patch_max_scores(error_maps: np.ndarray, patch: int) -> np.ndarray:
+    """Max over positions of the mean error in a patch x patch window; error_maps float32 [B, H, W]."""
+    out = np.empty(len(error_maps), dtype=np.float32)
+    for i, emap in enumerate(error_maps):
+        size = (min(patch, emap.shape[1]), min(patch, emap.shape[0]))
+        # borders are not padded: a window half outside the frame is not a patch
+        out[i] = cv2.blur(emap, size, borderType=cv2.BORDER_REFLECT)[
+            size[1] // 2 : emap.shape[0] - (size[1] - 1) // 2,
+            size[0] // 2 : emap.shape[1] - (size[0] - 1) // 2,
+        ].max()
+    return out
+
+
+def patch_size_for(height: int) -> int:
+    """Scoring patch side for a view height: an eighth of it (16 px at 128), the scale of a person or a bike
+    in a typical surveillance view; fixed to the view, not to a dataset."""
+    return max(4, round(height / 8))
+
+
+def ignore_mask(height: int, width: int, zones: list[list[tuple[float, float]]]) -> np.ndarray | None:
+    """float32 [H, W]: 0 inside any ignore zone (polygons in normalized coordinates), 1 elsewhere."""
+    if not zones:
+        return None
+    mask = np.ones((height, width), dtype=np.float32)
+    for zone in zones:
+        pts = np.array([[x * (width - 1), y * (height - 1)] for x, y in zone], dtype=np.int32)
+        cv2.fillPoly(mask, [pts], 0.0)
+    return mask
+
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """Median and robust spread of a score over normal footage: of each stream's patch scores (their
+    z units), and of the raw frame score (the prior of a camera until it has statistics of its own)."""
+
+    median: float
+    scale: float  # robust spread: 1.4826 * MAD
+    # the frame score's only: z added to every normalized score, the level at which the site's normal
+    # footage scored when this model was swapped in (models/selftrain/adaptation.refit_statistics); 0 for a fit
+    level: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"median": self.median, "scale": self.scale, "level": self.level}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoreCalibration:
+        return cls(
+            median=float(data["median"]), scale=float(data["scale"]), level=float(data.get("level", 0.0))
+        )
+
+    def z(self, raw: np.ndarray) -> np.ndarray:
+        return (raw - self.median) / self.scale + self.level
+
+    @classmethod
+    def fit(cls, raw_scores: np.ndarray, min_scale: float = 0.0) -> ScoreCalibration:
+        """From scores of normal footage; `min_scale`: a floor for the spread (of a bounded score that is
+        nearly constant on normal footage, whose z units would otherwise be tiny)."""
+        median = float(np.median(raw_scores))
+        scale = float(1.4826 * np.median(np.abs(raw_scores - median)))
+        return cls(median=median, scale=max(scale, min_scale, 1e-6))
+
+
+IDENTITY = ScoreCalibration(0.0, 1.0)  # a stream without statistics (the motion baseline) scores as it is
+
+
+def stream_patch_scores(maps: np.ndarray, patch: int) -> np.ndarray:
+    """float32 [B, S]: patch-max score of every stream map; maps float32 [B, S, H, W]."""
+    batch, streams = maps.shape[:2]
+    return patch_max_scores(maps.reshape(batch * streams, *maps.shape[2:]), patch).reshape(batch, streams)
+
+
+def combined_scores(patch_scores: np.ndarray, stats: list[ScoreCalibration]) -> np.ndarray:
+    """float32 [B]: the raw frame score, the sum of the streams' z-scores; patch_scores [B, S]."""
+    medians = np.array([s.median for s in stats], dtype=np.float32)
+    scales = np.array([s.scale for s in stats], dtype=np.float32)
+    return ((patch_scores - medians) / scales).sum(axis=1).astype(np.float32)
+
+
+def combined_anomaly_maps(maps: np.ndarray, stats: list[ScoreCalibration]) -> np.ndarray:
+    """float32 [B, H, W]: evidence above a normal frame's peak, summed over streams in z units."""
+    out = np.zeros((maps.shape[0], *maps.shape[2:]), dtype=np.float32)
+    for index, stat in enumerate(stats):
+        out += np.maximum(maps[:, index] - stat.median, 0.0) / stat.scale
+    return out
+
+
+def raw_scores(detector: Detector, maps: np.ndarray) -> np.ndarray:
+    """float32 [B]: raw frame scores of stream maps [B, S, H, W] (ignore zones already masked out)."""
+    return combined_scores(stream_patch_scores(maps, detector.info.patch), detector.info.stream_stats)
+
+
+def anomaly_maps(detector: Detector, maps: np.ndarray) -> np.ndarray:
+    """float32 [B, H, W]: where the frame is unlike normal footage, in z units above a normal frame's peak."""
+    return combined_anomaly_maps(maps, detector.info.stream_stats)

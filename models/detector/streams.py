@@ -1,0 +1,250 @@
+"""The learned detector: evidence streams, each a pixel map of how unlike normal footage a frame is.
+
+- motion: optical-flow speed above the normal speed at that pixel (models/detector/flow.py computes the flow;
+  the normal speed per pixel is fitted to normal footage). Fast things where people walk slowly.
+- appearance: the distance of each image cell's pretrained MobileNetV2 features to the nearest of a
+  memory of normal cells (a coreset of the normal footage's cells, as in PatchCore: Roth et al., CVPR 2022). Things that look
+  unlike anything seen there: a cart, a car, a bicycle.
+- prediction: the error of a U-Net predicting the frame from the past ones (models/detector/predictor.py), trained
+  with pseudo anomalies it must not reproduce; optional (it measured no gain over the two above, at
+  twice their cost).
+- ordinal: a small scoring head over each cell's appearance features, its speed above normal and its
+  place in the view, giving its degree of anomaly in [0, 1] (self-trained ordinal regression: trained by
+  the retraining worker on pseudo labels and operators' labels, models/selftrain/ordinal.py); it needs the
+  appearance stream, and starts out silent.
+
+`DetectorNet` runs the selected streams on a batch of clips and the speed maps of their last frames and
+returns one map per stream; models/detector/scores.py turns them into frame scores and one anomaly map. The whole
+module exports to one ONNX graph (the flow is its second input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.detector.backbone import MobileNetFeatures
+from models.detector.flow import FlowConfig
+from models.detector.predictor import FramePredictor, NetworkConfig
+
+STREAMS = ("motion", "appearance", "prediction", "ordinal")
+DEFAULT_STREAMS = ("motion", "appearance")
+BANK_CHUNK = 512  # memory cells compared at a time: bounds the distance matrix a batch needs
+# the least spread of a stream's statistics: the ordinal head's degree is nearly 0 on normal footage,
+# and a rise to 1 is worth 20 z units, not thousands
+STREAM_MIN_SCALE = {"ordinal": 0.05}
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    height: int = 240
+    width: int = 360
+    streams: tuple[str, ...] = DEFAULT_STREAMS
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    backbone_blocks: int = 7  # MobileNetV2 layers kept: stride 8, 32 channels
+    bank_size: int = 1024  # normal cells remembered by the appearance stream
+    predictor: NetworkConfig | None = None  # the prediction stream's network
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.streams if name not in STREAMS]
+        if unknown or not self.streams or len(set(self.streams)) != len(self.streams):
+            raise ValueError(f"streams must be distinct names among {', '.join(STREAMS)}, not {self.streams}")
+        if "prediction" in self.streams and self.predictor is None:
+            raise ValueError("the prediction stream needs a predictor network")
+        if "ordinal" in self.streams and "appearance" not in self.streams:
+            raise ValueError("the ordinal stream scores the appearance stream's features: add appearance")
+        if self.height % 8 or self.width % 8:
+            raise ValueError(f"input {self.height}x{self.width} must have sides divisible by 8")
+
+    @classmethod
+    def for_size(cls, height: int, width: int, streams: tuple[str, ...] = DEFAULT_STREAMS) -> DetectorConfig:
+        predictor = NetworkConfig.for_size(height, width) if "prediction" in streams else None
+        return cls(height=height, width=width, streams=tuple(streams), predictor=predictor)
+
+    @property
+    def history(self) -> int:
+        """Past frames a clip needs besides the current one."""
+        predictor = self.predictor.history if self.predictor and "prediction" in self.streams else 0
+        return max(self.flow.gap, predictor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "width": self.width,
+            "streams": list(self.streams),
+            "flow": self.flow.to_dict(),
+            "backbone_blocks": self.backbone_blocks,
+            "bank_size": self.bank_size,
+            "predictor": self.predictor.to_dict() if self.predictor else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        predictor = data.get("predictor")
+        return cls(
+            height=int(data["height"]),
+            width=int(data["width"]),
+            streams=tuple(data["streams"]),
+            flow=FlowConfig.from_dict(data["flow"]),
+            backbone_blocks=int(data["backbone_blocks"]),
+            bank_size=int(data["bank_size"]),
+            predictor=NetworkConfig.from_dict(predictor) if predictor else None,
+        )
+
+
+class MotionStream(nn.Module):
+    """speed [B, H, W] (pixels per frame) -> how much faster than normal at that pixel."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        self.register_buffer("normal_speed", torch.zeros(height, width))
+
+    def forward(self, speed: torch.Tensor) -> torch.Tensor:
+        return (speed - self.normal_speed).clamp(min=0.0)
+
+
+class AppearanceStream(nn.Module):
+    """frames [B, 1, H, W] in [0, 1] -> distance of each cell's features to the nearest normal cell,
+    upsampled to [B, H, W].
+
+    The memory is kept as [C + 1, M]: -2 * cells^T with the cells' squared norms as the last row, so
+    that one matrix product of the queries (with a 1 appended) gives |b|^2 - 2 q.b for every pair and
+    the nearest cell is its minimum plus |q|^2. Cells and queries are taken relative to the memory's
+    mean: the features are all positive, and without it |q|^2 and |b|^2 would dwarf the distances
+    (digits lost to cancellation, more so in fp16).
+    """
+
+    def __init__(self, blocks: int, bank_size: int, height: int, width: int) -> None:
+        super().__init__()
+        self.backbone = MobileNetFeatures(blocks)
+        self.size = (height, width)
+        channels = self.backbone.out_channels
+        self.register_buffer("memory", torch.zeros(channels + 1, bank_size))
+        self.register_buffer("center", torch.zeros(channels))
+
+    @property
+    def cells(self) -> torch.Tensor:
+        """[M, C] the remembered normal cells."""
+        return self.memory[:-1].t() * -0.5 + self.center
+
+    def set_bank(self, cells: torch.Tensor) -> None:
+        """Remembers `cells` [M, C]; M may differ from the current memory's (see DetectorNet.remember)."""
+        if cells.ndim != 2 or cells.shape[1] != self.center.shape[0] or len(cells) == 0:
+            raise ValueError(f"bank of shape {tuple(cells.shape)}: [M, {self.center.shape[0]}] needed")
+        center = cells.mean(0)
+        relative = cells - center
+        self.center.copy_(center)
+        self.memory = torch.cat([-2.0 * relative.t(), (relative * relative).sum(1)[None]]).to(self.memory)
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] cell features."""
+        return self.backbone(frames)
+
+    def cell_distances(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] -> [B, h, w] Euclidean distance to the nearest remembered cell."""
+        batch, channels, height, width = features.shape
+        queries = features.permute(0, 2, 3, 1).reshape(-1, channels) - self.center
+        augmented = torch.cat([queries, torch.ones_like(queries[:, :1])], dim=1)
+        nearest = None
+        for memory in self.memory.split(BANK_CHUNK, dim=1):
+            chunk = (augmented @ memory).amin(1)
+            nearest = chunk if nearest is None else torch.minimum(nearest, chunk)
+        assert nearest is not None
+        squared = nearest + (queries * queries).sum(1)
+        return squared.clamp(min=0.0).sqrt().reshape(batch, height, width)
+
+    def upsample(self, cells: torch.Tensor) -> torch.Tensor:
+        """[B, h, w] cell values -> [B, H, W] at the view's resolution."""
+        return F.interpolate(cells[:, None], size=self.size, mode="bilinear", align_corners=False)[:, 0]
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.upsample(self.cell_distances(self.features(frames)))
+
+
+class OrdinalHead(nn.Module):
+    """(cell features [B, C, h, w], cell speed above normal [B, h, w]) -> anomaly degree [B, h, w] in [0, 1].
+
+    Inputs besides the features: the speed (an anomaly is often what moves unlike the rest) and the
+    cell's position (a place where a false alarm keeps coming back can be learned as normal there).
+    The last layer starts at zero with a low bias: an untrained head says "normal" everywhere.
+    """
+
+    SILENT_BIAS = -6.0
+
+    def __init__(self, channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels + 3, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 1, 1)
+        )
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.constant_(self.net[2].bias, self.SILENT_BIAS)
+
+    def inputs(self, features: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = features.shape
+        ys = torch.linspace(-1.0, 1.0, height, device=features.device).view(1, 1, height, 1)
+        xs = torch.linspace(-1.0, 1.0, width, device=features.device).view(1, 1, 1, width)
+        position = torch.cat([ys.expand(batch, 1, height, width), xs.expand(batch, 1, height, width)], dim=1)
+        return torch.cat([features, speed[:, None], position], dim=1)
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(inputs)[:, 0]
+
+    def forward(self, features: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(self.inputs(features, speed)))
+
+
+class DetectorNet(nn.Module):
+    """(clips uint8 [B, history + 1, H, W], speed float32 [B, H, W]) -> stream maps [B, S, H, W]."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.motion = MotionStream(config.height, config.width) if "motion" in config.streams else None
+        self.appearance = (
+            AppearanceStream(config.backbone_blocks, config.bank_size, config.height, config.width)
+            if "appearance" in config.streams
+            else None
+        )
+        self.prediction = (
+            FramePredictor(config.predictor)
+            if "prediction" in config.streams and config.predictor is not None
+            else None
+        )
+        self.ordinal = (
+            OrdinalHead(self.appearance.backbone.out_channels)
+            if "ordinal" in config.streams and self.appearance is not None
+            else None
+        )
+
+    def remember(self, cells: torch.Tensor) -> None:
+        """The appearance memory replaced by `cells` [M, C], however many: the config follows, so that the
+        model's files describe the memory they hold."""
+        assert self.appearance is not None
+        self.appearance.set_bank(cells)
+        self.config = replace(self.config, bank_size=len(cells))
+
+    def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
+        """[B, h, w]: the speed above normal, averaged over each appearance cell (zero without motion)."""
+        assert self.appearance is not None
+        stride = self.appearance.backbone.stride  # a static kernel: the cell grid is the view / stride
+        if self.motion is None:
+            return torch.zeros(speed.shape[0], speed.shape[1] // stride, speed.shape[2] // stride)
+        return F.avg_pool2d(self.motion(speed)[:, None], stride)[:, 0]
+
+    def forward(self, clips: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        maps: dict[str, torch.Tensor] = {}
+        if self.motion is not None:
+            maps["motion"] = self.motion(speed)
+        if self.appearance is not None:
+            features = self.appearance.features(clips[:, -1:].float() / 255.0)
+            maps["appearance"] = self.appearance.upsample(self.appearance.cell_distances(features))
+            if self.ordinal is not None:
+                degree = self.ordinal(features, self.cell_speed(speed))
+                maps["ordinal"] = self.appearance.upsample(degree)
+        if self.prediction is not None:
+            maps["prediction"] = self.prediction(clips[:, -(self.prediction.config.history + 1) :])
+        return torch.stack([maps[name] for name in self.config.streams], dim=1)

@@ -1,0 +1,135 @@
+"""Whole jobs on a dataset directory: train a detector on its training split, score its testing split.
+
+Used by `vigil train`, `vigil eval` and the benchmarks, so that all of them train and score the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.detector.base import Detector
+from models.detector.export import save_detector
+from models.detector.fitting import FitConfig, TrainedModel, train_detector
+from models.detector.runtime import load_detector
+from models.detector.streams import DetectorConfig
+from models.evaluation import datasets as data
+from models.evaluation.videos import VideoScores, auc_report, score_videos
+
+log = logging.getLogger(__name__)
+
+
+def read_split(
+    dataset: Path, split: str, height: int, width: int, limit: int | None = None
+) -> tuple[list[data.Video], dict[str, np.ndarray]]:
+    videos = data.list_videos(dataset, split)
+    if limit is not None:
+        if limit < 1:
+            raise data.DatasetError(f"--train-videos must be at least 1 (got {limit})")
+        videos = videos[:limit]
+    return videos, {video.name: data.read_video(video, height, width) for video in videos}
+
+
+def train_on_dataset(
+    dataset: Path,
+    config: DetectorConfig,
+    fit: FitConfig | None = None,
+    train_videos: int | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+) -> TrainedModel:
+    """Fits a detector to DATASET/training (the first `train_videos` videos when given)."""
+    videos, frames = read_split(dataset, "training", config.height, config.width, train_videos)
+    source = {"dataset": dataset.name, "data_hash": data.videos_hash(videos), "videos": len(videos)}
+    return train_detector(frames, config, source, fit, checkpoint, resume)
+
+
+def save_trained(trained: TrainedModel, path: Path, precision: str = "fp32") -> None:
+    save_detector(trained.detector.model, trained.metadata, path, precision)
+    log.info("saved model %s to %s", trained.metadata["version"], path)
+
+
+def serving_detector(trained: TrainedModel, path: Path | None, device: str, threads: int) -> Detector:
+    """The trained model as the service would run it: saved (to `path` or a temporary .onnx) and loaded back."""
+    if path is not None:
+        save_trained(trained, path)
+        return load_detector(path, device, threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp) / "model.onnx"
+        save_trained(trained, tmp_path)
+        return load_detector(tmp_path, device, threads)
+
+
+@dataclass
+class OneClassResult:
+    scores: dict[str, VideoScores]
+    metrics: dict[str, float] | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def score_testing(dataset: Path, detector: Detector) -> OneClassResult:
+    """Scores every frame of DATASET/testing; AUCs when labels.json is present."""
+    started = time.monotonic()
+    videos, frames = read_split(dataset, "testing", detector.info.height, detector.info.width)
+    labels = data.load_labels(dataset, videos)
+    decoded = time.monotonic()
+    scores = score_videos(detector, frames)
+    scored = time.monotonic()
+    metrics = None
+    if labels is not None:
+        flags = np.concatenate(list(labels.values()))
+        if flags.all() or not flags.any():
+            log.warning("labels.json marks every test frame the same: no AUC")
+        else:
+            metrics = auc_report(scores, labels)
+    n = sum(len(f) for f in frames.values())
+    return OneClassResult(
+        scores=scores,
+        metrics=metrics,
+        timings={
+            "decode_s": decoded - started,
+            "score_s": scored - decoded,
+            "frames": n,
+            "score_fps": n / max(scored - decoded, 1e-9),
+        },
+    )
+
+
+def write_scores_csv(scores: dict[str, VideoScores], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        out.write("video,frame,score\n")
+        for name, video in scores.items():
+            for frame, score in enumerate(video.scores):
+                out.write(f"{name},{frame},{score:.7f}\n")
+
+
+def machine_info() -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }

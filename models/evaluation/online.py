@@ -1,0 +1,113 @@
+"""`vigil eval --mode online|coldstart`: a dataset streamed exactly as the inference worker scores cameras,
+through the retraining worker's `SelfTrainer` (models/selftrain/trainer.py): the same cycle code."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.detector.base import Detector
+from models.detector.scores import raw_scores
+from models.evaluation.videos import VideoScores
+from models.scoring.camera import CameraStream
+from models.selftrain.config import Window
+from models.selftrain.trainer import ProgressCallback, SelfTrainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Seen:
+    """The newest frames of an online stream (enough for a window), with where each came from."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    segments: list[np.ndarray] = field(default_factory=list)
+    ids: list[tuple[str, int]] = field(default_factory=list)  # (video, frame index)
+
+    def add(self, frames: np.ndarray, segment: int, video: str, first: int, keep: int) -> None:
+        self.frames.append(frames)
+        self.segments.append(np.full(len(frames), segment))
+        self.ids += [(video, first + i) for i in range(len(frames))]
+        if len(self.ids) > 2 * keep:  # keep only what a window needs
+            window = self.window(keep)
+            self.frames, self.segments, self.ids = [window.frames], [window.segments], self.ids[-keep:]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def window(self, count: int) -> Window:
+        return Window(
+            frames=np.concatenate(self.frames)[-count:], segments=np.concatenate(self.segments)[-count:]
+        )
+
+
+def stream_online(
+    videos: dict[str, np.ndarray],
+    trainer: SelfTrainer,
+    fallback: Detector,
+    cycle_log: list[dict[str, Any]],
+    progress: ProgressCallback | None = None,
+    batch_size: int = 32,
+) -> dict[str, VideoScores]:
+    """Streams `videos` one after another, each as a camera, through the service's scoring and the self-
+    training loop: a cycle after every `cycle_frames` new frames over the newest `window_frames`, an
+    accepted model swapped in between batches (fresh score state, history refilled), as the workers do.
+
+    Until the trainer has a model, frames are scored by `fallback` (the service's motion baseline) and a
+    first model is trained once `coldstart_frames` have been seen. Returns the scores as streamed; each
+    cycle's entry in `cycle_log` names the frames it mined ("mined_frames": video and frame index), for a
+    benchmark to check against labels (the loop itself never sees any).
+    """
+    config = trainer.config
+    seen = _Seen()
+    since_cycle = 0
+    out: dict[str, VideoScores] = {}
+    for index, (name, frames) in enumerate(videos.items()):
+        detector = trainer.serving or fallback
+        stream = CameraStream(detector.info)
+        raw = np.empty(len(frames), dtype=np.float32)
+        scores = np.empty(len(frames), dtype=np.float32)
+        for start in range(0, len(frames), batch_size):
+            chunk = frames[start : start + batch_size]
+            clips = np.stack([stream.push(frame) for frame in chunk])
+            raw[start : start + len(chunk)] = raw_scores(detector, detector.stream_maps(clips))
+            for i in range(start, start + len(chunk)):
+                scores[i] = stream.score(float(raw[i]))
+            seen.add(chunk, index, name, start, config.window_frames)
+            since_cycle += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+            due = config.coldstart_frames if trainer.model is None else config.cycle_frames
+            if (len(seen) if trainer.model is None else since_cycle) < due:
+                continue
+            window = seen.window(config.window_frames)
+            ids = seen.ids[-len(window) :]
+            if trainer.model is None:
+                result = trainer.cold_start(window, config.detector, fallback)
+            else:
+                result = trainer.cycle(window)
+            since_cycle = 0
+            mined = {
+                kind: [list(ids[i]) for i in np.flatnonzero(flags)]
+                for kind, flags in (("normal", result.mined_normal), ("abnormal", result.mined_abnormal))
+                if flags is not None
+            }
+            cycle_log.append(
+                {
+                    "after_frames": len(seen),
+                    "accepted": result.accepted,
+                    "reason": result.reason,
+                    **result.report,
+                    "mined_frames": mined,
+                }
+            )
+            if result.accepted and trainer.serving is not None:
+                detector = trainer.serving  # swap: fresh score state; history refilled from the stream
+                stream = CameraStream(detector.info)
+                for past in frames[max(0, start + len(chunk) - detector.info.history) : start + len(chunk)]:
+                    stream.push(past)
+        out[name] = VideoScores(raw=raw, scores=scores)
+    return out

@@ -1,0 +1,1 @@
+"""One camera's causal scoring state: frame history, running normalization, smoothing."""

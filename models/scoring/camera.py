@@ -1,0 +1,136 @@
+"""One camera's causal scoring state: the code path shared by `vigil eval` and the inference worker.
+
+For each new frame: `clip = stream.push(frame, session)` gives the detector input (padding the history at
+the start of a stream or after a reconnect), the detector turns a batch of clips into stream maps,
+`raw_scores()` (models/detector/scores.py) reduces them to frame scores, and `stream.score(raw)`
+normalizes causally (`CameraScorer`: robust running statistics, a map to [0, 1], smoothing). No future
+frame is ever looked at.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.detector.base import DetectorInfo
+from models.detector.scores import (
+    ScoreCalibration,
+)
+
+
+def padded_clips(
+    frames: np.ndarray, indices: np.ndarray, history: int, first: np.ndarray | int = 0
+) -> np.ndarray:
+    """uint8 [len(indices), history + 1, H, W]: each frame of `frames` with its `history` past ones, the
+    missing past (before `first`, a stream start) padded with the first frame, as CameraStream does."""
+    offsets = np.arange(-history, 1)
+    picks = np.maximum(np.asarray(indices)[:, None] + offsets[None, :], np.asarray(first).reshape(-1, 1))
+    return frames[picks]
+
+
+class CameraStream:
+    def __init__(self, info: DetectorInfo, scorer_config: ScorerConfig | None = None) -> None:
+        self.info = info
+        calibration = info.metadata.get("calibration")
+        self.scorer = CameraScorer(
+            ScoreCalibration.from_dict(calibration) if calibration else None, scorer_config
+        )
+        self.history: deque[np.ndarray] = deque(maxlen=info.history)
+        self.session: int | None = None
+
+    def push(self, frame: np.ndarray, session: int = 0) -> np.ndarray:
+        """The clip [history + 1, H, W] ending at `frame`; history restarts when `session` changes."""
+        if frame.shape != (self.info.height, self.info.width):
+            raise ValueError(
+                f"frame shape {frame.shape} != detector input {(self.info.height, self.info.width)}"
+            )
+        if session != self.session:
+            self.history.clear()
+            self.session = session
+        past = list(self.history)
+        # At a stream start the missing past is the first frame repeated: a still scene, no false motion.
+        padding = [past[0] if past else frame] * (self.info.history - len(past))
+        clip = np.stack([*padding, *past, frame])
+        self.history.append(frame)
+        return clip
+
+    def score(self, raw: float) -> float:
+        return self.scorer.update(raw)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"session": self.session, "scorer": self.scorer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.session = None  # history frames are not persisted; a takeover refills them from the stream
+        self.scorer.load_state_dict(state.get("scorer", {}))
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    window: int = 3000  # raw scores remembered per camera for its running statistics
+    # the calibration counts as this many frames: a camera's own statistics take over only after minutes of
+    # footage, so that a start full of activity is not learned as its normal level
+    prior_weight: int = 1000
+    z_mid: float = 4.0  # robust z-score that maps to 0.5
+    z_width: float = 2.0  # wide enough that strong anomalies still rank among themselves
+    smoothing: int = 5  # causal mean over the last N normalized scores
+
+
+def score_of_z(z: np.ndarray, config: ScorerConfig) -> np.ndarray:
+    """The [0, 1] score of robust z-scores (before smoothing): z_mid maps to 0.5."""
+    return 1.0 / (
+        1.0 + np.exp(-np.clip((np.asarray(z, dtype=np.float64) - config.z_mid) / config.z_width, -50, 50))
+    )
+
+
+class CameraScorer:
+    """Causal score normalization and smoothing for one camera (one video in eval)."""
+
+    def __init__(self, calibration: ScoreCalibration | None, config: ScorerConfig | None = None) -> None:
+        self.calibration = calibration
+        self.config = config or ScorerConfig()
+        self.recent_raw: deque[float] = deque(maxlen=self.config.window)
+        self.recent_scores: deque[float] = deque(maxlen=self.config.smoothing)
+
+    def _statistics(self) -> tuple[float, float]:
+        n = len(self.recent_raw)
+        if n == 0 and self.calibration is None:
+            return 0.0, 1.0
+        if n:
+            values = np.fromiter(self.recent_raw, dtype=np.float64, count=n)
+            median = float(np.median(values))
+            scale = float(1.4826 * np.median(np.abs(values - median)))
+        if self.calibration is None:
+            return median, max(scale, 1e-6)
+        if n == 0:
+            return self.calibration.median, self.calibration.scale
+        weight = self.config.prior_weight / (self.config.prior_weight + n)
+        return (
+            weight * self.calibration.median + (1 - weight) * median,
+            max(weight * self.calibration.scale + (1 - weight) * scale, 1e-6),
+        )
+
+    def normalize(self, raw: float) -> float:
+        """The newest frame's robust z-score under the camera's statistics so far; then remember it."""
+        median, scale = self._statistics()
+        self.recent_raw.append(float(raw))
+        # the level is added after the camera's own statistics are blended in: they do not pull it away
+        return (raw - median) / scale + (self.calibration.level if self.calibration is not None else 0.0)
+
+    def update(self, raw: float) -> float:
+        """Normalized, smoothed score of the newest frame; then remember its raw score."""
+        score = float(score_of_z(np.float64(self.normalize(raw)), self.config))
+        self.recent_scores.append(score)
+        return float(sum(self.recent_scores) / len(self.recent_scores))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent_raw": list(self.recent_raw), "recent_scores": list(self.recent_scores)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent_raw.clear()
+        self.recent_raw.extend(state.get("recent_raw", []))
+        self.recent_scores.clear()
+        self.recent_scores.extend(state.get("recent_scores", []))

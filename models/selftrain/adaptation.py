@@ -1,0 +1,252 @@
+"""A cycle's candidates: the current model adapted to the mined frames (masked, stream by stream), its
+statistics refitted on held-out normal frames, and a fresh fit where the site no longer looks like the
+model's footage. See models/selftrain/cycle.py for the whole cycle.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models.detector.base import Detector
+from models.detector.fitting import FitConfig, coreset, extend_coreset, fit_detector, frame_features
+from models.detector.flow import clip_speeds
+from models.detector.predictor_training import gradient_step, running_mean
+from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
+from models.detector.runtime import TorchDetector
+from models.detector.scores import (
+    ScoreCalibration,
+    combined_scores,
+    stream_patch_scores,
+)
+from models.detector.streams import STREAM_MIN_SCALE, DetectorNet
+from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
+from models.selftrain.mining import (
+    WindowEvidence,
+    run_videos,
+)
+from models.selftrain.validation import clip_raw_scores, model_z
+
+
+# ---------------------------------------------------------------- adaptation
+def _full_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in masks])
+
+
+def adapt_motion(candidate: DetectorNet, window: Window, mined: MinedSet, config: SelfTrainConfig) -> None:
+    """The normal speed per pixel: the current one (as `prior_frames` frames) and the masked speeds of the
+    mined normal frames."""
+    motion = candidate.motion
+    assert motion is not None
+    detector = candidate.config
+    total = np.zeros((detector.height, detector.width), dtype=np.float64)
+    weight = np.zeros_like(total)
+    for start in range(0, len(mined.train), BATCH):
+        part = mined.train[start : start + BATCH]
+        speed = clip_speeds(window.clips(part, detector.history), detector.flow)
+        mask = _full_masks(mined.masks[start : start + BATCH], detector.height, detector.width)
+        total += (speed * mask).sum(0)
+        weight += mask.sum(0)
+    prior = float(config.prior_frames)
+    old = motion.normal_speed.double().numpy()
+    motion.normal_speed.copy_(torch.from_numpy(((prior * old + total) / (prior + weight)).astype(np.float32)))
+
+
+def adapt_appearance(
+    candidate: DetectorNet, window: Window, mined: MinedSet, config: SelfTrainConfig, rng: np.random.Generator
+) -> int:
+    """The memory of normal cells, grown by the mined frames' unmasked cells it covers worst (or, once it
+    is full, a coreset of the current one and those cells). Returns how many new cells were offered."""
+    appearance = candidate.appearance
+    assert appearance is not None
+    # rows of mined.train (and of its masks), evenly spread: the backbone is most of a cycle's time
+    count = min(len(mined.train), config.memory_frames)
+    rows = np.unique(np.linspace(0, len(mined.train) - 1, count).round().astype(int))
+    current = appearance.cells.clone()
+    offered = [current[:0]]
+    for start in range(0, len(rows), BATCH):
+        part = rows[start : start + BATCH]
+        features = frame_features(candidate, window.frames[mined.train[part]]).float()  # [B, C, h, w]
+        masks = torch.from_numpy(mined.masks[part])[:, None]
+        # a cell is learned only when none of its pixels is masked
+        usable = -F.adaptive_max_pool2d(-masks, features.shape[-2:])[:, 0] > 0.5
+        cells = features.permute(0, 2, 3, 1)[usable]
+        counts = usable.flatten(1).sum(1).tolist()
+        picks: list[np.ndarray] = []
+        offset = 0
+        for count in counts:
+            take = min(count, config.cells_per_frame)
+            picks.append(offset + rng.choice(count, take, replace=False))
+            offset += count
+        if picks:
+            offered.append(cells[torch.from_numpy(np.concatenate(picks))])
+    pool = torch.cat(offered)
+    room = min(config.memory_growth, config.memory_max_cells - len(current))
+    if room > 0:
+        candidate.remember(extend_coreset(current, pool, room))
+    else:
+        candidate.remember(coreset(torch.cat([current, pool]), len(current), rng))
+    return len(pool)
+
+
+def fine_tune_prediction(
+    candidate: DetectorNet,
+    window: Window,
+    mined: MinedSet,
+    replay: list[np.ndarray],
+    config: SelfTrainConfig,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Masked L1 fine-tuning of the U-Net on the mined frames, with replayed normal clips."""
+    predictor = candidate.prediction
+    assert predictor is not None
+    predictor.train()
+    network = predictor.config
+    history = network.history
+    optimizer = torch.optim.AdamW(predictor.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    sampler = ClipSampler(replay, history, PseudoAnomalyConfig(), rng) if replay else None
+    n_replay = round(config.batch_size * config.replay_share) if sampler is not None else 0
+    n_mined = config.batch_size - n_replay
+    height, width = window.frames.shape[1:]
+    unit = 2 * network.unshuffle
+    crop_h = max(unit, unit * round(height * min(config.crop_fraction, 1.0) / unit))
+    crop_w = max(unit, unit * round(width * min(config.crop_fraction, 1.0) / unit))
+    started, steps, loss_ema = time.monotonic(), 0, float("nan")
+    while steps < config.steps and time.monotonic() - started < config.max_seconds:
+        pick = rng.integers(0, len(mined.train), n_mined)
+        clips = window.clips(mined.train[pick], history)
+        masks = _full_masks(mined.masks[pick], height, width)
+        tops = rng.integers(0, height - crop_h + 1, n_mined)
+        lefts = rng.integers(0, width - crop_w + 1, n_mined)
+        cuts = [np.s_[..., y : y + crop_h, x : x + crop_w] for y, x in zip(tops, lefts, strict=True)]
+        clip_t = (
+            torch.from_numpy(np.stack([c[cut] for c, cut in zip(clips, cuts, strict=True)])).float() / 255
+        )
+        mask = torch.from_numpy(np.stack([m[cut] for m, cut in zip(masks, cuts, strict=True)]))
+        prediction, target = predictor.predict(clip_t, list(zip(tops.tolist(), lefts.tolist(), strict=True)))
+        loss = ((prediction - target).abs() * mask).sum() / mask.sum().clamp(min=1.0)
+        if sampler is not None:
+            batch, offsets = sampler.batch(n_replay, (crop_h, crop_w))
+            replay_prediction, replay_target = predictor.predict(
+                torch.from_numpy(batch).float() / 255, offsets
+            )
+            share = n_replay / config.batch_size
+            loss = (1 - share) * loss + share * F.l1_loss(replay_prediction, replay_target)
+        loss_ema = running_mean(loss_ema, gradient_step(optimizer, loss), 0.95)
+        steps += 1
+    predictor.eval()
+    # its mean error per pixel, refitted the same way as the normal speed
+    total = torch.zeros_like(predictor.baseline, dtype=torch.float64)
+    weight = torch.zeros_like(total)
+    old = predictor.baseline.clone()
+    with torch.inference_mode():
+        predictor.baseline.zero_()
+        for start in range(0, len(mined.train), BATCH):
+            part = mined.train[start : start + BATCH]
+            mask = torch.from_numpy(_full_masks(mined.masks[start : start + BATCH], height, width)).double()
+            total += (predictor(torch.from_numpy(window.clips(part, history))).double() * mask).sum(0)
+            weight += mask.sum(0)
+        prior = float(config.prior_frames)
+        predictor.baseline.copy_(((prior * old.double() + total) / (prior + weight)).float())
+    return {"steps": steps, "seconds": round(time.monotonic() - started, 2), "loss": loss_ema}
+
+
+def _blend(old: ScoreCalibration, new: ScoreCalibration, prior: float, count: int) -> ScoreCalibration:
+    weight = count / (prior + count)
+    return ScoreCalibration(
+        median=(1 - weight) * old.median + weight * new.median,
+        scale=max((1 - weight) * old.scale + weight * new.scale, 1e-6),
+        level=old.level,
+    )
+
+
+def refit_statistics(
+    candidate: TorchDetector, current: Detector, window: Window, frames: np.ndarray, prior_frames: int
+) -> tuple[dict[str, Any], ScoreCalibration]:
+    """The candidate's stream statistics and calibration, refitted on held-out normal `frames` of the window.
+
+    Each stream's statistics are blended from the parent's (as `prior_frames` frames) and the frames'
+    (those of a stream new in the candidate are the frames'). The
+    calibration's median and spread are blended the same way, and its level (a z added to every
+    normalized score) set so that the frames score the same z under the candidate as under the model in
+    service: a swap does not move the score of the site's normal footage (nor the meaning of the alert
+    threshold), while what the candidate sets apart better scores higher. A level, not a moved median: a
+    camera's scorer blends the camera's own statistics into the calibration's, and would pull a moved
+    median back, and the camera's scores would drift away from that level over each video (see the
+    README). Also returns the calibration before that (blended, with the parent's level): the frame
+    of reference in which validation compares the two models on normal frames (the calibration with its
+    new level when the candidate has a stream its parent lacks).
+    """
+    info = candidate.info
+    old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
+    if len(frames) == 0:
+        kept = {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
+        return kept, old_calibration
+    clips = window.clips(frames, info.history)
+    patch = np.concatenate(
+        [
+            stream_patch_scores(candidate.stream_maps(clips[i : i + BATCH]), info.patch)
+            for i in range(0, len(clips), BATCH)
+        ]
+    )
+    parent = info.metadata.get("stream_stats") or {}
+    new_streams = [name for name in info.streams if name not in parent]
+    stats = []
+    for index, name in enumerate(info.streams):
+        fitted = ScoreCalibration.fit(patch[:, index], STREAM_MIN_SCALE.get(name, 0.0))
+        # a stream new in this cycle (the ordinal head) has no statistics to blend with
+        stats.append(
+            _blend(ScoreCalibration.from_dict(parent[name]), fitted, prior_frames, len(frames))
+            if name in parent
+            else fitted
+        )
+    raw = combined_scores(patch, stats)
+    blended = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames))
+    served_z = float(np.median(model_z(current, clip_raw_scores(current, clips))))
+    own_z = float(np.median(replace(blended, level=0.0).z(raw)))
+    calibration = replace(blended, level=served_z - own_z)
+    refitted = {
+        "stream_stats": {name: stat.to_dict() for name, stat in zip(info.streams, stats, strict=True)},
+        "calibration": calibration.to_dict(),
+    }
+    # a stream new in the candidate adds a term its parent's raw score lacks: no common frame of reference,
+    # so its normal level is the one the calibration frames set
+    return refitted, calibration if new_streams else blended
+
+
+def fresh_fit(
+    model: DetectorNet,
+    window: Window,
+    evidence: WindowEvidence,
+    mined: MinedSet,
+    config: SelfTrainConfig,
+    report: dict[str, Any],
+) -> tuple[DetectorNet, dict[str, Any]] | None:
+    """The model's streams fitted afresh, as a cold start fits them, to the cycle's mined normal frames
+    that are not held out, and the fit's statistics. Nothing the model knew carries over: where the site
+    no longer looks like its footage (another scene, a camera turned round), that knowledge is in the way,
+    and blending it in (the adaptation) wins back little. None when the model in service finds the site's
+    held-out normal frames normal (their mean z, written to `report`, is at most `refit_normal_z`), when
+    too few frames, or when the model has the prediction stream (a U-Net's training does not fit in a
+    cycle)."""
+    site_z = float(np.mean(evidence.z[np.union1d(mined.calibration, mined.validation)]))
+    report["held_out_normal_z"] = round(site_z, 3)
+    frames = mined.train[mined.normal[mined.train]]
+    if (
+        site_z <= config.refit_normal_z
+        or config.refit_min_frames <= 0
+        or len(frames) < config.refit_min_frames
+        or model.prediction is not None
+    ):
+        return None
+    structure = replace(model.config, streams=tuple(s for s in model.config.streams if s != "ordinal"))
+    fitted = fit_detector(
+        run_videos(window, frames), structure, FitConfig(seed=config.seed, max_frames=config.memory_frames)
+    )
+    return fitted.model, fitted.metadata_stats()

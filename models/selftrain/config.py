@@ -1,0 +1,145 @@
+"""What self-training is configured by and works on: its settings (plain values, no torch: the service's
+settings take their defaults from here), a window of frames, a mined set."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from models.detector.streams import DetectorConfig
+
+from models.scoring.camera import padded_clips
+
+
+@dataclass(frozen=True)
+class MiningParams:
+    """The parameters of the mining rule (*mining normal data for retraining*, sections 3.3-3.4)."""
+
+    eta_s: float = 0.85  # frame score at or above which a frame is mined as abnormal
+    eta_p: float = 0.02  # coarse pixel-error threshold locating possible anomalies
+    alpha: float = 2.0  # hinge sensitivity, in (0, 4)
+    min_run: int = 10  # FNmin: fewest consecutive frames in a mined run
+    eta_a: float = 0.80  # normalized pixel error at or above which a pixel is masked out
+
+
+@dataclass(frozen=True)
+class OrdinalConfig:
+    steps: int = 300
+    learning_rate: float = 3e-3
+    batch_cells: int = 512
+    label_weight: float = 5.0  # an operator's label counts as this many pseudo labels
+    negatives_per_frame: int = 32  # normal cells taken from each frame
+    labelled_cells: int = 4  # cells of a frame labelled abnormal taken as its anomaly: the most evident ones
+    pseudo_anomalies: int = 64  # foreign patches pasted into mined normal frames
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MiningPolicy = Literal["localized", "paper"]
+
+
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig:
+    policy: MiningPolicy = "localized"
+    mining: MiningParams = field(default_factory=MiningParams)
+    localized_alpha: float = 1.0  # hinge sensitivity of the localized policy (stricter than the paper's 2)
+    mask_quantile: float = 0.99  # anomaly-map quantile of mined normal frames that the eta_a mask scales to
+    mask_margin: int = 4  # masked regions grown by this many anomaly-map pixels (half resolution)
+    holdout_share: float = 0.2  # of mined normal runs, kept out of adaptation (statistics and validation)
+    min_normal_frames: int = 30  # fewer confident normal frames: no adaptation this cycle
+    prior_frames: int = 1000  # the current normal speed and statistics count as this many frames
+    cells_per_frame: int = 64  # unmasked cells of each mined frame offered to the appearance memory
+    memory_frames: int = 600  # at most this many of them (spread over the window): bounds a cycle's time
+    # the memory grows by the offered cells it covers worst, at most this many a cycle, up to
+    # `memory_max_cells` (then a coreset of it and the offered cells, of that size): what it covered stays
+    memory_growth: int = 0
+    memory_max_cells: int = 2048
+    # a second candidate, the model's streams fitted afresh to the mined normal frames not held out: when
+    # the model scores the held-out ones at a mean z (its own, without the level a swap holds: see
+    # refit_statistics) above `refit_normal_z` (the site no longer looks like its footage: 2.8-3.3 on Ped2
+    # turned or moved, 1.1-1.7 unchanged, where a fresh fit costs the streamed AUC 0.008) and there are at
+    # least `refit_min_frames` (0: never)
+    refit_normal_z: float = 2.0
+    refit_min_frames: int = 50  # five runs of FNmin
+    steps: int = 300  # prediction stream: fine-tuning steps per cycle
+    max_seconds: float = 150.0  # and at most this long
+    batch_size: int = 16
+    crop_fraction: float = 0.5
+    learning_rate: float = 5e-4
+    replay_share: float = 0.5  # of each batch, clips of earlier normal footage (when there is some)
+    normal_tolerance: float = 0.25  # z units the held-out normal frames may score higher than before
+    separation_ratio: float = 0.9  # anomalies must stand out at least this much as before
+    # the ordinal scoring head: added once operators have labelled an anomaly (or always, or never)
+    ordinal_head: Literal["labels", "always", "never"] = "labels"
+    ordinal: OrdinalConfig = field(default_factory=OrdinalConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _default_detector() -> DetectorConfig:
+    from models.detector.streams import DetectorConfig  # torch only where a detector is built
+
+    return DetectorConfig()
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    selftrain: SelfTrainConfig = field(default_factory=SelfTrainConfig)
+    detector: DetectorConfig = field(default_factory=_default_detector)  # what a cold start fits
+    window_frames: int = 3000  # frames a cycle looks at (the newest)
+    cycle_frames: int = 600  # new frames between cycles
+    replay_frames: int = 3000  # earlier mined normal frames kept for replay
+    coldstart_frames: int = 1500  # frames a camera without a model needs before a first one is trained
+    coldstart_min_frames: int = 200  # confidently normal frames among them needed to fit it
+    reference_frames: int = 1000  # fixed frames every model scores for the consensus threshold
+    adaptive_threshold: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Window:
+    """Consecutive frames of a camera (or several cameras' in a row, see models/selftrain/trainer.concat_windows)."""
+
+    frames: np.ndarray  # uint8 [N, H, W] at the detector's input size
+    segments: np.ndarray  # int [N]: frame history restarts where this changes (reconnect, gap)
+    labels: np.ndarray | None = None  # int [N]: operator labels, 1 abnormal, 0 normal, -1 none
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def clips(self, indices: np.ndarray, history: int) -> np.ndarray:
+        """uint8 [len(indices), history + 1, H, W]: each frame with its past, padded as CameraStream does."""
+        starts = np.r_[0, np.flatnonzero(np.diff(self.segments)) + 1]
+        first = starts[np.searchsorted(starts, indices, side="right") - 1]
+        return padded_clips(self.frames, np.asarray(indices), history, first)
+
+
+@dataclass
+class MinedSet:
+    normal: np.ndarray  # bool [N]
+    abnormal: np.ndarray  # bool [N]
+    calibration: np.ndarray  # int: held-out normal frames the candidate's statistics are refitted on
+    validation: np.ndarray  # int: held-out normal frames the candidate is validated on
+    train: np.ndarray  # int: frames the detector adapts to: normal ones not held out, and abnormal ones
+    masks: np.ndarray  # float32 [len(train), h, w] (anomaly-map resolution): 1 where a pixel is learned
+    reference_scale: float
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "normal": int(self.normal.sum()),
+            "abnormal": int(self.abnormal.sum()),
+            "holdout": len(self.calibration) + len(self.validation),
+            "train": len(self.train),
+        }

@@ -1,0 +1,237 @@
+"""Self-training on a site's own stream: one cycle mines a scored window, adapts the detector, validates.
+
+The same `run_cycle` serves the retraining worker (windows read from Redis) and `vigil eval --mode online`
+(windows of a dataset streamed through the service's scoring), so that what is measured is what runs.
+
+A cycle, over a window of consecutive frames with the scores the service gave them:
+1. anomaly maps of the window under the model in service;
+2. mining (models/selftrain/mining.py): an abnormal set (S >= eta_s, precise in every trial) and a normal set (the
+   paper's rule, or by default its hinge over the localized score, smoothed as the service smooths it,
+   away from mined anomalies), runs of >= FNmin frames, operator labels overriding both; pixel masks
+   calibrated against the anomaly maps of the mined normal frames;
+3. adaptation, starting from the current model, on the mined frames, normal and abnormal, with their
+   anomalous pixels masked out (the paper's masked retraining, for each stream):
+   - motion: the normal speed per pixel, a running mean in which the current one counts as
+     `prior_frames` frames;
+   - appearance: the memory of normal cells, a coreset of the current memory (the replay: nothing
+     learned before is forgotten unless the site's new cells cover it) and the unmasked cells of the
+     mined frames; the masked cells (an anomaly, with a margin) never enter it;
+   - prediction (when the detector has it): masked L1 fine-tuning of the U-Net, with replay of earlier
+     normal clips and pseudo anomalies, bounded in steps and seconds;
+   - ordinal (added once operators have labelled an anomaly): the scoring head, one more round of
+     self-trained ordinal regression on the cycle's pseudo labels and the operators' labels
+     (models/selftrain/ordinal.py);
+   then each stream's statistics refitted on one half of the held-out normal runs;
+   and, where the model in service finds the site's held-out normal frames far from normal (another
+   scene, a camera turned round), a second candidate: its streams fitted afresh to the mined normal
+   frames (models/detector/fitting.py, as a cold start fits them);
+4. validation against the model in service on the other half and on the mined anomalies: the candidate
+   must not score held-out normal frames worse, must still set the mined anomalies apart from them, and
+   must still react to pseudo anomalies pasted into them. When the ordinal head's round is refused, the
+   cycle's candidate without that round is validated in its place. Of an accepted adaptation and an
+   accepted fresh fit, the one that sets the mined anomalies further apart from the normal frames serves.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.detector.base import Detector
+from models.detector.export import model_metadata, new_version
+from models.detector.runtime import TorchDetector
+from models.detector.streams import DetectorNet
+from models.selftrain.adaptation import (
+    adapt_appearance,
+    adapt_motion,
+    fine_tune_prediction,
+    fresh_fit,
+    refit_statistics,
+)
+from models.selftrain.config import MinedSet, SelfTrainConfig, Window
+from models.selftrain.mining import WindowEvidence, mine, window_evidence
+from models.selftrain.ordinal import cell_examples, train_ordinal, with_ordinal
+from models.selftrain.validation import Validation, validate
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- the cycle
+@dataclass
+class CycleResult:
+    accepted: bool
+    reason: str
+    report: dict[str, Any]
+    model: DetectorNet | None = None  # the candidate when accepted
+    metadata: dict[str, Any] | None = None
+    mined_normal: np.ndarray | None = None  # bool [N]: the window's mined normal frames
+    mined_abnormal: np.ndarray | None = None  # bool [N]: and its mined anomalies
+
+
+def run_cycle(
+    model: DetectorNet,
+    metadata: dict[str, Any],
+    current: Detector,
+    window: Window,
+    replay: list[np.ndarray],
+    config: SelfTrainConfig,
+    eta_s: float | None = None,
+) -> CycleResult:
+    """One self-training cycle over a window scored by `current` (the served form of `model`)."""
+    started = time.monotonic()
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    report: dict[str, Any] = {
+        "window_frames": len(window),
+        "policy": config.policy,
+        "parent": metadata["version"],
+    }
+    evidence = window_evidence(current, window)
+    mined = mine(window, evidence, config, eta_s)
+    report["mined"] = mined.counts()
+    report["mask_reference"] = mined.reference_scale
+    report["mining_s"] = round(time.monotonic() - started, 2)
+    normal_count = len(mined.train) - int(mined.abnormal[mined.train].sum())
+    if normal_count < config.min_normal_frames or len(mined.validation) == 0:
+        reason = (
+            f"too few confident normal frames ({int(mined.normal.sum())}; {config.min_normal_frames} needed)"
+            if normal_count < config.min_normal_frames
+            else f"too few confident normal runs to hold one out ({int(mined.normal.sum())} frames)"
+        )
+        report["seconds"] = round(time.monotonic() - started, 2)
+        return CycleResult(False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal)
+    adaptation: dict[str, Any] = {}
+    report["training"] = adaptation
+    adapted, candidates = _adapted_candidates(model, window, evidence, mined, replay, config, rng, adaptation)
+    refit_started = time.monotonic()
+    refit = fresh_fit(model, window, evidence, mined, config, adaptation)
+    if refit is not None:
+        adaptation["refit_s"] = round(time.monotonic() - refit_started, 2)
+    refit_chosen = False
+    report["adaptation_s"] = round(time.monotonic() - started - report["mining_s"], 2)
+    for candidate in candidates:
+        candidate_metadata, validation = _validated(candidate, metadata, current, window, mined, config)
+        report["candidate"] = candidate_metadata["version"]
+        report["candidate_kind"] = candidate_metadata["kind"]
+        report["validation"] = validation.to_dict()
+        _log_verdict(window, mined, validation, "ordinal round" if candidate is not adapted else "adapted")
+        if validation.accepted:
+            break
+        if candidate is not adapted:
+            report["ordinal_refused"] = validation.reason
+    if refit is not None:
+        refit_metadata, refit_validation = _validated(
+            refit[0], {**metadata, **refit[1]}, current, window, mined, config
+        )
+        _log_verdict(window, mined, refit_validation, "refit")
+        # of two accepted candidates, the one that sets the mined anomalies apart from normal frames more
+        refit_chosen = refit_validation.accepted and (
+            not validation.accepted
+            or refit_validation.metrics.get("candidate_abnormal_separation", 0.0)
+            > validation.metrics.get("candidate_abnormal_separation", 0.0)
+        )
+        report["refit"] = {
+            "candidate": refit_metadata["version"],
+            "chosen": refit_chosen,
+            **refit_validation.to_dict(),
+        }
+        if refit_chosen:
+            candidate, candidate_metadata, validation = refit[0], refit_metadata, refit_validation
+            report["candidate"] = refit_metadata["version"]
+            report["candidate_kind"] = refit_metadata["kind"]
+            report["adaptation_validation"] = report["validation"]  # the adaptation's own verdict
+            report["validation"] = refit_validation.to_dict()
+    report["seconds"] = round(time.monotonic() - started, 2)
+    report["validation_s"] = round(report["seconds"] - report["mining_s"] - report["adaptation_s"], 2)
+    if not validation.accepted:
+        return CycleResult(
+            False, validation.reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
+        )
+    candidate_metadata["selftrain"]["validation"] = report["validation"]
+    candidate_metadata["selftrain"]["refit"] = refit_chosen
+    reason = (
+        f"fitted afresh to the site's normal frames: {validation.reason}"
+        if refit_chosen
+        else validation.reason
+    )
+    return CycleResult(True, reason, report, candidate, candidate_metadata, mined.normal, mined.abnormal)
+
+
+def _adapted_candidates(
+    model: DetectorNet,
+    window: Window,
+    evidence: WindowEvidence,
+    mined: MinedSet,
+    replay: list[np.ndarray],
+    config: SelfTrainConfig,
+    rng: np.random.Generator,
+    adaptation: dict[str, Any],
+) -> tuple[DetectorNet, list[DetectorNet]]:
+    """The model adapted to the mined frames, and the candidates to validate in turn: with the ordinal
+    head's round first when it applies (refused, the plain adaptation may still serve). Writes what each
+    step did to `adaptation`."""
+    adapted = copy.deepcopy(model).eval()
+    if adapted.motion is not None:
+        adapt_motion(adapted, window, mined, config)
+    if adapted.appearance is not None:
+        adaptation["cells_offered"] = adapt_appearance(adapted, window, mined, config, rng)
+    if adapted.prediction is not None:
+        adaptation["prediction"] = fine_tune_prediction(adapted, window, mined, replay, config, rng)
+    candidates = [adapted]
+    labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
+    if adapted.appearance is not None and (
+        adapted.ordinal is not None
+        or config.ordinal_head == "always"
+        or (config.ordinal_head == "labels" and labelled_anomalies)
+    ):
+        # the head's round is tried first; refused, the cycle's other adaptation may still serve
+        scored = with_ordinal(adapted)
+        examples = cell_examples(scored, window, mined, evidence.maps, config.ordinal, rng)
+        adaptation["ordinal"] = train_ordinal(scored, examples, config.ordinal)
+        candidates.insert(0, scored)
+    return adapted, candidates
+
+
+def _log_verdict(window: Window, mined: MinedSet, validation: Validation, kind: str) -> None:
+    log.info(
+        "cycle over %d frames: mined %s, %s candidate %s: %s",
+        len(window),
+        mined.counts(),
+        kind,
+        "accepted" if validation.accepted else "rejected",
+        validation.reason,
+    )
+
+
+def _validated(
+    candidate: DetectorNet,
+    metadata: dict[str, Any],
+    current: Detector,
+    window: Window,
+    mined: MinedSet,
+    config: SelfTrainConfig,
+) -> tuple[dict[str, Any], Validation]:
+    """The candidate's metadata (statistics refitted) and its validation against the model in service."""
+    structure = {**metadata, **model_metadata(candidate.config, {})}  # streams may have grown
+    refitted, normal_reference = refit_statistics(
+        TorchDetector(candidate, structure), current, window, mined.calibration, config.prior_frames
+    )
+    candidate_metadata = {
+        **structure,
+        **refitted,
+        "version": new_version(list(candidate.config.streams)),
+        "parent": metadata["version"],
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "selftrain": {"config": config.to_dict(), "mined": mined.counts()},
+    }
+    validation = validate(
+        current, TorchDetector(candidate, candidate_metadata), window, mined, config, normal_reference
+    )
+    return candidate_metadata, validation

@@ -1,0 +1,205 @@
+"""A site's self-improving detector: cold start, self-training cycles, model files, adaptive threshold.
+
+`SelfTrainer` holds what the retraining worker keeps between cycles (the model being improved, the replay
+of earlier normal footage, the consensus threshold). The worker feeds it windows read from Redis and
+publishes what it accepts; `stream_online` feeds it a dataset streamed exactly as the inference worker
+scores cameras, for `vigil eval --mode online|coldstart`. Both run the same cycle code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.detector.base import Detector
+from models.detector.export import save_detector
+from models.detector.fitting import FitConfig
+from models.detector.runtime import load_detector
+from models.detector.scores import ScoreCalibration, raw_scores
+from models.detector.streams import DetectorConfig, DetectorNet
+from models.scoring.camera import ScorerConfig, score_of_z
+from models.selftrain.config import OnlineConfig, Window
+from models.selftrain.cycle import CycleResult, run_cycle
+from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
+from models.selftrain.thresholds import ConsensusThreshold
+
+
+def concat_windows(windows: list[Window]) -> Window:
+    """One window of several cameras' windows: history and runs never cross from one to the next."""
+    segments, offset = [], 0
+    for window in windows:
+        _, codes = np.unique(window.segments, return_inverse=True)
+        segments.append(codes + offset)
+        offset += int(codes.max()) + 1 if len(codes) else 0
+    labels = None
+    if any(w.labels is not None for w in windows):
+        labels = np.concatenate([w.labels if w.labels is not None else np.full(len(w), -1) for w in windows])
+    return Window(
+        frames=np.concatenate([w.frames for w in windows]),
+        segments=np.concatenate(segments),
+        labels=labels,
+    )
+
+
+class SelfTrainer:
+    """The model a site improves, between cycles. Models are written to `models_dir` as VERSION.pt (the
+    weights fine-tuned next) and VERSION.onnx (served), and each is loaded back and checked before use."""
+
+    def __init__(
+        self,
+        config: OnlineConfig,
+        models_dir: Path,
+        device: str = "cpu",
+        threads: int = 0,
+        model: DetectorNet | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.models_dir = models_dir
+        self.device, self.threads = device, threads
+        self.model, self.metadata = model, metadata
+        self.serving: Detector | None = None
+        self.replay: list[np.ndarray] = []
+        self.reference: np.ndarray | None = None  # clips every model scores for the consensus
+        self.consensus: ConsensusThreshold | None = None
+        self.reference_raw: list[np.ndarray] = []
+        if model is not None and metadata is not None:
+            self.serving = self._materialize(model, metadata)
+
+    # ------------------------------------------------------------ model files
+    def _materialize(self, model: DetectorNet, metadata: dict[str, Any]) -> Detector:
+        """Writes VERSION.pt and VERSION.onnx and loads the ONNX file back (raises InvalidModelError)."""
+        stem = self.models_dir / metadata["version"]
+        save_detector(model, metadata, stem.with_suffix(".pt"))
+        save_detector(model, metadata, stem.with_suffix(".onnx"))
+        return load_detector(stem.with_suffix(".onnx"), self.device, self.threads)
+
+    def adopt(self, model: DetectorNet, metadata: dict[str, Any], serving: Detector) -> None:
+        """Continue from a model published elsewhere (a rollback, an operator's file)."""
+        self.model, self.metadata, self.serving = model, metadata, serving
+
+    def model_paths(self) -> tuple[Path, Path]:
+        assert self.metadata is not None
+        stem = self.models_dir / self.metadata["version"]
+        return stem.with_suffix(".onnx"), stem.with_suffix(".pt")
+
+    # ------------------------------------------------------------ threshold
+    def mining_threshold(self) -> float | None:
+        """eta_s from the consensus once it has settled (None: the configured constant)."""
+        if not self.config.adaptive_threshold or self.consensus is None or not self.consensus.stopped:
+            return None
+        return self.alert_threshold(with_level=False)  # mining reads scores without the level
+
+    def alert_threshold(self, with_level: bool = True) -> float | None:
+        """The served score at which a frame enters the consensus anomaly set (None before it settles)."""
+        if self.consensus is None or not self.consensus.stopped or self.serving is None:
+            return None
+        calibration = ScoreCalibration.from_dict(self.serving.info.metadata["calibration"])
+        if not with_level:
+            calibration = replace(calibration, level=0.0)
+        z = calibration.z(self.consensus.score_threshold(self.reference_raw[-1]))
+        score = float(score_of_z(np.float64(z), ScorerConfig()))
+        return float(np.clip(score, 0.5, 0.95))  # never so low that normal frames are mined as abnormal
+
+    def _update_consensus(self, window: Window) -> None:
+        assert self.serving is not None
+        if self.reference is None:
+            rng = np.random.default_rng(self.config.selftrain.seed)
+            count = min(self.config.reference_frames, len(window))
+            picks = np.sort(rng.choice(len(window), count, replace=False))
+            self.reference = window.clips(picks, self.serving.info.history)
+            self.consensus = ConsensusThreshold(items=count)
+        assert self.consensus is not None
+        raws = [
+            raw_scores(self.serving, self.serving.stream_maps(self.reference[i : i + 32]))
+            for i in range(0, len(self.reference), 32)
+        ]
+        self.reference_raw.append(np.concatenate(raws))
+        self.consensus.update(self.reference_raw)
+
+    # ------------------------------------------------------------ cycles
+    def _remember_normal(self, window: Window, normal: np.ndarray) -> None:
+        for run in consecutive_runs(normal, window.segments):
+            self.replay.append(window.frames[run])
+        total = sum(len(r) for r in self.replay)
+        while self.replay and total - len(self.replay[0]) >= self.config.replay_frames:
+            total -= len(self.replay.pop(0))  # the oldest go first
+
+    def cold_start(self, window: Window, config: DetectorConfig, scored_by: Detector) -> CycleResult:
+        """A first model fitted to a camera's own frames, without labels: the frames the detector that
+        scored the window (the motion baseline) finds confidently normal, mined as in a cycle."""
+        from models.detector.fitting import train_detector
+
+        started = time.monotonic()
+        selftrain = self.config.selftrain
+        mined = mine(window, window_evidence(scored_by, window), selftrain)
+        normal = np.flatnonzero(mined.normal)
+        report: dict[str, Any] = {"cold_start": True, "window_frames": len(window), "mined": mined.counts()}
+        if len(normal) < self.config.coldstart_min_frames:
+            report["seconds"] = round(time.monotonic() - started, 2)
+            reason = (
+                f"too few confident normal frames for a first model ({len(normal)}; "
+                f"{self.config.coldstart_min_frames} needed)"
+            )
+            return CycleResult(
+                False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
+            )
+        videos = run_videos(window, normal)
+        trained = train_detector(
+            videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
+        )
+        metadata = {**trained.metadata, "parent": None}
+        self.serving = self._materialize(trained.detector.model, metadata)
+        self.model, self.metadata = trained.detector.model, metadata
+        self._remember_normal(window, normal)
+        self._update_consensus(window)
+        report["seconds"] = round(time.monotonic() - started, 2)
+        return CycleResult(
+            True,
+            "first model fitted to the camera's own confidently normal footage",
+            report,
+            self.model,
+            metadata,
+            mined.normal,
+            mined.abnormal,
+        )
+
+    def cycle(self, window: Window) -> CycleResult:
+        """One self-training cycle; an accepted candidate is written, loaded back and becomes current."""
+        from models.detector.runtime import InvalidModelError
+
+        assert self.model is not None and self.metadata is not None and self.serving is not None
+        result = run_cycle(
+            self.model,
+            self.metadata,
+            self.serving,
+            window,
+            self.replay,
+            self.config.selftrain,
+            self.mining_threshold(),
+        )
+        if not result.accepted or result.model is None or result.metadata is None:
+            return result
+        try:
+            serving = self._materialize(result.model, result.metadata)
+        except InvalidModelError as exc:
+            return replace(
+                result, accepted=False, reason=f"candidate does not load: {exc}", model=None, metadata=None
+            )
+        self.model, self.metadata, self.serving = result.model, result.metadata, serving
+        if result.mined_normal is not None:
+            self._remember_normal(window, np.flatnonzero(result.mined_normal))
+        if self.reference is None or self.consensus is None or not self.consensus.stopped:
+            self._update_consensus(window)
+        threshold = self.alert_threshold()
+        result.report["alert_threshold"] = threshold
+        result.metadata["alert_threshold"] = threshold
+        return result
+
+
+ProgressCallback = Callable[[int], None]

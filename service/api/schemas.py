@@ -1,0 +1,67 @@
+"""Response models of the API, and the masking that keeps camera credentials out of every response."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from workers.bus.keys import Alert, AlertEventType, CameraConfig, CameraStatus
+from workers.proc.redaction import redact
+
+
+class CameraOut(CameraConfig):
+    """A camera's settings (credentials in `source` masked) and its latest status from the ingest worker."""
+
+    status: CameraStatus | None = Field(None, description="Absent until the ingest worker reports.")
+
+    @classmethod
+    def of(cls, config: CameraConfig, status: CameraStatus | None) -> CameraOut:
+        if status is not None:
+            status = status.model_copy(update={"message": redact(status.message)})
+        return cls(**{**config.model_dump(), "source": redact(config.source)}, status=status)
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list, newest first."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(
+        None, description="Pass as ?cursor= for the next (older) page; null at the end."
+    )
+
+
+class AlertList(Page[Alert]):
+    pass
+
+
+class AlertEventOut(BaseModel):
+    """One frame of /ws/alerts."""
+
+    id: str = Field(description="Event stream id; reconnect with ?last_id= to resume after it.")
+    type: AlertEventType
+    alert: Alert
+
+
+class ReadinessOut(BaseModel):
+    ready: bool
+    redis: bool
+    live_workers: dict[str, int]
+    missing: list[str]
+    detail: str
+
+
+# Every CameraConfig field but the id, each optional: the fields sent are merged into the stored camera
+# and the result is validated as a whole CameraConfig.
+CameraPatch = create_model(
+    "CameraPatch",
+    __config__=ConfigDict(extra="forbid"),
+    **{
+        name: (field.annotation | None, Field(None, description=field.description))
+        for name, field in CameraConfig.model_fields.items()
+        if name != "id"
+    },
+)

@@ -1,0 +1,1 @@
+"""One module per `vigil` command, each with `register(subparsers)`."""

@@ -1,0 +1,266 @@
+"""`vigil eval DATASET_DIR --mode oneclass|online|coldstart`: score every test frame the way the service does.
+
+The scores come from the service's own path (a CameraStream per video: causal history, normalization and
+smoothing), so the printed micro AUC is what an operator would get. The papers' per-video min-max AUC,
+which looks at each video's future frames, is printed for comparison only.
+
+online and coldstart stream the videos (each as a camera) through the retraining worker's self-training
+loop (models/selftrain/trainer.py): the streamed scores are those the service would have served, model swaps
+included; the final model then rescores every test frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from models.detector.runtime import SUFFIXES, InvalidModelError
+from models.evaluation.datasets import DatasetError, list_videos
+from service.cli.commands.train import (
+    add_training_arguments,
+    companion_weights,
+    detector_config,
+    fit_config,
+    set_threads,
+)
+from workers.config import get_settings
+
+MODES = ("oneclass", "online", "coldstart")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    for flag, value in (("--model", args.model), ("--save-model", args.save_model)):
+        if value is not None and Path(value).suffix not in SUFFIXES:
+            print(f"vigil eval: {flag} must end in {' or '.join(SUFFIXES)}", file=sys.stderr)
+            return 2
+    if args.mode == "coldstart" and args.model:
+        print("vigil eval: --mode coldstart starts with no model; leave out --model", file=sys.stderr)
+        return 2
+    dataset = Path(args.dataset)
+    try:
+        list_videos(dataset, "testing")  # a bad dataset fails before any training or loading
+        set_threads(args.threads)
+        report = _oneclass(args, dataset) if args.mode == "oneclass" else _online(args, dataset)
+    except (DatasetError, InvalidModelError, ValueError) as exc:
+        print(f"vigil eval: {exc}", file=sys.stderr)
+        return 2
+    wall = time.monotonic() - started
+    report["timings"]["wall_s"] = wall
+    report["timings"]["wall_fps"] = report["timings"]["frames"] / wall
+    if args.report:
+        from models.evaluation.jobs import machine_info
+
+        report.update(
+            mode=args.mode,
+            dataset=str(dataset),
+            model=str(args.model) if args.model else None,
+            seed=args.seed,
+            train_videos=args.train_videos,
+            machine=machine_info(),
+            threads=args.threads,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _print_metrics(title: str, metrics: dict[str, float] | None) -> None:
+    if metrics is None:
+        return
+    print(f"{title}micro AUC (causal, as served): {metrics['micro_auc']:.4f}")
+    print(f"{title}micro AUC of raw scores:       {metrics['micro_auc_raw']:.4f}")
+    print(f"{title}per-video min-max AUC (papers' protocol): {metrics['per_video_minmax_auc']:.4f}")
+
+
+def _start_detector(
+    args: argparse.Namespace, dataset: Path, keep_torch: bool
+) -> tuple[Any, dict[str, Any] | None]:
+    """The detector to start from (--model, else trained on DATASET/training) and the training summary."""
+    from models.detector.runtime import load_detector
+    from models.evaluation.jobs import serving_detector, train_on_dataset
+
+    inference = get_settings().inference
+    if args.model:
+        path = Path(args.model)
+        if not path.is_file():
+            raise InvalidModelError(f"{path}: no such model file")
+        if keep_torch:
+            weights = path if path.suffix == ".pt" else companion_weights(path)
+            if not weights.is_file():
+                raise InvalidModelError(
+                    f"{path}: online mode fine-tunes PyTorch weights; give a .pt file or put "
+                    f"{weights.name} beside it (vigil train writes both)"
+                )
+            return load_detector(weights, "cpu", args.threads), None
+        if args.save_model:
+            print("vigil eval: --save-model ignored with --model (nothing is trained)", file=sys.stderr)
+        return load_detector(path, inference.device, args.threads), None
+    trained = train_on_dataset(
+        dataset, detector_config(args), fit_config(args), train_videos=args.train_videos
+    )
+    training = {**trained.metadata["training"], "total_s": trained.seconds}
+    if keep_torch:
+        return trained.detector, training
+    save_path = Path(args.save_model) if args.save_model else None
+    return serving_detector(trained, save_path, inference.device, args.threads), training
+
+
+def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
+    from models.evaluation.jobs import score_testing, write_scores_csv
+
+    detector, training = _start_detector(args, dataset, keep_torch=False)
+    loaded = time.monotonic()
+    result = score_testing(dataset, detector)
+    if args.scores_out:
+        write_scores_csv(result.scores, Path(args.scores_out))
+    frames = int(result.timings["frames"])
+    print(
+        f"scored {frames} frames of {len(result.scores)} videos with {detector.info.version} "
+        f"({frames / (time.monotonic() - loaded):.0f} frames/s after loading)"
+    )
+    _print_metrics("", result.metrics)
+    return {
+        "model_version": detector.info.version,
+        "input": {
+            "height": detector.info.height,
+            "width": detector.info.width,
+            "history": detector.info.history,
+        },
+        "metrics": result.metrics,
+        "training": training,
+        "timings": dict(result.timings),
+    }
+
+
+def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
+    """online: the start model, then the testing videos streamed through the self-training loop.
+    coldstart: no model; training and testing videos streamed in a seeded order from a cold start."""
+    import tempfile
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from models.detector.motion import MotionBaseline
+    from models.evaluation.datasets import load_labels
+    from models.evaluation.jobs import read_split, write_scores_csv
+    from models.evaluation.online import stream_online
+    from models.evaluation.videos import auc_report, score_videos
+    from models.selftrain.trainer import SelfTrainer
+    from workers.config import online_config
+
+    settings = get_settings()
+    config = online_config(settings, seed=args.seed)
+    if args.streams:
+        config = replace(config, detector=detector_config(args))
+    height, width = settings.analysis.height, settings.analysis.width
+    start_model = start_metadata = None
+    training = None
+    if args.mode == "online":
+        start, training = _start_detector(args, dataset, keep_torch=True)
+        start_model, start_metadata = start.model, start.info.metadata
+        height, width = start.info.height, start.info.width
+    videos, test_frames = read_split(dataset, "testing", height, width)
+    labels = load_labels(dataset, videos)
+
+    def metrics_of(scores: dict[str, Any]) -> dict[str, float] | None:
+        if labels is None:
+            return None
+        flags = np.concatenate(list(labels.values()))
+        return None if flags.all() or not flags.any() else auc_report(scores, labels)
+
+    report: dict[str, Any] = {"online": config.to_dict(), "training": training}
+    with tempfile.TemporaryDirectory() as models_dir:
+        trainer = SelfTrainer(
+            config, Path(models_dir), "cpu", args.threads, model=start_model, metadata=start_metadata
+        )
+        if args.mode == "online":
+            assert trainer.serving is not None
+            start_scores = score_videos(trainer.serving, test_frames, desc="start model")
+            report["start_model"] = trainer.serving.info.version
+            report["start_metrics"] = metrics_of(start_scores)
+            _print_metrics("start:    ", report["start_metrics"])
+            if args.start_scores_out:
+                write_scores_csv(start_scores, Path(args.start_scores_out))
+            stream = dict(test_frames)
+        else:
+            _, train_frames = read_split(dataset, "training", height, width)
+            names = [("training", n) for n in train_frames] + [("testing", n) for n in test_frames]
+            order = np.random.default_rng(args.seed).permutation(len(names))
+            stream = {
+                f"{split}/{name}": (train_frames if split == "training" else test_frames)[name]
+                for split, name in (names[i] for i in order)
+            }
+        cycles: list[dict[str, Any]] = []
+        loop_started = time.monotonic()
+        with tqdm(
+            total=sum(len(f) for f in stream.values()), unit="frame", desc="streaming", dynamic_ncols=True
+        ) as bar:
+            streamed = stream_online(stream, trainer, MotionBaseline(height, width), cycles, bar.update)
+        report["stream_s"] = time.monotonic() - loop_started
+        report["cycles"] = cycles
+        if trainer.serving is None:
+            raise ValueError(
+                f"the stream was too short for a first model ({config.coldstart_frames} frames needed)"
+            )
+        final_scores = score_videos(trainer.serving, test_frames, desc="final model")
+        report["final_model"] = trainer.serving.info.version
+        report["final_metrics"] = metrics_of(final_scores)
+        test_streamed = {name: streamed[name] for name in test_frames} if args.mode == "online" else None
+        if test_streamed is not None:
+            report["streamed_metrics"] = metrics_of(test_streamed)
+            _print_metrics("streamed: ", report["streamed_metrics"])
+        _print_metrics("final:    ", report["final_metrics"])
+        accepted = sum(1 for c in cycles if c["accepted"])
+        print(f"{len(cycles)} cycles, {accepted} models accepted; final model {trainer.serving.info.version}")
+        if args.scores_out:
+            write_scores_csv(test_streamed or final_scores, Path(args.scores_out))
+        if args.final_scores_out:
+            write_scores_csv(final_scores, Path(args.final_scores_out))
+        if args.save_model and trainer.model is not None and trainer.metadata is not None:
+            from models.detector.export import save_detector
+
+            save_detector(trainer.model, trainer.metadata, Path(args.save_model))
+    report["metrics"] = report.get("streamed_metrics") or report["final_metrics"]
+    report["timings"] = {"frames": sum(len(f) for f in stream.values())}
+    return report
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a detector on DATASET_DIR/testing (AUC, scores CSV, report)",
+        description="Score every frame of DATASET_DIR/testing exactly as the service does and print the "
+        "frame-level AUCs when DATASET_DIR/labels.json exists. Without --model, a detector is first "
+        "trained on DATASET_DIR/training.",
+    )
+    parser.add_argument("dataset", metavar="DATASET_DIR")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="oneclass",
+        help="oneclass: a fixed model; online: the self-training loop over the testing stream; coldstart: no model, no labels",
+    )
+    parser.add_argument("--model", metavar="PATH", help="score with these weights instead of training")
+    parser.add_argument("--save-model", metavar="PATH", help="write the trained weights (.onnx or .pt)")
+    parser.add_argument(
+        "--scores-out", metavar="FILE.csv", help="write video,frame,score for every test frame"
+    )
+    parser.add_argument(
+        "--start-scores-out", metavar="FILE.csv", help="online: the start model's scores, before any mining"
+    )
+    parser.add_argument(
+        "--final-scores-out",
+        metavar="FILE.csv",
+        help="online/coldstart: every test frame rescored by the final model",
+    )
+    parser.add_argument("--report", metavar="FILE.json", help="write AUCs, timings and machine info as JSON")
+    add_training_arguments(parser)
+    parser.set_defaults(handler=run)

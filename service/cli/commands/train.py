@@ -1,0 +1,142 @@
+"""`vigil train DATASET_DIR --out MODEL`: fit a detector to a dataset's normal training footage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from models.detector.runtime import PRECISIONS, SUFFIXES, InvalidModelError
+from models.evaluation.datasets import DatasetError
+from workers.config import get_settings
+
+if TYPE_CHECKING:
+    from models.detector.fitting import FitConfig
+    from models.detector.streams import DetectorConfig
+
+DEFAULT_MINUTES = 10.0
+STREAM_NAMES = ("motion", "appearance", "prediction")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training options `vigil train` and `vigil eval` share."""
+    parser.add_argument(
+        "--streams",
+        help="comma-separated evidence streams among motion, appearance, prediction "
+        "(default: VIGIL_DETECTOR__STREAMS, motion,appearance)",
+    )
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--minutes",
+        type=float,
+        help=f"training time of the prediction stream's U-Net (default {DEFAULT_MINUTES:g})",
+    )
+    budget.add_argument("--epochs", type=float, help="the U-Net's budget in passes over the training clips")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--train-videos", type=int, metavar="N", help="train on the first N training videos only"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for PyTorch/ONNX Runtime (0: all)"
+    )
+
+
+def fit_config(args: argparse.Namespace) -> FitConfig:
+    from models.detector.fitting import FitConfig
+    from models.detector.predictor_training import TrainConfig
+
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            raise ValueError("--epochs must be positive")
+        train = TrainConfig(minutes=None, epochs=args.epochs, seed=args.seed)
+    else:
+        minutes = DEFAULT_MINUTES if args.minutes is None else args.minutes
+        if minutes <= 0:
+            raise ValueError("--minutes must be positive")
+        train = TrainConfig(minutes=minutes, seed=args.seed)
+    return FitConfig(seed=args.seed, train=train)
+
+
+def detector_config(args: argparse.Namespace) -> DetectorConfig:
+    """The detector to build: the settings' analysis size and detector section, --streams over them."""
+    settings = get_settings()
+    streams = settings.detector.streams
+    if args.streams:
+        streams = [name.strip() for name in args.streams.split(",") if name.strip()]
+        unknown = [name for name in streams if name not in STREAM_NAMES]
+        if unknown or not streams:
+            raise ValueError(f"--streams: choose among {', '.join(STREAM_NAMES)} (got {args.streams!r})")
+    return settings.detector.config(settings.analysis.height, settings.analysis.width, streams)
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def companion_weights(path: Path) -> Path:
+    """The PyTorch weights written beside an .onnx model: self-training fine-tunes them."""
+    return path.with_suffix(".pt")
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.evaluation.jobs import save_trained, train_on_dataset
+
+    out = Path(args.out)
+    if out.suffix not in SUFFIXES:
+        print(f"vigil train: --out must end in {' or '.join(SUFFIXES)}", file=sys.stderr)
+        return 2
+    if args.precision != "fp32" and out.suffix != ".onnx":
+        print(f"vigil train: --precision {args.precision} needs an .onnx --out", file=sys.stderr)
+        return 2
+    try:
+        config = detector_config(args)
+        set_threads(args.threads)
+        trained = train_on_dataset(
+            Path(args.dataset),
+            config,
+            fit_config(args),
+            train_videos=args.train_videos,
+            checkpoint=out.with_name(out.name + ".ckpt"),
+            resume=args.resume,
+        )
+        save_trained(trained, out, precision=args.precision)
+        if out.suffix == ".onnx":
+            save_trained(trained, companion_weights(out))
+    except (DatasetError, InvalidModelError, ValueError) as exc:
+        print(f"vigil train: {exc}", file=sys.stderr)
+        return 2
+    training = trained.metadata["training"]
+    written = f"{out} and {companion_weights(out).name}" if out.suffix == ".onnx" else str(out)
+    print(
+        f"trained {trained.metadata['version']} ({', '.join(config.streams)}) on {training['videos']} videos "
+        f"({training['frames']} frames) in {training['seconds']:.0f} s -> {written} ({args.precision})"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a detector on DATASET_DIR/training",
+        description="Fit the detector to the normal footage of DATASET_DIR/training (layout: "
+        "training/<video>/<frames>): the normal speed at every pixel, a memory of normal appearance, and "
+        "(with the prediction stream) a U-Net trained with pseudo anomalies. Writes .onnx (ONNX Runtime; "
+        "MODEL.pt beside it, for self-training) or .pt (PyTorch). With the prediction stream a checkpoint "
+        "MODEL.ckpt is kept so that --resume continues an interrupted run.",
+    )
+    parser.add_argument("dataset", metavar="DATASET_DIR")
+    parser.add_argument("--out", required=True, metavar="MODEL", help="output weights (.onnx or .pt)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="ONNX compute precision (default fp32); fp16 halves the weights and speeds up GPUs, "
+        "inputs and output stay the same",
+    )
+    add_training_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt when it exists")
+    parser.set_defaults(handler=run)

@@ -1,0 +1,112 @@
+"""`vigil train` and `vigil eval` handlers on a tiny generated dataset (small analysis size via settings)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.detector.runtime import TorchDetector, load_detector
+from service.cli.commands import eval as eval_command
+from service.cli.commands import train as train_command
+from tests.models.conftest import HEIGHT, WIDTH
+from workers.config import get_settings
+
+
+@pytest.fixture(autouse=True)
+def small_analysis_size(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("VIGIL_ANALYSIS__HEIGHT", str(HEIGHT))
+    monkeypatch.setenv("VIGIL_ANALYSIS__WIDTH", str(WIDTH))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    train_command.register(subparsers)
+    eval_command.register(subparsers)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
+    assert model.is_file() and (tmp_path / "model.pt").is_file()  # the weights self-training adapts
+    scores, report = tmp_path / "scores.csv", tmp_path / "report.json"
+    code = run(
+        "eval",
+        str(dataset_dir),
+        "--mode",
+        "oneclass",
+        "--model",
+        str(model),
+        "--scores-out",
+        str(scores),
+        "--report",
+        str(report),
+    )
+    assert code == 0
+    rows = list(csv.DictReader(scores.open()))
+    assert [(r["video"], int(r["frame"])) for r in rows] == [("01", i) for i in range(24)] + [
+        ("02", i) for i in range(20)
+    ]
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    figures = json.loads(report.read_text())
+    assert 0.0 <= figures["metrics"]["micro_auc"] <= 1.0
+    assert figures["timings"]["frames"] == 44 and figures["machine"]["cores"]
+
+
+def test_eval_trains_when_no_model_is_given(dataset_dir: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "saved.pt"
+    assert (
+        run(
+            "eval",
+            str(dataset_dir),
+            "--streams",
+            "motion,appearance,prediction",
+            "--epochs",
+            "1",
+            "--save-model",
+            str(saved),
+            "--seed",
+            "3",
+            "--train-videos",
+            "1",
+        )
+        == 0
+    )
+    detector = load_detector(saved)
+    assert isinstance(detector, TorchDetector) and detector.info.streams == [
+        "motion",
+        "appearance",
+        "prediction",
+    ]
+    assert float(detector.model.prediction.baseline.sum()) > 0  # its normal error per pixel is subtracted
+    assert float(detector.model.motion.normal_speed.sum()) > 0  # the normal speed per pixel too
+    assert detector.info.metadata["training"]["videos"] == 1 and detector.info.metadata["calibration"]
+
+
+def test_clear_errors(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("eval", str(tmp_path / "missing"), "--model", str(tmp_path / "m.onnx")) == 2
+    assert "vigil eval:" in capsys.readouterr().err
+    assert run("eval", str(dataset_dir), "--mode", "coldstart", "--model", str(tmp_path / "m.onnx")) == 2
+    assert "coldstart starts with no model" in capsys.readouterr().err
+    assert run("eval", str(dataset_dir), "--mode", "online", "--model", str(tmp_path / "m.onnx")) == 2
+    assert "no such model file" in capsys.readouterr().err
+    assert (
+        run("train", str(dataset_dir), "--out", str(tmp_path / "m.onnx"), "--streams", "motion,colour") == 2
+    )
+    assert "--streams: choose among" in capsys.readouterr().err
+    (tmp_path / "broken.onnx").write_bytes(b"xx")
+    assert run("eval", str(dataset_dir), "--model", str(tmp_path / "broken.onnx")) == 2
+    assert "not a loadable ONNX model" in capsys.readouterr().err
+    assert run("train", str(tmp_path / "missing"), "--out", str(tmp_path / "m.onnx"), "--epochs", "1") == 2
+    assert "no such dataset directory" in capsys.readouterr().err
+    assert run("train", str(dataset_dir), "--out", str(tmp_path / "m.bin")) == 2

@@ -1,0 +1,247 @@
+"""Self-training cycles on generated footage: window clips, mining with labels, adaptation of every stream,
+the validation gate (a NaN model is refused), model files written and loaded back, a cold start."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.detector.base import DetectorInfo
+from models.detector.export import model_metadata
+from models.detector.fitting import FitConfig, train_detector
+from models.detector.motion import MotionBaseline
+from models.detector.predictor_training import TrainConfig
+from models.detector.runtime import InvalidModelError, TorchDetector
+from models.detector.scores import ScoreCalibration
+from models.detector.streams import DetectorConfig
+from models.evaluation.online import stream_online
+from models.scoring.camera import CameraStream
+from models.selftrain.adaptation import adapt_appearance, refit_statistics
+from models.selftrain.config import MinedSet, MiningParams, OnlineConfig, SelfTrainConfig, Window
+from models.selftrain.cycle import run_cycle
+from models.selftrain.mining import mine, window_evidence
+from models.selftrain.trainer import SelfTrainer, concat_windows
+from models.selftrain.validation import clip_raw_scores, model_z, validate
+from tests.models.conftest import HEIGHT, TINY_DETECTOR, TINY_PREDICTING, WIDTH, synthetic_video
+
+CONFIG = SelfTrainConfig(
+    mining=MiningParams(eta_s=0.8, min_run=3),
+    steps=15,
+    batch_size=8,
+    min_normal_frames=5,
+    localized_alpha=2.0,
+)
+
+
+def fitted(config: DetectorConfig) -> TorchDetector:
+    rng = np.random.default_rng(0)
+    videos = {"a": synthetic_video(40, rng), "b": synthetic_video(40, rng)}
+    fit = FitConfig(train=TrainConfig(minutes=None, epochs=6, batch_size=8))
+    return train_detector(videos, config, {}, fit).detector
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> TorchDetector:
+    return fitted(TINY_DETECTOR)
+
+
+def two_cameras(seed: int = 3) -> Window:
+    """Two 'cameras' with a racing square in the second half of each."""
+    windows = []
+    for offset in range(2):
+        frames = synthetic_video(60, np.random.default_rng(seed + offset), anomaly=(35, 59))
+        windows.append(Window(frames, np.zeros(60, dtype=int)))
+    return concat_windows(windows)
+
+
+def test_window_clips_pad_like_the_camera_stream() -> None:
+    frames = np.arange(7, dtype=np.uint8)[:, None, None] * np.ones((1, 2, 2), np.uint8)
+    window = Window(frames, np.array([0, 0, 0, 1, 1, 1, 1]))
+    expected = []
+    for segment in ([0, 1, 2], [3, 4, 5, 6]):  # a new segment: history restarts, as after a reconnect
+        stream = CameraStream(DetectorInfo(kind="test", version="t", height=2, width=2, history=2))
+        expected += [stream.push(frames[i]) for i in segment]
+    np.testing.assert_array_equal(window.clips(np.arange(7), history=2), np.stack(expected))
+
+
+def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_model: TorchDetector) -> None:
+    window = two_cameras()
+    evidence = window_evidence(tiny_model, window)
+    assert evidence.maps.shape == (len(window), HEIGHT // 2, WIDTH // 2) and evidence.scores.shape == (
+        len(window),
+    )
+    plain = mine(window, evidence, CONFIG)
+    labels = np.full(len(window), -1)
+    labelled_normal = np.flatnonzero(plain.abnormal)[:4]
+    labels[labelled_normal] = 0  # the operator says these alarms were false
+    labels[:2] = 1  # and that the first frames were abnormal
+    mined = mine(replace(window, labels=labels), evidence, CONFIG)
+    assert not mined.abnormal[labelled_normal].any() and mined.normal[labelled_normal].all()
+    assert mined.abnormal[:2].all() and not mined.normal[:2].any()
+    rows = np.searchsorted(mined.train, labelled_normal)
+    assert (mined.masks[rows] == 1).all()
+    held_out = np.r_[mined.calibration, mined.validation]
+    assert not np.isin(held_out, mined.train).any() and mined.abnormal[mined.train].any()
+    abnormal_rows = np.flatnonzero(mined.abnormal[mined.train])
+    assert (mined.masks[abnormal_rows] == 0).any()  # the anomaly itself is not learned
+
+
+def test_a_camera_whose_level_moved_is_mined_on_its_own_scale(tiny_model: TorchDetector) -> None:
+    frames = synthetic_video(1500, np.random.default_rng(5))
+    window = Window(frames, np.zeros(len(frames), dtype=int))
+    calibration = tiny_model.info.metadata["calibration"]
+    # as if the camera had been moved or re-lit: its normal footage scores 12 spreads above the calibration
+    moved = {**calibration, "median": calibration["median"] - 12 * calibration["scale"]}
+    relocated = TorchDetector(tiny_model.model, {**tiny_model.info.metadata, "calibration": moved})
+    evidence = window_evidence(relocated, window)
+    assert (evidence.scores[:50] >= CONFIG.mining.eta_s).all()  # at first, the calibration's view
+    assert (evidence.scores[-500:] < CONFIG.mining.eta_s).mean() > 0.5  # then more and more its own level
+    assert mine(window, evidence, CONFIG).normal[-500:].any()
+
+
+@pytest.mark.parametrize("streams", ["motion+appearance", "all streams"])
+def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: str) -> None:
+    current = tiny_model if streams == "motion+appearance" else fitted(TINY_PREDICTING)
+    window = two_cameras()
+    before = current.model.appearance.cells.clone()
+    result = run_cycle(current.model, current.info.metadata, current, window, [window.frames], CONFIG)
+    report = result.report
+    assert report["mined"]["normal"] > 0 and report["mined"]["abnormal"] > 0
+    assert report["training"]["cells_offered"] > 0
+    if streams == "all streams":
+        assert report["training"]["prediction"]["steps"] == CONFIG.steps
+    assert {"current_separation", "candidate_abnormal_separation"} <= set(report["validation"])
+    assert torch.equal(current.model.appearance.cells, before)  # the model in service is never changed
+    if result.accepted:
+        assert result.metadata is not None and result.metadata["parent"] == current.info.version
+        assert set(result.metadata["stream_stats"]) == set(current.info.streams)
+
+
+@pytest.mark.parametrize("site_changed", [True, False])
+def test_a_fresh_fit_competes_only_where_the_site_no_longer_looks_like_the_footage(
+    tiny_model: TorchDetector, site_changed: bool
+) -> None:
+    window = two_cameras()
+    # the held-out normal frames' mean z under the model in service is compared with refit_normal_z
+    config = replace(CONFIG, refit_min_frames=5, refit_normal_z=-100.0 if site_changed else 100.0)
+    result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, window, [], config)
+    report = result.report
+    assert "held_out_normal_z" in report["training"]
+    assert ("refit" in report) == site_changed
+    if not site_changed:
+        return
+    assert report["training"]["refit_s"] > 0 and {"accepted", "reason", "candidate_normal_z"} <= set(
+        report["refit"]
+    )
+    if report["refit"]["chosen"]:
+        assert result.accepted and result.metadata is not None and result.metadata["selftrain"]["refit"]
+        assert result.metadata["parent"] == tiny_model.info.version
+        assert report["validation"]["candidate_normal_z"] == report["refit"]["candidate_normal_z"]
+
+
+@pytest.mark.parametrize(("memory_frames", "frames_offered"), [(600, 12), (5, 5)])
+def test_at_most_memory_frames_offer_cells_to_the_memory(
+    tiny_model: TorchDetector, memory_frames: int, frames_offered: int
+) -> None:
+    window = two_cameras()
+    normal = np.zeros(len(window), dtype=bool)
+    normal[:12] = True
+    train = np.flatnonzero(normal)
+    masks = np.ones((len(train), HEIGHT // 2, WIDTH // 2), dtype=np.float32)  # every cell usable
+    mined = MinedSet(normal, ~normal, np.empty(0, int), np.empty(0, int), train, masks, 1.0)
+    config = replace(CONFIG, cells_per_frame=3, memory_frames=memory_frames)
+    candidate = copy.deepcopy(tiny_model.model)
+    assert adapt_appearance(candidate, window, mined, config, np.random.default_rng(0)) == frames_offered * 3
+
+
+@pytest.mark.parametrize(("growth", "max_cells", "size"), [(10, 1000, 42), (10, 36, 36), (0, 1000, 32)])
+def test_the_memory_grows_by_at_most_memory_growth_cells_up_to_its_largest(
+    tiny_model: TorchDetector, tmp_path: Path, growth: int, max_cells: int, size: int
+) -> None:
+    window = two_cameras()
+    normal = np.zeros(len(window), dtype=bool)
+    normal[:12] = True
+    train = np.flatnonzero(normal)
+    masks = np.ones((len(train), HEIGHT // 2, WIDTH // 2), dtype=np.float32)
+    mined = MinedSet(normal, ~normal, np.empty(0, int), np.empty(0, int), train, masks, 1.0)
+    config = replace(CONFIG, memory_growth=growth, memory_max_cells=max_cells)
+    candidate = copy.deepcopy(tiny_model.model)
+    old_cells = candidate.appearance.cells.clone()
+    adapt_appearance(candidate, window, mined, config, np.random.default_rng(0))
+    cells = candidate.appearance.cells
+    assert len(cells) == candidate.config.bank_size == size  # TINY_DETECTOR remembers 32
+    if size > len(old_cells):
+        assert torch.allclose(cells[: len(old_cells)], old_cells, atol=1e-5)  # what it covered stays
+    # the model's files describe the grown memory: written and loaded back, it scores as before
+    metadata = {**tiny_model.info.metadata, **model_metadata(candidate.config, {}), "version": "grown"}
+    served = SelfTrainer(OnlineConfig(selftrain=config), tmp_path)._materialize(candidate, metadata)
+    clips = window.clips(np.arange(4), served.info.history)
+    expected = TorchDetector(candidate, metadata).stream_maps(clips)
+    # cells the memory holds exactly are at distance 0, where sqrt magnifies rounding
+    np.testing.assert_allclose(served.stream_maps(clips), expected, atol=2e-2, rtol=1e-2)
+
+
+def test_a_swap_keeps_the_site_s_normal_level_as_a_level_not_a_moved_median(
+    tiny_model: TorchDetector,
+) -> None:
+    window = two_cameras()
+    frames = np.arange(0, 30)
+    # the model in service scores these frames as unusual (3 z above its own calibration)
+    calibration = ScoreCalibration.from_dict(tiny_model.info.metadata["calibration"])
+    raised = replace(calibration, level=3.0)
+    current = TorchDetector(tiny_model.model, {**tiny_model.info.metadata, "calibration": raised.to_dict()})
+    refitted, reference = refit_statistics(tiny_model, current, window, frames, 1000)
+    clips = window.clips(frames, tiny_model.info.history)
+    served = float(np.median(model_z(current, clip_raw_scores(current, clips))))
+    candidate = TorchDetector(tiny_model.model, {**tiny_model.info.metadata, **refitted})
+    assert float(np.median(model_z(candidate, clip_raw_scores(candidate, clips)))) == pytest.approx(
+        served, abs=1e-4
+    )
+    kept = ScoreCalibration.from_dict(refitted["calibration"])
+    assert kept.median == pytest.approx(reference.median) and kept.level == pytest.approx(3.0, abs=0.5)
+    # the trigger of a fresh fit reads the model's own z, without the level it is held at
+    assert float(np.median(window_evidence(candidate, window).z[frames])) < served - 2
+
+
+def test_a_nan_candidate_is_refused(tiny_model: TorchDetector, tmp_path: Path) -> None:
+    window = two_cameras()
+    mined = mine(window, window_evidence(tiny_model, window), CONFIG)
+    broken = TorchDetector(_nan_copy(tiny_model), tiny_model.info.metadata)
+    verdict = validate(tiny_model, broken, window, mined, CONFIG)
+    assert not verdict.accepted and "not finite" in verdict.reason
+    trainer = SelfTrainer(OnlineConfig(selftrain=CONFIG), tmp_path)
+    with pytest.raises(InvalidModelError, match="NaN"):
+        trainer._materialize(broken.model, {**tiny_model.info.metadata, "version": "broken"})
+
+
+def _nan_copy(detector: TorchDetector) -> torch.nn.Module:
+    model = copy.deepcopy(detector.model)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    return model
+
+
+def test_cold_start_then_cycles_over_a_stream(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    videos = {f"v{i}": synthetic_video(60, rng, anomaly=(40, 59) if i % 2 else None) for i in range(4)}
+    config = OnlineConfig(
+        selftrain=CONFIG,
+        window_frames=120,
+        cycle_frames=60,
+        coldstart_frames=100,
+        coldstart_min_frames=20,
+        detector=TINY_DETECTOR,
+    )
+    trainer = SelfTrainer(config, tmp_path)
+    cycles: list[dict] = []
+    streamed = stream_online(videos, trainer, MotionBaseline(HEIGHT, WIDTH), cycles)
+    assert set(streamed) == set(videos) and all(len(s.scores) == 60 for s in streamed.values())
+    assert cycles[0]["cold_start"] and trainer.serving is not None
+    assert len(cycles) >= 2
+    onnx_path, pt_path = trainer.model_paths()
+    assert onnx_path.is_file() and pt_path.is_file()

@@ -1,0 +1,41 @@
+from workers.inference.alerts import AlertTracker, HysteresisConfig
+
+CONFIG = HysteresisConfig(threshold=0.5, start_frames=3, end_frames=2, update_interval_s=0.0)
+
+
+def feed(tracker: AlertTracker, scores: list[float]) -> list[tuple[str, int, object]]:
+    events = []
+    for seq, score in enumerate(scores):
+        for kind, alert in tracker.update(seq, ts=seq * 0.1, score=score, model="m1"):
+            events.append((kind, seq, alert))
+    return events
+
+
+def test_short_spikes_open_nothing() -> None:
+    assert feed(AlertTracker("cam", CONFIG), [0.9, 0.9, 0.1, 0.9, 0.1, 0.9, 0.9, 0.2]) == []
+
+
+def test_alert_opens_after_start_frames_and_ends_after_end_frames() -> None:
+    events = feed(AlertTracker("cam", CONFIG), [0.1, 0.6, 0.7, 0.8, 0.9, 0.2, 0.7, 0.1, 0.1, 0.1])
+    kinds = [(kind, seq) for kind, seq, _ in events]
+    assert kinds == [("new", 3), ("update", 4), ("end", 8)]
+    new, end = events[0][2], events[-1][2]
+    assert new.id == end.id and new.start_seq == 1 and new.peak_seq == 3
+    assert end.state == "closed" and end.peak_score == 0.9 and end.peak_seq == 4 and end.end_seq == 6
+
+
+def test_update_events_are_rate_limited() -> None:
+    tracker = AlertTracker("cam", HysteresisConfig(0.5, 1, 5, update_interval_s=1.0))
+    events = feed(tracker, [0.6 + 0.01 * i for i in range(30)])
+    updates = [seq for kind, seq, _ in events if kind == "update"]
+    assert updates == [10, 20]
+
+
+def test_state_round_trip_continues_the_same_alert() -> None:
+    first = AlertTracker("cam", CONFIG)
+    opened = feed(first, [0.9, 0.9, 0.9])
+    second = AlertTracker("cam", CONFIG)
+    second.load_state_dict(first.state_dict())
+    events = [e for seq in (3, 4) for e in second.update(seq, seq * 0.1, 0.1, "m1")]
+    assert [kind for kind, _ in events] == ["end"]
+    assert events[0][1].id == opened[0][2].id

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import redis
+
+from workers.bus import keys
+from workers.config import Settings
+from workers.inference.worker import InferenceWorker
+
+HEIGHT, WIDTH = 64, 96
+# a still, textured view (optical flow has something to hold on to), the same for every test
+BACKGROUND = cv2.GaussianBlur(
+    np.random.default_rng(42).integers(60, 160, (HEIGHT, WIDTH)).astype(np.uint8), (5, 5), 0
+)
+
+
+def scene(seq: int, rng: np.random.Generator, square: bool) -> np.ndarray:
+    """The view with sensor noise; with `square`, a bright square racing across it."""
+    frame = np.clip(BACKGROUND + rng.normal(0, 2, BACKGROUND.shape), 0, 255).astype(np.uint8)
+    if square:
+        x = (seq * 4) % (WIDTH - 12)
+        frame[20:32, x : x + 12] = 250
+    return frame
+
+
+def add_camera(client: redis.Redis, camera: str) -> None:
+    config = keys.CameraConfig(id=camera, source="test://frames", width=WIDTH, height=HEIGHT)
+    client.hset(keys.CAMERAS, camera, config.model_dump_json())
+
+
+def frame_message(camera: str, seq: int, gray: np.ndarray) -> keys.FrameMessage:
+    """Frame `seq` of a camera at 10 fps, as the ingest worker writes it."""
+    height, width = gray.shape
+    return keys.FrameMessage(
+        camera=camera,
+        seq=seq,
+        ts=1000.0 + seq / 10,
+        session=0,
+        width=width,
+        height=height,
+        gray=gray.tobytes(),
+    )
+
+
+def write_frames(client: redis.Redis, camera: str, anomalous: range, count: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for seq in range(count):
+        message = frame_message(camera, seq, scene(seq, rng, square=seq in anomalous))
+        client.xadd(keys.frames_stream(camera), message.to_fields())
+
+
+def settings_for_test() -> Settings:
+    settings = Settings(heartbeat_s=0.2)
+    settings.inference.lease_ttl_ms = 600
+    return settings
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def scored_seqs(client: redis.Redis, camera: str) -> list[int]:
+    return [int(fields[b"seq"]) for _, fields in client.xrange(keys.scores_stream(camera))]
+
+
+def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
+) -> None:
+    add_camera(redis_client, "cam1")
+    write_frames(redis_client, "cam1", anomalous=range(60, 80), count=110)
+    start_inference("w1")
+    wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 110)
+    assert scored_seqs(redis_client, "cam1") == list(range(110))
+    events = [keys.AlertEvent.from_fields(f) for _, f in redis_client.xrange(keys.ALERT_EVENTS)]
+    assert [e.type for e in events if e.type != "update"] == ["new", "end"]
+    alert = keys.Alert.model_validate_json(redis_client.hget(keys.ALERTS, events[0].alert_id))
+    # causal smoothing delays both ends by a few frames
+    assert alert.state == "closed" and 60 <= alert.start_seq <= 64 and 78 <= alert.end_seq <= 84
+    assert redis_client.xpending(keys.frames_stream("cam1"), keys.INFERENCE_GROUP)["pending"] == 0
+    assert redis_client.exists(keys.error_map_key("cam1", alert.peak_seq))
+    assert redis_client.exists(keys.heat_bucket_key("cam1", int(alert.peak_ts // 60)))
+
+
+def test_frames_of_a_dead_worker_are_claimed_and_scored_exactly_once(
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
+) -> None:
+    add_camera(redis_client, "cam1")
+    stream = keys.frames_stream("cam1")
+    redis_client.xgroup_create(stream, keys.INFERENCE_GROUP, id="0", mkstream=True)
+    write_frames(redis_client, "cam1", anomalous=range(0), count=40)
+    # A worker that took the camera, read 25 frames and died before writing anything.
+    redis_client.set(keys.lease_key("cam1"), "dead-worker", px=500)
+    read = redis_client.xreadgroup(keys.INFERENCE_GROUP, "dead-worker", {stream: ">"}, count=25)
+    assert len(read[0][1]) == 25
+    start_inference("w2")
+    wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 40)
+    time.sleep(0.5)
+    assert scored_seqs(redis_client, "cam1") == list(range(40))
+    consumers = {c["name"] for c in redis_client.xinfo_consumers(stream, keys.INFERENCE_GROUP)}
+    assert b"dead-worker" not in consumers and "dead-worker" not in consumers
+
+
+def test_two_workers_share_cameras_and_score_everything_once(
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
+) -> None:
+    cameras = [f"cam{i}" for i in range(4)]
+    for camera in cameras:
+        add_camera(redis_client, camera)
+    start_inference("wa")
+    start_inference("wb")
+    for i, camera in enumerate(cameras):
+        write_frames(redis_client, camera, anomalous=range(0), count=30, seed=i)
+    for camera in cameras:
+        wait_for(lambda camera=camera: len(scored_seqs(redis_client, camera)) >= 30)
+    time.sleep(0.3)
+    for camera in cameras:
+        assert scored_seqs(redis_client, camera) == list(range(30))
+
+    def owners() -> set[bytes | None]:
+        return {redis_client.get(keys.lease_key(camera)) for camera in cameras}
+
+    # the first worker gives back half of its cameras when the second appears; until the second takes
+    # them at its next refresh, they have no owner
+    wait_for(lambda: owners() == {b"wa", b"wb"})
+    assert owners() == {b"wa", b"wb"}
+
+
+def test_an_invalid_stored_camera_is_skipped_and_the_others_are_scored(
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
+) -> None:
+    redis_client.hset(keys.CAMERAS, "broken", b'{"id": "broken"}')  # no source: not a valid config
+    add_camera(redis_client, "cam1")
+    write_frames(redis_client, "cam1", anomalous=range(0), count=20)
+    worker = start_inference("w1")
+    wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 20)
+    assert list(worker.slots) == ["cam1"]

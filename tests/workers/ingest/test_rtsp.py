@@ -1,0 +1,84 @@
+"""Ingest from a real RTSP server on loopback (GStreamer): streaming, a server that dies and comes back,
+a wrong path and a server that never answers. Skipped with the reason when GStreamer is missing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.workers.conftest import RtspServer, RunIngest
+from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
+from workers.bus import keys
+from workers.store.cameras import put_camera
+
+pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP port that accepts connections (in the kernel backlog) and never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"rtsp://127.0.0.1:{listener.getsockname()[1]}/cam"
+
+
+def test_stream_survives_a_server_restart(
+    run_ingest: RunIngest, redis_client: redis.Redis, rtsp_server: RtspServer
+) -> None:
+    put_camera(redis_client, keys.CameraConfig(id="gate", source=rtsp_server.url()))
+    run_ingest()
+    streaming = wait_for(
+        lambda: (current := status(redis_client, "gate")) and current.frames >= 25 and current, 20, "frames"
+    )
+    assert streaming.state == "streaming" and 8 < streaming.fps < 12, streaming
+
+    rtsp_server.stop()
+    lost = wait_for(state_is(redis_client, "gate", "reconnecting"), 10, "the camera to notice")
+    assert "rtsp://127.0.0.1" in lost.message
+    before = frames(redis_client, "gate")
+    time.sleep(2)  # a few failed reconnects while the server is away
+
+    rtsp_server.start()
+    back = time.monotonic()
+    wait_for(lambda: redis_client.xlen(keys.frames_stream("gate")) > len(before), 5, "frames within 5 s")
+    assert time.monotonic() - back < 5
+    after = frames(redis_client, "gate")
+    assert [m.seq for m in after] == list(range(len(after)))
+    assert after[len(before)].session == before[-1].session + 1
+    resumed = wait_for(state_is(redis_client, "gate", "streaming"), 5, "streaming again")
+    assert resumed.reconnects >= 1
+
+
+def test_wrong_path_and_silent_server_fail_alone(
+    run_ingest: RunIngest,
+    redis_client: redis.Redis,
+    rtsp_server: RtspServer,
+    silent_server: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    put_camera(redis_client, keys.CameraConfig(id="good", source=rtsp_server.url()))
+    put_camera(redis_client, keys.CameraConfig(id="typo", source=rtsp_server.url("/nope", "admin:s3cret")))
+    put_camera(redis_client, keys.CameraConfig(id="silent", source=silent_server))
+    run_ingest(open_timeout_s=1.5)
+
+    typo = wait_for(state_is(redis_client, "typo", "error"), 15, "the wrong path to fail")
+    assert typo.message.startswith(f"cannot open rtsp://***@127.0.0.1:{rtsp_server.port}/nope: ")
+    assert "404" in typo.message
+    silent = wait_for(state_is(redis_client, "silent", "error"), 15, "the silent server to time out")
+    assert silent.message.startswith(f"cannot open {silent_server}: no answer within 1.5 s")
+    wait_for(lambda: redis_client.xlen(keys.frames_stream("good")) >= 20, 20, "the good camera's frames")
+    assert status(redis_client, "good").state == "streaming"
+
+    time.sleep(2)  # retries go on with backoff
+    assert status(redis_client, "typo").reconnects >= 1
+    output = capfd.readouterr()
+    for text in (caplog.text, output.out, output.err, typo.message, status(redis_client, "typo").message):
+        assert "s3cret" not in text and "admin" not in text

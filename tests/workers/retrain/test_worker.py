@@ -1,0 +1,222 @@
+"""Self-training with a real Redis: model registry, windows read back, a cold start and a cycle published by
+the retraining worker, a hot swap under load with every frame scored exactly once, a corrupt model that
+never serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from models.detector.export import save_detector
+from models.detector.fitting import FitConfig, train_detector
+from models.detector.streams import DetectorConfig
+from tests.workers.inference.test_worker import (
+    HEIGHT,
+    WIDTH,
+    add_camera,
+    frame_message,
+    scene,
+    scored_seqs,
+    settings_for_test,
+    wait_for,
+)
+from workers.bus import keys
+from workers.inference.worker import InferenceWorker
+from workers.retrain.worker import RetrainWorker, new_scored_frames, read_window
+from workers.store import model_registry
+from workers.store.labels import FeedbackRequest, add_label
+
+DETECTOR = DetectorConfig(height=HEIGHT, width=WIDTH, bank_size=64)
+
+
+def frames_of(count: int, seed: int, anomalous: range = range(0)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([scene(seq, rng, square=seq in anomalous) for seq in range(count)])
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small trained detectors (.onnx with .pt beside) and a corrupt .onnx."""
+    root = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        trained = train_detector({"v": frames_of(60, seed)}, DETECTOR, {}, FitConfig(seed=seed))
+        metadata = {**trained.metadata, "version": f"model-{name}"}
+        for suffix in (".onnx", ".pt"):
+            save_detector(trained.detector.model, metadata, root / f"{name}{suffix}")
+        paths[name] = root / f"{name}.onnx"
+    paths["corrupt"] = root / "corrupt.onnx"
+    paths["corrupt"].write_bytes(paths["a"].read_bytes()[:5000])
+    return paths
+
+
+def write_scored(
+    client: redis.Redis,
+    camera: str,
+    seqs: range,
+    scores: np.ndarray,
+    session: int = 0,
+    anomalous: range = range(0),
+) -> None:
+    """Frames and their scores as the ingest and inference workers write them."""
+    frames = frames_of(seqs.stop, 3, anomalous)
+    for seq, score in zip(seqs, scores, strict=True):
+        frame = keys.FrameMessage(
+            camera=camera,
+            seq=seq,
+            ts=1000 + seq / 10,
+            session=session,
+            width=WIDTH,
+            height=HEIGHT,
+            gray=frames[seq].tobytes(),
+        )
+        entry = client.xadd(keys.frames_stream(camera), frame.to_fields())
+        message = keys.ScoreMessage(
+            camera=camera,
+            seq=seq,
+            ts=frame.ts,
+            frame_id=entry.decode(),
+            score=float(score),
+            raw=float(score),
+            model="m",
+            anomalous=bool(score > 0.5),
+        )
+        client.xadd(keys.scores_stream(camera), message.to_fields())
+
+
+def test_registry_publish_is_conditional_and_rollback_goes_back(
+    redis_client: redis.Redis, model_files: dict[str, Path]
+) -> None:
+    with pytest.raises(model_registry.RegistryError, match="nothing to roll back"):
+        model_registry.rollback(redis_client)
+    first = model_registry.publish_file(redis_client, model_files["a"])
+    assert model_registry.current_version(redis_client).version == first.version == "model-a"
+    second = keys.ModelVersion(
+        version="model-b", path=str(model_files["b"]), kind="motion-appearance", parent="model-a"
+    )
+    assert not model_registry.publish(redis_client, second, expected_current="something-else")
+    assert model_registry.publish(redis_client, second, expected_current="model-a")
+    model_registry.record_rejected(
+        redis_client, keys.ModelVersion(version="bad", path="", kind="motion-appearance")
+    )
+    with pytest.raises(model_registry.RegistryError, match="rejected"):
+        model_registry.rollback(redis_client, "bad")
+    old, new = model_registry.rollback(redis_client)
+    assert (old.version, new.version) == ("model-b", "model-a")
+    statuses = {v.version: v.status for v in model_registry.list_versions(redis_client)}
+    assert statuses == {"model-a": "serving", "model-b": "rolled_back", "bad": "rejected"}
+    # a file the site already knows is not made current again by `vigil up --model`
+    assert (
+        model_registry.publish_file(redis_client, model_files["b"], only_if_new=True).status == "rolled_back"
+    )
+    assert model_registry.current_version(redis_client).version == "model-a"
+
+
+def test_read_window_splits_segments_and_carries_labels(redis_client: redis.Redis) -> None:
+    add_camera(redis_client, "cam1")
+    write_scored(redis_client, "cam1", range(0, 20), np.linspace(0, 1, 20))
+    write_scored(redis_client, "cam1", range(25, 40), np.zeros(15), session=1)  # a gap, then a reconnect
+    add_label(redis_client, FeedbackRequest(camera="cam1", start_seq=5, end_seq=6, label="abnormal"))
+    window = read_window(redis_client, "cam1", 1000, HEIGHT, WIDTH)
+    assert window is not None and len(window.window) == 35 and window.last_seq == 39
+    assert new_scored_frames(redis_client, "cam1", cursor=30) == 9
+    assert np.unique(window.window.segments).tolist() == [0, 1]
+    assert np.flatnonzero(window.window.labels == 1).tolist() == [5, 6]
+
+
+def test_retrain_worker_cold_starts_then_runs_a_cycle(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    settings = settings_for_test()
+    settings.data_dir = tmp_path
+    settings.analysis.height, settings.analysis.width = HEIGHT, WIDTH
+    retrain = settings.retrain
+    retrain.coldstart_frames, retrain.coldstart_min_frames = 100, 30
+    retrain.cycle_frames, retrain.window_frames, retrain.min_run = 40, 400, 3
+    retrain.localized_alpha = 2.0  # a still scene: frames differ by noise only, keep more of them
+    settings.detector.bank_size = 64
+    add_camera(redis_client, "cam1")
+    write_scored(redis_client, "cam1", range(200), np.zeros(200), anomalous=range(60, 80))
+    worker = RetrainWorker(settings, redis_url, worker_id="r1")
+    worker.setup()
+    worker.step()
+    current = model_registry.current_version(redis_client)
+    assert current is not None and current.origin == "cold_start" and Path(current.path).is_file()
+    assert Path(current.path).with_suffix(".pt").is_file()
+    worker.step()
+    assert worker.state == "waiting"  # nothing new since the cold start
+    write_scored(redis_client, "cam1", range(200, 300), np.zeros(100))
+    worker.step()
+    cycles = model_registry.recent_cycles(redis_client)
+    assert len(cycles) == 2 and cycles[0].parent == current.version and cycles[0].mined["normal"] > 0
+    assert cycles[0].candidate is not None and cycles[0].report["training"]["cells_offered"] > 0
+    latest = model_registry.current_version(redis_client)
+    versions = {v.version: v for v in model_registry.list_versions(redis_client)}
+    if cycles[0].accepted:
+        assert latest.version == cycles[0].candidate and latest.origin == "self_training"
+    else:  # refused by validation: recorded with the reason, the old model goes on serving
+        assert latest.version == current.version and versions[cycles[0].candidate].status == "rejected"
+    assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 299
+
+
+def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_serves(
+    redis_url: str, redis_client: redis.Redis, model_files: dict[str, Path]
+) -> None:
+    model_registry.publish_file(redis_client, model_files["a"])
+    add_camera(redis_client, "cam1")
+    worker = InferenceWorker(settings_for_test(), redis_url, worker_id="w1")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    frames = frames_of(400, 5, anomalous=range(150, 200))
+    stop = threading.Event()
+
+    def produce() -> None:
+        for seq, gray in enumerate(frames):
+            message = frame_message("cam1", seq, gray)
+            redis_client.xadd(keys.frames_stream("cam1"), message.to_fields())
+            time.sleep(0.004)
+            if stop.is_set():
+                return
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 100)
+        model_registry.publish_file(redis_client, model_files["b"])  # while frames keep coming
+        wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 250)
+        # a published version whose file is broken: refused by the worker, the serving one goes on
+        broken = keys.ModelVersion(
+            version="broken", path=str(model_files["corrupt"]), kind="motion-appearance"
+        )
+        assert model_registry.publish(redis_client, broken, expected_current="model-b")
+        producer.join(30)
+        wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 400, timeout_s=30)
+    finally:
+        stop.set()
+        worker.stop()
+        thread.join(10)
+    messages = [keys.ScoreMessage.from_fields(f) for _, f in redis_client.xrange(keys.scores_stream("cam1"))]
+    assert [m.seq for m in messages] == list(range(400))  # none skipped, none twice
+    models = [m.model for m in messages]
+    switch = models.index("model-b")
+    assert set(models[:switch]) == {"model-a"} and set(models[switch:]) == {"model-b"}
+    assert 100 <= switch < 250
+
+
+def test_retraining_process_yields_the_cpu_to_inference() -> None:
+    """`vigil retrain` lowers its own priority by VIGIL_RETRAIN__NICE (in a child: the test process keeps its)."""
+    probe = (
+        "import os; from workers.retrain.worker import yield_cpu_to_inference; from workers.config import Settings; "
+        "before = os.nice(0); yield_cpu_to_inference(Settings()); print(os.nice(0) - before)"
+    )
+    env = {**os.environ, "VIGIL_RETRAIN__NICE": "7"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "7"

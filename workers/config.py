@@ -1,0 +1,320 @@
+"""The one settings object: environment (prefix VIGIL_) over an optional YAML/TOML file over defaults.
+
+The file is named by VIGIL_CONFIG (or `vigil --config FILE`); nested fields use `__` in the
+environment, e.g. VIGIL_ALERTS__START_FRAMES=5.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from workers.bus.keys import CameraConfig
+
+if TYPE_CHECKING:
+    from models.detector.streams import DetectorConfig
+from models.selftrain.config import MiningParams, OnlineConfig, SelfTrainConfig
+
+CONFIG_ENV = "VIGIL_CONFIG"
+
+
+class AnalysisSettings(BaseModel):
+    """How frames are sampled and stored for analysis (per-camera values override these)."""
+
+    fps: float = Field(10.0, gt=0, le=60, description="Frames per second sent to the detector.")
+    width: int = Field(360, ge=32, le=1920, description="Analysis frame width (grayscale).")
+    height: int = Field(240, ge=32, le=1080, description="Analysis frame height (grayscale).")
+    display_interval_s: float = Field(1.0, gt=0, description="Seconds between stored display JPEGs.")
+    display_width: int = Field(480, ge=64, le=1920, description="Width of stored display JPEGs.")
+    buffer_seconds: float = Field(300.0, gt=0, description="Seconds of analysis frames kept per camera.")
+
+    def buffer_frames(self, fps: float) -> int:
+        """Entries a camera's frame (and score) stream is capped at."""
+        return max(1, round(fps * self.buffer_seconds))
+
+    def for_camera(self, camera: CameraConfig) -> CameraAnalysis:
+        """A camera's analysis settings: its own where it sets them, these elsewhere."""
+        fps = camera.fps or self.fps
+        return CameraAnalysis(
+            fps=fps,
+            width=camera.width or self.width,
+            height=camera.height or self.height,
+            buffer_frames=self.buffer_frames(fps),
+        )
+
+
+@dataclass(frozen=True)
+class CameraAnalysis:
+    """One camera's resolved analysis settings."""
+
+    fps: float
+    width: int
+    height: int
+    buffer_frames: int  # entries its frame and score streams are capped at
+
+
+class DetectorSettings(BaseModel):
+    """The detector `vigil train`, `vigil eval` and a cold start build (a trained model file says its own)."""
+
+    streams: list[Literal["motion", "appearance", "prediction"]] = Field(
+        default_factory=lambda: ["motion", "appearance"],
+        min_length=1,
+        description="Evidence streams: optical-flow speed, pretrained features against a memory of normal "
+        "cells, U-Net frame prediction.",
+    )
+    bank_size: int = Field(1024, ge=16, le=65536, description="Normal cells the appearance stream remembers.")
+
+    def config(self, height: int, width: int, streams: list[str] | None = None) -> DetectorConfig:
+        from models.detector.streams import DetectorConfig  # torch only where a detector is built
+
+        return replace(
+            DetectorConfig.for_size(height, width, tuple(streams or self.streams)), bank_size=self.bank_size
+        )
+
+
+class InferenceSettings(BaseModel):
+    model_path: Path | None = Field(
+        None,
+        description="Detector weights (.onnx or .pt). Unset: the current published model, else the motion baseline.",
+    )
+    batch_max: int = Field(32, ge=1, le=1024, description="Most frames scored in one batch across cameras.")
+    batch_wait_ms: int = Field(20, ge=0, le=2000, description="Longest wait to fill a batch.")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: runtime default).")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    error_map_ttl_s: int = Field(3600, ge=10, description="Seconds pixel error maps are kept.")
+    heat_retention_s: int = Field(86400, ge=60, description="Seconds per-minute anomaly heat maps are kept.")
+    lease_ttl_ms: int = Field(
+        3000, ge=500, description="A camera owned by a silent worker is taken over after this."
+    )
+
+
+class AlertSettings(BaseModel):
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Normalized score above which a frame counts as anomalous."
+    )
+    start_frames: int = Field(3, ge=1, description="Consecutive anomalous frames that open an alert.")
+    end_frames: int = Field(10, ge=1, description="Consecutive normal frames that close an alert.")
+    update_interval_s: float = Field(
+        2.0, ge=0, description="Least seconds between update events of an open alert."
+    )
+
+
+class RetrainSettings(BaseModel):
+    """Self-training: mining confident frames from the buffered stream, fine-tuning, validated hot swap.
+
+    Defaults are the model configs' own (models/selftrain/config.py): written once, there."""
+
+    enabled: bool = Field(True, description="Run self-training cycles (and the cold start of a first model).")
+    interval_s: float = Field(30.0, gt=0, description="Seconds between checks for enough new frames.")
+    cycle_frames: int = Field(
+        OnlineConfig.cycle_frames, ge=10, description="New scored frames (all cameras) that start a cycle."
+    )
+    window_frames: int = Field(
+        OnlineConfig.window_frames, ge=50, description="Newest frames per camera a cycle mines."
+    )
+    policy: Literal["localized", "paper"] = Field(
+        SelfTrainConfig.policy,
+        description="Normal-frame rule: the paper's FS hinge, or the same hinge over the localized score.",
+    )
+    eta_s: float = Field(
+        MiningParams.eta_s, gt=0, lt=1, description="Score at or above which a frame is mined as abnormal."
+    )
+    eta_p: float = Field(
+        MiningParams.eta_p, gt=0, description="Coarse pixel-error threshold of the paper's rule."
+    )
+    alpha: float = Field(MiningParams.alpha, gt=0, lt=4, description="Hinge sensitivity of the paper's rule.")
+    localized_alpha: float = Field(
+        SelfTrainConfig.localized_alpha, gt=0, lt=4, description="Hinge sensitivity of the localized rule."
+    )
+    min_run: int = Field(
+        MiningParams.min_run, ge=1, description="FNmin: fewest consecutive frames in a mined run."
+    )
+    memory_frames: int = Field(
+        SelfTrainConfig.memory_frames,
+        ge=1,
+        description="Most mined frames whose cells a cycle offers the appearance memory.",
+    )
+    memory_growth: int = Field(
+        SelfTrainConfig.memory_growth,
+        ge=0,
+        description="Most cells a cycle adds to the appearance memory (0: its size is fixed).",
+    )
+    memory_max_cells: int = Field(
+        SelfTrainConfig.memory_max_cells,
+        ge=16,
+        description="Largest appearance memory a cycle grows (each cell costs inference time).",
+    )
+    refit_normal_z: float = Field(
+        SelfTrainConfig.refit_normal_z,
+        description="Mean z of the held-out normal frames (the model's own, without the level a swap holds) "
+        "above which a cycle also fits a fresh model.",
+    )
+    refit_min_frames: int = Field(
+        SelfTrainConfig.refit_min_frames,
+        ge=0,
+        description="Fewest mined normal frames a fresh model is fitted to (0: never).",
+    )
+    eta_a: float = Field(
+        MiningParams.eta_a, gt=0, description="Normalized pixel error at or above which a pixel is masked."
+    )
+    steps: int = Field(
+        SelfTrainConfig.steps, ge=1, description="Prediction stream: fine-tuning steps per cycle."
+    )
+    max_seconds: float = Field(
+        SelfTrainConfig.max_seconds, gt=0, description="Prediction stream: longest fine-tuning per cycle."
+    )
+    replay_frames: int = Field(
+        OnlineConfig.replay_frames, ge=0, description="Earlier mined normal frames replayed in fine-tuning."
+    )
+    prior_frames: int = Field(
+        SelfTrainConfig.prior_frames,
+        ge=0,
+        description="Frames the current normal levels and statistics count as in a cycle.",
+    )
+    coldstart_frames: int = Field(
+        OnlineConfig.coldstart_frames,
+        ge=100,
+        description="Buffered frames needed to train a first model when none is published.",
+    )
+    coldstart_min_frames: int = Field(
+        OnlineConfig.coldstart_min_frames,
+        ge=20,
+        description="Confidently normal frames among them needed to fit the first model.",
+    )
+    adaptive_threshold: bool = Field(
+        OnlineConfig.adaptive_threshold,
+        description="Alert/mining threshold from the models' consensus once it settles.",
+    )
+    ordinal_head: Literal["labels", "always", "never"] = Field(
+        SelfTrainConfig.ordinal_head,
+        description="The ordinal scoring head: added once operators label an anomaly, always, or never.",
+    )
+    threads: int = Field(1, ge=0, description="PyTorch threads of the retraining worker (0: all cores).")
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the retraining worker: inference keeps the CPU it needs, "
+        "cycles take what is left.",
+    )
+
+
+class WebhookSettings(BaseModel):
+    urls: list[str] = Field(default_factory=list, description="POST every alert event as JSON to these URLs.")
+    timeout_s: float = Field(5.0, gt=0, description="Longest wait for a webhook answer.")
+    max_attempts: int = Field(
+        8, ge=1, description="Tries before an event is given up for a URL (and logged)."
+    )
+    retry_max_s: float = Field(60.0, gt=0, description="Longest backoff between tries.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    redis_url: str | None = Field(None, description="Redis server; unset: an embedded Redis in data_dir.")
+    data_dir: Path = Field(Path("data"), description="Embedded Redis files, models, logs.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    operator_token: SecretStr | None = Field(None, description="Required bearer token for write endpoints.")
+    read_token: SecretStr | None = Field(
+        None,
+        description="When set, every endpoint but /healthz and /readyz needs it (or the operator token): "
+        "'Authorization: Bearer <token>' or ?token=<token> (the page, the alert WebSocket).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API from other sites (CORS); empty: none.",
+    )
+    reconnect_max_s: float = Field(
+        3.0, gt=0, description="Longest backoff between source reconnects (a source back is seen within it)."
+    )
+    heartbeat_s: float = Field(1.0, gt=0, description="Worker heartbeat period.")
+    analysis: AnalysisSettings = AnalysisSettings()
+    detector: DetectorSettings = DetectorSettings()
+    inference: InferenceSettings = InferenceSettings()
+    alerts: AlertSettings = AlertSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    retrain: RetrainSettings = RetrainSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ValueError(f"{CONFIG_ENV}={config_file}: no such file")
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
+    """The self-training parameters of the settings (the worker and `vigil eval` use the same)."""
+    settings = all_settings.retrain
+    analysis = all_settings.analysis
+    mining = MiningParams(
+        eta_s=settings.eta_s,
+        eta_p=settings.eta_p,
+        alpha=settings.alpha,
+        min_run=settings.min_run,
+        eta_a=settings.eta_a,
+    )
+    selftrain = SelfTrainConfig(
+        policy=settings.policy,
+        mining=mining,
+        localized_alpha=settings.localized_alpha,
+        memory_frames=settings.memory_frames,
+        memory_growth=settings.memory_growth,
+        memory_max_cells=settings.memory_max_cells,
+        refit_normal_z=settings.refit_normal_z,
+        refit_min_frames=settings.refit_min_frames,
+        steps=settings.steps,
+        max_seconds=settings.max_seconds,
+        prior_frames=settings.prior_frames,
+        ordinal_head=settings.ordinal_head,
+        seed=seed,
+    )
+    return OnlineConfig(
+        selftrain=selftrain,
+        window_frames=settings.window_frames,
+        cycle_frames=settings.cycle_frames,
+        replay_frames=settings.replay_frames,
+        coldstart_frames=settings.coldstart_frames,
+        coldstart_min_frames=settings.coldstart_min_frames,
+        adaptive_threshold=settings.adaptive_threshold,
+        detector=all_settings.detector.config(analysis.height, analysis.width),
+    )

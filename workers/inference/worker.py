@@ -1,0 +1,497 @@
+"""Inference worker: scores buffered frames, batching across cameras, and writes scores, error maps and alerts.
+
+Scale-out and fault model:
+- Each camera is owned by one worker at a time through a lease key that the owner renews; workers share
+  cameras fairly (ceil(cameras / live workers) each), so one camera's frames are scored in order with its
+  own history and normalization state.
+- Frames are read through the consumer group `inference` of the camera's frame stream. A new owner first
+  claims every pending entry of the camera (XAUTOCLAIM), so frames a killed worker had read are scored.
+- Each batch's results (scores, error maps, alert events, alert hysteresis state) and its XACK are written
+  in one MULTI/EXEC guarded by WATCH on the leases: either all of it lands or none, so a frame is scored
+  exactly once and an alert event is never written twice.
+- A frame that never reaches a worker (trimmed by the stream cap before it was scored, or lost by a Redis
+  restart) shows as a gap in the camera's seq numbers: it is counted, per camera, in the scorer state hash
+  (field `frames_dropped`) and in the worker's heartbeat, and logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from models.detector.base import Detector
+from models.detector.motion import MotionBaseline
+from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
+from models.scoring.camera import CameraStream
+from workers.bus import keys
+from workers.bus.keys import DROPPED_FIELD
+from workers.config import Settings
+from workers.inference.alerts import AlertTracker, HysteresisConfig
+from workers.inference.leases import CameraLeases, LeaseLost
+from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
+from workers.store import model_registry
+from workers.store.cameras import list_cameras
+from workers.store.error_maps import encode_error_map
+
+log = logging.getLogger(__name__)
+
+
+SCORER_STATE_INTERVAL_S = 10.0  # the normalization window is large: persist it now and then, not per batch
+
+
+def load_serving_detector(settings: Settings, client: redis.Redis) -> tuple[Detector, float | None]:
+    """The pinned model (settings), else the published current version, else the motion baseline; with the
+    version's adaptive alert threshold (None: the configured one)."""
+    from models.detector.runtime import load_detector  # the learned runtime pulls in ONNX Runtime / torch
+
+    path = settings.inference.model_path
+    threshold = None
+    if path is None:
+        current = model_registry.current_version(client)
+        if current is not None:
+            path, threshold = Path(current.path), current.alert_threshold
+    if path is None:
+        log.info("no model configured or published: scoring with the motion baseline")
+        return MotionBaseline(settings.analysis.height, settings.analysis.width), None
+    detector = load_detector(Path(path), device=settings.inference.device, threads=settings.inference.threads)
+    return detector, threshold
+
+
+@dataclass
+class CameraSlot:
+    """What a worker holds for a camera it owns."""
+
+    config: keys.CameraConfig
+    stream: CameraStream
+    tracker: AlertTracker
+    mask: np.ndarray | None
+    read_id: str = "0"  # "0": our pending entries first (claimed from a dead owner); then ">"
+    needs_history: bool = True
+    last_state_save: float = 0.0
+    scored: int = 0
+    last_frame_ts: float = 0.0
+    last_seq: int | None = None  # of the last frame scored: a jump past it means frames were dropped
+    dropped: int = 0
+    heat_minute: int | None = None  # the minute `heat` sums the anomalous error maps of
+    heat: np.ndarray | None = None
+
+
+@dataclass
+class ScoredFrame:
+    camera: str
+    entry_id: str
+    frame: keys.FrameMessage
+    error_map: np.ndarray
+    raw: float = 0.0
+    score: float = 0.0
+    events: list[tuple[keys.AlertEventType, keys.Alert]] = field(default_factory=list)
+
+
+class InferenceWorker(WorkerProcess):
+    role = "inference"
+    step_interval_s = 0.0  # step() blocks on the streams itself
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        *,
+        worker_id: str | None = None,
+        detector: Detector | None = None,
+    ) -> None:
+        super().__init__(settings, redis_url, worker_id=worker_id)
+        self.client = self.redis
+        self.detector = detector
+        self.model_threshold: float | None = None  # the served version's adaptive alert threshold
+        self._refused_model: str | None = None  # a published version that failed to load here
+        self.slots: dict[str, CameraSlot] = {}
+        self.leases = CameraLeases(self.client, self.worker_id)
+        self.frames_scored = 0
+        self.frames_dropped = 0
+        self.batches = 0
+        self.last_batch_size = 0
+        self._next_refresh = 0.0
+
+    # ------------------------------------------------------------ process hooks
+    def setup(self) -> None:
+        if self.detector is None:
+            self.detector, self.model_threshold = load_serving_detector(self.settings, self.client)
+        self.event("serving", model=self.detector.info.version, kind=self.detector.info.kind)
+
+    def step(self) -> None:
+        if time.monotonic() >= self._next_refresh:
+            self.refresh()
+            self._check_model()
+            self._next_refresh = time.monotonic() + self.settings.inference.lease_ttl_ms / 3000.0
+        try:
+            scored = self.score_batch()
+        except redis.ConnectionError:
+            # Results of the batch in hand may be lost: rebuild camera state from Redis after reconnecting.
+            for camera in list(self.slots):
+                self.drop(camera, release=False)
+            raise
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis came back without our consumer group (restarted without persistence): take the
+            # cameras again, which creates it; the frames lost with it show as dropped.
+            self.event("consumer_group_lost", logging.WARNING, error=exc)
+            for camera in list(self.slots):
+                self.drop(camera, release=False)
+            self._next_refresh = 0.0
+            return
+        if not scored and not self.slots:
+            self.wait(0.2)
+
+    def teardown(self) -> None:
+        with contextlib.suppress(redis.ConnectionError):  # leases expire by themselves
+            self.release_all()
+
+    def heartbeat_info(self) -> dict[str, object]:
+        return self.status()
+
+    # ------------------------------------------------------------ ownership
+    def refresh(self) -> None:
+        """Renew leases, take free cameras up to a fair share, drop removed ones."""
+        ttl = self.settings.inference.lease_ttl_ms
+        configs = {config.id: config for config in list_cameras(self.client)}
+        for camera in list(self.slots):
+            config = configs.get(camera)
+            if config is None or not config.enabled:
+                self.drop(camera, release=True)
+            elif not self.leases.renew(camera, ttl):
+                self.drop(camera, release=False)
+            elif config != self.slots[camera].config:
+                self._reconfigure(camera, config)
+        wanted = [cam for cam, cfg in sorted(configs.items()) if cfg.enabled]
+        share = math.ceil(len(wanted) / max(self._live_workers(), 1))
+        for camera in list(self.slots)[share:]:
+            self.drop(camera, release=True)  # give cameras back so a newly started worker gets its share
+        for camera in wanted:
+            if len(self.slots) >= share:
+                break
+            if camera not in self.slots and self.leases.acquire(camera, ttl):
+                self._acquire(camera, configs[camera])
+
+    def _live_workers(self) -> int:
+        horizon = time.time() - HEARTBEAT_PERIODS_ALIVE * self.settings.heartbeat_s
+        beats = read_heartbeats(self.client)
+        return len({self.worker_id} | {b.id for b in beats if b.role == "inference" and b.ts >= horizon})
+
+    def _acquire(self, camera: str, config: keys.CameraConfig) -> None:
+        stream_key = keys.frames_stream(camera)
+        try:
+            self.client.xgroup_create(stream_key, keys.INFERENCE_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        claimed = self._claim_pending(stream_key)
+        slot = self._new_slot(config)
+        saved = self.client.hgetall(keys.scorer_state_key(camera))
+        if b"stream" in saved:
+            slot.stream.load_state_dict(json.loads(saved[b"stream"]))
+        if b"tracker" in saved:
+            slot.tracker.load_state_dict(json.loads(saved[b"tracker"]))
+        last_score = self.client.xrevrange(keys.scores_stream(camera), count=1)
+        if last_score:
+            slot.last_seq = int(last_score[0][1][b"seq"])
+        self.slots[camera] = slot
+        log.info("camera %s: taken by %s (%d pending frames claimed)", camera, self.worker_id, claimed)
+
+    def _claim_pending(self, stream_key: str) -> int:
+        """Move every pending entry of the stream to this worker; forget consumers left with none."""
+        claimed, start = 0, "0-0"
+        while True:
+            start, entries, *_ = self.client.xautoclaim(
+                stream_key,
+                keys.INFERENCE_GROUP,
+                self.worker_id,
+                min_idle_time=0,
+                start_id=start,
+                count=100,
+            )
+            claimed += len(entries)
+            if start in (b"0-0", "0-0"):
+                break
+        for consumer in self.client.xinfo_consumers(stream_key, keys.INFERENCE_GROUP):
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+            if name != self.worker_id and consumer["pending"] == 0:
+                self.client.xgroup_delconsumer(stream_key, keys.INFERENCE_GROUP, name)
+        return claimed
+
+    def _new_slot(self, config: keys.CameraConfig) -> CameraSlot:
+        info = self.detector.info
+        zones = [zone.points for zone in config.ignore_zones]
+        alerts = self.settings.alerts
+        hysteresis = HysteresisConfig(
+            threshold=config.threshold or self.model_threshold or alerts.threshold,
+            start_frames=alerts.start_frames,
+            end_frames=alerts.end_frames,
+            update_interval_s=alerts.update_interval_s,
+        )
+        return CameraSlot(
+            config=config,
+            stream=CameraStream(info),
+            tracker=AlertTracker(config.id, hysteresis),
+            mask=ignore_mask(info.height, info.width, zones),
+        )
+
+    def _reconfigure(self, camera: str, config: keys.CameraConfig) -> None:
+        old = self.slots[camera]
+        slot = self._new_slot(config)
+        slot.stream, slot.read_id, slot.needs_history = old.stream, old.read_id, old.needs_history
+        slot.last_seq, slot.dropped = old.last_seq, old.dropped
+        slot.tracker.load_state_dict(old.tracker.state_dict())
+        self.slots[camera] = slot
+        log.info("camera %s: settings changed", camera)
+
+    def drop(self, camera: str, *, release: bool) -> None:
+        self.slots.pop(camera, None)
+        if release:
+            self.leases.release(camera)
+        log.info("camera %s: released by %s", camera, self.worker_id)
+
+    def release_all(self) -> None:
+        for camera in list(self.slots):
+            self.drop(camera, release=True)
+
+    def swap_detector(self, detector: Detector) -> None:
+        """Between batches: new streams for the new model (its own input size and calibration)."""
+        self.detector = detector
+        for camera, slot in list(self.slots.items()):
+            fresh = self._new_slot(slot.config)
+            fresh.tracker, fresh.read_id = slot.tracker, slot.read_id
+            fresh.last_seq, fresh.dropped = slot.last_seq, slot.dropped
+            self.slots[camera] = fresh
+        log.info("now serving model %s (%s)", detector.info.version, detector.info.kind)
+
+    # ------------------------------------------------------------ scoring
+    def score_batch(self) -> int:
+        """Read one batch across owned cameras, score it, write it. Returns the frames scored."""
+        if not self.slots:
+            return 0
+        inference = self.settings.inference
+        per_stream = max(1, inference.batch_max // len(self.slots))
+        response = self.client.xreadgroup(
+            keys.INFERENCE_GROUP,
+            self.worker_id,
+            {keys.frames_stream(cam): slot.read_id for cam, slot in self.slots.items()},
+            count=per_stream,
+            block=max(inference.batch_wait_ms, 1),
+        )
+        batch: list[tuple[str, str, keys.FrameMessage]] = []
+        with_entries = set()
+        for stream_key, entries in response or []:
+            camera = self._camera_of(stream_key)
+            if camera not in self.slots or not entries:
+                continue
+            with_entries.add(camera)
+            for entry_id, fields in entries:
+                if fields:
+                    batch.append((camera, entry_id.decode(), keys.FrameMessage.from_fields(fields)))
+                else:  # a pending entry trimmed away by the stream cap: nothing left to score
+                    self.client.xack(stream_key, keys.INFERENCE_GROUP, entry_id)
+        for camera, slot in self.slots.items():
+            if slot.read_id == "0" and camera not in with_entries:
+                slot.read_id = ">"  # claimed backlog done: new entries from now on
+        if not batch:
+            return 0
+        scored = self._score(batch)
+        try:
+            self._write(scored)
+        except LeaseLost as exc:
+            # State objects advanced for frames whose results were discarded: rebuild them from Redis.
+            log.warning("batch discarded: %s", exc)
+            for camera in {frame.camera for frame in scored}:
+                self.drop(camera, release=False)
+            return 0
+        self.frames_scored += len(scored)
+        self.batches += 1
+        self.last_batch_size = len(scored)
+        return len(scored)
+
+    @staticmethod
+    def _camera_of(stream_key: bytes | str) -> str:
+        name = stream_key.decode() if isinstance(stream_key, bytes) else stream_key
+        return name[name.index("{") + 1 : name.index("}")]
+
+    def _frame_array(self, frame: keys.FrameMessage) -> np.ndarray:
+        return frame.array((self.detector.info.height, self.detector.info.width))
+
+    def _fill_history(self, camera: str, slot: CameraSlot, first: keys.FrameMessage, first_id: str) -> None:
+        """After a takeover or a model swap: the frames before `first` of the same session."""
+        slot.needs_history = False
+        history = self.detector.info.history
+        if history == 0:
+            return
+        entries = self.client.xrevrange(keys.frames_stream(camera), max=f"({first_id}", count=history)
+        for _, fields in reversed(entries):
+            past = keys.FrameMessage.from_fields(fields)
+            if past.session == first.session:
+                slot.stream.push(self._frame_array(past), past.session)
+
+    def _score(self, batch: list[tuple[str, str, keys.FrameMessage]]) -> list[ScoredFrame]:
+        clips = []
+        for camera, entry_id, frame in batch:
+            slot = self.slots[camera]
+            if slot.needs_history:
+                self._fill_history(camera, slot, frame, entry_id)
+            clips.append(slot.stream.push(self._frame_array(frame), frame.session))
+        maps = self.detector.stream_maps(np.stack(clips))
+        for index, (camera, _, _) in enumerate(batch):
+            mask = self.slots[camera].mask
+            if mask is not None:  # no evidence inside ignore zones
+                maps[index] *= mask
+        raws = raw_scores(self.detector, maps)
+        scored = [
+            ScoredFrame(camera, entry_id, frame, anomaly_map)
+            for (camera, entry_id, frame), anomaly_map in zip(
+                batch, anomaly_maps(self.detector, maps), strict=True
+            )
+        ]
+        model = self.detector.info.version
+        for item, raw in zip(scored, raws, strict=True):
+            slot = self.slots[item.camera]
+            item.raw = float(raw)
+            item.score = slot.stream.score(item.raw)
+            item.events = slot.tracker.update(item.frame.seq, item.frame.ts, item.score, model)
+        return scored
+
+    def _dropped_before(self, scored: list[ScoredFrame]) -> dict[str, tuple[int, int]]:
+        """Per camera: (frames missing from its seq numbers before or within the batch, last seq of the batch)."""
+        result: dict[str, tuple[int, int]] = {}
+        for item in scored:
+            missing, last = result.get(item.camera, (0, self.slots[item.camera].last_seq))
+            seq = item.frame.seq
+            if last is not None and seq > last + 1:
+                missing += seq - last - 1
+            result[item.camera] = (missing, seq)  # (a seq going back: the camera's numbering restarted)
+        return result
+
+    def _write(self, scored: list[ScoredFrame]) -> None:
+        cameras = sorted({item.camera for item in scored})
+        dropped = self._dropped_before(scored)
+        now = time.time()
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                self.leases.watch_owned(pipe, cameras)
+                pipe.multi()
+                for item in scored:
+                    self._queue_results(pipe, item)
+                for camera in cameras:
+                    slot = self.slots[camera]
+                    state = {"tracker": json.dumps(slot.tracker.state_dict())}
+                    if now - slot.last_state_save >= SCORER_STATE_INTERVAL_S:
+                        state["stream"] = json.dumps(slot.stream.state_dict())
+                        slot.last_state_save = now
+                    pipe.hset(keys.scorer_state_key(camera), mapping=state)
+                    if dropped[camera][0]:
+                        pipe.hincrby(keys.scorer_state_key(camera), DROPPED_FIELD, dropped[camera][0])
+                    ids = [item.entry_id for item in scored if item.camera == camera]
+                    pipe.xack(keys.frames_stream(camera), keys.INFERENCE_GROUP, *ids)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise LeaseLost("a camera lease changed while the batch was written") from exc
+        for camera, (missing, last_seq) in dropped.items():
+            slot = self.slots[camera]
+            slot.last_seq = last_seq
+            if missing:
+                slot.dropped += missing
+                self.frames_dropped += missing
+                log.warning(
+                    "camera %s: %d frames were dropped before scoring (stream cap or Redis restart)",
+                    camera,
+                    missing,
+                )
+        for item in scored:
+            slot = self.slots[item.camera]
+            slot.scored += 1
+            slot.last_frame_ts = item.frame.ts
+            for event_type, alert in item.events:
+                log.info(
+                    "alert %s %s: camera %s peak %.2f", event_type, alert.id, alert.camera, alert.peak_score
+                )
+
+    def _queue_results(self, pipe: redis.client.Pipeline, item: ScoredFrame) -> None:
+        settings = self.settings
+        slot = self.slots[item.camera]
+        frame = item.frame
+        cap = settings.analysis.for_camera(slot.config).buffer_frames
+        message = keys.ScoreMessage(
+            camera=item.camera,
+            seq=frame.seq,
+            ts=frame.ts,
+            frame_id=item.entry_id,
+            score=item.score,
+            raw=item.raw,
+            model=self.detector.info.version,
+            anomalous=item.score >= slot.tracker.config.threshold,
+        )
+        pipe.xadd(keys.scores_stream(item.camera), message.to_fields(), maxlen=cap, approximate=True)
+        if item.score >= 0.5 * slot.tracker.config.threshold or slot.tracker.alert is not None:
+            pipe.set(
+                keys.error_map_key(item.camera, frame.seq),
+                encode_error_map(item.error_map),
+                ex=settings.inference.error_map_ttl_s,
+            )
+        if message.anomalous:
+            self._add_heat(pipe, slot, item)
+        for event_type, alert in item.events:
+            start_ms = int(alert.start_ts * 1000)
+            pipe.hset(keys.ALERTS, alert.id, alert.model_dump_json())
+            pipe.zadd(keys.ALERTS_BY_TIME, {alert.id: start_ms})
+            pipe.zadd(keys.alerts_by_camera(item.camera), {alert.id: start_ms})
+            pipe.xadd(keys.ALERT_EVENTS, keys.AlertEvent.of(event_type, alert).to_fields())
+
+    def _add_heat(self, pipe: redis.client.Pipeline, slot: CameraSlot, item: ScoredFrame) -> None:
+        """Accumulate where anomalies are, per minute, for the camera heat map over a time window."""
+        minute = int(item.frame.ts // 60)
+        if slot.heat is None or slot.heat_minute != minute or slot.heat.shape != item.error_map.shape:
+            slot.heat_minute, slot.heat = minute, np.zeros_like(item.error_map, dtype=np.float32)
+        slot.heat += item.error_map
+        pipe.set(
+            keys.heat_bucket_key(item.camera, minute),
+            encode_error_map(slot.heat),
+            ex=self.settings.inference.heat_retention_s,
+        )
+
+    # ------------------------------------------------------------ loop
+    def status(self) -> dict[str, object]:
+        return {
+            "cameras": sorted(self.slots),
+            "frames_scored": self.frames_scored,
+            "frames_dropped": self.frames_dropped,
+            "dropped_by_camera": {cam: slot.dropped for cam, slot in self.slots.items() if slot.dropped},
+            "batches": self.batches,
+            "last_batch_size": self.last_batch_size,
+            "model": self.detector.info.version if self.detector else None,
+            "lag_s": {
+                cam: round(time.time() - slot.last_frame_ts, 3)
+                for cam, slot in self.slots.items()
+                if slot.last_frame_ts
+            },
+        }
+
+    def _check_model(self) -> None:
+        if self.settings.inference.model_path is not None:
+            return
+        current = self.client.get(keys.CURRENT_MODEL)
+        if current and current.decode() not in (self.detector.info.version, self._refused_model):
+            try:
+                detector, threshold = load_serving_detector(self.settings, self.client)
+            except Exception as exc:  # a model that fails to load never serves; the old one goes on
+                self._refused_model = current.decode()
+                log.error(
+                    "model %s not loaded, keeping %s: %s", current.decode(), self.detector.info.version, exc
+                )
+                return
+            self.model_threshold = threshold
+            self.swap_detector(detector)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
 from models.detector.runtime import load_detector  # noqa: E402
-from models.evaluation import datasets as data  # noqa: E402
+from models.evaluation import datasets  # noqa: E402
 from models.evaluation.jobs import machine_info, read_split  # noqa: E402
 from models.evaluation.videos import auc_report, score_videos  # noqa: E402
 from models.selftrain.config import Window  # noqa: E402
@@ -158,7 +158,7 @@ def main() -> int:
         results["start_model"] = str(args.model) if args.model else "coldstart"
         start = load_detector(weights, "cpu")
         videos, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
-        truth = data.load_labels(args.dataset, videos)
+        truth = datasets.load_labels(args.dataset, videos)
         if truth is None:
             raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
         for name, with_feedback in (("feedback", True), ("control", False)):

@@ -43,7 +43,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
 from models.detector.base import Detector  # noqa: E402
 from models.detector.runtime import load_detector  # noqa: E402
-from models.evaluation import datasets as data  # noqa: E402
+from models.evaluation import datasets  # noqa: E402
 from models.evaluation.jobs import machine_info, read_split  # noqa: E402
 from models.evaluation.videos import auc_report, score_videos  # noqa: E402
 
@@ -101,7 +101,7 @@ def changed_copy(source: Path, target: Path, change: dict[str, float]) -> Path:
         (target / "labels.json").symlink_to((source / "labels.json").resolve())
     rng = np.random.default_rng(int(change["seed"]))
     lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** change["gamma"]), 0, 255).astype(np.uint8)
-    for video in data.list_videos(source, "testing"):
+    for video in datasets.list_videos(source, "testing"):
         out = target / "testing" / video.name
         out.mkdir(parents=True)
         for frame in video.frames:
@@ -148,7 +148,7 @@ def view_ceiling(model: Path, dataset: Path, change: dict[str, float]) -> float:
         borderValue=0.0,
     )
     videos, frames = read_split(dataset, "testing", height, width)
-    labels = data.load_labels(dataset, videos) or {}
+    labels = datasets.load_labels(dataset, videos) or {}
     scored = score_videos(_StillSeen(detector, visible), frames, desc="ceiling")
     return auc_report(scored, labels)["micro_auc"]
 
@@ -167,8 +167,8 @@ def run_eval(dataset: Path, work: Path, name: str, *arguments: str) -> dict[str,
 def mining_precision(report: dict[str, Any], dataset: Path) -> list[dict[str, Any]]:
     """Per cycle: how many frames were mined as normal / abnormal and the share that labels.json agrees
     with (frames of training videos are normal)."""
-    testing = data.list_videos(dataset, "testing")
-    labels = data.load_labels(dataset, testing) or {}
+    testing = datasets.list_videos(dataset, "testing")
+    labels = datasets.load_labels(dataset, testing) or {}
     out = []
     for cycle in report.get("cycles", []):
         row: dict[str, Any] = {"accepted": cycle["accepted"], "reason": cycle["reason"]}
@@ -221,9 +221,13 @@ def _cycle_process(model: str, dataset: str, frames: int, queue: Any) -> None:
     weights = load_detector(Path(model).with_suffix(".pt"), "cpu", 1)
     serving = load_detector(Path(model), "cpu", 1)
     info = serving.info
-    videos = [data.read_video(v, info.height, info.width) for v in data.list_videos(Path(dataset), "testing")]
+    videos = [
+        datasets.read_video(v, info.height, info.width)
+        for v in datasets.list_videos(Path(dataset), "testing")
+    ]
     videos += [
-        data.read_video(v, info.height, info.width) for v in data.list_videos(Path(dataset), "training")
+        datasets.read_video(v, info.height, info.width)
+        for v in datasets.list_videos(Path(dataset), "training")
     ]
     stacked = np.concatenate(videos)[:frames]
     segments = np.concatenate([np.full(len(v), i) for i, v in enumerate(videos)])[:frames]
@@ -260,7 +264,7 @@ def cycle_beside_inference(
 
     detector = load_detector(model, "cpu", get_settings().inference.threads)
     info = detector.info
-    video = data.read_video(data.list_videos(dataset, "testing")[0], info.height, info.width)
+    video = datasets.read_video(datasets.list_videos(dataset, "testing")[0], info.height, info.width)
     clips = np.stack([video[t - info.history : t + 1] for t in range(info.history, info.history + cameras)])
 
     def capacity(seconds: float) -> float:

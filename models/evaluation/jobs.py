@@ -21,7 +21,7 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig, TrainedModel, train_detector
 from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
-from models.evaluation import datasets as data
+from models.evaluation import datasets
 from models.evaluation.videos import VideoScores, auc_report, score_videos
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 
 def read_split(
     dataset: Path, split: str, height: int, width: int, limit: int | None = None
-) -> tuple[list[data.Video], dict[str, np.ndarray]]:
-    videos = data.list_videos(dataset, split)
+) -> tuple[list[datasets.Video], dict[str, np.ndarray]]:
+    videos = datasets.list_videos(dataset, split)
     if limit is not None:
         if limit < 1:
-            raise data.DatasetError(f"--train-videos must be at least 1 (got {limit})")
+            raise datasets.DatasetError(f"--train-videos must be at least 1 (got {limit})")
         videos = videos[:limit]
-    return videos, {video.name: data.read_video(video, height, width) for video in videos}
+    return videos, {video.name: datasets.read_video(video, height, width) for video in videos}
 
 
 def train_on_dataset(
@@ -48,7 +48,7 @@ def train_on_dataset(
 ) -> TrainedModel:
     """Fits a detector to DATASET/training (the first `train_videos` videos when given)."""
     videos, frames = read_split(dataset, "training", config.height, config.width, train_videos)
-    source = {"dataset": dataset.name, "data_hash": data.videos_hash(videos), "videos": len(videos)}
+    source = {"dataset": dataset.name, "data_hash": datasets.videos_hash(videos), "videos": len(videos)}
     return train_detector(frames, config, source, fit, checkpoint, resume)
 
 
@@ -79,7 +79,7 @@ def score_testing(dataset: Path, detector: Detector) -> OneClassResult:
     """Scores every frame of DATASET/testing; AUCs when labels.json is present."""
     started = time.monotonic()
     videos, frames = read_split(dataset, "testing", detector.info.height, detector.info.width)
-    labels = data.load_labels(dataset, videos)
+    labels = datasets.load_labels(dataset, videos)
     decoded = time.monotonic()
     scores = score_videos(detector, frames)
     scored = time.monotonic()

@@ -15,7 +15,7 @@ from service.api.deps import RedisDep
 from service.api.errors import invalid_input
 from service.api.schemas import AlertList
 from workers.bus.keys import CAMERA_ID_PATTERN, Alert
-from workers.store import alerts as store
+from workers.store import alerts as alert_store
 from workers.store.alerts import AlertPosition
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -74,7 +74,7 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500, description="Most alerts in one page.")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> AlertList:
-    page = store.list_alerts(
+    page = alert_store.list_alerts(
         client,
         limit=limit,
         camera=camera,
@@ -88,7 +88,7 @@ def list_alerts(
 
 @router.get("/{alert_id}", summary="One alert", responses={404: {"description": "Unknown alert."}})
 def get_alert(alert_id: str, client: RedisDep) -> Alert:
-    alert = store.get_alert(client, alert_id)
+    alert = alert_store.get_alert(client, alert_id)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
     return alert

@@ -11,7 +11,7 @@ from service.api.deps import RedisDep, SettingsDep
 from service.api.schemas import ReadinessOut
 from workers.bus.keys import now
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE
-from workers.store import alerts as store
+from workers.store import alerts as alert_store
 
 router = APIRouter(tags=["health"])
 
@@ -32,7 +32,7 @@ async def healthz() -> dict[str, str]:
 )
 def readyz(client: RedisDep, settings: SettingsDep) -> JSONResponse:
     try:
-        live = store.live_worker_counts(client, HEARTBEAT_PERIODS_ALIVE * settings.heartbeat_s, now())
+        live = alert_store.live_worker_counts(client, HEARTBEAT_PERIODS_ALIVE * settings.heartbeat_s, now())
     except (RedisConnectionError, RedisTimeoutError):
         body = ReadinessOut(
             ready=False,

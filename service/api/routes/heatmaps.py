@@ -12,12 +12,12 @@ import redis
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
-from service.api import rendering as heatmaps
+from service.api import rendering
 from service.api.deps import RedisDep, SettingsDep
 from service.api.errors import invalid_input
 from service.api.routes.alerts import parse_since
 from workers.bus import keys
-from workers.store import alerts as store
+from workers.store import alerts as alert_store
 from workers.store import cameras, frames
 
 router = APIRouter(tags=["heatmaps"])
@@ -69,7 +69,9 @@ def parse_window(window: str) -> int:
 
 
 def _png(image: np.ndarray) -> Response:
-    return Response(heatmaps.encode_png(image), media_type="image/png", headers={"Cache-Control": "no-store"})
+    return Response(
+        rendering.encode_png(image), media_type="image/png", headers={"Cache-Control": "no-store"}
+    )
 
 
 def _frame_image(client: redis.Redis, camera: str, seq: int, ts: float, tolerance_s: float) -> np.ndarray:
@@ -78,22 +80,22 @@ def _frame_image(client: redis.Redis, camera: str, seq: int, ts: float, toleranc
     displays = [message for _, message in frames.displays_near(client, camera, ts, DISPLAY_NEAR)]
     exact = next((message for message in displays if message.seq == seq), None)
     if exact is not None:
-        return heatmaps.decode_jpeg(exact.jpeg)
+        return rendering.decode_jpeg(exact.jpeg)
     frame = next((m for m in frames.frames_near(client, camera, ts, FRAMES_NEAR) if m.seq == seq), None)
     if frame is not None:
-        return heatmaps.gray_to_bgr(frame.array())
+        return rendering.gray_to_bgr(frame.array())
     if displays and abs(displays[0].ts - ts) <= tolerance_s:
-        return heatmaps.decode_jpeg(displays[0].jpeg)
-    return heatmaps.neutral_image(*_fallback_size(client, camera))
+        return rendering.decode_jpeg(displays[0].jpeg)
+    return rendering.neutral_image(*_fallback_size(client, camera))
 
 
 def _latest_image(client: redis.Redis, camera: str) -> np.ndarray | None:
     """The camera's latest snapshot, else its newest analysis frame."""
     jpeg = frames.get_snapshot(client, camera)
     if jpeg is not None:
-        return heatmaps.decode_jpeg(jpeg)
+        return rendering.decode_jpeg(jpeg)
     frame = frames.newest_frame(client, camera)
-    return heatmaps.gray_to_bgr(frame.array()) if frame is not None else None
+    return rendering.gray_to_bgr(frame.array()) if frame is not None else None
 
 
 def _fallback_size(client: redis.Redis, camera: str) -> tuple[int, int]:
@@ -112,7 +114,7 @@ def _fallback_size(client: redis.Redis, camera: str) -> tuple[int, int]:
     responses={**PNG_RESPONSE, 404: {"description": "Unknown alert, or its error map has expired."}},
 )
 def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Response:
-    alert = store.get_alert(client, alert_id)
+    alert = alert_store.get_alert(client, alert_id)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
     error_map = frames.error_map(client, alert.camera, alert.peak_seq)
@@ -126,7 +128,7 @@ def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Res
         client, alert.camera, alert.peak_seq, alert.peak_ts, settings.analysis.display_interval_s
     )
     label = f"pixel error, frame {alert.peak_seq}"
-    return _png(heatmaps.render_overlay(base, error_map, label=label))
+    return _png(rendering.render_overlay(base, error_map, label=label))
 
 
 @router.get(
@@ -135,7 +137,7 @@ def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Res
     responses={404: {"description": "Unknown alert."}},
 )
 def alert_clip(alert_id: str, client: RedisDep) -> list[ClipFrame]:
-    alert = store.get_alert(client, alert_id)
+    alert = alert_store.get_alert(client, alert_id)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
     end_ts = alert.end_ts if alert.end_ts is not None else time.time()
@@ -193,11 +195,11 @@ def camera_heatmap(
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"camera '{camera_id}' had no anomalous frames in the last {window}"
         )
-    heat = heatmaps.sum_maps(maps)
+    heat = rendering.sum_maps(maps)
     base = _latest_image(client, camera_id)
     if base is None:
-        base = heatmaps.neutral_image(*heat.shape)
-    return _png(heatmaps.render_overlay(base, heat, label=f"anomaly heat, last {window}"))
+        base = rendering.neutral_image(*heat.shape)
+    return _png(rendering.render_overlay(base, heat, label=f"anomaly heat, last {window}"))
 
 
 @router.get(

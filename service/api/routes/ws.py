@@ -24,7 +24,7 @@ from service.api.deps import FeedLimiterDep, RedisDep
 from service.api.errors import REDIS_UNAVAILABLE
 from service.api.schemas import AlertEventOut
 from workers.bus.keys import CAMERA_ID_PATTERN, AlertEvent
-from workers.store import alerts as store
+from workers.store import alerts as alert_store
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,12 @@ class _EventReader:
 
     async def last_id(self) -> str:
         return await anyio.to_thread.run_sync(
-            store.last_alert_event_id, self.client, limiter=self.limiter, abandon_on_cancel=True
+            alert_store.last_alert_event_id, self.client, limiter=self.limiter, abandon_on_cancel=True
         )
 
     async def after(self, event_id: str) -> list[tuple[str, AlertEvent]]:
         read = functools.partial(
-            store.read_alert_events, self.client, event_id, count=READ_BATCH, block_ms=READ_BLOCK_MS
+            alert_store.read_alert_events, self.client, event_id, count=READ_BATCH, block_ms=READ_BLOCK_MS
         )
         return await anyio.to_thread.run_sync(read, limiter=self.limiter, abandon_on_cancel=True)
 

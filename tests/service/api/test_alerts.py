@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import AlertWriter
-from workers.store import alerts as store
+from workers.store import alerts as alert_store
 
 T0 = 1_700_000_000.0
 
@@ -74,7 +74,7 @@ def test_cursor_pages_are_stable_under_inserts(api: TestClient, write_alert: Ale
 def test_pagination_with_a_state_filter_covers_every_match_once(
     api: TestClient, write_alert: AlertWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "ALERT_SCAN_BATCH", 2)  # several index reads per page
+    monkeypatch.setattr(alert_store, "ALERT_SCAN_BATCH", 2)  # several index reads per page
     for i in range(30):
         write_alert(f"a{i:02d}", start_ts=T0 + i, state="open" if i % 3 == 0 else "closed")
     pages = all_pages(api, state="open", limit=4)

@@ -11,7 +11,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service.api import rendering as heatmaps
+from service.api import rendering
 from service.api.app import create_app
 from tests.service.conftest import AlertWriter
 from workers.bus import keys
@@ -30,9 +30,9 @@ def hot_spot_map(height: int = 32, width: int = 48) -> np.ndarray:
 
 def test_overlay_colours_only_where_the_error_is_meaningful() -> None:
     base = np.full((HEIGHT * 8, WIDTH * 8, 3), 100, dtype=np.uint8)
-    image = heatmaps.render_overlay(base, hot_spot_map(), label="pixel error")
+    image = rendering.render_overlay(base, hot_spot_map(), label="pixel error")
     picture = image[: base.shape[0]]
-    assert image.shape == (base.shape[0] + heatmaps.SCALE_BAR_HEIGHT, base.shape[1], 3)
+    assert image.shape == (base.shape[0] + rendering.SCALE_BAR_HEIGHT, base.shape[1], 3)
     # far from the hot spot the image is untouched; on it, the top of the colour map (red in JET) shows
     assert (picture[-20:, :100] == 100).all()
     blue, green, red = picture[base.shape[0] * 12 // 32, base.shape[1] * 30 // 48].astype(int)
@@ -41,41 +41,41 @@ def test_overlay_colours_only_where_the_error_is_meaningful() -> None:
 
 def test_a_map_of_zeros_leaves_the_image_as_it_was() -> None:
     base = np.random.default_rng(0).integers(0, 255, (200, 480, 3), dtype=np.uint8)
-    image = heatmaps.render_overlay(base, np.zeros((10, 10), dtype=np.float32))
+    image = rendering.render_overlay(base, np.zeros((10, 10), dtype=np.float32))
     assert np.array_equal(image[:200], base)
 
 
 def test_small_frames_are_upscaled_and_the_scale_bar_spans_the_colour_map() -> None:
     gray = np.full((HEIGHT, WIDTH), 50, dtype=np.uint8)
-    image = heatmaps.render_overlay(heatmaps.gray_to_bgr(gray), hot_spot_map(), top=4.0)
-    assert image.shape[1] == heatmaps.MIN_WIDTH
-    assert image.shape[0] == round(HEIGHT * heatmaps.MIN_WIDTH / WIDTH) + heatmaps.SCALE_BAR_HEIGHT
-    bar_row = image[-heatmaps.SCALE_BAR_HEIGHT + 12]
+    image = rendering.render_overlay(rendering.gray_to_bgr(gray), hot_spot_map(), top=4.0)
+    assert image.shape[1] == rendering.MIN_WIDTH
+    assert image.shape[0] == round(HEIGHT * rendering.MIN_WIDTH / WIDTH) + rendering.SCALE_BAR_HEIGHT
+    bar_row = image[-rendering.SCALE_BAR_HEIGHT + 12]
     low, high = bar_row[15].astype(int), bar_row[-15].astype(int)
     assert low[0] > low[2] and high[2] > high[0]  # blue at 0, red at the top
 
 
 def test_overlay_refuses_arrays_of_the_wrong_shape() -> None:
     with pytest.raises(ValueError, match="BGR"):
-        heatmaps.render_overlay(np.zeros((10, 10), dtype=np.uint8), hot_spot_map())
+        rendering.render_overlay(np.zeros((10, 10), dtype=np.uint8), hot_spot_map())
     with pytest.raises(ValueError, match="2-D"):
-        heatmaps.render_overlay(np.zeros((10, 10, 3), dtype=np.uint8), np.zeros((2, 2, 2)))
+        rendering.render_overlay(np.zeros((10, 10, 3), dtype=np.uint8), np.zeros((2, 2, 2)))
 
 
 def test_sum_maps_resizes_maps_of_another_size() -> None:
     small = np.ones((4, 6), dtype=np.float32)
     large = np.ones((8, 12), dtype=np.float32)
-    total = heatmaps.sum_maps([small, large])
+    total = rendering.sum_maps([small, large])
     assert total.shape == (8, 12) and np.allclose(total, 2.0)
     with pytest.raises(ValueError):
-        heatmaps.sum_maps([])
+        rendering.sum_maps([])
 
 
 def test_png_and_jpeg_round_trip_and_bad_bytes_are_refused() -> None:
     image = np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)
-    assert np.array_equal(heatmaps.decode_jpeg(heatmaps.encode_png(image)), image)
+    assert np.array_equal(rendering.decode_jpeg(rendering.encode_png(image)), image)
     with pytest.raises(ValueError, match="not a decodable image"):
-        heatmaps.decode_jpeg(b"not an image")
+        rendering.decode_jpeg(b"not an image")
 
 
 # ---------------------------------------------------------------- endpoints
@@ -148,7 +148,7 @@ def test_alert_heatmap_uses_the_display_image_of_the_peak_frame(
     response = client.get(f"/api/alerts/{alert.id}/heatmap.png")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     image = decode_png(response.content)
-    assert image.shape == (480 + heatmaps.SCALE_BAR_HEIGHT, 640, 3)
+    assert image.shape == (480 + rendering.SCALE_BAR_HEIGHT, 640, 3)
     assert abs(int(image[470, 10].mean()) - 200) < 8  # uncoloured corner: the bright display image
 
 
@@ -162,7 +162,7 @@ def test_alert_heatmap_falls_back_to_the_analysis_frame_upscaled(
     alert = write_alert(redis_client, "cam1", peak_seq=3, peak_ts=now + 0.3)
     redis_client.set(keys.error_map_key("cam1", 3), encode_error_map(np.pad(hot_spot_map(), 16)))
     image = decode_png(client.get(f"/api/alerts/{alert.id}/heatmap.png").content)
-    assert image.shape[1] == heatmaps.MIN_WIDTH
+    assert image.shape[1] == rendering.MIN_WIDTH
     assert abs(int(image[5, 5].mean()) - 70) < 4
 
 
@@ -173,8 +173,8 @@ def test_alert_heatmap_without_any_image_left_is_drawn_on_a_neutral_background(
     alert = write_alert(redis_client, "cam1", peak_seq=7, peak_ts=time.time() - 3600)
     redis_client.set(keys.error_map_key("cam1", 7), encode_error_map(np.pad(hot_spot_map(), 16)))
     image = decode_png(client.get(f"/api/alerts/{alert.id}/heatmap.png").content)
-    assert image.shape[1] == heatmaps.MIN_WIDTH
-    assert (image[2, 2] == heatmaps.NEUTRAL_GRAY).all()
+    assert image.shape[1] == rendering.MIN_WIDTH
+    assert (image[2, 2] == rendering.NEUTRAL_GRAY).all()
 
 
 def test_alert_heatmap_of_an_unknown_alert_or_an_expired_map_is_404(
@@ -198,7 +198,7 @@ def test_camera_heatmap_sums_the_window_over_the_latest_snapshot(
     redis_client.set(keys.heat_bucket_key("cam1", minute - 5), encode_error_map(np.pad(hot_spot_map(), 16)))
     response = client.get("/api/cameras/cam1/heatmap.png", params={"window": "10m"})
     assert response.status_code == 200
-    assert decode_png(response.content).shape == (320 + heatmaps.SCALE_BAR_HEIGHT, 480, 3)
+    assert decode_png(response.content).shape == (320 + rendering.SCALE_BAR_HEIGHT, 480, 3)
     assert client.get("/api/cameras/cam1/heatmap.png").status_code == 200  # default window: 1h
 
 

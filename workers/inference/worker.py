@@ -44,9 +44,6 @@ from workers.store.error_maps import encode_error_map
 log = logging.getLogger(__name__)
 
 
-SCORER_STATE_INTERVAL_S = 10.0  # the normalization window is large: persist it now and then, not per batch
-
-
 def load_serving_detector(settings: Settings, client: redis.Redis) -> tuple[Detector, float | None]:
     """The pinned model (settings), else the published current version, else the motion baseline; with the
     version's adaptive alert threshold (None: the configured one)."""
@@ -75,7 +72,6 @@ class CameraSlot:
     mask: np.ndarray | None
     read_id: str = "0"  # "0": our pending entries first (claimed from a dead owner); then ">"
     needs_history: bool = True
-    last_state_save: float = 0.0
     scored: int = 0
     last_frame_ts: float = 0.0
     last_seq: int | None = None  # of the last frame scored: a jump past it means frames were dropped
@@ -379,7 +375,6 @@ class InferenceWorker(WorkerProcess):
     def _write(self, scored: list[ScoredFrame]) -> None:
         cameras = sorted({item.camera for item in scored})
         dropped = self._dropped_before(scored)
-        now = time.time()
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 self.leases.watch_owned(pipe, cameras)
@@ -388,10 +383,11 @@ class InferenceWorker(WorkerProcess):
                     self._queue_results(pipe, item)
                 for camera in cameras:
                     slot = self.slots[camera]
-                    state = {"tracker": json.dumps(slot.tracker.state_dict())}
-                    if now - slot.last_state_save >= SCORER_STATE_INTERVAL_S:
-                        state["stream"] = json.dumps(slot.stream.state_dict())
-                        slot.last_state_save = now
+                    # with the results they produced: a takeover resumes exactly where the scores end
+                    state = {
+                        "tracker": json.dumps(slot.tracker.state_dict()),
+                        "stream": json.dumps(slot.stream.state_dict()),
+                    }
                     pipe.hset(keys.scorer_state_key(camera), mapping=state)
                     if dropped[camera][0]:
                         pipe.hincrby(keys.scorer_state_key(camera), DROPPED_FIELD, dropped[camera][0])

@@ -147,6 +147,12 @@ class CameraConfig(BaseModel):
     width: int | None = Field(None, strict=True, ge=32, le=1920)
     height: int | None = Field(None, strict=True, ge=32, le=1080)
     loop: bool = Field(False, strict=True, description="Files and folders: start again at the end.")
+    recording: bool = Field(
+        False,
+        strict=True,
+        description="Network sources: a recording that finishes (or loops) at its end; off: a camera, "
+        "whose end is a disconnect (reconnect with backoff), even if it announces a duration.",
+    )
     threshold: float | None = Field(
         None, strict=True, gt=0, lt=1, description="Alert threshold for this camera."
     )

@@ -138,7 +138,10 @@ class CameraIngest:
         while not self.stop_event.is_set():
             try:
                 source = open_source(
-                    self.config.source, folder_fps=self.fps, open_timeout_s=self.open_timeout_s
+                    self.config.source,
+                    folder_fps=self.fps,
+                    open_timeout_s=self.open_timeout_s,
+                    recording=self.config.recording,
                 )
             except SourceError as exc:
                 if not is_live(self.config.source):  # a missing or broken local file will not come back

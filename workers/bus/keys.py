@@ -271,6 +271,10 @@ class Alert(BaseModel):
     peak_seq: int
     peak_ts: float
     model: str
+    end_reason: str | None = Field(
+        None,
+        description="Why an alert closed other than by its scores (camera reconnected, stopped, disabled).",
+    )
     category: str | None = Field(
         None, description="Event type: the operator's label, else the category head's prediction ('unknown')."
     )

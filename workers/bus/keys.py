@@ -256,6 +256,7 @@ class ScoreMessage(StreamMessage):
     model: str = Field(description="Model version that scored the frame.")
     anomalous: bool
     scored_ts: float = Field(default_factory=now)
+    session: int | None = Field(None, description="The frame's stream session (None: written before 0.x).")
 
 
 class Alert(BaseModel):

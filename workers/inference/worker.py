@@ -432,6 +432,7 @@ class InferenceWorker(WorkerProcess):
             raw=item.raw,
             model=self.detector.info.version,
             anomalous=item.score >= slot.tracker.config.threshold,
+            session=frame.session,
         )
         pipe.xadd(keys.scores_stream(item.camera), message.to_fields(), maxlen=cap, approximate=True)
         if item.score >= 0.5 * slot.tracker.config.threshold or slot.tracker.alert is not None:

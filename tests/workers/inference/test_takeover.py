@@ -35,9 +35,9 @@ def write_range(client: redis.Redis, camera: str, seqs: range) -> None:
         client.xadd(keys.frames_stream(camera), message.to_fields())
 
 
-def scores(client: redis.Redis, camera: str) -> dict[int, tuple[float, float]]:
+def scores(client: redis.Redis, camera: str) -> dict[int, tuple[float, float, str, int | None]]:
     entries = [keys.ScoreMessage.from_fields(f) for _, f in client.xrange(keys.scores_stream(camera))]
-    return {entry.seq: (entry.score, entry.raw) for entry in entries}
+    return {entry.seq: (entry.score, entry.raw, entry.model, entry.session) for entry in entries}
 
 
 def test_a_takeover_after_sigkill_scores_every_frame_as_an_undisturbed_run(

@@ -234,17 +234,5 @@ def camera_scores(
     scores = frames.page_scores(client, camera_id, since_ts, limit, after=after, before=before)
     if not scores and cameras.get_camera(client, camera_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
-    return [
-        ScorePoint(
-            cursor=cursor,
-            seq=m.seq,
-            ts=m.ts,
-            score=m.score,
-            anomalous=m.anomalous,
-            raw=m.raw,
-            model=m.model,
-            scored_ts=m.scored_ts,
-            session=m.session,
-        )
-        for cursor, m in scores
-    ]
+    fields = set(ScorePoint.model_fields) - {"cursor"}
+    return [ScorePoint(cursor=cursor, **m.model_dump(include=fields)) for cursor, m in scores]

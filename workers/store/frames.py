@@ -88,11 +88,16 @@ def page_scores(
     `limit` after the entry id `after`, else the last `limit` before `before` (or the newest)."""
     # score entries are written after their frame's capture: ids at or after `since` hold every such frame
     low = str(int(since_ts * 1000)) if since_ts is not None else "-"
-    if after is not None:
-        entries = client.xrange(keys.scores_stream(camera), min=f"({after}", max="+", count=limit)
-    else:
-        high = f"({before}" if before is not None else "+"
-        entries = client.xrevrange(keys.scores_stream(camera), max=high, min=low, count=limit)[::-1]
+    try:
+        if after is not None:
+            entries = client.xrange(keys.scores_stream(camera), min=f"({after}", max="+", count=limit)
+        else:
+            high = f"({before}" if before is not None else "+"
+            entries = client.xrevrange(keys.scores_stream(camera), max=high, min=low, count=limit)[::-1]
+    except redis.ResponseError as exc:
+        if "for the interval" not in str(exc):
+            raise
+        return []  # an exclusive bound past the first or last possible id: nothing lies beyond it
     scores = ((entry_id.decode(), keys.ScoreMessage.from_fields(fields)) for entry_id, fields in entries)
     return [(entry_id, score) for entry_id, score in scores if since_ts is None or score.ts >= since_ts]
 

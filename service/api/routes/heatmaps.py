@@ -33,7 +33,7 @@ MAX_WINDOW_S = 7 * 86400
 FRAMES_NEAR = 8
 DISPLAY_NEAR = 2
 MAX_SCORES = 3000
-CURSOR_PATTERN = r"^\d{1,20}-\d{1,20}$"  # a score's stream entry id
+CURSOR_PATTERN = r"^\d{1,19}-\d{1,19}$"  # a score's stream entry id
 
 Message = TypeVar("Message", keys.FrameMessage, keys.DisplayMessage)
 

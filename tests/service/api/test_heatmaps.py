@@ -274,6 +274,7 @@ def test_scores_page_with_a_cursor_both_ways(client: TestClient, redis_client: r
     assert page(limit=4, before=cursors[2]) == [0, 1]
     assert page(limit=4, after=cursors[2]) == [3, 4, 5, 6]
     assert page(limit=4, after=cursors[9]) == []
+    assert page(before="0-0") == [] and page(after="9999999999999999999-9999999999999999999") == []
     assert client.get("/api/cameras/cam1/scores", params={"since": "yesterday"}).status_code == 422
 
 

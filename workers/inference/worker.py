@@ -54,7 +54,7 @@ class CameraSlot:
     read_id: str = "0"  # "0": our pending entries first (claimed from a dead owner); then ">"
     needs_history: bool = True
     scored: int = 0
-    last_frame_ts: float = 0.0
+    lag_s: float | None = None  # capture to written score of the last frame scored: stays put when idle
     last_seq: int | None = None  # of the last frame scored: a jump past it means frames were dropped
     session: int | None = None  # of the last frame scored: a new one closes the open alert
     dropped: int = 0
@@ -409,10 +409,11 @@ class InferenceWorker(WorkerProcess):
                     camera,
                     missing,
                 )
+        written = time.time()
         for item in scored:
             slot = self.slots[item.camera]
             slot.scored += 1
-            slot.last_frame_ts = item.frame.ts
+            slot.lag_s = written - item.frame.ts
             for event_type, alert in item.events:
                 log.info(
                     "alert %s %s: camera %s peak %.2f", event_type, alert.id, alert.camera, alert.peak_score
@@ -469,9 +470,7 @@ class InferenceWorker(WorkerProcess):
             "last_batch_size": self.last_batch_size,
             "model": self.detector.info.version if self.detector else None,
             "lag_s": {
-                cam: round(time.time() - slot.last_frame_ts, 3)
-                for cam, slot in self.slots.items()
-                if slot.last_frame_ts
+                cam: round(slot.lag_s, 3) for cam, slot in self.slots.items() if slot.lag_s is not None
             },
         }
 

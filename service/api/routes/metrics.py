@@ -143,7 +143,7 @@ def _worker_metrics(out: _Families, client: redis.Redis, now: float, alive_s: fl
     )
     worker_lag = out.gauge(
         "vigil_inference_lag_seconds",
-        "At the worker's heartbeat: seconds since the capture of the camera's last scored frame.",
+        "Seconds from capture to written score of the camera's last scored frame (kept while idle).",
         ["worker", "camera"],
     )
     counts = dict.fromkeys(WORKER_ROLES, 0)

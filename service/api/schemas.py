@@ -52,6 +52,9 @@ class ReadinessOut(BaseModel):
     live_workers: dict[str, int]
     missing: list[str]
     detail: str
+    # enabled cameras that are not delivering frames; they do not make the service unready (one dead camera
+    # must not take the API out of a load balancer), but an operator sees them here
+    cameras_down: dict[str, str] = Field(default_factory=dict, description="camera id -> its ingest state")
 
 
 # Every CameraConfig field but the id, each optional: the fields sent are merged into the stored camera

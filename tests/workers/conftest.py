@@ -105,9 +105,10 @@ def gstreamer_rtsp() -> None:
 class RtspServer:
     """tests/rtsp_server.py as a child process on a fixed loopback port, so it can be stopped and restarted."""
 
-    def __init__(self, mount: str = "/cam") -> None:
+    def __init__(self, mount: str = "/cam", file: Path | None = None) -> None:
         self.port = free_port()
         self.mount = mount
+        self.file = file  # recorded footage, played once (the server announces its duration); else live
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, path: str | None = None, credentials: str = "") -> str:
@@ -116,6 +117,7 @@ class RtspServer:
 
     def start(self) -> RtspServer:
         command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount]
+        command += ["--file", str(self.file)] if self.file else []
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # "ready", or EOF if it failed

@@ -147,6 +147,12 @@ class CameraConfig(BaseModel):
     width: int | None = Field(None, strict=True, ge=32, le=1920)
     height: int | None = Field(None, strict=True, ge=32, le=1080)
     loop: bool = Field(False, strict=True, description="Files and folders: start again at the end.")
+    recording: bool = Field(
+        False,
+        strict=True,
+        description="Network sources: a recording that finishes (or loops) at its end; off: a camera, "
+        "whose end is a disconnect (reconnect with backoff), even if it announces a duration.",
+    )
     threshold: float | None = Field(
         None, strict=True, gt=0, lt=1, description="Alert threshold for this camera."
     )
@@ -250,6 +256,7 @@ class ScoreMessage(StreamMessage):
     model: str = Field(description="Model version that scored the frame.")
     anomalous: bool
     scored_ts: float = Field(default_factory=now)
+    session: int | None = Field(None, description="The frame's stream session (None: written before 0.x).")
 
 
 class Alert(BaseModel):
@@ -265,6 +272,10 @@ class Alert(BaseModel):
     peak_seq: int
     peak_ts: float
     model: str
+    end_reason: str | None = Field(
+        None,
+        description="Why an alert closed other than by its scores (camera reconnected, stopped, disabled).",
+    )
     category: str | None = Field(
         None, description="Event type: the operator's label, else the category head's prediction ('unknown')."
     )

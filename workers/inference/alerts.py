@@ -93,6 +93,18 @@ class AlertTracker:
         self.under = 0
         return closed
 
+    def close_open(self, ts: float, reason: str) -> Alert | None:
+        """Close the open alert because its camera stopped or restarted, not by its scores; None if none.
+
+        The frames that follow (if any) belong to another stream session: no alert or over-run spans both.
+        """
+        self.over = 0
+        self.run_start = self.run_peak = None
+        if self.alert is None:
+            return None
+        self.alert.end_reason = reason
+        return self._close(ts)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "over": self.over,

@@ -22,47 +22,25 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import redis
 
 from models.detector.base import Detector
-from models.detector.motion import MotionBaseline
 from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
 from models.scoring.camera import CameraStream
 from workers.bus import keys
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings
+from workers.inference.alert_writes import end_alert, queue_alert_event, stop_reason
 from workers.inference.alerts import AlertTracker, HysteresisConfig
 from workers.inference.leases import CameraLeases, LeaseLost
+from workers.inference.serving import load_serving_detector
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
-from workers.store import model_registry
-from workers.store.cameras import list_cameras
+from workers.store.cameras import camera_statuses, list_cameras
 from workers.store.error_maps import encode_error_map
 
 log = logging.getLogger(__name__)
-
-
-SCORER_STATE_INTERVAL_S = 10.0  # the normalization window is large: persist it now and then, not per batch
-
-
-def load_serving_detector(settings: Settings, client: redis.Redis) -> tuple[Detector, float | None]:
-    """The pinned model (settings), else the published current version, else the motion baseline; with the
-    version's adaptive alert threshold (None: the configured one)."""
-    from models.detector.runtime import load_detector  # the learned runtime pulls in ONNX Runtime / torch
-
-    path = settings.inference.model_path
-    threshold = None
-    if path is None:
-        current = model_registry.current_version(client)
-        if current is not None:
-            path, threshold = Path(current.path), current.alert_threshold
-    if path is None:
-        log.info("no model configured or published: scoring with the motion baseline")
-        return MotionBaseline(settings.analysis.height, settings.analysis.width), None
-    detector = load_detector(Path(path), device=settings.inference.device, threads=settings.inference.threads)
-    return detector, threshold
 
 
 @dataclass
@@ -75,10 +53,10 @@ class CameraSlot:
     mask: np.ndarray | None
     read_id: str = "0"  # "0": our pending entries first (claimed from a dead owner); then ">"
     needs_history: bool = True
-    last_state_save: float = 0.0
     scored: int = 0
-    last_frame_ts: float = 0.0
+    lag_s: float | None = None  # capture to written score of the last frame scored: stays put when idle
     last_seq: int | None = None  # of the last frame scored: a jump past it means frames were dropped
+    session: int | None = None  # of the last frame scored: a new one closes the open alert
     dropped: int = 0
     heat_minute: int | None = None  # the minute `heat` sums the anomalous error maps of
     heat: np.ndarray | None = None
@@ -163,14 +141,18 @@ class InferenceWorker(WorkerProcess):
         """Renew leases, take free cameras up to a fair share, drop removed ones."""
         ttl = self.settings.inference.lease_ttl_ms
         configs = {config.id: config for config in list_cameras(self.client)}
+        statuses = camera_statuses(self.client)
         for camera in list(self.slots):
             config = configs.get(camera)
             if config is None or not config.enabled:
+                self._close_alert(camera, "camera disabled" if config else "camera removed")
                 self.drop(camera, release=True)
             elif not self.leases.renew(camera, ttl):
                 self.drop(camera, release=False)
             elif config != self.slots[camera].config:
                 self._reconfigure(camera, config)
+            if camera in self.slots and (reason := stop_reason(statuses.get(camera))):
+                self._close_alert(camera, reason)
         wanted = [cam for cam, cfg in sorted(configs.items()) if cfg.enabled]
         share = math.ceil(len(wanted) / max(self._live_workers(), 1))
         for camera in list(self.slots)[share:]:
@@ -197,7 +179,9 @@ class InferenceWorker(WorkerProcess):
         slot = self._new_slot(config)
         saved = self.client.hgetall(keys.scorer_state_key(camera))
         if b"stream" in saved:
-            slot.stream.load_state_dict(json.loads(saved[b"stream"]))
+            stream_state = json.loads(saved[b"stream"])
+            slot.stream.load_state_dict(stream_state)
+            slot.session = stream_state.get("session")
         if b"tracker" in saved:
             slot.tracker.load_state_dict(json.loads(saved[b"tracker"]))
         last_score = self.client.xrevrange(keys.scores_stream(camera), count=1)
@@ -248,10 +232,20 @@ class InferenceWorker(WorkerProcess):
         old = self.slots[camera]
         slot = self._new_slot(config)
         slot.stream, slot.read_id, slot.needs_history = old.stream, old.read_id, old.needs_history
-        slot.last_seq, slot.dropped = old.last_seq, old.dropped
+        slot.last_seq, slot.dropped, slot.session = old.last_seq, old.dropped, old.session
         slot.tracker.load_state_dict(old.tracker.state_dict())
         self.slots[camera] = slot
         log.info("camera %s: settings changed", camera)
+
+    def _close_alert(self, camera: str, reason: str) -> None:
+        slot = self.slots[camera]
+        try:
+            alert = end_alert(self.client, self.leases, camera, slot.tracker, slot.last_seq, reason)
+        except LeaseLost:
+            self.drop(camera, release=False)  # the next owner decides from the saved state
+            return
+        if alert is not None:
+            log.info("alert end %s: camera %s (%s)", alert.id, camera, reason)
 
     def drop(self, camera: str, *, release: bool) -> None:
         self.slots.pop(camera, None)
@@ -362,7 +356,11 @@ class InferenceWorker(WorkerProcess):
             slot = self.slots[item.camera]
             item.raw = float(raw)
             item.score = slot.stream.score(item.raw)
-            item.events = slot.tracker.update(item.frame.seq, item.frame.ts, item.score, model)
+            if slot.session is not None and item.frame.session != slot.session:
+                ended = slot.tracker.close_open(item.frame.ts, "camera reconnected: a new stream session")
+                item.events = [("end", ended)] if ended else []
+            slot.session = item.frame.session
+            item.events += slot.tracker.update(item.frame.seq, item.frame.ts, item.score, model)
         return scored
 
     def _dropped_before(self, scored: list[ScoredFrame]) -> dict[str, tuple[int, int]]:
@@ -379,7 +377,6 @@ class InferenceWorker(WorkerProcess):
     def _write(self, scored: list[ScoredFrame]) -> None:
         cameras = sorted({item.camera for item in scored})
         dropped = self._dropped_before(scored)
-        now = time.time()
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 self.leases.watch_owned(pipe, cameras)
@@ -388,10 +385,11 @@ class InferenceWorker(WorkerProcess):
                     self._queue_results(pipe, item)
                 for camera in cameras:
                     slot = self.slots[camera]
-                    state = {"tracker": json.dumps(slot.tracker.state_dict())}
-                    if now - slot.last_state_save >= SCORER_STATE_INTERVAL_S:
-                        state["stream"] = json.dumps(slot.stream.state_dict())
-                        slot.last_state_save = now
+                    # with the results they produced: a takeover resumes exactly where the scores end
+                    state = {
+                        "tracker": json.dumps(slot.tracker.state_dict()),
+                        "stream": json.dumps(slot.stream.state_dict()),
+                    }
                     pipe.hset(keys.scorer_state_key(camera), mapping=state)
                     if dropped[camera][0]:
                         pipe.hincrby(keys.scorer_state_key(camera), DROPPED_FIELD, dropped[camera][0])
@@ -411,10 +409,11 @@ class InferenceWorker(WorkerProcess):
                     camera,
                     missing,
                 )
+        written = time.time()
         for item in scored:
             slot = self.slots[item.camera]
             slot.scored += 1
-            slot.last_frame_ts = item.frame.ts
+            slot.lag_s = written - item.frame.ts
             for event_type, alert in item.events:
                 log.info(
                     "alert %s %s: camera %s peak %.2f", event_type, alert.id, alert.camera, alert.peak_score
@@ -434,6 +433,7 @@ class InferenceWorker(WorkerProcess):
             raw=item.raw,
             model=self.detector.info.version,
             anomalous=item.score >= slot.tracker.config.threshold,
+            session=frame.session,
         )
         pipe.xadd(keys.scores_stream(item.camera), message.to_fields(), maxlen=cap, approximate=True)
         if item.score >= 0.5 * slot.tracker.config.threshold or slot.tracker.alert is not None:
@@ -445,11 +445,7 @@ class InferenceWorker(WorkerProcess):
         if message.anomalous:
             self._add_heat(pipe, slot, item)
         for event_type, alert in item.events:
-            start_ms = int(alert.start_ts * 1000)
-            pipe.hset(keys.ALERTS, alert.id, alert.model_dump_json())
-            pipe.zadd(keys.ALERTS_BY_TIME, {alert.id: start_ms})
-            pipe.zadd(keys.alerts_by_camera(item.camera), {alert.id: start_ms})
-            pipe.xadd(keys.ALERT_EVENTS, keys.AlertEvent.of(event_type, alert).to_fields())
+            queue_alert_event(pipe, event_type, alert)
 
     def _add_heat(self, pipe: redis.client.Pipeline, slot: CameraSlot, item: ScoredFrame) -> None:
         """Accumulate where anomalies are, per minute, for the camera heat map over a time window."""
@@ -474,9 +470,7 @@ class InferenceWorker(WorkerProcess):
             "last_batch_size": self.last_batch_size,
             "model": self.detector.info.version if self.detector else None,
             "lag_s": {
-                cam: round(time.time() - slot.last_frame_ts, 3)
-                for cam, slot in self.slots.items()
-                if slot.last_frame_ts
+                cam: round(slot.lag_s, 3) for cam, slot in self.slots.items() if slot.lag_s is not None
             },
         }
 

@@ -117,7 +117,7 @@ class FrameSource(Protocol):
 class AvSource:
     """A video file or a network stream decoded by PyAV (FFmpeg)."""
 
-    def __init__(self, source: str, *, open_timeout_s: float = 5.0) -> None:
+    def __init__(self, source: str, *, open_timeout_s: float = 5.0, recording: bool = False) -> None:
         self.live = is_live(source)
         self.description = redact(source)
         if not self.live and not Path(source).is_file():
@@ -139,8 +139,9 @@ class AvSource:
         if not self.container.streams.video:
             self.container.close()
             raise SourceError(f"cannot open {self.description}: no video stream")
-        # a network URL of a finite video (an MP4 over HTTP) plays like a file: paced, then finished
-        self.live = self.live and self.container.duration is None
+        # only the operator's word makes a network source a recording (paced, then finished): RTSP servers
+        # playing footage announce a duration, and a camera's stream that ends is still a disconnect
+        self.live = self.live and not recording
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
 
@@ -198,12 +199,17 @@ def expand_credentials(source: str, secrets_dir: Path = SECRETS_DIR) -> str:
     return _CREDENTIAL_REF.sub(value, source)
 
 
-def open_source(source: str, *, folder_fps: float, open_timeout_s: float = 5.0) -> FrameSource:
-    """The source for a camera's `source` string; raises SourceError with a safe message."""
+def open_source(
+    source: str, *, folder_fps: float, open_timeout_s: float = 5.0, recording: bool = False
+) -> FrameSource:
+    """The source for a camera's `source` string; raises SourceError with a safe message.
+
+    `recording`: a network source plays like a file (paced, finished at its end) instead of reconnecting.
+    """
     source = expand_credentials(source)
     if not is_live(source) and Path(source).is_dir():
         return FolderSource(source, folder_fps)
-    return AvSource(source, open_timeout_s=open_timeout_s)
+    return AvSource(source, open_timeout_s=open_timeout_s, recording=recording)
 
 
 class FpsSampler:

@@ -74,6 +74,7 @@ class CameraIngest:
         self._redis_down = False
         self._last_reconnect_reason = ""
         self.seq = 0  # of the next frame
+        self._last_id_ms = 0  # time part of the last frame's stream id: ids rise even if the clock steps back
         self.session = 0  # of the next (re)connect
         self.thread = threading.Thread(target=self._run, name=f"ingest-{config.id}", daemon=True)
 
@@ -128,6 +129,8 @@ class CameraIngest:
             if last:
                 message = keys.FrameMessage.from_fields(last[0][1])
                 self.seq, self.session = message.seq + 1, message.session + 1  # the next ones
+                self._last_id_ms = int(last[0][0].split(b"-")[0])
+                self.status.frames = self.seq  # the camera's count goes on, as its seq does
             return
 
     def _stream(self) -> None:
@@ -138,7 +141,10 @@ class CameraIngest:
         while not self.stop_event.is_set():
             try:
                 source = open_source(
-                    self.config.source, folder_fps=self.fps, open_timeout_s=self.open_timeout_s
+                    self.config.source,
+                    folder_fps=self.fps,
+                    open_timeout_s=self.open_timeout_s,
+                    recording=self.config.recording,
                 )
             except SourceError as exc:
                 if not is_live(self.config.source):  # a missing or broken local file will not come back
@@ -212,6 +218,16 @@ class CameraIngest:
                 self.session += 1  # whatever comes next starts a new frame history
         return produced, None
 
+    def _execute(self, pipe: redis.client.Pipeline, entry_id: str) -> None:
+        """Run the frame's pipeline; the frame's entry being there already (a resent pipeline) is success."""
+        try:
+            pipe.execute()
+        except redis.ResponseError:
+            top = self.client.xrevrange(keys.frames_stream(self.config.id), count=1)
+            if not top or top[0][0].decode() != entry_id:
+                raise
+            log.info("camera %s: frame %d was already stored (a resent write)", self.config.id, self.seq)
+
     def _write_frame(self, gray: np.ndarray, frame: DecodedFrame) -> None:
         camera = self.config.id
         ts = time.time()
@@ -226,8 +242,14 @@ class CameraIngest:
         )
         now = time.monotonic()
         pipe = self.client.pipeline(transaction=False)
+        # the id carries the seq: a pipeline the client resends after a timeout cannot store a frame twice
+        entry_id = f"{max(int(ts * 1000), self._last_id_ms + 1)}-{self.seq}"
         pipe.xadd(
-            keys.frames_stream(camera), message.to_fields(), maxlen=self.frames_maxlen, approximate=True
+            keys.frames_stream(camera),
+            message.to_fields(),
+            id=entry_id,
+            maxlen=self.frames_maxlen,
+            approximate=True,
         )
         if now >= self._next_display_s:
             jpeg = frame.display_jpeg(self.settings.analysis.display_width)
@@ -238,7 +260,7 @@ class CameraIngest:
             )
             self._next_display_s = now + self.settings.analysis.display_interval_s
         try:
-            pipe.execute()
+            self._execute(pipe, entry_id)
         except redis.ConnectionError as exc:
             if not self._redis_down:
                 self._event("redis_unavailable", logging.WARNING, error=exc, action="dropping frames")
@@ -251,6 +273,7 @@ class CameraIngest:
             self._redis_down = False
             self._next_status_s = 0.0  # publish the dropped count now
         self.seq += 1
+        self._last_id_ms = int(entry_id.split("-")[0])
         self._emit_times.append(now)
         self.status.frames += 1
         self.status.last_frame_ts = ts

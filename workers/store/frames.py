@@ -75,15 +75,31 @@ def heat_maps(client: redis.Redis, camera: str, minutes: range) -> list[np.ndarr
     return [decode_error_map(data) for data in encoded if data is not None]
 
 
-def recent_scores(
-    client: redis.Redis, camera: str, since_ts: float | None, limit: int
-) -> list[keys.ScoreMessage]:
-    """The camera's newest `limit` scores of frames captured at or after `since_ts`, oldest first."""
+def page_scores(
+    client: redis.Redis,
+    camera: str,
+    since_ts: float | None,
+    limit: int,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+) -> list[tuple[str, keys.ScoreMessage]]:
+    """(entry id, score) of the camera's frames captured at or after `since_ts`, oldest first: the first
+    `limit` after the entry id `after`, else the last `limit` before `before` (or the newest)."""
     # score entries are written after their frame's capture: ids at or after `since` hold every such frame
     low = str(int(since_ts * 1000)) if since_ts is not None else "-"
-    entries = client.xrevrange(keys.scores_stream(camera), max="+", min=low, count=limit)
-    scores = (keys.ScoreMessage.from_fields(fields) for _, fields in reversed(entries))
-    return [score for score in scores if since_ts is None or score.ts >= since_ts]
+    try:
+        if after is not None:
+            entries = client.xrange(keys.scores_stream(camera), min=f"({after}", max="+", count=limit)
+        else:
+            high = f"({before}" if before is not None else "+"
+            entries = client.xrevrange(keys.scores_stream(camera), max=high, min=low, count=limit)[::-1]
+    except redis.ResponseError as exc:
+        if "for the interval" not in str(exc):
+            raise
+        return []  # an exclusive bound past the first or last possible id: nothing lies beyond it
+    scores = ((entry_id.decode(), keys.ScoreMessage.from_fields(fields)) for entry_id, fields in entries)
+    return [(entry_id, score) for entry_id, score in scores if since_ts is None or score.ts >= since_ts]
 
 
 @dataclass(frozen=True)

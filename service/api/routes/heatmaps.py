@@ -33,6 +33,7 @@ MAX_WINDOW_S = 7 * 86400
 FRAMES_NEAR = 8
 DISPLAY_NEAR = 2
 MAX_SCORES = 3000
+CURSOR_PATTERN = r"^\d{1,19}-\d{1,19}$"  # a score's stream entry id
 
 Message = TypeVar("Message", keys.FrameMessage, keys.DisplayMessage)
 
@@ -49,10 +50,15 @@ class ClipFrame(BaseModel):
 
 
 class ScorePoint(BaseModel):
+    cursor: str = Field(description="Where this score stands: pass as `after` or `before` to page from it.")
     seq: int
-    ts: float
+    ts: float = Field(description="Capture time of the frame (epoch seconds).")
     score: float
     anomalous: bool
+    raw: float = Field(description="The detector's frame score before normalization.")
+    model: str = Field(description="Model version that scored the frame.")
+    scored_ts: float = Field(description="When the frame was scored: scored_ts - ts is its latency.")
+    session: int | None = Field(description="The camera's stream session (a reconnect starts a new one).")
 
 
 def parse_window(window: str) -> int:
@@ -214,10 +220,21 @@ def camera_scores(
         str | None,
         Query(description="Only frames captured at or after this time (epoch seconds or ISO 8601)."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_SCORES, description="Most scores returned (the newest).")] = 300,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_SCORES, description="Most scores returned (the newest, or next to a cursor).")
+    ] = 300,
+    after: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="The first `limit` scores after this cursor.")
+    ] = None,
+    before: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="The last `limit` scores before this cursor.")
+    ] = None,
 ) -> list[ScorePoint]:
+    if after is not None and before is not None:
+        raise invalid_input(("query", "before"), "give either `after` or `before`, not both")
     since_ts = parse_since(since) if since is not None else None
-    scores = frames.recent_scores(client, camera_id, since_ts, limit)
+    scores = frames.page_scores(client, camera_id, since_ts, limit, after=after, before=before)
     if not scores and cameras.get_camera(client, camera_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
-    return [ScorePoint(seq=m.seq, ts=m.ts, score=m.score, anomalous=m.anomalous) for m in scores]
+    fields = set(ScorePoint.model_fields) - {"cursor"}
+    return [ScorePoint(cursor=cursor, **m.model_dump(include=fields)) for cursor, m in scores]

@@ -70,7 +70,9 @@ def _camera_metrics(out: _Families, client: redis.Redis, now: float) -> None:
     state = out.gauge("vigil_camera_state", "1 for the camera's current ingest state.", ["camera", "state"])
     fps = out.gauge("vigil_camera_fps", "Analysis frames per second the ingest worker writes.", ["camera"])
     frames = out.counter(
-        "vigil_camera_frames", "Analysis frames written since the ingest thread started.", ["camera"]
+        "vigil_camera_frames",
+        "Analysis frames the camera has written (continues across restarts, as seq does).",
+        ["camera"],
     )
     reconnects = out.counter("vigil_camera_reconnects", "Source reconnects.", ["camera"])
     ingest_dropped = out.counter(
@@ -143,7 +145,7 @@ def _worker_metrics(out: _Families, client: redis.Redis, now: float, alive_s: fl
     )
     worker_lag = out.gauge(
         "vigil_inference_lag_seconds",
-        "At the worker's heartbeat: seconds since the capture of the camera's last scored frame.",
+        "Seconds from capture to written score of the camera's last scored frame (kept while idle).",
         ["worker", "camera"],
     )
     counts = dict.fromkeys(WORKER_ROLES, 0)

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="URL_OR_PATH",
-        help="add a camera: rtsp:// or http(s):// URL, video file or frame folder (repeatable)",
+        help="add a camera: rtsp:// or http(s):// URL, video file or frame folder (repeatable); its id is the "
+        "source's name (file stem, folder or stream path) when valid and free, else cam1, cam2, ...; a source "
+        "already configured keeps its camera",
     )
     parser.add_argument(
         "--site",

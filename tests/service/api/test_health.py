@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -13,8 +14,10 @@ from service.api.app import create_app
 from service.cli.commands import api as api_command
 from service.cli.commands.common import CommandError
 from tests.service.conftest import make_settings
+from workers.bus import keys
 from workers.bus.keys import now
 from workers.config import Settings
+from workers.store.cameras import put_camera
 
 
 def test_healthz(api: TestClient) -> None:
@@ -40,6 +43,21 @@ def test_readyz_needs_live_ingest_and_inference(
     assert ready.status_code == 200
     assert ready.json()["ready"] is True
     assert ready.json()["live_workers"] == {"ingest": 1, "inference": 1}
+
+
+def test_readyz_names_cameras_that_are_not_streaming(
+    api: TestClient, redis_client: redis.Redis, heartbeat: Callable[[str, str, float], None]
+) -> None:
+    heartbeat("ingest-1", "ingest", now())
+    heartbeat("inference-1", "inference", now())
+    for camera, state in (("yard", "reconnecting"), ("gate", "streaming"), ("old", "finished")):
+        put_camera(redis_client, keys.CameraConfig(id=camera, source=f"rtsp://127.0.0.1/{camera}"))
+        status = keys.CameraStatus(camera=camera, state=state)
+        redis_client.hset(keys.CAMERA_STATUS, camera, status.model_dump_json())
+    ready = api.get("/readyz")
+    assert ready.status_code == 200  # one camera down does not take the API out of service
+    assert ready.json()["cameras_down"] == {"yard": "reconnecting"}
+    assert ready.json()["detail"] == "ready; cameras not streaming: yard (reconnecting)"
 
 
 def test_redis_down_gives_503(closed_port_url: str) -> None:

@@ -228,6 +228,7 @@ def write_scores(client: redis.Redis, camera: str, count: int, start_ts: float) 
             raw=float(seq),
             model="motion-baseline",
             anomalous=seq >= count - 2,
+            session=2,
         )
         client.xadd(keys.scores_stream(camera), score.to_fields())
 
@@ -240,11 +241,40 @@ def test_scores_are_the_newest_oldest_first_and_bounded(
     write_scores(redis_client, "cam1", 10, start)
     points = client.get("/api/cameras/cam1/scores").json()
     assert [point["seq"] for point in points] == list(range(10))
-    assert points[-1] == {"seq": 9, "ts": start + 9, "score": 0.9, "anomalous": True}
+    newest = points[-1]
+    assert {k: newest[k] for k in ("seq", "ts", "score", "anomalous", "raw", "model", "session")} == {
+        "seq": 9,
+        "ts": start + 9,
+        "score": 0.9,
+        "anomalous": True,
+        "raw": 9.0,
+        "model": "motion-baseline",
+        "session": 2,
+    }
+    assert newest["scored_ts"] >= newest["ts"] and newest["cursor"] > points[-2]["cursor"]
     assert [p["seq"] for p in client.get("/api/cameras/cam1/scores", params={"limit": 3}).json()] == [7, 8, 9]
     since = client.get("/api/cameras/cam1/scores", params={"since": start + 6}).json()
     assert [point["seq"] for point in since] == [6, 7, 8, 9]
     assert client.get("/api/cameras/cam1/scores", params={"limit": 0}).status_code == 422
+    for bad in ({"after": "x"}, {"after": "1-0", "before": "5-0"}):
+        response = client.get("/api/cameras/cam1/scores", params=bad)
+        assert response.status_code == 422 and "Traceback" not in response.text
+
+
+def test_scores_page_with_a_cursor_both_ways(client: TestClient, redis_client: redis.Redis) -> None:
+    add_camera(redis_client)
+    write_scores(redis_client, "cam1", 10, time.time() - 10)
+
+    def page(**params: str | int) -> list[int]:
+        return [p["seq"] for p in client.get("/api/cameras/cam1/scores", params=params).json()]
+
+    cursors = [p["cursor"] for p in client.get("/api/cameras/cam1/scores").json()]
+    assert page(limit=4) == [6, 7, 8, 9]
+    assert page(limit=4, before=cursors[6]) == [2, 3, 4, 5]
+    assert page(limit=4, before=cursors[2]) == [0, 1]
+    assert page(limit=4, after=cursors[2]) == [3, 4, 5, 6]
+    assert page(limit=4, after=cursors[9]) == []
+    assert page(before="0-0") == [] and page(after="9999999999999999999-9999999999999999999") == []
     assert client.get("/api/cameras/cam1/scores", params={"since": "yesterday"}).status_code == 422
 
 

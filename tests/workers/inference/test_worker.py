@@ -141,3 +141,19 @@ def test_an_invalid_stored_camera_is_skipped_and_the_others_are_scored(
     worker = start_inference("w1")
     wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 20)
     assert list(worker.slots) == ["cam1"]
+
+
+def test_the_lag_of_an_idle_camera_stays_its_last_scoring_latency(
+    redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
+) -> None:
+    add_camera(redis_client, "cam1")
+    now = time.time()
+    for seq in range(5):  # captured 2 s ago, scored at once: about 2 s of lag
+        message = frame_message("cam1", seq, BACKGROUND).model_copy(update={"ts": now - 2})
+        redis_client.xadd(keys.frames_stream("cam1"), message.to_fields())
+    worker = start_inference("w1")
+    wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 5)
+    lag = worker.status()["lag_s"]["cam1"]  # type: ignore[index]
+    assert 2 <= lag < 10
+    time.sleep(0.5)  # no frames come: the camera finished, the lag does not grow with the wall clock
+    assert worker.status()["lag_s"]["cam1"] == lag  # type: ignore[index]

@@ -7,13 +7,16 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import av
 import pytest
 import redis
 
 from tests.workers.conftest import RtspServer, RunIngest
 from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
 from workers.bus import keys
+from workers.ingest.demo import write_demo_clip
 from workers.store.cameras import put_camera
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(90)]
@@ -53,6 +56,37 @@ def test_stream_survives_a_server_restart(
     assert after[len(before)].session == before[-1].session + 1
     resumed = wait_for(state_is(redis_client, "gate", "streaming"), 5, "streaming again")
     assert resumed.reconnects >= 1
+
+
+def test_a_camera_announcing_a_duration_reconnects_after_its_server_dies(
+    run_ingest: RunIngest,
+    redis_client: redis.Redis,
+    gstreamer_rtsp: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RtspServer(file=write_demo_clip(tmp_path / "footage.mp4", seconds=20, fps=10)).start()
+    try:
+        with av.open(server.url(), options={"rtsp_transport": "tcp"}) as probe:
+            assert probe.duration is not None  # what made it look like a file
+        put_camera(redis_client, keys.CameraConfig(id="yard", source=server.url()))
+        run_ingest()
+        wait_for(lambda: (current := status(redis_client, "yard")) and current.frames >= 20, 20, "frames")
+        with caplog.at_level(logging.WARNING, logger="workers.ingest.worker"):
+            server.stop()
+            lost = wait_for(state_is(redis_client, "yard", "reconnecting"), 10, "the camera to notice")
+        assert any(
+            "camera_reconnecting" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+        )
+        assert "stream ended" in lost.message or "rtsp://127.0.0.1" in lost.message
+        before = redis_client.xlen(keys.frames_stream("yard"))
+        server.start()
+        back = time.monotonic()
+        wait_for(lambda: redis_client.xlen(keys.frames_stream("yard")) > before, 5, "frames within 5 s")
+        assert time.monotonic() - back < 5
+        assert wait_for(state_is(redis_client, "yard", "streaming"), 5, "streaming").reconnects >= 1
+    finally:
+        server.stop()
 
 
 def test_wrong_path_and_silent_server_fail_alone(

@@ -335,10 +335,11 @@ def http_server(video_clip: Path) -> Iterator[str]:
     server.server_close()
 
 
-def test_http_video_plays_like_a_file_and_a_missing_url_retries(
+def test_http_recording_plays_like_a_file_and_a_missing_url_retries(
     run_ingest: RunIngest, redis_client: redis.Redis, http_server: str, video_clip: Path
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="web", source=f"{http_server}/{video_clip.name}"))
+    url = f"{http_server}/{video_clip.name}"
+    put_camera(redis_client, keys.CameraConfig(id="web", source=url, recording=True))
     put_camera(redis_client, keys.CameraConfig(id="gone", source=f"{http_server}/gone.mp4"))
     run_ingest()
     assert wait_for(state_is(redis_client, "web", "finished"), 20, "the HTTP video").frames == 40

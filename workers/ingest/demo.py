@@ -7,7 +7,9 @@ the shared dataset is present, else a generated clip in the data directory.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -86,11 +88,22 @@ def write_demo_clip(
 ) -> Path:
     """Write the demo MP4 (keyframe every second, so a stream joins fast) and return its path."""
     path = Path(path)
+    encoder = write_clip(path, demo_frames(seconds, fps, size, seed), fps)
+    width, height = size
+    log.info("demo clip %s: %.0f s at %d fps, %dx%d, encoder %s", path, seconds, fps, width, height, encoder)
+    return path
+
+
+def write_clip(path: Path, frames: Iterable[np.ndarray], fps: int) -> str:
+    """Encode grayscale frames (keyframe every second) into a video file; returns the encoder used."""
+    rest = iter(frames)
+    first = next(rest)
+    height, width = first.shape
     path.parent.mkdir(parents=True, exist_ok=True)
     encoder = pick_encoder()
-    width, height = size
-    # faststart: the index first, so the clip also streams over HTTP without range requests
-    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+    # faststart: the index first, so an MP4 also streams over HTTP without range requests
+    options = {"movflags": "faststart"} if path.suffix.lower() == ".mp4" else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(encoder, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
@@ -98,13 +111,12 @@ def write_demo_clip(
         stream.time_base = Fraction(1, fps)
         if encoder == "mpeg4":
             stream.bit_rate = 1_000_000
-        for index, gray in enumerate(demo_frames(seconds, fps, size, seed)):
+        for index, gray in enumerate(itertools.chain([first], rest)):
             frame = av.VideoFrame.from_ndarray(np.repeat(gray[:, :, None], 3, axis=2), format="rgb24")
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    log.info("demo clip %s: %.0f s at %d fps, %dx%d, encoder %s", path, seconds, fps, width, height, encoder)
-    return path
+    return encoder
 
 
 def demo_source(project_root: Path | str, data_dir: Path | str) -> str:

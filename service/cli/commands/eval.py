@@ -167,8 +167,8 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         start, training = _start_detector(args, dataset, keep_torch=True)
         start_model, start_metadata = start.model, start.info.metadata
         height, width = start.info.height, start.info.width
-    videos, test_frames = read_split(dataset, "testing", height, width)
-    labels = load_labels(dataset, videos)
+    _, test_frames = read_split(dataset, "testing", height, width)
+    labels = load_labels(dataset, test_frames)
 
     def metrics_of(scores: dict[str, Any]) -> dict[str, float] | None:
         if labels is None:

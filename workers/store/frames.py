@@ -46,6 +46,26 @@ def newest_frame(client: redis.Redis, camera: str) -> keys.FrameMessage | None:
     return keys.FrameMessage.from_fields(newest[0][1]) if newest else None
 
 
+def buffered_runs(
+    client: redis.Redis, camera: str, since_ts: float | None, size: tuple[int, int]
+) -> list[np.ndarray]:
+    """A camera's buffered analysis frames captured since `since_ts` (all when None), resized to `size`
+    (height, width), as continuous runs uint8 [T, H, W]: a reconnect or a gap in the frame numbers
+    starts a new run, so that no motion is measured across it."""
+    low = str(int(since_ts * 1000)) if since_ts is not None else "-"
+    runs: list[list[np.ndarray]] = []
+    previous: keys.FrameMessage | None = None
+    for _, fields in client.xrange(keys.frames_stream(camera), min=low):
+        frame = keys.FrameMessage.from_fields(fields)
+        if since_ts is not None and frame.ts < since_ts:
+            continue
+        if previous is None or frame.session != previous.session or frame.seq != previous.seq + 1:
+            runs.append([])
+        runs[-1].append(frame.array(size))
+        previous = frame
+    return [np.stack(run) for run in runs]
+
+
 def displays_between(
     client: redis.Redis, camera: str, start_ts: float, end_ts: float
 ) -> list[tuple[str, keys.DisplayMessage]]:

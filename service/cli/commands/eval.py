@@ -104,7 +104,7 @@ def _start_detector(
             print("vigil eval: --save-model ignored with --model (nothing is trained)", file=sys.stderr)
         return load_detector(path, inference.device, args.threads), None
     trained = train_on_dataset(
-        dataset, detector_config(args), fit_config(args), train_videos=args.train_videos
+        dataset, detector_config(args), fit_config(args, args.minutes), train_videos=args.train_videos
     )
     training = {**trained.metadata["training"], "total_s": trained.seconds}
     if keep_torch:

@@ -18,7 +18,7 @@ from service.cli.commands import eval as eval_command
 from service.cli.commands import train as train_command
 from tests.models.conftest import HEIGHT, WIDTH, synthetic_video
 from workers.config import get_settings
-from workers.ingest.demo import write_clip
+from workers.ingest.clips import write_clip
 
 
 @pytest.fixture(autouse=True)

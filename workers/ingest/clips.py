@@ -1,4 +1,4 @@
-"""Encoding frames into a video file or an in-memory MP4 with PyAV: H.264 where an encoder exists (the
+"""Encoding frames into a video file with PyAV: H.264 where an encoder exists (the
 demo clip, alert clips, test recordings)."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import itertools
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
 
 import av
 import numpy as np
@@ -26,25 +25,19 @@ def pick_encoder() -> str:
     raise RuntimeError(f"no video encoder available in PyAV (tried {', '.join(ENCODERS)})")
 
 
-def write_clip(
-    target: Path | BinaryIO, frames: Iterable[np.ndarray], fps: int, container_format: str = "mp4"
-) -> str:
+def write_clip(path: Path, frames: Iterable[np.ndarray], fps: int) -> str:
     """Encode frames (grayscale [H, W] or BGR [H, W, 3], even sizes) with a keyframe every second into a
-    file (its format from the suffix) or a binary buffer (`container_format`); returns the encoder used."""
+    video file (its format from the suffix); returns the encoder used."""
     rest = iter(frames)
     first = next(rest)
     height, width = first.shape[:2]
-    if isinstance(target, Path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        container_format = target.suffix.lower().lstrip(".")
-        file: str | BinaryIO = str(target)
-    else:
-        file = target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container_format = path.suffix.lower().lstrip(".")
     encoder = pick_encoder()
     # faststart: the index first, so an MP4 also plays over HTTP before it has fully arrived
     options = {"movflags": "faststart"} if container_format == "mp4" else {}
     output_format = FFMPEG_FORMATS.get(container_format, container_format)
-    with av.open(file, mode="w", format=output_format, options=options) as container:
+    with av.open(str(path), mode="w", format=output_format, options=options) as container:
         stream = container.add_stream(encoder, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"

@@ -55,22 +55,16 @@ def listener(broker: Broker) -> Iterator[Listener]:
 
 
 @pytest.fixture
-def run_mqtt(redis_url: str, broker: Broker) -> Iterator[Callable[[], MqttWorker]]:
-    started: list[tuple[MqttWorker, threading.Thread]] = []
-
+def run_mqtt(
+    redis_url: str, broker: Broker, run_worker: Callable[[MqttWorker], MqttWorker]
+) -> Callable[[], MqttWorker]:
     def start() -> MqttWorker:
         config = MqttSettings(url=broker.url, retry_max_s=0.5, timeout_s=2, score_interval_s=0.2)
-        worker = MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
+        worker = run_worker(MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url))
         wait_for(lambda: worker.connected.is_set())
-        started.append((worker, thread))
         return worker
 
-    yield start
-    for worker, thread in started:
-        worker.stop()
-        thread.join(10)
+    return start
 
 
 def test_events_state_discovery_and_availability(

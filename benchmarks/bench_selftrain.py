@@ -147,8 +147,8 @@ def view_ceiling(model: Path, dataset: Path, change: dict[str, float]) -> float:
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0.0,
     )
-    videos, frames = read_split(dataset, "testing", height, width)
-    labels = datasets.load_labels(dataset, videos) or {}
+    _, frames = read_split(dataset, "testing", height, width)
+    labels = datasets.load_labels(dataset, frames) or {}
     scored = score_videos(_StillSeen(detector, visible), frames, desc="ceiling")
     return auc_report(scored, labels)["micro_auc"]
 
@@ -168,7 +168,7 @@ def mining_precision(report: dict[str, Any], dataset: Path) -> list[dict[str, An
     """Per cycle: how many frames were mined as normal / abnormal and the share that labels.json agrees
     with (frames of training videos are normal)."""
     testing = datasets.list_videos(dataset, "testing")
-    labels = datasets.load_labels(dataset, testing) or {}
+    labels = datasets.load_labels(dataset, {v.name: v.frames for v in testing}) or {}
     out = []
     for cycle in report.get("cycles", []):
         row: dict[str, Any] = {"accepted": cycle["accepted"], "reason": cycle["reason"]}

@@ -220,6 +220,28 @@ class WebhookSettings(BaseModel):
     retry_max_s: float = Field(60.0, gt=0, description="Longest backoff between tries.")
 
 
+class MqttSettings(BaseModel):
+    url: str | None = Field(
+        None,
+        description="Broker: mqtt://[user:password@]host[:1883] or mqtts:// (TLS, port 8883); user and "
+        "password may be ${NAME} references (an environment variable NAME, else /run/secrets/NAME). "
+        "Unset: no MQTT.",
+    )
+    topic_prefix: str = Field("vigil", pattern=r"^[^#+]+$", description="Topics start with this.")
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+]+$", description="Home Assistant MQTT discovery prefix."
+    )
+    discovery: bool = Field(True, description="Publish Home Assistant discovery configs per camera.")
+    tls_ca: Path | None = Field(None, description="CA file for mqtts:// (default: the system's CAs).")
+    client_id: str = Field("vigil", description="MQTT client id (one Vigil per broker per id).")
+    timeout_s: float = Field(5.0, gt=0, description="Longest wait for the broker to acknowledge a message.")
+    max_attempts: int = Field(8, ge=1, description="Tries before an event is given up (and logged).")
+    retry_max_s: float = Field(60.0, gt=0, description="Longest backoff between tries.")
+    score_interval_s: float = Field(
+        1.0, gt=0, description="How often each camera's latest score is published."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -249,6 +271,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     alerts: AlertSettings = AlertSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    mqtt: MqttSettings = MqttSettings()
     retrain: RetrainSettings = RetrainSettings()
 
     @classmethod

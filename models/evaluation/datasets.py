@@ -1,23 +1,27 @@
 """Reading datasets in the evaluation layout.
 
-DATASET/training/<video>/<frame image>   normal footage only
-DATASET/testing/<video>/<frame image>    footage to score
+DATASET/training/<video>/<frame image>   normal footage only (or training/<video>.mp4|.avi|.mkv, a recording)
+DATASET/testing/<video>/<frame image>    footage to score (or testing/<video>.<ext>)
 DATASET/labels.json                      optional: {"videos": {<video>: {"frames": N, "abnormal": [[s, e], ...]}}}
-                                         (0-based inclusive frame ranges in the sorted file-name order)
+                                         (0-based inclusive frame ranges in the sorted file-name order, for a
+                                         recording in decode order)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv"})
 
 
 class DatasetError(ValueError):
@@ -27,24 +31,45 @@ class DatasetError(ValueError):
 @dataclass(frozen=True)
 class Video:
     name: str
-    frames: tuple[Path, ...]  # sorted file-name order
+    frames: tuple[Path, ...] = ()  # a frame folder's images in sorted file-name order
+    file: Path | None = None  # a recording, decoded in order (frames is then empty)
+
+
+def _video_at(path: Path) -> Video | None:
+    """A frame folder with at least one image or a recording file; None for anything else."""
+    if path.is_dir():
+        frames = tuple(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        return Video(path.name, frames) if frames else None
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        return Video(path.stem, file=path)
+    return None
 
 
 def list_videos(dataset: Path, split: str) -> list[Video]:
-    """The videos of DATASET/<split>, sorted by name; each has at least one frame."""
+    """The videos of DATASET/<split> (frame folders and recordings), sorted by name."""
     split_dir = dataset / split
+    expected = f"expected {split}/<video>/<frames> or {split}/<video>.mp4|.avi|.mkv"
     if not dataset.is_dir():
         raise DatasetError(f"{dataset}: no such dataset directory")
     if not split_dir.is_dir():
-        raise DatasetError(f"{dataset}: no '{split}' directory (expected {split}/<video>/<frames>)")
-    videos = []
-    for video_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        frames = tuple(sorted(p for p in video_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-        if frames:
-            videos.append(Video(video_dir.name, frames))
+        raise DatasetError(f"{dataset}: no '{split}' directory ({expected})")
+    videos: dict[str, Video] = {}
+    for path in sorted(split_dir.iterdir()):
+        video = _video_at(path)
+        if video is None:
+            continue
+        if video.name in videos:  # labels.json names videos: two with one name would share labels
+            raise DatasetError(f"{split_dir}: two videos named {video.name!r} (a folder and a file?)")
+        videos[video.name] = video
     if not videos:
-        raise DatasetError(f"{split_dir}: no video directories with image frames")
-    return videos
+        raise DatasetError(f"{split_dir}: no videos ({expected})")
+    return [videos[name] for name in sorted(videos)]
+
+
+def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    if image.shape != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return image
 
 
 def read_frame(path: Path, height: int, width: int) -> np.ndarray:
@@ -52,30 +77,45 @@ def read_frame(path: Path, height: int, width: int) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise DatasetError(f"{path}: not a readable image")
-    if image.shape != (height, width):
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    return image
+    return _fit(image, height, width)
+
+
+def decode_recording(path: Path, height: int, width: int) -> np.ndarray:
+    """Every frame of a recording's first video stream in decode order, uint8 [T, height, width]."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = [_fit(f.to_ndarray(format="gray"), height, width) for f in container.decode(stream)]
+    except (av.FFmpegError, IndexError, UnicodeDecodeError) as exc:  # IndexError: no video stream
+        raise DatasetError(f"{path}: not a readable video ({type(exc).__name__}: {exc})") from exc
+    if not frames:
+        raise DatasetError(f"{path}: the recording has no frames")
+    return np.stack(frames)
 
 
 def read_video(video: Video, height: int, width: int, threads: int = 2) -> np.ndarray:
     """All frames of a video, uint8 [T, height, width] (OpenCV decodes outside the GIL)."""
+    if video.file is not None:
+        return decode_recording(video.file, height, width)
     with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
         return np.stack(list(pool.map(lambda p: read_frame(p, height, width), video.frames)))
 
 
-def load_labels(dataset: Path, videos: list[Video]) -> dict[str, np.ndarray] | None:
-    """Per test video, a bool array (True = abnormal frame); None when the dataset has no labels.json."""
+def load_labels(dataset: Path, videos: Mapping[str, Sized]) -> dict[str, np.ndarray] | None:
+    """Per test video (name: its frames, decoded or as files), a bool array (True = abnormal frame); None
+    when the dataset has no labels.json."""
     path = dataset / "labels.json"
     if not path.is_file():
         return None
     try:
         entries = json.loads(path.read_text())["videos"]
         labels = {}
-        for video in videos:
-            flags = np.zeros(len(video.frames), dtype=bool)
-            for start, end in entries[video.name]["abnormal"]:
+        for name, frames in videos.items():
+            flags = np.zeros(len(frames), dtype=bool)
+            for start, end in entries[name]["abnormal"]:
                 flags[int(start) : int(end) + 1] = True
-            labels[video.name] = flags
+            labels[name] = flags
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DatasetError(f"{path}: not a valid labels file ({type(exc).__name__}: {exc})") from exc
     return labels
@@ -85,6 +125,6 @@ def videos_hash(videos: list[Video]) -> str:
     """A short fingerprint of the footage (names and sizes of the frame files), to tie a model to its data."""
     digest = hashlib.sha256()
     for video in videos:
-        for frame in video.frames:
+        for frame in (video.file,) if video.file is not None else video.frames:
             digest.update(f"{video.name}/{frame.name}:{frame.stat().st_size}\n".encode())
     return digest.hexdigest()[:16]

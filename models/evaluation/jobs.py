@@ -78,8 +78,8 @@ class OneClassResult:
 def score_testing(dataset: Path, detector: Detector) -> OneClassResult:
     """Scores every frame of DATASET/testing; AUCs when labels.json is present."""
     started = time.monotonic()
-    videos, frames = read_split(dataset, "testing", detector.info.height, detector.info.width)
-    labels = datasets.load_labels(dataset, videos)
+    _, frames = read_split(dataset, "testing", detector.info.height, detector.info.width)
+    labels = datasets.load_labels(dataset, frames)
     decoded = time.monotonic()
     scores = score_videos(detector, frames)
     scored = time.monotonic()

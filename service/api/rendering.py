@@ -38,6 +38,14 @@ def gray_to_bgr(gray: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
 
 
+def even_size(image: np.ndarray) -> np.ndarray:
+    """`image` with its last row and column repeated where its height or width is odd (H.264 frames
+    are even-sized)."""
+    height, width = image.shape[:2]
+    pad = ((0, height % 2), (0, width % 2)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pad, mode="edge") if height % 2 or width % 2 else image
+
+
 def neutral_image(height: int, width: int) -> np.ndarray:
     """A plain gray background of the given size, for a heat map without a camera image."""
     return np.full((height, width, 3), NEUTRAL_GRAY, dtype=np.uint8)

@@ -24,6 +24,7 @@ COMMANDS = (
     "retrain",
     "api",
     "notify",
+    "mqtt",
     "train",
     "eval",
     "cameras",

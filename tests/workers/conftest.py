@@ -7,6 +7,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from workers.config import AnalysisSettings, Settings
 from workers.inference.worker import InferenceWorker
 from workers.ingest.demo import demo_frames, write_demo_clip
 from workers.ingest.worker import IngestWorker
+from workers.proc.process import WorkerProcess
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
@@ -64,19 +66,16 @@ def ingest_settings(redis_url: str, **analysis: float) -> Settings:
 RunIngest = Callable[..., IngestWorker]
 
 
-@pytest.fixture
-def run_ingest(redis_url: str) -> Iterator[RunIngest]:
-    """Start IngestWorkers on threads (realtime off unless asked); all are stopped at the end of the test."""
-    running: list[tuple[IngestWorker, threading.Thread]] = []
+Worker = TypeVar("Worker", bound=WorkerProcess)
 
-    def start(*, realtime: bool = False, open_timeout_s: float = 2.0, **analysis: float) -> IngestWorker:
-        worker = IngestWorker(
-            ingest_settings(redis_url, **analysis),
-            redis_url,
-            realtime=realtime,
-            open_timeout_s=open_timeout_s,
-        )
-        thread = threading.Thread(target=worker.run, name="ingest-worker", daemon=True)
+
+@pytest.fixture
+def run_worker() -> Iterator[Callable[[Worker], Worker]]:
+    """Runs workers in threads; stops and joins them when the test ends."""
+    running: list[tuple[WorkerProcess, threading.Thread]] = []
+
+    def start(worker: Worker) -> Worker:
+        thread = threading.Thread(target=worker.run, name=worker.worker_id, daemon=True)
         thread.start()
         running.append((worker, thread))
         return worker
@@ -85,7 +84,18 @@ def run_ingest(redis_url: str) -> Iterator[RunIngest]:
     for worker, thread in running:
         worker.stop()
         thread.join(15)
-        assert not thread.is_alive(), "the ingest worker did not stop"
+        assert not thread.is_alive(), f"the {worker.role} worker did not stop"
+
+
+@pytest.fixture
+def run_ingest(redis_url: str, run_worker: Callable[[IngestWorker], IngestWorker]) -> RunIngest:
+    """Start IngestWorkers on threads (realtime off unless asked); all are stopped at the end of the test."""
+
+    def start(*, realtime: bool = False, open_timeout_s: float = 2.0, **analysis: float) -> IngestWorker:
+        settings = ingest_settings(redis_url, **analysis)
+        return run_worker(IngestWorker(settings, redis_url, realtime=realtime, open_timeout_s=open_timeout_s))
+
+    return start
 
 
 @pytest.fixture(scope="session")

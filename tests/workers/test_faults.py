@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -39,7 +38,8 @@ from workers.bus.connection import EmbeddedRedis, connect
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
-from workers.ingest.demo import demo_frames, pick_encoder, write_demo_clip
+from workers.ingest.clips import write_clip
+from workers.ingest.demo import demo_frames, write_demo_clip
 from workers.ingest.worker import IngestWorker
 from workers.proc.process import STALE_HEARTBEAT_S
 from workers.retrain.worker import RetrainWorker
@@ -51,17 +51,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def write_ts(path: Path, size: tuple[int, int], seconds: float, fps: int = 10, seed: int = 0) -> Path:
     """An H.264 MPEG-TS clip of the demo scene (TS clips concatenate byte-wise into one stream)."""
-    with av.open(str(path), mode="w", format="mpegts") as container:
-        stream = container.add_stream(pick_encoder(), rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.gop_size = fps
-        stream.time_base = Fraction(1, fps)
-        for index, gray in enumerate(demo_frames(seconds, fps, size, seed)):
-            frame = av.VideoFrame.from_ndarray(np.repeat(gray[:, :, None], 3, axis=2), format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    write_clip(path, demo_frames(seconds, fps, size, seed), fps)
     return path
 
 

@@ -23,6 +23,9 @@ CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 INFERENCE_GROUP = "inference"
 
 
+MQTT_GROUP = "mqtt"  # consumer group on ALERT_EVENTS delivering to the MQTT broker
+
+
 def webhook_group(url_id: str) -> str:
     """Consumer group on ALERT_EVENTS delivering to one webhook URL (each URL gets every event once)."""
     return f"webhook:{url_id}"

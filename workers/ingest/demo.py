@@ -8,29 +8,18 @@ the shared dataset is present, else a generated clip in the data directory.
 from __future__ import annotations
 
 import logging
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from workers.ingest.clips import write_clip
 
 log = logging.getLogger(__name__)
 
-ENCODERS = ("libx264", "libopenh264", "h264", "mpeg4")  # first available wins
 PEDESTRIANS = 4
 PEDESTRIAN_SPEED_PX_S = 12.0
 ANOMALY_START_FRACTION = 0.4  # the square enters after 40% of the clip
 ANOMALY_CROSSING_S = 2.0
-
-
-def pick_encoder() -> str:
-    for name in ENCODERS:
-        try:
-            av.codec.Codec(name, "w")
-        except (av.FFmpegError, ValueError):  # ValueError: unknown codec name
-            continue
-        return name
-    raise RuntimeError(f"no video encoder available in PyAV (tried {', '.join(ENCODERS)})")
 
 
 def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,23 +75,8 @@ def write_demo_clip(
 ) -> Path:
     """Write the demo MP4 (keyframe every second, so a stream joins fast) and return its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoder = pick_encoder()
+    encoder = write_clip(path, demo_frames(seconds, fps, size, seed), fps)
     width, height = size
-    # faststart: the index first, so the clip also streams over HTTP without range requests
-    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream(encoder, rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.gop_size = fps
-        stream.time_base = Fraction(1, fps)
-        if encoder == "mpeg4":
-            stream.bit_rate = 1_000_000
-        for index, gray in enumerate(demo_frames(seconds, fps, size, seed)):
-            frame = av.VideoFrame.from_ndarray(np.repeat(gray[:, :, None], 3, axis=2), format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
     log.info("demo clip %s: %.0f s at %d fps, %dx%d, encoder %s", path, seconds, fps, width, height, encoder)
     return path
 

@@ -12,6 +12,8 @@ import redis
 from workers.bus import keys
 from workers.store.error_maps import decode_error_map
 
+STORE_DELAY_S = 5.0  # how long after its capture a frame may be stored (decode, queueing, clock steps)
+
 
 def get_snapshot(client: redis.Redis, camera: str) -> bytes | None:
     """The latest display JPEG of a camera, if the ingest worker has stored one."""
@@ -44,6 +46,44 @@ def frames_near(client: redis.Redis, camera: str, ts: float, count: int) -> list
 def newest_frame(client: redis.Redis, camera: str) -> keys.FrameMessage | None:
     newest = client.xrevrange(keys.frames_stream(camera), count=1)
     return keys.FrameMessage.from_fields(newest[0][1]) if newest else None
+
+
+def frames_between(
+    client: redis.Redis, camera: str, start_ts: float | None, end_ts: float | None
+) -> list[keys.FrameMessage]:
+    """The camera's buffered analysis frames captured between two times (None: no bound), oldest first."""
+    # entry ids are the times frames were stored, at or a little after their capture
+    low = str(int(start_ts * 1000)) if start_ts is not None else "-"
+    high = str(int((end_ts + STORE_DELAY_S) * 1000)) if end_ts is not None else "+"
+    messages = (
+        keys.FrameMessage.from_fields(fields)
+        for _, fields in client.xrange(keys.frames_stream(camera), low, high)
+    )
+    return [
+        m for m in messages if (start_ts is None or m.ts >= start_ts) and (end_ts is None or m.ts <= end_ts)
+    ]
+
+
+def buffered_runs(
+    client: redis.Redis, camera: str, since_ts: float | None, size: tuple[int, int]
+) -> list[np.ndarray]:
+    """A camera's buffered analysis frames captured since `since_ts` (all when None), resized to `size`
+    (height, width), as continuous runs uint8 [T, H, W]: a reconnect or a gap in the frame numbers
+    starts a new run, so that no motion is measured across it."""
+    runs: list[list[np.ndarray]] = []
+    previous: keys.FrameMessage | None = None
+    for frame in frames_between(client, camera, since_ts, None):
+        if previous is None or frame.session != previous.session or frame.seq != previous.seq + 1:
+            runs.append([])
+        runs[-1].append(frame.array(size))
+        previous = frame
+    return [np.stack(run) for run in runs]
+
+
+def error_maps(client: redis.Redis, camera: str, seqs: list[int]) -> dict[int, np.ndarray]:
+    """The pixel error maps still kept of those frames, by frame number."""
+    encoded = client.mget([keys.error_map_key(camera, seq) for seq in seqs]) if seqs else []
+    return {seq: decode_error_map(data) for seq, data in zip(seqs, encoded, strict=True) if data is not None}
 
 
 def displays_between(

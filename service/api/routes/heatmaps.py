@@ -80,7 +80,7 @@ def _png(image: np.ndarray) -> Response:
     )
 
 
-def _frame_image(client: redis.Redis, camera: str, seq: int, ts: float, tolerance_s: float) -> np.ndarray:
+def frame_image(client: redis.Redis, camera: str, seq: int, ts: float, tolerance_s: float) -> np.ndarray:
     """The camera image of frame `seq` taken at `ts`: its display JPEG, else its analysis frame (gray),
     else the display JPEG nearest in time (within `tolerance_s`), else a neutral background."""
     displays = [message for _, message in frames.displays_near(client, camera, ts, DISPLAY_NEAR)]
@@ -130,7 +130,7 @@ def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Res
             f"the error map of alert '{alert_id}' (frame {alert.peak_seq}) is no longer kept: "
             f"maps expire after {settings.inference.error_map_ttl_s} s",
         )
-    base = _frame_image(
+    base = frame_image(
         client, alert.camera, alert.peak_seq, alert.peak_ts, settings.analysis.display_interval_s
     )
     label = f"pixel error, frame {alert.peak_seq}"

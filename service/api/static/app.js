@@ -436,6 +436,9 @@
       ? `No heat map: ${problem}`
       : "Colours show where the frame differed from what the detector expected; see the scale below the image.";
     showClip(id, alert);
+    // preload none: the MP4 is encoded on demand, only when the operator plays or downloads it
+    $("alert-video").src = `${alertPath(id)}/clip.mp4?heatmap=true`;
+    $("alert-video-link").href = `${alertPath(id)}/clip.mp4`;
   }
 
   async function showClip(id, alert) {

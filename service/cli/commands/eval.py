@@ -104,7 +104,7 @@ def _start_detector(
             print("vigil eval: --save-model ignored with --model (nothing is trained)", file=sys.stderr)
         return load_detector(path, inference.device, args.threads), None
     trained = train_on_dataset(
-        dataset, detector_config(args), fit_config(args), train_videos=args.train_videos
+        dataset, detector_config(args), fit_config(args, args.minutes), train_videos=args.train_videos
     )
     training = {**trained.metadata["training"], "total_s": trained.seconds}
     if keep_torch:
@@ -167,8 +167,8 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         start, training = _start_detector(args, dataset, keep_torch=True)
         start_model, start_metadata = start.model, start.info.metadata
         height, width = start.info.height, start.info.width
-    videos, test_frames = read_split(dataset, "testing", height, width)
-    labels = load_labels(dataset, videos)
+    _, test_frames = read_split(dataset, "testing", height, width)
+    labels = load_labels(dataset, test_frames)
 
     def metrics_of(scores: dict[str, Any]) -> dict[str, float] | None:
         if labels is None:

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if not settings.webhooks.urls:
+        also = " (for MQTT, run `vigil mqtt`)" if settings.mqtt.url else ""
         raise CommandError(
-            "no webhook configured: set VIGIL_WEBHOOKS__URLS, e.g. '[\"https://hooks.example/vigil\"]'"
+            "no webhook configured: set VIGIL_WEBHOOKS__URLS, e.g. '[\"https://hooks.example/vigil\"]'" + also
         )
     return WebhookWorker(settings, require_redis_url(settings, "notify")).run()

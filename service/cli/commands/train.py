@@ -1,21 +1,29 @@
-"""`vigil train DATASET_DIR --out MODEL`: fit a detector to a dataset's normal training footage."""
+"""`vigil train DATASET_DIR --out MODEL`: fit a detector to a dataset's normal training footage, or
+`vigil train --from-camera ID [--minutes N] --out MODEL` to a camera's buffered frames."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.detector.runtime import PRECISIONS, SUFFIXES, InvalidModelError
 from models.evaluation.datasets import DatasetError
+from service.cli.commands.common import CommandError, require_redis_url
+from workers.bus.connection import connect
 from workers.config import get_settings
+from workers.store.cameras import get_camera
+from workers.store.frames import buffered_runs
 
 if TYPE_CHECKING:
-    from models.detector.fitting import FitConfig
+    from models.detector.fitting import FitConfig, TrainedModel
     from models.detector.streams import DetectorConfig
 
 DEFAULT_MINUTES = 10.0
+MIN_CAMERA_FRAMES = 50  # fewer leave too little footage to hold out normal frames for the statistics
 STREAM_NAMES = ("motion", "appearance", "prediction")
 
 
@@ -42,7 +50,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def fit_config(args: argparse.Namespace) -> FitConfig:
+def fit_config(args: argparse.Namespace, minutes: float | None) -> FitConfig:
+    """The fit's options; `minutes` is the U-Net's training time (None: the default)."""
     from models.detector.fitting import FitConfig
     from models.detector.predictor_training import TrainConfig
 
@@ -51,7 +60,7 @@ def fit_config(args: argparse.Namespace) -> FitConfig:
             raise ValueError("--epochs must be positive")
         train = TrainConfig(minutes=None, epochs=args.epochs, seed=args.seed)
     else:
-        minutes = DEFAULT_MINUTES if args.minutes is None else args.minutes
+        minutes = DEFAULT_MINUTES if minutes is None else minutes
         if minutes <= 0:
             raise ValueError("--minutes must be positive")
         train = TrainConfig(minutes=minutes, seed=args.seed)
@@ -82,6 +91,36 @@ def companion_weights(path: Path) -> Path:
     return path.with_suffix(".pt")
 
 
+def train_on_camera(args: argparse.Namespace, config: DetectorConfig, checkpoint: Path) -> TrainedModel:
+    """Fits to the camera's buffered frames (the newest --minutes of them when given), split into
+    continuous runs as dataset videos are."""
+    from models.detector.fitting import train_detector
+
+    camera = args.from_camera
+    if args.minutes is not None and args.minutes <= 0:
+        raise ValueError("--minutes must be positive")
+    client = connect(require_redis_url(get_settings(), "train"))
+    if get_camera(client, camera) is None:
+        raise CommandError(f"no camera {camera!r} (see `vigil cameras list`)")
+    since = time.time() - 60.0 * args.minutes if args.minutes is not None else None
+    runs = [
+        run for run in buffered_runs(client, camera, since, (config.height, config.width)) if len(run) > 1
+    ]
+    frames = sum(len(run) for run in runs)
+    if frames < MIN_CAMERA_FRAMES:
+        span = f"in the last {args.minutes:g} minutes" if args.minutes is not None else "buffered"
+        raise CommandError(
+            f"camera {camera!r} has {frames} analysis frames {span}; fitting needs at least "
+            f"{MIN_CAMERA_FRAMES} (is it streaming? VIGIL_ANALYSIS__BUFFER_SECONDS sets how much is kept)"
+        )
+    digest = hashlib.sha256()
+    for run in runs:
+        digest.update(run.tobytes())
+    source = {"dataset": f"camera:{camera}", "data_hash": digest.hexdigest()[:16], "videos": len(runs)}
+    videos = {f"{camera}-{index:03d}": run for index, run in enumerate(runs)}
+    return train_detector(videos, config, source, fit_config(args, None), checkpoint, args.resume)
+
+
 def run(args: argparse.Namespace) -> int:
     from models.evaluation.jobs import save_trained, train_on_dataset
 
@@ -92,21 +131,28 @@ def run(args: argparse.Namespace) -> int:
     if args.precision != "fp32" and out.suffix != ".onnx":
         print(f"vigil train: --precision {args.precision} needs an .onnx --out", file=sys.stderr)
         return 2
+    if (args.dataset is None) == (args.from_camera is None):
+        print("vigil train: give either DATASET_DIR or --from-camera ID", file=sys.stderr)
+        return 2
     try:
         config = detector_config(args)
         set_threads(args.threads)
-        trained = train_on_dataset(
-            Path(args.dataset),
-            config,
-            fit_config(args),
-            train_videos=args.train_videos,
-            checkpoint=out.with_name(out.name + ".ckpt"),
-            resume=args.resume,
-        )
+        checkpoint = out.with_name(out.name + ".ckpt")
+        if args.from_camera is not None:
+            trained = train_on_camera(args, config, checkpoint)
+        else:
+            trained = train_on_dataset(
+                Path(args.dataset),
+                config,
+                fit_config(args, args.minutes),
+                train_videos=args.train_videos,
+                checkpoint=checkpoint,
+                resume=args.resume,
+            )
         save_trained(trained, out, precision=args.precision)
         if out.suffix == ".onnx":
             save_trained(trained, companion_weights(out))
-    except (DatasetError, InvalidModelError, ValueError) as exc:
+    except (CommandError, DatasetError, InvalidModelError, ValueError) as exc:
         print(f"vigil train: {exc}", file=sys.stderr)
         return 2
     training = trained.metadata["training"]
@@ -121,14 +167,21 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a detector on DATASET_DIR/training",
+        help="train a detector on DATASET_DIR/training or a camera's buffered frames",
         description="Fit the detector to the normal footage of DATASET_DIR/training (layout: "
-        "training/<video>/<frames>): the normal speed at every pixel, a memory of normal appearance, and "
+        "training/<video>/<frames> or training/<video>.mp4|.avi|.mkv), or with --from-camera to the "
+        "analysis frames a camera has buffered in Redis: the normal speed at every pixel, a memory of normal appearance, and "
         "(with the prediction stream) a U-Net trained with pseudo anomalies. Writes .onnx (ONNX Runtime; "
         "MODEL.pt beside it, for self-training) or .pt (PyTorch). With the prediction stream a checkpoint "
         "MODEL.ckpt is kept so that --resume continues an interrupted run.",
     )
-    parser.add_argument("dataset", metavar="DATASET_DIR")
+    parser.add_argument("dataset", metavar="DATASET_DIR", nargs="?")
+    parser.add_argument(
+        "--from-camera",
+        metavar="ID",
+        help="fit to this camera's buffered frames instead of a dataset; --minutes N then takes its newest "
+        "N minutes of footage (default: all it buffers) and the U-Net trains for its default time or --epochs",
+    )
     parser.add_argument("--out", required=True, metavar="MODEL", help="output weights (.onnx or .pt)")
     parser.add_argument(
         "--precision",

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         ]
         if settings.webhooks.urls:
             children.append(Child("notify", child_command(["notify"])))
+        if settings.mqtt.url:
+            children.append(Child("mqtt", child_command(["mqtt"])))
         supervisor = Supervisor(children, child_env(redis_url))
         supervisor.install_signal_handlers()
         log.info(

@@ -8,13 +8,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from models.detector.runtime import TorchDetector, load_detector
+from models.evaluation.datasets import list_videos
 from service.cli.commands import eval as eval_command
 from service.cli.commands import train as train_command
-from tests.models.conftest import HEIGHT, WIDTH
+from tests.models.conftest import HEIGHT, WIDTH, synthetic_video
 from workers.config import get_settings
+from workers.ingest.clips import write_clip
 
 
 @pytest.fixture(autouse=True)
@@ -110,3 +114,46 @@ def test_clear_errors(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert run("train", str(tmp_path / "missing"), "--out", str(tmp_path / "m.onnx"), "--epochs", "1") == 2
     assert "no such dataset directory" in capsys.readouterr().err
     assert run("train", str(dataset_dir), "--out", str(tmp_path / "m.bin")) == 2
+
+
+def recordings_dataset(root: Path) -> Path:
+    """The tiny dataset with recordings beside frame folders: an MP4, an MKV and an AVI."""
+    rng = np.random.default_rng(0)
+    write_clip(root / "training" / "cam1.mp4", synthetic_video(40, rng), fps=10)
+    (root / "training" / "02").mkdir(parents=True)
+    for i, frame in enumerate(synthetic_video(40, rng)):
+        cv2.imwrite(str(root / "training" / "02" / f"{i:03d}.png"), frame)
+    write_clip(root / "testing" / "01.mkv", synthetic_video(24, rng, anomaly=(12, 23)), fps=10)
+    write_clip(root / "testing" / "02.avi", synthetic_video(20, rng), fps=10)
+    labels = {"videos": {"01": {"frames": 24, "abnormal": [[12, 23]]}, "02": {"frames": 20, "abnormal": []}}}
+    (root / "labels.json").write_text(json.dumps(labels))
+    return root
+
+
+def test_recordings_train_and_eval_beside_frame_folders(tmp_path: Path) -> None:
+    dataset = recordings_dataset(tmp_path / "recorded")
+    assert [(v.name, v.file is not None) for v in list_videos(dataset, "training")] == [
+        ("02", False),
+        ("cam1", True),
+    ]
+    model, scores, report = tmp_path / "model.onnx", tmp_path / "scores.csv", tmp_path / "report.json"
+    assert run("train", str(dataset), "--out", str(model), "--threads", "1") == 0
+    assert load_detector(model, "cpu").info.metadata["training"]["frames"] == 80  # every decoded frame
+    args = ("--model", str(model), "--scores-out", str(scores), "--report", str(report))
+    assert run("eval", str(dataset), "--mode", "oneclass", *args) == 0
+    rows = [(r["video"], int(r["frame"])) for r in csv.DictReader(scores.open())]
+    assert rows == [("01", i) for i in range(24)] + [("02", i) for i in range(20)]  # decode order
+    assert 0.0 <= json.loads(report.read_text())["metrics"]["micro_auc"] <= 1.0
+
+
+def test_unreadable_or_ambiguous_recordings_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = recordings_dataset(tmp_path / "recorded")
+    (dataset / "training" / "03.mp4").write_bytes(b"not a video at all")
+    assert run("train", str(dataset), "--out", str(tmp_path / "m.onnx")) == 2
+    assert "03.mp4: not a readable video" in capsys.readouterr().err
+    (dataset / "testing" / "01").mkdir()
+    cv2.imwrite(str(dataset / "testing" / "01" / "000.png"), np.zeros((HEIGHT, WIDTH), np.uint8))
+    assert run("eval", str(dataset), "--mode", "oneclass", "--model", str(tmp_path / "none.onnx")) == 2
+    assert "two videos named '01'" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -45,22 +45,16 @@ class Receiver:
 
 
 @pytest.fixture
-def run_sink(redis_url: str) -> Iterator[Callable[..., WebhookWorker]]:
-    started: list[tuple[WebhookWorker, threading.Thread]] = []
-
+def run_sink(
+    redis_url: str, run_worker: Callable[[WebhookWorker], WebhookWorker]
+) -> Callable[..., WebhookWorker]:
     def start(urls: list[str], max_attempts: int = 8) -> WebhookWorker:
         hooks = WebhookSettings(urls=urls, max_attempts=max_attempts, retry_max_s=0.2, timeout_s=2)
-        worker = WebhookWorker(Settings(heartbeat_s=0.2, webhooks=hooks), redis_url)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
+        worker = run_worker(WebhookWorker(Settings(heartbeat_s=0.2, webhooks=hooks), redis_url))
         wait_for(lambda: all(d.group for d in worker.deliveries) and worker.redis.exists(keys.ALERT_EVENTS))
-        started.append((worker, thread))
         return worker
 
-    yield start
-    for worker, thread in started:
-        worker.stop()
-        thread.join(10)
+    return start
 
 
 def write_event(client: redis.Redis, seq: int, kind: keys.AlertEventType = "new") -> str:

@@ -1,0 +1,75 @@
+"""`vigil train --from-camera`: fit to a camera's buffered analysis frames in a real Redis."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from models.detector.runtime import load_detector
+from service.cli.main import build_parser, command_named
+from tests.models.conftest import HEIGHT, WIDTH, synthetic_video
+from workers.bus import keys
+from workers.config import get_settings
+
+
+def vigil(*argv: str) -> int:
+    args = build_parser(only=command_named(list(argv))).parse_args(argv)
+    return args.handler(args)
+
+
+@pytest.fixture
+def gate(redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
+    """Camera `gate` with two sessions buffered: 40 frames five minutes ago, then 60 in the last 10 s
+    (stored at twice the analysis size: training resizes). Yields the time of the newest frame."""
+    monkeypatch.setenv("VIGIL_REDIS_URL", redis_url)
+    monkeypatch.setenv("VIGIL_ANALYSIS__HEIGHT", str(HEIGHT))
+    monkeypatch.setenv("VIGIL_ANALYSIS__WIDTH", str(WIDTH))
+    get_settings.cache_clear()
+    redis_client.hset(keys.CAMERAS, "gate", keys.CameraConfig(id="gate", source="test://").model_dump_json())
+    rng, now = np.random.default_rng(1), time.time()
+    sessions = ((0, now - 300.0, synthetic_video(40, rng)), (1, now - 6.0, synthetic_video(60, rng)))
+    seq = 0
+    for session, first_ts, video in sessions:
+        for index, frame in enumerate(video):
+            big = np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1)
+            message = keys.FrameMessage(
+                camera="gate",
+                seq=seq,
+                ts=first_ts + index * 0.1,
+                session=session,
+                width=2 * WIDTH,
+                height=2 * HEIGHT,
+                gray=big.tobytes(),
+            )
+            redis_client.xadd(keys.frames_stream("gate"), message.to_fields())
+            seq += 1
+    yield now
+    get_settings.cache_clear()
+
+
+def test_fits_to_every_buffered_frame_or_the_newest_minutes(gate: float, tmp_path: Path) -> None:
+    model = tmp_path / "site.onnx"
+    assert vigil("train", "--from-camera", "gate", "--out", str(model), "--threads", "1") == 0
+    training = load_detector(model, "cpu").info.metadata["training"]
+    assert (training["dataset"], training["videos"], training["frames"]) == ("camera:gate", 2, 100)
+    recent = tmp_path / "recent.pt"
+    assert vigil("train", "--from-camera", "gate", "--minutes", "1", "--out", str(recent)) == 0
+    training = load_detector(recent, "cpu").info.metadata["training"]
+    assert (training["videos"], training["frames"]) == (1, 60)  # the session of five minutes ago is left out
+
+
+def test_clear_errors(gate: float, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "m.onnx")
+    assert vigil("train", "--from-camera", "door", "--out", out) == 2
+    assert "no camera 'door'" in capsys.readouterr().err
+    assert vigil("train", "--from-camera", "gate", "--minutes", "0.05", "--out", out) == 2
+    assert re.search(r"has \d\d analysis frames in the last 0.05 minutes", capsys.readouterr().err)
+    assert vigil("train", "--out", out) == 2
+    assert "either DATASET_DIR or --from-camera" in capsys.readouterr().err
+    assert not Path(out).exists()

@@ -78,8 +78,14 @@ def display_stream(camera: str) -> str:
     return f"{camera_prefix(camera)}:display"
 
 
+def scorer_log_key(camera: str) -> str:
+    """List of the raw scores the camera's scorer took since the `stream` checkpoint of its scorer state,
+    oldest first (workers/inference/scorer_state.py)."""
+    return f"{camera_prefix(camera)}:scorer_log"
+
+
 def scorer_state_key(camera: str) -> str:
-    """Hash of the inference worker's per-camera state: `tracker` (alert hysteresis, every batch), `stream` (score normalization, now and then), `frames_dropped` (frames never scored)."""
+    """Hash of the inference worker's per-camera state: `tracker` (alert hysteresis, every batch), `stream` (score normalization: a checkpoint every few seconds, with `stream_tail` and scorer_log_key each batch), `frames_dropped` (frames never scored)."""
     return f"{camera_prefix(camera)}:scorer_state"
 
 

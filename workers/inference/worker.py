@@ -32,6 +32,7 @@ from models.scoring.camera import CameraStream
 from workers.bus import keys
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings
+from workers.inference import scorer_state
 from workers.inference.alert_writes import end_alert, queue_alert_event, stop_reason
 from workers.inference.alerts import AlertTracker, HysteresisConfig
 from workers.inference.leases import CameraLeases, LeaseLost
@@ -57,6 +58,7 @@ class CameraSlot:
     lag_s: float | None = None  # capture to written score of the last frame scored: stays put when idle
     last_seq: int | None = None  # of the last frame scored: a jump past it means frames were dropped
     session: int | None = None  # of the last frame scored: a new one closes the open alert
+    checkpoint_ts: float = 0.0  # when the stream's state was last saved whole (0: at the next batch)
     dropped: int = 0
     heat_minute: int | None = None  # the minute `heat` sums the anomalous error maps of
     heat: np.ndarray | None = None
@@ -178,10 +180,9 @@ class InferenceWorker(WorkerProcess):
         claimed = self._claim_pending(stream_key)
         slot = self._new_slot(config)
         saved = self.client.hgetall(keys.scorer_state_key(camera))
-        if b"stream" in saved:
-            stream_state = json.loads(saved[b"stream"])
-            slot.stream.load_state_dict(stream_state)
-            slot.session = stream_state.get("session")
+        if scorer_state.has_checkpoint(saved):
+            slot.session = scorer_state.load(self.client, camera, saved, slot.stream)
+            slot.checkpoint_ts = time.time()  # the saved checkpoint and log stand for the state loaded
         if b"tracker" in saved:
             slot.tracker.load_state_dict(json.loads(saved[b"tracker"]))
         last_score = self.client.xrevrange(keys.scores_stream(camera), count=1)
@@ -233,6 +234,7 @@ class InferenceWorker(WorkerProcess):
         slot = self._new_slot(config)
         slot.stream, slot.read_id, slot.needs_history = old.stream, old.read_id, old.needs_history
         slot.last_seq, slot.dropped, slot.session = old.last_seq, old.dropped, old.session
+        slot.checkpoint_ts = old.checkpoint_ts
         slot.tracker.load_state_dict(old.tracker.state_dict())
         self.slots[camera] = slot
         log.info("camera %s: settings changed", camera)
@@ -377,6 +379,7 @@ class InferenceWorker(WorkerProcess):
     def _write(self, scored: list[ScoredFrame]) -> None:
         cameras = sorted({item.camera for item in scored})
         dropped = self._dropped_before(scored)
+        now = time.time()
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 self.leases.watch_owned(pipe, cameras)
@@ -386,11 +389,12 @@ class InferenceWorker(WorkerProcess):
                 for camera in cameras:
                     slot = self.slots[camera]
                     # with the results they produced: a takeover resumes exactly where the scores end
-                    state = {
-                        "tracker": json.dumps(slot.tracker.state_dict()),
-                        "stream": json.dumps(slot.stream.state_dict()),
-                    }
-                    pipe.hset(keys.scorer_state_key(camera), mapping=state)
+                    checkpoint = now - slot.checkpoint_ts >= scorer_state.CHECKPOINT_S
+                    raws = [item.raw for item in scored if item.camera == camera]
+                    scorer_state.queue_save(pipe, camera, slot.stream, raws, checkpoint)
+                    if checkpoint:
+                        slot.checkpoint_ts = now
+                    pipe.hset(keys.scorer_state_key(camera), "tracker", json.dumps(slot.tracker.state_dict()))
                     if dropped[camera][0]:
                         pipe.hincrby(keys.scorer_state_key(camera), DROPPED_FIELD, dropped[camera][0])
                     ids = [item.entry_id for item in scored if item.camera == camera]

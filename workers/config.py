@@ -25,6 +25,7 @@ from workers.bus.keys import CameraConfig
 
 if TYPE_CHECKING:
     from models.detector.streams import DetectorConfig
+from models.scoring.hysteresis import HysteresisConfig
 from models.selftrain.config import MiningParams, OnlineConfig, SelfTrainConfig
 
 CONFIG_ENV = "VIGIL_CONFIG"
@@ -280,6 +281,17 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def hysteresis_config(alerts: AlertSettings, threshold: float | None = None) -> HysteresisConfig:
+    """The alert hysteresis of the settings at a threshold (a camera's or a model's, else the setting's);
+    the inference worker and `vigil eval` use the same."""
+    return HysteresisConfig(
+        threshold=threshold or alerts.threshold,
+        start_frames=alerts.start_frames,
+        end_frames=alerts.end_frames,
+        update_interval_s=alerts.update_interval_s,
+    )
 
 
 def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:

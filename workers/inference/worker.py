@@ -33,8 +33,8 @@ from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
 from models.scoring.camera import CameraStream
 from workers.bus import keys
 from workers.bus.keys import DROPPED_FIELD
-from workers.config import Settings
-from workers.inference.alerts import AlertTracker, HysteresisConfig
+from workers.config import Settings, hysteresis_config
+from workers.inference.alerts import AlertTracker
 from workers.inference.leases import CameraLeases, LeaseLost
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
 from workers.store import model_registry
@@ -230,13 +230,7 @@ class InferenceWorker(WorkerProcess):
     def _new_slot(self, config: keys.CameraConfig) -> CameraSlot:
         info = self.detector.info
         zones = [zone.points for zone in config.ignore_zones]
-        alerts = self.settings.alerts
-        hysteresis = HysteresisConfig(
-            threshold=config.threshold or self.model_threshold or alerts.threshold,
-            start_frames=alerts.start_frames,
-            end_frames=alerts.end_frames,
-            update_interval_s=alerts.update_interval_s,
-        )
+        hysteresis = hysteresis_config(self.settings.alerts, config.threshold or self.model_threshold)
         return CameraSlot(
             config=config,
             stream=CameraStream(info),

@@ -110,6 +110,12 @@ class AlertSettings(BaseModel):
     update_interval_s: float = Field(
         2.0, ge=0, description="Least seconds between update events of an open alert."
     )
+    cooldown_s: float = Field(
+        10.0,
+        ge=0,
+        description="A new alert within this many seconds of the last one's end on the same camera joins it "
+        "(an update, no second page). 0: only alerts that overlap or touch are merged.",
+    )
 
 
 class RetrainSettings(BaseModel):
@@ -291,6 +297,7 @@ def hysteresis_config(alerts: AlertSettings, threshold: float | None = None) -> 
         start_frames=alerts.start_frames,
         end_frames=alerts.end_frames,
         update_interval_s=alerts.update_interval_s,
+        cooldown_s=alerts.cooldown_s,
     )
 
 

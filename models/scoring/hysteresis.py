@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-Decision = Literal["open", "peak", "close"]
+Decision = Literal["open", "rejoin", "peak", "close"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,9 @@ class HysteresisConfig:
     start_frames: int  # consecutive frames over the threshold that open an alert
     end_frames: int  # consecutive frames under it that close the alert
     update_interval_s: float  # least time between update events of one alert
+    # a new over-run starting within this many seconds of the last alert's end rejoins that alert instead of
+    # paging again (0: only an alert that overlaps or touches the last one)
+    cooldown_s: float = 0.0
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Hysteresis:
         self.run_start: tuple[int, float] | None = None  # (seq, ts) where the current over-run began
         self.run_peak: tuple[float, int, float] | None = None  # (score, seq, ts) of the current over-run
         self.episode: Episode | None = None
+        self.last: Episode | None = None  # the last closed episode, which a new run may rejoin
 
     def step(self, seq: int, ts: float, score: float) -> tuple[Decision, Episode] | None:
         if score < self.config.threshold:
@@ -62,8 +66,14 @@ class Hysteresis:
             if self.over < self.config.start_frames:
                 return None
             (start_seq, start_ts), (peak, peak_seq, peak_ts) = self.run_start, self.run_peak
-            self.episode = Episode(start_seq, start_ts, seq, seq, peak, peak_seq, peak_ts)
-            return "open", self.episode
+            last = self.last
+            if last is None or last.end_ts is None or start_ts - last.end_ts > self.config.cooldown_s:
+                self.episode = Episode(start_seq, start_ts, seq, seq, peak, peak_seq, peak_ts)
+                return "open", self.episode
+            self.episode, last.last_seq, last.end_ts = last, seq, None
+            if peak > last.peak_score:
+                last.peak_score, last.peak_seq, last.peak_ts = peak, peak_seq, peak_ts
+            return "rejoin", last
         self.episode.last_seq = seq
         if score <= self.episode.peak_score:
             return None
@@ -75,6 +85,7 @@ class Hysteresis:
         closed, self.episode = self.episode, None
         closed.end_ts = ts
         self.under = 0
+        self.last = closed
         return "close", closed
 
 
@@ -85,8 +96,8 @@ def episodes(scores: Iterable[float], config: HysteresisConfig, fps: float) -> l
     seq = -1
     for seq, score in enumerate(scores):
         decided = machine.step(seq, seq / fps, float(score))
-        if decided is not None and decided[0] == "close":
-            out.append(decided[1])
+        if decided is not None and decided[0] == "open":
+            out.append(decided[1])  # a rejoined episode is already listed
     if machine.episode is not None:
-        out.append(machine.close(seq / fps)[1])
+        machine.close(seq / fps)
     return out

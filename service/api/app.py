@@ -13,7 +13,18 @@ from redis.exceptions import RedisError
 
 from service.api.deps import ReadTokenGuard
 from service.api.errors import BodySizeLimit, install_error_handlers
-from service.api.routes import alerts, cameras, console, feedback, health, heatmaps, metrics, models, ws
+from service.api.routes import (
+    alerts,
+    cameras,
+    console,
+    feedback,
+    health,
+    heatmaps,
+    metrics,
+    models,
+    snoozes,
+    ws,
+)
 from workers.bus.connection import connect
 from workers.config import Settings, get_settings
 from workers.proc.redaction import redact
@@ -73,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         health.router,
         cameras.router,
+        snoozes.router,
         alerts.router,
         ws.router,
         heatmaps.router,

@@ -22,6 +22,7 @@ class AlertTracker:
         self.config = config
         self.hysteresis = Hysteresis(config)
         self.alert: Alert | None = None
+        self.last_alert: Alert | None = None  # the last closed alert, which one within the cooldown rejoins
         self.last_event_ts = 0.0
 
     def update(self, seq: int, ts: float, score: float, model: str) -> list[tuple[AlertEventType, Alert]]:
@@ -33,14 +34,12 @@ class AlertTracker:
         decision, episode = decided
         if decision == "open":
             return [("new", self._open(episode, model))]
+        if decision == "rejoin":
+            return [("update", self._rejoin(episode, ts))]
         if decision == "close":
             return [("end", self._close(ts))]
         assert self.alert is not None
-        self.alert.peak_score, self.alert.peak_seq, self.alert.peak_ts = (
-            episode.peak_score,
-            episode.peak_seq,
-            episode.peak_ts,
-        )
+        self._take_peak(episode)
         if ts - self.last_event_ts >= self.config.update_interval_s:
             return [("update", self._touch(ts))]
         return []
@@ -60,6 +59,23 @@ class AlertTracker:
         )
         return self._touch(episode.peak_ts)
 
+    def _rejoin(self, episode: Episode, ts: float) -> Alert:
+        """The last alert goes on under its id: the operator is not paged again within the cooldown."""
+        assert self.last_alert is not None
+        self.alert = self.last_alert
+        self.alert.state, self.alert.end_seq, self.alert.end_ts = "open", None, None
+        self.alert.last_seq = episode.last_seq
+        self._take_peak(episode)
+        return self._touch(ts)
+
+    def _take_peak(self, episode: Episode) -> None:
+        assert self.alert is not None
+        self.alert.peak_score, self.alert.peak_seq, self.alert.peak_ts = (
+            episode.peak_score,
+            episode.peak_seq,
+            episode.peak_ts,
+        )
+
     def _touch(self, ts: float) -> Alert:
         assert self.alert is not None
         self.last_event_ts = ts
@@ -72,7 +88,7 @@ class AlertTracker:
         self.alert.end_seq = self.alert.last_seq
         self.alert.end_ts = ts
         closed = self._touch(ts)
-        self.alert = None
+        self.last_alert, self.alert = self.alert, None
         return closed
 
     def state_dict(self) -> dict[str, Any]:
@@ -83,6 +99,7 @@ class AlertTracker:
             "run_start": machine.run_start,
             "run_peak": machine.run_peak,
             "alert": self.alert.model_dump() if self.alert else None,
+            "last_alert": self.last_alert.model_dump() if self.last_alert else None,
             "last_event_ts": self.last_event_ts,
         }
 
@@ -94,19 +111,21 @@ class AlertTracker:
         machine.run_start = (int(run_start[0]), float(run_start[1])) if run_start else None
         machine.run_peak = (float(run_peak[0]), int(run_peak[1]), float(run_peak[2])) if run_peak else None
         self.alert = Alert.model_validate(state["alert"]) if state.get("alert") else None
+        self.last_alert = Alert.model_validate(state["last_alert"]) if state.get("last_alert") else None
         self.last_event_ts = float(state.get("last_event_ts", 0.0))
-        alert = self.alert
-        # the opening frame is not persisted; only eval's delay reads it, never the service
-        machine.episode = (
-            Episode(
-                alert.start_seq,
-                alert.start_ts,
-                alert.start_seq,
-                alert.last_seq,
-                alert.peak_score,
-                alert.peak_seq,
-                alert.peak_ts,
-            )
-            if alert
-            else None
-        )
+        machine.episode = _episode(self.alert) if self.alert else None
+        machine.last = _episode(self.last_alert) if self.last_alert else None
+
+
+def _episode(alert: Alert) -> Episode:
+    """An alert's episode; the opening frame is not persisted (only eval's delay reads it)."""
+    return Episode(
+        alert.start_seq,
+        alert.start_ts,
+        alert.start_seq,
+        alert.last_seq,
+        alert.peak_score,
+        alert.peak_seq,
+        alert.peak_ts,
+        alert.end_ts,
+    )

@@ -36,6 +36,7 @@ from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings, hysteresis_config
 from workers.inference.alerts import AlertTracker
 from workers.inference.leases import CameraLeases, LeaseLost
+from workers.inference.snooze import Snoozes
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
 from workers.store import model_registry
 from workers.store.cameras import list_cameras
@@ -111,6 +112,7 @@ class InferenceWorker(WorkerProcess):
         self.client = self.redis
         self.detector = detector
         self.model_threshold: float | None = None  # the served version's adaptive alert threshold
+        self.snoozes = Snoozes()
         self._refused_model: str | None = None  # a published version that failed to load here
         self.slots: dict[str, CameraSlot] = {}
         self.leases = CameraLeases(self.client, self.worker_id)
@@ -340,9 +342,12 @@ class InferenceWorker(WorkerProcess):
                 self._fill_history(camera, slot, frame, entry_id)
             clips.append(slot.stream.push(self._frame_array(frame), frame.session))
         maps = self.detector.stream_maps(np.stack(clips))
+        self.snoozes.refresh(self.client, keys.now())
+        info = self.detector.info
         for index, (camera, _, _) in enumerate(batch):
-            mask = self.slots[camera].mask
-            if mask is not None:  # no evidence inside ignore zones
+            slot = self.slots[camera]
+            mask = self.snoozes.mask(slot.config, slot.mask, info.height, info.width)
+            if mask is not None:  # no evidence inside ignore zones and snoozed ones
                 maps[index] *= mask
         raws = raw_scores(self.detector, maps)
         scored = [
@@ -356,7 +361,9 @@ class InferenceWorker(WorkerProcess):
             slot = self.slots[item.camera]
             item.raw = float(raw)
             item.score = slot.stream.score(item.raw)
-            item.events = slot.tracker.update(item.frame.seq, item.frame.ts, item.score, model)
+            # a snoozed camera's frames count as normal: no alert opens, an open one ends as usual
+            score = 0.0 if self.snoozes.silenced(item.camera, item.frame.ts) else item.score
+            item.events = slot.tracker.update(item.frame.seq, item.frame.ts, score, model)
         return scored
 
     def _dropped_before(self, scored: list[ScoredFrame]) -> dict[str, tuple[int, int]]:

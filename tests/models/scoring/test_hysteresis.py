@@ -19,5 +19,13 @@ def test_episodes_span_the_over_run_and_close_at_the_end() -> None:
     assert last.end_ts == 1.4  # still open when the video ends
 
 
+def test_a_run_within_the_cooldown_rejoins_the_last_episode() -> None:
+    config = HysteresisConfig(0.5, 2, 1, update_interval_s=0.0, cooldown_s=0.3)
+    scores = [0.9, 0.9, 0.1, 0.1, 0.9, 0.9, 0.1] + [0.1] * 5 + [0.9, 0.9]
+    joined, later = episodes(scores, config, fps=10)
+    assert (joined.start_seq, joined.last_seq, joined.end_ts) == (0, 5, 0.6)
+    assert later.start_seq == 12
+
+
 def test_no_alert_from_short_spikes() -> None:
     assert episodes([0.9, 0.9, 0.1, 0.9, 0.1], CONFIG, fps=10) == []

@@ -2,7 +2,8 @@
 
 The scores come from the service's own path (a CameraStream per video: causal history, normalization and
 smoothing), so the printed micro AUC is what an operator would get. The papers' per-video min-max AUC,
-which looks at each video's future frames, is printed for comparison only.
+which looks at each video's future frames, is printed for comparison only. So are the alerts the service's
+hysteresis would raise on those scores, and their event metrics (models/evaluation/events.py).
 
 online and coldstart stream the videos (each as a camera) through the retraining worker's self-training
 loop (models/selftrain/trainer.py): the streamed scores are those the service would have served, model swaps

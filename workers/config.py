@@ -25,6 +25,7 @@ from workers.bus.keys import CameraConfig
 
 if TYPE_CHECKING:
     from models.detector.streams import DetectorConfig
+from models.scoring.hysteresis import HysteresisConfig
 from models.selftrain.config import MiningParams, OnlineConfig, SelfTrainConfig
 
 CONFIG_ENV = "VIGIL_CONFIG"
@@ -108,6 +109,12 @@ class AlertSettings(BaseModel):
     end_frames: int = Field(10, ge=1, description="Consecutive normal frames that close an alert.")
     update_interval_s: float = Field(
         2.0, ge=0, description="Least seconds between update events of an open alert."
+    )
+    cooldown_s: float = Field(
+        10.0,
+        ge=0,
+        description="A new alert within this many seconds of the last one's end on the same camera joins it "
+        "(an update, no second page). 0: only alerts that overlap or touch are merged.",
     )
 
 
@@ -303,6 +310,18 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def hysteresis_config(alerts: AlertSettings, threshold: float | None = None) -> HysteresisConfig:
+    """The alert hysteresis of the settings at a threshold (a camera's or a model's, else the setting's);
+    the inference worker and `vigil eval` use the same."""
+    return HysteresisConfig(
+        threshold=threshold or alerts.threshold,
+        start_frames=alerts.start_frames,
+        end_frames=alerts.end_frames,
+        update_interval_s=alerts.update_interval_s,
+        cooldown_s=alerts.cooldown_s,
+    )
 
 
 def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:

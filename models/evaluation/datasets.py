@@ -128,3 +128,18 @@ def videos_hash(videos: list[Video]) -> str:
         for frame in (video.file,) if video.file is not None else video.frames:
             digest.update(f"{video.name}/{frame.name}:{frame.stat().st_size}\n".encode())
     return digest.hexdigest()[:16]
+
+
+DEFAULT_FPS = 10.0  # UCSD Ped1/Ped2 were filmed at 10 frames/s
+
+
+def dataset_fps(dataset: Path) -> float:
+    """The footage's frame rate: labels.json's "fps" when it has one, else 10."""
+    path = dataset / "labels.json"
+    try:
+        fps = float(json.loads(path.read_text()).get("fps", DEFAULT_FPS)) if path.is_file() else DEFAULT_FPS
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a valid labels file ({type(exc).__name__}: {exc})") from exc
+    if fps <= 0:
+        raise DatasetError(f"{path}: fps must be positive, not {fps}")
+    return fps

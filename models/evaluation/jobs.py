@@ -22,7 +22,9 @@ from models.detector.fitting import FitConfig, TrainedModel, train_detector
 from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
 from models.evaluation import datasets
+from models.evaluation.events import VideoAlert, event_report, raise_alerts
 from models.evaluation.videos import VideoScores, auc_report, score_videos
+from models.scoring.hysteresis import HysteresisConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +75,29 @@ class OneClassResult:
     scores: dict[str, VideoScores]
     metrics: dict[str, float] | None
     timings: dict[str, float] = field(default_factory=dict)
+    events: dict[str, Any] | None = None
+    alerts: list[VideoAlert] = field(default_factory=list)
 
 
-def score_testing(dataset: Path, detector: Detector) -> OneClassResult:
-    """Scores every frame of DATASET/testing; AUCs when labels.json is present."""
+def alert_quality(
+    dataset: Path,
+    scores: dict[str, VideoScores],
+    labels: dict[str, np.ndarray] | None,
+    hysteresis: HysteresisConfig,
+) -> tuple[dict[str, Any] | None, list[VideoAlert]]:
+    """The alerts the service's hysteresis raises on the scores, and their event metrics when labelled."""
+    fps = datasets.dataset_fps(dataset)
+    alerts = raise_alerts(scores, hysteresis, fps)
+    if labels is None:
+        return None, alerts
+    return event_report(alerts, {n: labels[n] for n in scores}, fps, hysteresis.threshold), alerts
+
+
+def score_testing(
+    dataset: Path, detector: Detector, hysteresis: HysteresisConfig | None = None
+) -> OneClassResult:
+    """Scores every frame of DATASET/testing; AUCs when labels.json is present, and the alerts (with their
+    event metrics) that this hysteresis raises."""
     started = time.monotonic()
     _, frames = read_split(dataset, "testing", detector.info.height, detector.info.width)
     labels = datasets.load_labels(dataset, frames)
@@ -90,10 +111,13 @@ def score_testing(dataset: Path, detector: Detector) -> OneClassResult:
             log.warning("labels.json marks every test frame the same: no AUC")
         else:
             metrics = auc_report(scores, labels)
+    events, alerts = alert_quality(dataset, scores, labels, hysteresis) if hysteresis else (None, [])
     n = sum(len(f) for f in frames.values())
     return OneClassResult(
         scores=scores,
         metrics=metrics,
+        events=events,
+        alerts=alerts,
         timings={
             "decode_s": decoded - started,
             "score_s": scored - decoded,

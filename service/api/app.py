@@ -23,6 +23,7 @@ from service.api.routes import (
     media,
     metrics,
     models,
+    snoozes,
     ws,
 )
 from workers.bus.connection import connect
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         health.router,
         cameras.router,
+        snoozes.router,
         alerts.router,
         ws.router,
         heatmaps.router,

@@ -418,3 +418,26 @@ class FeedbackLabel(BaseModel):
 
 
 DROPPED_FIELD = "frames_dropped"  # of keys.scorer_state_key: frames of the camera that were never scored
+
+SNOOZES = f"{PREFIX}:snoozes"  # hash: camera id -> Snooze JSON (what of the camera is snoozed, until when)
+
+MAX_SNOOZE_S = 7 * 24 * 3600.0
+
+
+class SnoozedZone(Zone):
+    until_ts: float
+
+
+class Snooze(BaseModel):
+    """A camera's snoozes: no alert from the whole camera until until_ts, none from a zone until its own."""
+
+    camera: CameraId
+    until_ts: float = 0.0
+    zones: list[SnoozedZone] = Field(default_factory=list, max_length=32)
+
+    def active(self, now_ts: float) -> Snooze | None:
+        """What is still in force at now_ts; None when nothing is."""
+        zones = [zone for zone in self.zones if zone.until_ts > now_ts]
+        if self.until_ts <= now_ts and not zones:
+            return None
+        return Snooze(camera=self.camera, until_ts=max(self.until_ts, 0.0), zones=zones)

@@ -1,19 +1,14 @@
-"""Per-camera alert hysteresis: frame scores in, new/update/end alert events out. Pure logic, no I/O."""
+"""Per-camera alert events: the shared hysteresis (models/scoring/hysteresis.py) turned into new/update/end
+Alert messages. Pure logic, no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from models.scoring.hysteresis import Episode, Hysteresis, HysteresisConfig
 from workers.bus.keys import Alert, AlertEventType
 
-
-@dataclass(frozen=True)
-class HysteresisConfig:
-    threshold: float
-    start_frames: int  # consecutive frames over the threshold that open an alert
-    end_frames: int  # consecutive frames under it that close the alert
-    update_interval_s: float  # least time between update events of one alert
+__all__ = ["AlertTracker", "HysteresisConfig", "alert_id"]
 
 
 def alert_id(camera: str, start_seq: int, start_ts: float) -> str:
@@ -25,57 +20,61 @@ class AlertTracker:
     def __init__(self, camera: str, config: HysteresisConfig) -> None:
         self.camera = camera
         self.config = config
-        self.over = 0  # length of the current run of frames over the threshold
-        self.under = 0  # length of the current run under it (counts while an alert is open)
-        self.run_start: tuple[int, float] | None = None  # (seq, ts) where the current over-run began
-        self.run_peak: tuple[float, int, float] | None = None  # (score, seq, ts) of the current over-run
+        self.hysteresis = Hysteresis(config)
         self.alert: Alert | None = None
+        self.last_alert: Alert | None = None  # the last closed alert, which one within the cooldown rejoins
         self.last_event_ts = 0.0
 
     def update(self, seq: int, ts: float, score: float, model: str) -> list[tuple[AlertEventType, Alert]]:
-        events: list[tuple[AlertEventType, Alert]] = []
-        if score >= self.config.threshold:
-            self.over += 1
-            self.under = 0
-            if self.run_start is None:
-                self.run_start = (seq, ts)
-            if self.run_peak is None or score > self.run_peak[0]:
-                self.run_peak = (score, seq, ts)
-            if self.alert is None and self.over >= self.config.start_frames:
-                events.append(("new", self._open(seq, model)))
-            elif self.alert is not None:
-                self.alert.last_seq = seq
-                improved = score > self.alert.peak_score
-                if improved:
-                    self.alert.peak_score, self.alert.peak_seq, self.alert.peak_ts = score, seq, ts
-                if improved and ts - self.last_event_ts >= self.config.update_interval_s:
-                    events.append(("update", self._touch(ts)))
-        else:
-            self.over = 0
-            self.run_start = self.run_peak = None
-            if self.alert is not None:
-                self.under += 1
-                if self.under >= self.config.end_frames:
-                    events.append(("end", self._close(ts)))
-        return events
+        decided = self.hysteresis.step(seq, ts, score)
+        if self.alert is not None and self.hysteresis.episode is not None:
+            self.alert.last_seq = self.hysteresis.episode.last_seq
+        if decided is None:
+            return []
+        decision, episode = decided
+        if decision == "open":
+            return [("new", self._open(episode, model))]
+        if decision == "rejoin":
+            return [("update", self._rejoin(episode, ts))]
+        if decision == "close":
+            return [("end", self._close(ts))]
+        assert self.alert is not None
+        self._take_peak(episode)
+        if ts - self.last_event_ts >= self.config.update_interval_s:
+            return [("update", self._touch(ts))]
+        return []
 
-    def _open(self, seq: int, model: str) -> Alert:
-        assert self.run_start is not None and self.run_peak is not None
-        start_seq, start_ts = self.run_start
-        peak_score, peak_seq, peak_ts = self.run_peak
+    def _open(self, episode: Episode, model: str) -> Alert:
         self.alert = Alert(
-            id=alert_id(self.camera, start_seq, start_ts),
+            id=alert_id(self.camera, episode.start_seq, episode.start_ts),
             camera=self.camera,
             state="open",
-            start_ts=start_ts,
-            start_seq=start_seq,
-            last_seq=seq,
-            peak_score=peak_score,
-            peak_seq=peak_seq,
-            peak_ts=peak_ts,
+            start_ts=episode.start_ts,
+            start_seq=episode.start_seq,
+            last_seq=episode.last_seq,
+            peak_score=episode.peak_score,
+            peak_seq=episode.peak_seq,
+            peak_ts=episode.peak_ts,
             model=model,
         )
-        return self._touch(peak_ts)
+        return self._touch(episode.peak_ts)
+
+    def _rejoin(self, episode: Episode, ts: float) -> Alert:
+        """The last alert goes on under its id: the operator is not paged again within the cooldown."""
+        assert self.last_alert is not None
+        self.alert = self.last_alert
+        self.alert.state, self.alert.end_seq, self.alert.end_ts = "open", None, None
+        self.alert.last_seq = episode.last_seq
+        self._take_peak(episode)
+        return self._touch(ts)
+
+    def _take_peak(self, episode: Episode) -> None:
+        assert self.alert is not None
+        self.alert.peak_score, self.alert.peak_seq, self.alert.peak_ts = (
+            episode.peak_score,
+            episode.peak_seq,
+            episode.peak_ts,
+        )
 
     def _touch(self, ts: float) -> Alert:
         assert self.alert is not None
@@ -89,37 +88,61 @@ class AlertTracker:
         self.alert.end_seq = self.alert.last_seq
         self.alert.end_ts = ts
         closed = self._touch(ts)
-        self.alert = None
-        self.under = 0
+        self.last_alert, self.alert = self.alert, None
         return closed
 
     def close_open(self, ts: float, reason: str) -> Alert | None:
         """Close the open alert because its camera stopped or restarted, not by its scores; None if none.
 
-        The frames that follow (if any) belong to another stream session: no alert or over-run spans both.
+        The frames that follow (if any) belong to another stream session: no alert or over-run spans both,
+        and the cooldown does not rejoin an alert of the session before.
         """
-        self.over = 0
-        self.run_start = self.run_peak = None
-        if self.alert is None:
-            return None
-        self.alert.end_reason = reason
-        return self._close(ts)
+        machine = self.hysteresis
+        machine.over = 0
+        machine.run_start = machine.run_peak = None
+        ended = None
+        if self.alert is not None:
+            machine.close(ts)
+            self.alert.end_reason = reason
+            ended = self._close(ts)
+        machine.last, self.last_alert = None, None
+        return ended
 
     def state_dict(self) -> dict[str, Any]:
+        machine = self.hysteresis
         return {
-            "over": self.over,
-            "under": self.under,
-            "run_start": self.run_start,
-            "run_peak": self.run_peak,
+            "over": machine.over,
+            "under": machine.under,
+            "run_start": machine.run_start,
+            "run_peak": machine.run_peak,
             "alert": self.alert.model_dump() if self.alert else None,
+            "last_alert": self.last_alert.model_dump() if self.last_alert else None,
             "last_event_ts": self.last_event_ts,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.over = int(state.get("over", 0))
-        self.under = int(state.get("under", 0))
+        machine = self.hysteresis
+        machine.over = int(state.get("over", 0))
+        machine.under = int(state.get("under", 0))
         run_start, run_peak = state.get("run_start"), state.get("run_peak")
-        self.run_start = (int(run_start[0]), float(run_start[1])) if run_start else None
-        self.run_peak = (float(run_peak[0]), int(run_peak[1]), float(run_peak[2])) if run_peak else None
+        machine.run_start = (int(run_start[0]), float(run_start[1])) if run_start else None
+        machine.run_peak = (float(run_peak[0]), int(run_peak[1]), float(run_peak[2])) if run_peak else None
         self.alert = Alert.model_validate(state["alert"]) if state.get("alert") else None
+        self.last_alert = Alert.model_validate(state["last_alert"]) if state.get("last_alert") else None
         self.last_event_ts = float(state.get("last_event_ts", 0.0))
+        machine.episode = _episode(self.alert) if self.alert else None
+        machine.last = _episode(self.last_alert) if self.last_alert else None
+
+
+def _episode(alert: Alert) -> Episode:
+    """An alert's episode; the opening frame is not persisted (only eval's delay reads it)."""
+    return Episode(
+        alert.start_seq,
+        alert.start_ts,
+        alert.start_seq,
+        alert.last_seq,
+        alert.peak_score,
+        alert.peak_seq,
+        alert.peak_ts,
+        alert.end_ts,
+    )

@@ -31,12 +31,13 @@ from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
 from models.scoring.camera import CameraStream
 from workers.bus import keys
 from workers.bus.keys import DROPPED_FIELD
-from workers.config import Settings
+from workers.config import Settings, hysteresis_config
 from workers.inference import scorer_state
 from workers.inference.alert_writes import end_alert, queue_alert_event, stop_reason
-from workers.inference.alerts import AlertTracker, HysteresisConfig
+from workers.inference.alerts import AlertTracker
 from workers.inference.leases import CameraLeases, LeaseLost
 from workers.inference.serving import load_serving_detector
+from workers.inference.snooze import Snoozes
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
 from workers.store.cameras import camera_statuses, list_cameras
 from workers.store.error_maps import encode_error_map
@@ -91,6 +92,7 @@ class InferenceWorker(WorkerProcess):
         self.client = self.redis
         self.detector = detector
         self.model_threshold: float | None = None  # the served version's adaptive alert threshold
+        self.snoozes = Snoozes()
         self._refused_model: str | None = None  # a published version that failed to load here
         self.slots: dict[str, CameraSlot] = {}
         self.leases = CameraLeases(self.client, self.worker_id)
@@ -215,13 +217,7 @@ class InferenceWorker(WorkerProcess):
     def _new_slot(self, config: keys.CameraConfig) -> CameraSlot:
         info = self.detector.info
         zones = [zone.points for zone in config.ignore_zones]
-        alerts = self.settings.alerts
-        hysteresis = HysteresisConfig(
-            threshold=config.threshold or self.model_threshold or alerts.threshold,
-            start_frames=alerts.start_frames,
-            end_frames=alerts.end_frames,
-            update_interval_s=alerts.update_interval_s,
-        )
+        hysteresis = hysteresis_config(self.settings.alerts, config.threshold or self.model_threshold)
         return CameraSlot(
             config=config,
             stream=CameraStream(info),
@@ -342,9 +338,12 @@ class InferenceWorker(WorkerProcess):
                 self._fill_history(camera, slot, frame, entry_id)
             clips.append(slot.stream.push(self._frame_array(frame), frame.session))
         maps = self.detector.stream_maps(np.stack(clips))
+        self.snoozes.refresh(self.client, keys.now())
+        info = self.detector.info
         for index, (camera, _, _) in enumerate(batch):
-            mask = self.slots[camera].mask
-            if mask is not None:  # no evidence inside ignore zones
+            slot = self.slots[camera]
+            mask = self.snoozes.mask(slot.config, slot.mask, info.height, info.width)
+            if mask is not None:  # no evidence inside ignore zones and snoozed ones
                 maps[index] *= mask
         raws = raw_scores(self.detector, maps)
         scored = [
@@ -362,7 +361,9 @@ class InferenceWorker(WorkerProcess):
                 ended = slot.tracker.close_open(item.frame.ts, "camera reconnected: a new stream session")
                 item.events = [("end", ended)] if ended else []
             slot.session = item.frame.session
-            item.events += slot.tracker.update(item.frame.seq, item.frame.ts, item.score, model)
+            # a snoozed camera's frames count as normal: no alert opens, an open one ends as usual
+            score = 0.0 if self.snoozes.silenced(item.camera, item.frame.ts) else item.score
+            item.events += slot.tracker.update(item.frame.seq, item.frame.ts, score, model)
         return scored
 
     def _dropped_before(self, scored: list[ScoredFrame]) -> dict[str, tuple[int, int]]:

@@ -156,8 +156,34 @@
     tile.querySelector(".tile-heat").addEventListener("click", () => openCameraHeat(id));
     tile.querySelector(".tile-zones").addEventListener("click", () => openZones(id));
     tile.querySelector(".tile-remove").addEventListener("click", () => removeCamera(id));
+    tile.querySelector(".tile-snooze").addEventListener("click", () => toggleSnooze(id));
     $("tiles").appendChild(tile);
+    showSnooze(id);
     return tile;
+  }
+
+  // A snoozed camera raises no alert until the snooze ends (the whole camera; zones through the API).
+  async function showSnooze(id) {
+    const res = await api("GET", `${cameraPath(id)}/snooze`);
+    const entry = state.cameras.get(id);
+    if (!res.ok || !entry) return;
+    const until = res.data.until_ts * 1000;
+    entry.snoozedUntil = until > Date.now() ? until : 0;
+    const button = entry.tile.querySelector(".tile-snooze");
+    button.textContent = entry.snoozedUntil ? "Unsnooze" : "Snooze 1 h";
+    button.setAttribute("aria-pressed", String(Boolean(entry.snoozedUntil)));
+    button.title = entry.snoozedUntil ? `Snoozed until ${new Date(entry.snoozedUntil).toLocaleTimeString()}` : "";
+  }
+
+  async function toggleSnooze(id) {
+    const entry = state.cameras.get(id);
+    const snoozed = entry && entry.snoozedUntil > Date.now();
+    const res = snoozed
+      ? await api("DELETE", `${cameraPath(id)}/snooze`)
+      : await api("POST", `${cameraPath(id)}/snooze`, { duration_s: 3600 });
+    if (res.ok) say($("camera-message"), `Camera ${id} ${snoozed ? "unsnoozed" : "snoozed for an hour"}.`, "ok");
+    else say($("camera-message"), `Camera ${id}: snooze not changed: ${errorText(res)}`, "error");
+    await showSnooze(id);
   }
 
   function updateTile(entry) {

@@ -2,7 +2,8 @@
 
 The scores come from the service's own path (a CameraStream per video: causal history, normalization and
 smoothing), so the printed micro AUC is what an operator would get. The papers' per-video min-max AUC,
-which looks at each video's future frames, is printed for comparison only.
+which looks at each video's future frames, is printed for comparison only. So are the alerts the service's
+hysteresis would raise on those scores, and their event metrics (models/evaluation/events.py).
 
 online and coldstart stream the videos (each as a camera) through the retraining worker's self-training
 loop (models/selftrain/trainer.py): the streamed scores are those the service would have served, model swaps
@@ -29,7 +30,7 @@ from service.cli.commands.train import (
     fit_config,
     set_threads,
 )
-from workers.config import get_settings
+from workers.config import get_settings, hysteresis_config
 
 MODES = ("oneclass", "online", "coldstart")
 
@@ -80,6 +81,23 @@ def _print_metrics(title: str, metrics: dict[str, float] | None) -> None:
     print(f"{title}per-video min-max AUC (papers' protocol): {metrics['per_video_minmax_auc']:.4f}")
 
 
+def _print_events(title: str, events: dict[str, Any] | None) -> None:
+    if events is None:
+        return
+
+    def fmt(key: str, spec: str = ".3f") -> str:
+        value = events[key]
+        return "n/a" if value is None else format(value, spec)
+
+    print(
+        f"{title}alerts at threshold {events['threshold']:.3f}: {events['alerts']} "
+        f"({events['false_alerts']} false); event recall {fmt('event_recall')} "
+        f"of {events['events']} events, alert precision {fmt('alert_precision')}, "
+        f"false alerts/hour {fmt('false_alerts_per_hour', '.1f')}, "
+        f"delay median {fmt('delay_median_s', '.1f')} s, p90 {fmt('delay_p90_s', '.1f')} s"
+    )
+
+
 def _start_detector(
     args: argparse.Namespace, dataset: Path, keep_torch: bool
 ) -> tuple[Any, dict[str, Any] | None]:
@@ -114,19 +132,23 @@ def _start_detector(
 
 
 def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
+    from models.evaluation.events import write_alerts_csv
     from models.evaluation.jobs import score_testing, write_scores_csv
 
     detector, training = _start_detector(args, dataset, keep_torch=False)
     loaded = time.monotonic()
-    result = score_testing(dataset, detector)
+    result = score_testing(dataset, detector, hysteresis_config(get_settings().alerts))
     if args.scores_out:
         write_scores_csv(result.scores, Path(args.scores_out))
+    if args.alerts_out:
+        write_alerts_csv(result.alerts, Path(args.alerts_out))
     frames = int(result.timings["frames"])
     print(
         f"scored {frames} frames of {len(result.scores)} videos with {detector.info.version} "
         f"({frames / (time.monotonic() - loaded):.0f} frames/s after loading)"
     )
     _print_metrics("", result.metrics)
+    _print_events("", result.events)
     return {
         "model_version": detector.info.version,
         "input": {
@@ -135,9 +157,31 @@ def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
             "history": detector.info.history,
         },
         "metrics": result.metrics,
+        "events": result.events,
         "training": training,
         "timings": dict(result.timings),
     }
+
+
+def _alerts(
+    args: argparse.Namespace,
+    dataset: Path,
+    scores: dict[str, Any],
+    labels: dict[str, Any] | None,
+    threshold: float | None,
+) -> dict[str, Any] | None:
+    """The alerts the service raises on the served scores (at the model's adaptive threshold when it has
+    one, as the worker does): printed, written to --alerts-out, and their event metrics returned."""
+    from models.evaluation.events import write_alerts_csv
+    from models.evaluation.jobs import alert_quality
+
+    events, alerts = alert_quality(
+        dataset, scores, labels, hysteresis_config(get_settings().alerts, threshold)
+    )
+    _print_events("", events)
+    if args.alerts_out:
+        write_alerts_csv(alerts, Path(args.alerts_out))
+    return events
 
 
 def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
@@ -228,6 +272,8 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
             from models.detector.export import save_detector
 
             save_detector(trainer.model, trainer.metadata, Path(args.save_model))
+        served = test_streamed or final_scores
+        report["events"] = _alerts(args, dataset, served, labels, trainer.alert_threshold())
     report["metrics"] = report.get("streamed_metrics") or report["final_metrics"]
     report["timings"] = {"frames": sum(len(f) for f in stream.values())}
     return report
@@ -261,6 +307,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE.csv",
         help="online/coldstart: every test frame rescored by the final model",
     )
-    parser.add_argument("--report", metavar="FILE.json", help="write AUCs, timings and machine info as JSON")
+    parser.add_argument(
+        "--alerts-out",
+        metavar="FILE.csv",
+        help="write video,start_frame,end_frame,peak_score for every alert the service would raise",
+    )
+    parser.add_argument(
+        "--report", metavar="FILE.json", help="write AUCs, event metrics, timings and machine info as JSON"
+    )
     add_training_arguments(parser)
     parser.set_defaults(handler=run)

@@ -43,7 +43,7 @@ def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Pa
     model = tmp_path / "model.onnx"
     assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
     assert model.is_file() and (tmp_path / "model.pt").is_file()  # the weights self-training adapts
-    scores, report = tmp_path / "scores.csv", tmp_path / "report.json"
+    scores, report, alerts = tmp_path / "scores.csv", tmp_path / "report.json", tmp_path / "alerts.csv"
     code = run(
         "eval",
         str(dataset_dir),
@@ -55,8 +55,11 @@ def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Pa
         str(scores),
         "--report",
         str(report),
+        "--alerts-out",
+        str(alerts),
     )
     assert code == 0
+    assert next(csv.reader(alerts.open())) == ["video", "start_frame", "end_frame", "peak_score"]
     rows = list(csv.DictReader(scores.open()))
     assert [(r["video"], int(r["frame"])) for r in rows] == [("01", i) for i in range(24)] + [
         ("02", i) for i in range(20)
@@ -64,6 +67,7 @@ def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Pa
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
     figures = json.loads(report.read_text())
     assert 0.0 <= figures["metrics"]["micro_auc"] <= 1.0
+    assert 0.0 <= figures["events"]["event_recall"] <= 1.0 and figures["events"]["fps"] == 10.0
     assert figures["timings"]["frames"] == 44 and figures["machine"]["cores"]
 
 

@@ -39,3 +39,25 @@ def test_state_round_trip_continues_the_same_alert() -> None:
     events = [e for seq in (3, 4) for e in second.update(seq, seq * 0.1, 0.1, "m1")]
     assert [kind for kind, _ in events] == ["end"]
     assert events[0][1].id == opened[0][2].id
+
+
+def test_a_new_alert_within_the_cooldown_rejoins_the_last_one() -> None:
+    tracker = AlertTracker("cam", HysteresisConfig(0.5, 3, 2, update_interval_s=0.0, cooldown_s=1.0))
+    # closes at seq 4 (ts 0.4); a run from seq 9 (0.9 s, within 1 s) rejoins, one from seq 25 pages again
+    scores = [0.9] * 3 + [0.1] * 6 + [0.8, 0.8, 0.95] + [0.1] * 13 + [0.9] * 3
+    events = feed(tracker, scores)
+    kinds = [(kind, seq) for kind, seq, _ in events]
+    assert kinds == [("new", 2), ("end", 4), ("update", 11), ("end", 13), ("new", 27)]
+    first, rejoined, second = events[0][2], events[2][2], events[4][2]
+    assert rejoined.id == first.id and rejoined.state == "open" and rejoined.end_ts is None
+    assert rejoined.peak_score == 0.95 and rejoined.last_seq == 11 and second.id != first.id
+
+
+def test_the_cooldown_survives_a_state_round_trip() -> None:
+    config = HysteresisConfig(0.5, 1, 1, update_interval_s=0.0, cooldown_s=5.0)
+    first = AlertTracker("cam", config)
+    opened = feed(first, [0.9, 0.1])
+    second = AlertTracker("cam", config)
+    second.load_state_dict(first.state_dict())
+    events = second.update(3, 0.3, 0.9, "m1")
+    assert [(kind, alert.id) for kind, alert in events] == [("update", opened[0][2].id)]

@@ -1,0 +1,85 @@
+"""Event-level alert quality: what an operator sees, from the alerts the service's hysteresis raises.
+
+An alert is an Episode of models/scoring/hysteresis.py over a video's causal scores (the same code the
+inference worker runs), spanning [start_seq, last_seq]. A ground-truth event is a run of abnormal frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.evaluation.videos import VideoScores
+from models.scoring.hysteresis import Episode, HysteresisConfig, episodes
+
+
+@dataclass(frozen=True)
+class VideoAlert:
+    video: str
+    episode: Episode
+
+
+def true_ranges(flags: np.ndarray) -> list[tuple[int, int]]:
+    """The inclusive [start, end] runs of True frames."""
+    padded = np.concatenate([[False], flags.astype(bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _overlaps(episode: Episode, start: int, end: int) -> bool:
+    return episode.start_seq <= end and episode.last_seq >= start
+
+
+def raise_alerts(scored: dict[str, VideoScores], config: HysteresisConfig, fps: float) -> list[VideoAlert]:
+    return [
+        VideoAlert(name, episode)
+        for name, video in scored.items()
+        for episode in episodes(video.scores, config, fps)
+    ]
+
+
+def event_report(
+    alerts: list[VideoAlert], labels: dict[str, np.ndarray], fps: float, threshold: float
+) -> dict[str, float | int | None]:
+    """Event recall, alert precision, false alerts per hour of normal footage and the delay (seconds) from an
+    event's first frame to the frame whose score paged the operator (0 when an alert was already open)."""
+    by_video: dict[str, list[Episode]] = {name: [] for name in labels}
+    for alert in alerts:
+        by_video.setdefault(alert.video, []).append(alert.episode)
+    events = detected = true_alerts = 0
+    delays: list[float] = []
+    for name, flags in labels.items():
+        ranges = true_ranges(flags)
+        found = by_video[name]
+        events += len(ranges)
+        for start, end in ranges:
+            hits = [e for e in found if _overlaps(e, start, end)]
+            if hits:
+                detected += 1
+                delays.append(max(0, min(e.opened_seq for e in hits) - start) / fps)
+        true_alerts += sum(1 for e in found if any(_overlaps(e, s, t) for s, t in ranges))
+    normal_hours = sum(int((~flags).sum()) for flags in labels.values()) / fps / 3600
+    false_alerts = len(alerts) - true_alerts
+    return {
+        "threshold": threshold,
+        "fps": fps,
+        "events": events,
+        "alerts": len(alerts),
+        "event_recall": detected / events if events else None,
+        "alert_precision": true_alerts / len(alerts) if alerts else None,
+        "false_alerts": false_alerts,
+        "false_alerts_per_hour": false_alerts / normal_hours if normal_hours else None,
+        "delay_median_s": float(np.median(delays)) if delays else None,
+        "delay_p90_s": float(np.percentile(delays, 90)) if delays else None,
+    }
+
+
+def write_alerts_csv(alerts: list[VideoAlert], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        out.write("video,start_frame,end_frame,peak_score\n")
+        for alert in alerts:
+            e = alert.episode
+            out.write(f"{alert.video},{e.start_seq},{e.last_seq},{e.peak_score:.7f}\n")

@@ -206,7 +206,7 @@ class MqttWorker(EventSink):
                 ]
                 if all(sent):
                     self.announced.add(camera)
-            newest = frames.recent_scores(self.redis, camera, None, 1)
+            newest = [score for _, score in frames.page_scores(self.redis, camera, None, 1)]
             if newest and self.scores.get(camera) != newest[0].seq and self.client is not None:
                 self.client.publish(self.topics.score(camera), f"{newest[0].score:.3f}", qos=0)
                 self.scores[camera] = newest[0].seq

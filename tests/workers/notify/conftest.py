@@ -3,6 +3,7 @@ fixture; skipped with a clear message where the binary is missing (`apt-get inst
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import signal
 import socket
@@ -27,8 +28,9 @@ class Broker:
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.config = workdir / "mosquitto.conf"
+        # as its caller's user: started as root it would drop to `mosquitto`, who cannot write the test's dir
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {workdir}/\nlog_dest file {workdir}/mosquitto.log\n"
         )
         self.process: subprocess.Popen[bytes] | None = None

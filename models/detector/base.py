@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from models.detector.scores import IDENTITY, ScoreCalibration, patch_size_for
+from models.detector.scores import IDENTITY, ScoreCalibration, patch_size_for, perspective_patches
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,16 @@ class DetectorInfo:
     @property
     def patch(self) -> int:
         return int(self.metadata.get("patch") or patch_size_for(self.height))
+
+    @property
+    def stream_patches(self) -> list[int | np.ndarray]:
+        """Each stream's scoring patch: `patch`, or for the motion stream of a model fitted with the view's
+        row scale (metadata "row_scale"), a side per row that follows the perspective."""
+        row_scale = self.metadata.get("row_scale")
+        return [
+            perspective_patches(self.patch, row_scale) if name == "motion" and row_scale else self.patch
+            for name in self.streams
+        ]
 
 
 class Detector(ABC):

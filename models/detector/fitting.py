@@ -1,6 +1,8 @@
 """Fitting a detector to normal footage: each stream's normal level, memory and statistics.
 
-- motion: the mean speed of normal footage at every pixel;
+- motion: the mean speed of normal footage at every pixel, and the view's perspective: the apparent size
+  of things on each row (models/detector/streams.fit_row_scale), which scales the motion stream's speeds and its
+  scoring patches;
 - appearance: a memory of normal image cells, a greedy k-center coreset (PatchCore) of cells sampled
   from every frame, so that rare normal views are remembered as well as common ones;
 - prediction (when selected): the U-Net trained by models/detector/predictor_training.py, and its mean error per pixel;
@@ -30,8 +32,14 @@ from models.detector.flow import clip_speeds
 from models.detector.predictor_training import TrainConfig, train_predictor
 from models.detector.pseudo import PseudoAnomalyConfig
 from models.detector.runtime import TorchDetector
-from models.detector.scores import ScoreCalibration, combined_scores, patch_max_scores, patch_size_for
-from models.detector.streams import DetectorConfig, DetectorNet
+from models.detector.scores import (
+    ScoreCalibration,
+    combined_scores,
+    patch_max_scores,
+    patch_size_for,
+    perspective_patches,
+)
+from models.detector.streams import DetectorConfig, DetectorNet, fit_row_scale
 from models.scoring.camera import padded_clips
 
 BATCH = 32
@@ -94,10 +102,13 @@ class FittedDetector:
     training: dict[str, Any]  # what the fit did, for the metadata
 
     def metadata_stats(self) -> dict[str, Any]:
-        return {
+        stats: dict[str, Any] = {
             "stream_stats": {name: stats.to_dict() for name, stats in self.stream_stats.items()},
             "calibration": self.calibration.to_dict(),
         }
+        if self.model.motion is not None:  # its patches follow it: DetectorInfo.stream_patches
+            stats["row_scale"] = [round(float(v), 4) for v in self.model.motion.row_scale[:, 0]]
+        return stats
 
 
 def _folds(videos: dict[str, np.ndarray]) -> list[list[tuple[str, slice]]]:
@@ -175,12 +186,15 @@ def fit_detector(
 def _fit_motion(
     model: DetectorNet, videos: dict[str, np.ndarray], config: DetectorConfig
 ) -> dict[str, np.ndarray]:
-    """The mean speed per pixel; returns each video's motion patch scores under it (a second pass: the
-    flow is cheaper to compute again than to keep)."""
+    """The mean speed per pixel and the view's scale per row; returns each video's motion patch scores
+    under them, with patches that follow the row scale (a second pass: the flow is cheaper to compute
+    again than to keep)."""
     assert model.motion is not None
     total = np.zeros((config.height, config.width), dtype=np.float64)
+    row_sum = np.zeros(config.height, dtype=np.float64)
+    row_squares = np.zeros(config.height, dtype=np.float64)
     count = 0
-    patch = patch_size_for(config.height)
+    patch: np.ndarray | None = None
     scores: dict[str, list[np.ndarray]] = {name: [] for name in videos}
     frames_total = sum(len(f) for f in videos.values())
     with tqdm(total=2 * frames_total, desc="motion", unit="frame", dynamic_ncols=True) as bar:
@@ -191,14 +205,20 @@ def _fit_motion(
                     if second_pass:
                         with torch.inference_mode():
                             maps = model.motion(torch.from_numpy(speed)).numpy()
+                        assert patch is not None
                         scores[name].append(patch_max_scores(maps, patch))
                     else:
                         total += speed.sum(axis=0)
+                        row_sum += speed.sum(axis=(0, 2), dtype=np.float64)
+                        row_squares += np.square(speed, dtype=np.float64).sum(axis=(0, 2))
                         count += len(speed)
                     bar.update(len(clips))
             if not second_pass:
                 normal = (total / max(count, 1)).astype(np.float32)
                 model.motion.normal_speed.copy_(torch.from_numpy(normal))
+                row_scale = fit_row_scale(row_sum, row_squares)
+                model.motion.row_scale.copy_(torch.from_numpy(row_scale)[:, None])
+                patch = perspective_patches(patch_size_for(config.height), row_scale)
     return {name: np.concatenate(parts) for name, parts in scores.items()}
 
 

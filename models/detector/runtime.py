@@ -139,8 +139,12 @@ class OnnxDetector(Detector):
 
     def stream_maps(self, clips: np.ndarray) -> np.ndarray:
         clips = np.ascontiguousarray(clips, dtype=np.uint8)
-        inputs = {INPUT_NAME: clips}
-        if SPEED_INPUT in self.input_names:  # a graph without the motion stream has no speed input
+        inputs: dict[str, np.ndarray] = {}
+        # the exporter drops an input the graph does not read: a graph without the motion stream has no
+        # speed input, and one with the motion stream alone no clips (its evidence is all in the speed)
+        if INPUT_NAME in self.input_names:
+            inputs[INPUT_NAME] = clips
+        if SPEED_INPUT in self.input_names:
             inputs[SPEED_INPUT] = clip_speeds(clips, self.flow)
         step = self.max_batch or len(clips)
         parts = range(0, len(clips), step)

@@ -1,7 +1,9 @@
 """From the detector's evidence maps to frame scores: the one definition shared by `vigil eval` and the service.
 
 stream score = the largest mean evidence over any patch of a stream's map (localized evidence beats the
-               frame mean), as a robust z-score against normal footage (the stream's statistics)
+               frame mean), as a robust z-score against normal footage (the stream's statistics). The
+               motion stream's patches follow the view's perspective (`perspective_patches`): an object
+               far away is small, and a patch the size of a near person would drown its evidence
 raw score    = the sum of the stream scores: each stream is an independent witness
 score        = causal per-camera normalization of raw (robust running statistics), mapped to [0, 1]
                and smoothed over the last few frames. No future frame is ever looked at.
@@ -21,8 +23,13 @@ if TYPE_CHECKING:  # the detector's info carries the statistics these functions 
     from models.detector.base import Detector
 
 
-def patch_max_scores(error_maps: np.ndarray, patch: int) -> np.ndarray:
-    """Max over positions of the mean error in a patch x patch window; error_maps float32 [B, H, W]."""
+def patch_max_scores(error_maps: np.ndarray, patch: int | np.ndarray) -> np.ndarray:
+    """Max over positions of the mean error in a patch x patch window; error_maps float32 [B, H, W].
+
+    `patch`: one side for the whole view, or int [H] a side per row (the side of the windows centred on
+    that row: `perspective_patches`)."""
+    if not np.isscalar(patch):
+        return _row_patch_max_scores(error_maps, np.asarray(patch))
     out = np.empty(len(error_maps), dtype=np.float32)
     for i, emap in enumerate(error_maps):
         size = (min(patch, emap.shape[1]), min(patch, emap.shape[0]))
@@ -34,10 +41,46 @@ def patch_max_scores(error_maps: np.ndarray, patch: int) -> np.ndarray:
     return out
 
 
+def _row_patch_max_scores(error_maps: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """patch_max_scores with a window side per row of its centre: each side blurs only the band of rows
+    its windows cover, so that all sides together cost about two blurs of the map. The same windows as a
+    fixed side where `sides` is constant."""
+    batch, height, width = error_maps.shape
+    if sides.shape != (height,):
+        raise ValueError(f"patch sides per row of shape {sides.shape}: ({height},) needed")
+    sides = np.clip(sides.astype(np.int64), 1, min(height, width))
+    bands = []  # (side, first row of the band, rows of the band whose windows are scored)
+    for side in np.unique(sides):
+        tops = np.flatnonzero(sides == side) - side // 2  # windows centred on those rows, inside the frame
+        tops = tops[(tops >= 0) & (tops + side <= height)]
+        if len(tops):
+            bands.append((int(side), int(tops[0]), tops - tops[0] + side // 2, int(tops[-1]) + side))
+    if not bands:  # no row has a window inside the frame: the smallest side everywhere
+        return patch_max_scores(error_maps, int(sides.min()))
+    out = np.empty(batch, dtype=np.float32)
+    for i, emap in enumerate(error_maps):
+        best = -np.inf
+        for side, first, centres, end in bands:
+            blurred = cv2.blur(emap[first:end], (side, side), borderType=cv2.BORDER_REFLECT)
+            best = max(best, float(blurred[centres, side // 2 : width - (side - 1) // 2].max()))
+        out[i] = best
+    return out
+
+
 def patch_size_for(height: int) -> int:
     """Scoring patch side for a view height: an eighth of it (16 px at 128), the scale of a person or a bike
     in a typical surveillance view; fixed to the view, not to a dataset."""
     return max(4, round(height / 8))
+
+
+def perspective_patches(patch: int, row_scale: list[float] | np.ndarray) -> np.ndarray:
+    """int [H]: the patch side of each row, `patch` where things look largest in the view, smaller where
+    they look smaller; `row_scale` [H] is the apparent size of things on each row relative to that place
+    (models/detector/streams.py: fit_row_scale, from how fast normal footage moves there). Sizes go in steps of a
+    quarter octave (19%): a few distinct sides, each blurred once (`patch_max_scores`)."""
+    scale = np.clip(np.asarray(row_scale, dtype=np.float64), 1e-3, 1.0)
+    steps = np.exp2(np.round(4 * np.log2(scale)) / 4)
+    return np.maximum(4, np.round(patch * steps)).astype(np.int64)
 
 
 def ignore_mask(height: int, width: int, zones: list[list[tuple[float, float]]]) -> np.ndarray | None:
@@ -86,10 +129,16 @@ class ScoreCalibration:
 IDENTITY = ScoreCalibration(0.0, 1.0)  # a stream without statistics (the motion baseline) scores as it is
 
 
-def stream_patch_scores(maps: np.ndarray, patch: int) -> np.ndarray:
-    """float32 [B, S]: patch-max score of every stream map; maps float32 [B, S, H, W]."""
+def stream_patch_scores(maps: np.ndarray, patch: int | list[int | np.ndarray]) -> np.ndarray:
+    """float32 [B, S]: patch-max score of every stream map; maps float32 [B, S, H, W]; `patch`: one side, or
+    one per stream (a side, or sides per row: DetectorInfo.stream_patches)."""
     batch, streams = maps.shape[:2]
-    return patch_max_scores(maps.reshape(batch * streams, *maps.shape[2:]), patch).reshape(batch, streams)
+    if np.isscalar(patch):
+        return patch_max_scores(maps.reshape(batch * streams, *maps.shape[2:]), patch).reshape(batch, streams)
+    out = np.empty((batch, streams), dtype=np.float32)
+    for index, side in enumerate(patch):
+        out[:, index] = patch_max_scores(np.ascontiguousarray(maps[:, index]), side)
+    return out
 
 
 def combined_scores(patch_scores: np.ndarray, stats: list[ScoreCalibration]) -> np.ndarray:
@@ -109,7 +158,9 @@ def combined_anomaly_maps(maps: np.ndarray, stats: list[ScoreCalibration]) -> np
 
 def raw_scores(detector: Detector, maps: np.ndarray) -> np.ndarray:
     """float32 [B]: raw frame scores of stream maps [B, S, H, W] (ignore zones already masked out)."""
-    return combined_scores(stream_patch_scores(maps, detector.info.patch), detector.info.stream_stats)
+    return combined_scores(
+        stream_patch_scores(maps, detector.info.stream_patches), detector.info.stream_stats
+    )
 
 
 def anomaly_maps(detector: Detector, maps: np.ndarray) -> np.ndarray:

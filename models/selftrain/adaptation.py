@@ -191,7 +191,7 @@ def refit_statistics(
     clips = window.clips(frames, info.history)
     patch = np.concatenate(
         [
-            stream_patch_scores(candidate.stream_maps(clips[i : i + BATCH]), info.patch)
+            stream_patch_scores(candidate.stream_maps(clips[i : i + BATCH]), info.stream_patches)
             for i in range(0, len(clips), BATCH)
         ]
     )

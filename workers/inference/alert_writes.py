@@ -10,6 +10,7 @@ import redis
 from workers.bus import keys
 from workers.inference.alerts import AlertTracker
 from workers.inference.leases import CameraLeases, LeaseLost
+from workers.store import frames
 
 # ingest states after which no frame of the current session will come
 STOPPED_STATES = frozenset({"reconnecting", "finished", "error", "stopped"})
@@ -45,8 +46,8 @@ def end_alert(
     Raises LeaseLost when the camera changed owner (then nothing is written)."""
     if tracker.alert is None:
         return None
-    last = client.xrevrange(keys.frames_stream(camera), count=1)
-    if last and last_scored_seq is not None and int(last[0][1][b"seq"]) > last_scored_seq:
+    newest = frames.newest_frame(client, camera)
+    if newest is not None and last_scored_seq is not None and newest.seq > last_scored_seq:
         return None
     alert = tracker.close_open(time.time(), reason)
     assert alert is not None

@@ -27,13 +27,12 @@ def queue_save(
     pipe: redis.client.Pipeline, camera: str, stream: CameraStream, raws: list[float], checkpoint: bool
 ) -> None:
     """Queue, on a MULTI pipeline, what `raws` (the batch's raw scores of the camera, in order) changed."""
-    state = stream.state_dict()
-    if checkpoint:
-        pipe.hset(keys.scorer_state_key(camera), CHECKPOINT_FIELD, json.dumps(state))
+    if checkpoint:  # the whole window only now: a batch's hot path does not copy 3000 floats
+        pipe.hset(keys.scorer_state_key(camera), CHECKPOINT_FIELD, json.dumps(stream.state_dict()))
         pipe.delete(keys.scorer_log_key(camera))
     elif raws:
         pipe.rpush(keys.scorer_log_key(camera), *(repr(float(raw)) for raw in raws))
-    tail = {"session": state["session"], "recent_scores": state["scorer"]["recent_scores"]}
+    tail = {"session": stream.session, "recent_scores": list(stream.scorer.recent_scores)}
     pipe.hset(keys.scorer_state_key(camera), TAIL_FIELD, json.dumps(tail))
 
 

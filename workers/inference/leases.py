@@ -58,7 +58,7 @@ class CameraLeases:
         """WATCHes the cameras' leases on `pipe` (before its MULTI); raises LeaseLost when one is not ours."""
         lease_keys = [keys.lease_key(camera) for camera in cameras]
         pipe.watch(*lease_keys)
-        owners = pipe.mget(lease_keys)
+        owners = [pipe.get(key) for key in lease_keys]  # (a cluster pipeline has no MGET)
         lost = [cam for cam, owner in zip(cameras, owners, strict=True) if owner != self.worker_id.encode()]
         if lost:
             raise LeaseLost(f"cameras {', '.join(lost)} are owned by another worker now")

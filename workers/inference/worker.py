@@ -9,6 +9,8 @@ Scale-out and fault model:
 - Each batch's results (scores, error maps, alert events, alert hysteresis state) and its XACK are written
   in one MULTI/EXEC guarded by WATCH on the leases: either all of it lands or none, so a frame is scored
   exactly once and an alert event is never written twice.
+- On a Redis Cluster (a camera's keys in one slot) that is one XREADGROUP and one MULTI/EXEC per camera;
+  alert events reach the site-wide alert keys through the camera's outbox (inference/alert_writes.py).
 - A frame that never reaches a worker (trimmed by the stream cap before it was scored, or lost by a Redis
   restart) shows as a gap in the camera's seq numbers: it is counted, per camera, in the scorer state hash
   (field `frames_dropped`) and in the worker's heartbeat, and logged.
@@ -30,10 +32,11 @@ from models.detector.base import Detector
 from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
 from models.scoring.camera import CameraStream
 from workers.bus import keys
+from workers.bus.connection import CLUSTER_UNAVAILABLE, is_cluster
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings, hysteresis_config
-from workers.inference import scorer_state
-from workers.inference.alert_writes import end_alert, queue_alert_event, stop_reason
+from workers.inference import frame_reads, scorer_state
+from workers.inference.alert_writes import end_alert, publish_outbox, queue_alert_event, stop_reason
 from workers.inference.alerts import AlertTracker
 from workers.inference.leases import CameraLeases, LeaseLost
 from workers.inference.serving import load_serving_detector
@@ -109,17 +112,19 @@ class InferenceWorker(WorkerProcess):
         self.event("serving", model=self.detector.info.version, kind=self.detector.info.kind)
 
     def step(self) -> None:
-        if time.monotonic() >= self._next_refresh:
-            self.refresh()
-            self._check_model()
-            self._next_refresh = time.monotonic() + self.settings.inference.lease_ttl_ms / 3000.0
         try:
+            if time.monotonic() >= self._next_refresh:
+                self.refresh()
+                self._check_model()
+                self._next_refresh = time.monotonic() + self.settings.inference.lease_ttl_ms / 3000.0
             scored = self.score_batch()
-        except redis.ConnectionError:
+        except (redis.ConnectionError, *CLUSTER_UNAVAILABLE) as exc:
             # Results of the batch in hand may be lost: rebuild camera state from Redis after reconnecting.
             for camera in list(self.slots):
                 self.drop(camera, release=False)
-            raise
+            if isinstance(exc, redis.ConnectionError):
+                raise
+            raise redis.ConnectionError(f"Redis Cluster unavailable (failover?): {exc}") from exc
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -134,7 +139,7 @@ class InferenceWorker(WorkerProcess):
             self.wait(0.2)
 
     def teardown(self) -> None:
-        with contextlib.suppress(redis.ConnectionError):  # leases expire by themselves
+        with contextlib.suppress(redis.ConnectionError, *CLUSTER_UNAVAILABLE):  # leases expire by themselves
             self.release_all()
 
     def heartbeat_info(self) -> dict[str, object]:
@@ -179,7 +184,7 @@ class InferenceWorker(WorkerProcess):
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        claimed = self._claim_pending(stream_key)
+        claimed = frame_reads.claim_pending(self.client, stream_key, self.worker_id)
         slot = self._new_slot(config)
         saved = self.client.hgetall(keys.scorer_state_key(camera))
         if scorer_state.has_checkpoint(saved):
@@ -187,32 +192,13 @@ class InferenceWorker(WorkerProcess):
             slot.checkpoint_ts = time.time()  # the saved checkpoint and log stand for the state loaded
         if b"tracker" in saved:
             slot.tracker.load_state_dict(json.loads(saved[b"tracker"]))
+        if published := publish_outbox(self.client, camera, recovering=True):
+            log.info("camera %s: %d alert events of the previous owner published", camera, published)
         last_score = self.client.xrevrange(keys.scores_stream(camera), count=1)
         if last_score:
             slot.last_seq = int(last_score[0][1][b"seq"])
         self.slots[camera] = slot
         log.info("camera %s: taken by %s (%d pending frames claimed)", camera, self.worker_id, claimed)
-
-    def _claim_pending(self, stream_key: str) -> int:
-        """Move every pending entry of the stream to this worker; forget consumers left with none."""
-        claimed, start = 0, "0-0"
-        while True:
-            start, entries, *_ = self.client.xautoclaim(
-                stream_key,
-                keys.INFERENCE_GROUP,
-                self.worker_id,
-                min_idle_time=0,
-                start_id=start,
-                count=100,
-            )
-            claimed += len(entries)
-            if start in (b"0-0", "0-0"):
-                break
-        for consumer in self.client.xinfo_consumers(stream_key, keys.INFERENCE_GROUP):
-            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
-            if name != self.worker_id and consumer["pending"] == 0:
-                self.client.xgroup_delconsumer(stream_key, keys.INFERENCE_GROUP, name)
-        return claimed
 
     def _new_slot(self, config: keys.CameraConfig) -> CameraSlot:
         info = self.detector.info
@@ -272,17 +258,14 @@ class InferenceWorker(WorkerProcess):
             return 0
         inference = self.settings.inference
         per_stream = max(1, inference.batch_max // len(self.slots))
-        response = self.client.xreadgroup(
-            keys.INFERENCE_GROUP,
-            self.worker_id,
-            {keys.frames_stream(cam): slot.read_id for cam, slot in self.slots.items()},
-            count=per_stream,
-            block=max(inference.batch_wait_ms, 1),
+        streams = {keys.frames_stream(camera): slot.read_id for camera, slot in self.slots.items()}
+        response = frame_reads.read(
+            self.client, self.worker_id, streams, per_stream, max(inference.batch_wait_ms, 1), self.wait
         )
         batch: list[tuple[str, str, keys.FrameMessage]] = []
         with_entries = set()
         for stream_key, entries in response or []:
-            camera = self._camera_of(stream_key)
+            camera = frame_reads.camera_of(stream_key)
             if camera not in self.slots or not entries:
                 continue
             with_entries.add(camera)
@@ -297,23 +280,17 @@ class InferenceWorker(WorkerProcess):
         if not batch:
             return 0
         scored = self._score(batch)
-        try:
-            self._write(scored)
-        except LeaseLost as exc:
-            # State objects advanced for frames whose results were discarded: rebuild them from Redis.
-            log.warning("batch discarded: %s", exc)
-            for camera in {frame.camera for frame in scored}:
-                self.drop(camera, release=False)
+        lost = self._write(scored)
+        # State objects advanced for frames whose results were discarded: rebuild them from Redis.
+        for camera in lost:
+            self.drop(camera, release=False)
+        scored = [item for item in scored if item.camera not in lost]
+        if not scored:
             return 0
         self.frames_scored += len(scored)
         self.batches += 1
         self.last_batch_size = len(scored)
         return len(scored)
-
-    @staticmethod
-    def _camera_of(stream_key: bytes | str) -> str:
-        name = stream_key.decode() if isinstance(stream_key, bytes) else stream_key
-        return name[name.index("{") + 1 : name.index("}")]
 
     def _frame_array(self, frame: keys.FrameMessage) -> np.ndarray:
         return frame.array((self.detector.info.height, self.detector.info.width))
@@ -324,11 +301,8 @@ class InferenceWorker(WorkerProcess):
         history = self.detector.info.history
         if history == 0:
             return
-        entries = self.client.xrevrange(keys.frames_stream(camera), max=f"({first_id}", count=history)
-        for _, fields in reversed(entries):
-            past = keys.FrameMessage.from_fields(fields)
-            if past.session == first.session:
-                slot.stream.push(self._frame_array(past), past.session)
+        for past in frame_reads.history_before(self.client, camera, first, first_id, history):
+            slot.stream.push(self._frame_array(past), past.session)
 
     def _score(self, batch: list[tuple[str, str, keys.FrameMessage]]) -> list[ScoredFrame]:
         clips = []
@@ -377,9 +351,30 @@ class InferenceWorker(WorkerProcess):
             result[item.camera] = (missing, seq)  # (a seq going back: the camera's numbering restarted)
         return result
 
-    def _write(self, scored: list[ScoredFrame]) -> None:
+    def _write(self, scored: list[ScoredFrame]) -> set[str]:
+        """Writes the batch's results and acks (one transaction; one per camera on a cluster); returns the
+        cameras whose results were discarded because another worker owns them now."""
         cameras = sorted({item.camera for item in scored})
+        groups = [[camera] for camera in cameras] if is_cluster(self.client) else [cameras]
         dropped = self._dropped_before(scored)
+        lost: set[str] = set()
+        for group in groups:
+            items = [item for item in scored if item.camera in group]
+            try:
+                self._write_group(group, items, dropped)
+            except LeaseLost as exc:
+                log.warning("batch discarded: %s", exc)
+                lost.update(group)
+                continue
+            for camera in group:
+                publish_outbox(self.client, camera)
+        self._count_written([item for item in scored if item.camera not in lost], dropped)
+        return lost
+
+    def _write_group(
+        self, cameras: list[str], scored: list[ScoredFrame], dropped: dict[str, tuple[int, int]]
+    ) -> None:
+        """One MULTI/EXEC, guarded by the cameras' leases: their results, scorer state and acks."""
         now = time.time()
         with self.client.pipeline(transaction=True) as pipe:
             try:
@@ -402,8 +397,13 @@ class InferenceWorker(WorkerProcess):
                     pipe.xack(keys.frames_stream(camera), keys.INFERENCE_GROUP, *ids)
                 pipe.execute()
             except redis.WatchError as exc:
-                raise LeaseLost("a camera lease changed while the batch was written") from exc
-        for camera, (missing, last_seq) in dropped.items():
+                raise LeaseLost(
+                    f"the lease of {', '.join(cameras)} changed while the batch was written"
+                ) from exc
+
+    def _count_written(self, scored: list[ScoredFrame], dropped: dict[str, tuple[int, int]]) -> None:
+        for camera in {item.camera for item in scored}:
+            missing, last_seq = dropped[camera]
             slot = self.slots[camera]
             slot.last_seq = last_seq
             if missing:

@@ -357,6 +357,10 @@ class ModelVersion(BaseModel):
     )
     status: ModelStatus = "serving"
     reason: str = ""
+    sha256: str | None = Field(
+        None, description="Checksum of the served file, whose bytes Redis keeps (model_blob_key)."
+    )
+    size_bytes: int | None = Field(None, description="Size of the served file.")
 
 
 class RetrainCycle(BaseModel):

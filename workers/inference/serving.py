@@ -10,7 +10,7 @@ import redis
 from models.detector.base import Detector
 from models.detector.motion import MotionBaseline
 from workers.config import Settings
-from workers.store import model_registry
+from workers.store import model_files, model_registry
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,9 @@ def load_serving_detector(settings: Settings, client: redis.Redis) -> tuple[Dete
     threshold = None
     if path is None:
         current = model_registry.current_version(client)
-        if current is not None:
-            path, threshold = Path(current.path), current.alert_threshold
+        if current is not None:  # this host's copy of its file: fetched from Redis where it has none
+            path = model_files.local_file(client, current, settings.models_dir / "cache")
+            threshold = current.alert_threshold
     if path is None:
         log.info("no model configured or published: scoring with the motion baseline")
         return MotionBaseline(settings.analysis.height, settings.analysis.width), None

@@ -13,6 +13,7 @@ import redis
 
 from workers.bus import keys
 from workers.bus.keys import ModelVersion
+from workers.store import model_files
 
 HISTORY_KEPT = 100
 CYCLES_KEPT = 50
@@ -47,7 +48,18 @@ def record_rejected(client: redis.Redis, version: ModelVersion) -> None:
 
 
 def publish(client: redis.Redis, version: ModelVersion, expected_current: str | None) -> bool:
-    """Makes `version` current if the current one is still `expected_current`; False when it changed."""
+    """Makes `version` current if the current one is still `expected_current`; False when it changed.
+    Its file goes into Redis with it (model_files), so inference hosts need no shared filesystem."""
+    if version.path and version.sha256 is None and Path(version.path).is_file():
+        version = model_files.store(client, version)
+    if not _make_current(client, version, expected_current):
+        return False
+    history = [v.decode() if isinstance(v, bytes) else v for v in client.lrange(keys.MODEL_HISTORY, 0, -1)]
+    model_files.prune(client, keep=list(dict.fromkeys(history))[: model_files.BLOBS_KEPT])
+    return True
+
+
+def _make_current(client: redis.Redis, version: ModelVersion, expected_current: str | None) -> bool:
     with client.pipeline() as pipe:
         try:
             pipe.watch(keys.CURRENT_MODEL)
@@ -102,7 +114,7 @@ def rollback(client: redis.Redis, to: str | None = None) -> tuple[ModelVersion, 
         raise RegistryError(f"{to} is already the current model")
     if target.status == "rejected" or not target.path:
         raise RegistryError(f"{to} was rejected by validation and cannot serve")
-    if not Path(target.path).is_file():
+    if not model_files.has_file(client, target):
         raise RegistryError(f"{to}: its weights {target.path} are gone")
     with client.pipeline() as pipe:
         pipe.hset(
@@ -141,6 +153,7 @@ def publish_file(client: redis.Redis, path: Path, *, only_if_new: bool = False) 
         kind=detector.info.kind,
         metrics=dict(detector.info.metadata.get("metrics") or {}),
     )
+    version = model_files.store(client, version)
     if not publish(client, version, current.version if current else None):
         raise RegistryError("the current model changed meanwhile; try again")
     return version

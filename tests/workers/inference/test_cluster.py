@@ -182,9 +182,7 @@ def test_a_master_killed_mid_stream_fails_over_and_nothing_is_scored_twice(
 
     def accounted(camera: str) -> bool:
         seqs = scored(client, camera)
-        return (
-            bool(seqs) and seqs[-1] == frames - 1 and len(set(seqs)) + dropped(client, camera) == frames
-        )
+        return bool(seqs) and seqs[-1] == frames - 1 and len(set(seqs)) + dropped(client, camera) == frames
 
     for camera in cameras:
         wait_for(lambda camera=camera: accounted(camera), 60)

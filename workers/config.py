@@ -254,7 +254,11 @@ class Settings(BaseSettings):
         env_prefix="VIGIL_", env_nested_delimiter="__", extra="ignore", validate_default=True
     )
 
-    redis_url: str | None = Field(None, description="Redis server; unset: an embedded Redis in data_dir.")
+    redis_url: str | None = Field(
+        None,
+        description="Redis server (redis://...), or a Redis Cluster (redis+cluster://host:port,host:port); "
+        "unset: an embedded Redis in data_dir.",
+    )
     data_dir: Path = Field(Path("data"), description="Embedded Redis files, models, logs.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=1, le=65535)

@@ -72,7 +72,11 @@ def _connect_cluster(url: str, options: dict[str, object]) -> RedisCluster:
         options |= {"username": unquote(user) or None, "password": unquote(password) or None}
     if CLUSTER_SCHEMES[parts.scheme.lower()]:
         options["ssl"] = True
-    return RedisCluster(startup_nodes=nodes, **options)
+    try:
+        return RedisCluster(startup_nodes=nodes, **options)  # asks the nodes for the slot map now
+    except redis.exceptions.RedisClusterException as exc:
+        named = ", ".join(f"{node.host}:{node.port}" for node in nodes)
+        raise ValueError(f"Redis Cluster at {named}: no node gave the cluster's slot map ({exc})") from exc
 
 
 def wait_until_up(client: redis.Redis, timeout_s: float = 10.0) -> None:

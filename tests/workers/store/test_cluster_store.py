@@ -1,0 +1,39 @@
+"""The site-wide writes that span several keys in one transaction work on a real Redis Cluster: their keys
+share a group's slot (labels, model versions with their files, retraining cycles)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.workers.inference.test_worker import add_camera
+from tests.workers.store.test_model_files import publish_tiny
+from workers.bus import keys
+from workers.bus.connection import connect
+from workers.config import Settings
+from workers.inference.serving import load_serving_detector
+from workers.store import labels, model_registry
+
+pytestmark = pytest.mark.cluster
+
+
+def test_labels_models_and_cycles_on_a_cluster(redis_cluster_url: str, tmp_path: Path) -> None:
+    client = connect(redis_cluster_url)
+    add_camera(client, "gate")
+    request = labels.FeedbackRequest(camera="gate", start_seq=10, end_seq=20, label="abnormal")
+    label, created = labels.add_label(client, request)
+    assert created and labels.camera_labels(client, "gate") == [label]
+    assert labels.delete_label(client, label.id) == label and labels.camera_labels(client, "gate") == []
+
+    publish_tiny(client, Settings(data_dir=tmp_path / "retrain-host"), "site-v1", seed=0)
+    publish_tiny(client, Settings(data_dir=tmp_path / "retrain-host"), "site-v2", seed=1)
+    assert model_registry.rollback(client)[1].version == "site-v1"
+    remote = Settings(data_dir=tmp_path / "inference-host")
+    assert load_serving_detector(remote, client)[0].info.version == "site-v1"
+
+    cycle = keys.RetrainCycle(
+        started_ts=1.0, seconds=2.0, cameras=["gate"], window_frames=10, accepted=False, reason="test"
+    )
+    model_registry.record_cycle(client, cycle, {"gate": 10})
+    assert model_registry.recent_cycles(client) == [cycle]

@@ -60,7 +60,7 @@ def publish(client: redis.Redis, version: ModelVersion, expected_current: str | 
 
 
 def _make_current(client: redis.Redis, version: ModelVersion, expected_current: str | None) -> bool:
-    with client.pipeline() as pipe:
+    with client.pipeline(transaction=True) as pipe:
         try:
             pipe.watch(keys.CURRENT_MODEL)
             current = pipe.get(keys.CURRENT_MODEL)
@@ -116,7 +116,7 @@ def rollback(client: redis.Redis, to: str | None = None) -> tuple[ModelVersion, 
         raise RegistryError(f"{to} was rejected by validation and cannot serve")
     if not model_files.has_file(client, target):
         raise RegistryError(f"{to}: its weights {target.path} are gone")
-    with client.pipeline() as pipe:
+    with client.pipeline(transaction=True) as pipe:
         pipe.hset(
             keys.MODELS,
             current.version,
@@ -161,7 +161,7 @@ def publish_file(client: redis.Redis, path: Path, *, only_if_new: bool = False) 
 
 def record_cycle(client: redis.Redis, cycle: keys.RetrainCycle, cursors: dict[str, int]) -> None:
     """The cycle's summary (newest first, capped) and the last frame it covered per camera, together."""
-    with client.pipeline() as pipe:
+    with client.pipeline(transaction=True) as pipe:
         pipe.lpush(keys.RETRAIN_CYCLES, cycle.model_dump_json())
         pipe.ltrim(keys.RETRAIN_CYCLES, 0, CYCLES_KEPT - 1)
         if cursors:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.redis_cluster import CLUSTER_PACKAGES, RedisClusterNodes, missing_tools
+from tests.redis_cluster import RedisClusterNodes, start_redis_cluster
 from workers.bus.connection import EmbeddedRedis, connect
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +37,6 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = connect(redis_url)
     yield client
     client.close()
-
-
-def start_redis_cluster(root: Path) -> RedisClusterNodes:
-    """Three masters and three replicas on loopback; skips the test where redis-server/redis-cli are missing."""
-    if missing := missing_tools():
-        pytest.skip(f"Redis Cluster tests need {', '.join(missing)}: apt-get install -y {CLUSTER_PACKAGES}")
-    return RedisClusterNodes(root).start()
 
 
 @pytest.fixture(scope="session")

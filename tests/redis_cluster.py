@@ -153,3 +153,12 @@ class RedisClusterNodes:
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not come up in time")
             time.sleep(0.1)
+
+
+def start_redis_cluster(root: Path) -> RedisClusterNodes:
+    """Three masters and three replicas on loopback; skips the test where redis-server/redis-cli are missing."""
+    import pytest  # only the tests skip; the benchmark reports what is missing
+
+    if missing := missing_tools():
+        pytest.skip(f"Redis Cluster tests need {', '.join(missing)}: apt-get install -y {CLUSTER_PACKAGES}")
+    return RedisClusterNodes(root).start()

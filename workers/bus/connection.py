@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def is_cluster_url(url: str) -> bool:
 
 def is_cluster(client: object) -> bool:
     """Whether `client` (or a pipeline of it) talks to a Redis Cluster: commands spanning slots must split."""
-    return isinstance(client, RedisCluster) or type(client).__name__ == "ClusterPipeline"
+    return isinstance(client, RedisCluster | ClusterPipeline)
 
 
 def connect(url: str, *, timeout_s: float = 5.0) -> redis.Redis:

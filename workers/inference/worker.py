@@ -366,8 +366,8 @@ class InferenceWorker(WorkerProcess):
                 log.warning("batch discarded: %s", exc)
                 lost.update(group)
                 continue
-            for camera in group:
-                publish_outbox(self.client, camera)
+            for camera in {item.camera for item in items if item.events}:
+                publish_outbox(self.client, camera)  # (a cluster: the events just written to its outbox)
         self._count_written([item for item in scored if item.camera not in lost], dropped)
         return lost
 

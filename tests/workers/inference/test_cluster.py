@@ -14,8 +14,7 @@ import pytest
 import redis
 
 from models.detector.motion import MotionBaseline
-from tests.conftest import start_redis_cluster
-from tests.redis_cluster import RedisClusterNodes
+from tests.redis_cluster import RedisClusterNodes, start_redis_cluster
 from tests.workers.inference.test_worker import (
     HEIGHT,
     WIDTH,

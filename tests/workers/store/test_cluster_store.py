@@ -1,5 +1,6 @@
 """The site-wide writes that span several keys in one transaction work on a real Redis Cluster: their keys
-share a group's slot (labels, model versions with their files, retraining cycles)."""
+share a group's slot (labels, model versions with their files, retraining cycles); and the API's reads
+across cameras (one pipeline) work there too."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.inference.test_worker import add_camera
+from tests.workers.inference.test_worker import add_camera, write_frames
 from tests.workers.store.test_model_files import publish_tiny
 from workers.bus import keys
 from workers.bus.connection import connect
 from workers.config import Settings
 from workers.inference.serving import load_serving_detector
-from workers.store import labels, model_registry
+from workers.store import alerts, frames, labels, model_registry
 
 pytestmark = pytest.mark.cluster
 
@@ -37,3 +38,17 @@ def test_labels_models_and_cycles_on_a_cluster(redis_cluster_url: str, tmp_path:
     )
     model_registry.record_cycle(client, cycle, {"gate": 10})
     assert model_registry.recent_cycles(client) == [cycle]
+
+
+def test_what_the_api_reads_across_cameras_works_on_a_cluster(redis_cluster_url: str) -> None:
+    client = connect(redis_cluster_url)
+    cameras = [f"cam{i}" for i in range(6)]
+    for camera in cameras:
+        add_camera(client, camera)
+        write_frames(client, camera, anomalous=range(0), count=3)
+    readings = frames.camera_readings(client, cameras)
+    assert {camera: reading.frames_buffered for camera, reading in readings.items()} == dict.fromkeys(
+        cameras, 3
+    )
+    assert alerts.list_alerts(client, limit=10).alerts == []
+    assert alerts.last_alert_event_id(client) == "0-0"

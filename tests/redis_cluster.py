@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -126,6 +127,17 @@ class RedisClusterNodes:
             except redis.ResponseError:  # MOVED: another master serves it
                 continue
         raise LookupError(f"no master serves {key}")
+
+    def replica_of(self, master: int) -> int:
+        info = self.node(master).info("replication")
+        return int(info["slave0"]["port"])
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP a node: it neither answers nor reads its replication stream until resume()."""
+        self.processes[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.processes[port].send_signal(signal.SIGCONT)
 
     def kill(self, port: int) -> None:
         """SIGKILL one node, like a host losing power."""

@@ -1,6 +1,7 @@
 """The inference worker on a real Redis Cluster (three masters, three replicas on loopback): cameras spread
 over the nodes are scored exactly once, alert events pass through the cameras' outboxes once, and a master
-killed mid-stream fails over with nothing scored twice and every frame Redis lost counted as dropped."""
+killed mid-stream (its replica behind, so that acknowledged frames are lost) fails over with nothing scored
+twice and every frame Redis lost counted as dropped."""
 
 from __future__ import annotations
 
@@ -174,7 +175,19 @@ def test_a_master_killed_mid_stream_fails_over_and_nothing_is_scored_twice(
     start_cluster_inference(nodes.url, "survivor")
     wait_for(lambda: writer.written >= frames // 3, 30)
     victim = nodes.port_of(keys.frames_stream(cameras[0]))
-    nodes.kill(victim)
+    # Writes the master acknowledges but its replica never gets: the replica stops reading its replication
+    # stream, 40 MB of display JPEGs in the camera's slot fill the stream's buffers, so the frames written
+    # after them are still in the master's output buffer when it dies.
+    replica = nodes.replica_of(victim)
+    nodes.pause(replica)
+    try:
+        for _ in range(40):
+            client.xadd(keys.display_stream(cameras[0]), {"jpeg": bytes(1 << 20)})
+        written = writer.written
+        wait_for(lambda: writer.written >= written + 10, 10)
+        nodes.kill(victim)
+    finally:
+        nodes.resume(replica)
     writer.join(60)
     assert not writer.is_alive()
     wait_for(lambda: nodes.port_of(keys.frames_stream(cameras[0])) != victim, 30)  # failed over
@@ -189,3 +202,4 @@ def test_a_master_killed_mid_stream_fails_over_and_nothing_is_scored_twice(
         assert len(seqs) == len(set(seqs)), f"{camera}: a frame was scored twice"
         assert seqs == sorted(seqs)
         assert client.xpending(keys.frames_stream(camera), keys.INFERENCE_GROUP)["pending"] == 0
+    assert dropped(client, cameras[0]) > 0, "the failover lost frames: they must be counted as dropped"

@@ -12,6 +12,7 @@ import json
 import logging
 import queue
 import ssl
+import sys
 import threading
 import time
 from typing import Any
@@ -27,6 +28,10 @@ from workers.notify.delivery import Delivery, EventSink, event_payload
 from workers.proc.process import Backoff
 from workers.proc.redaction import redact
 from workers.store import cameras, frames
+
+AUTH_REFUSALS = frozenset({"Not authorized", "Bad user name or password"})
+AUTH_HINT = "check the user and password in VIGIL_MQTT__URL (or the secrets its ${NAME} references name)"
+TLS_HINT = "VIGIL_MQTT__TLS_CA must name the CA that signed the broker's certificate (for its host name)"
 
 
 class Topics:
@@ -146,6 +151,7 @@ class MqttWorker(EventSink):
         client, host, port = new_client(self.config, self.topics)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.connect_async(host, port, keepalive=30)
         client.loop_start()
@@ -154,8 +160,10 @@ class MqttWorker(EventSink):
 
     # paho's network thread: only flags and a queue, no Redis
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            self.event("mqtt_refused", logging.WARNING, reason=str(reason))
+        if reason.is_failure:  # paho tries again after its reconnect delay
+            hint = AUTH_HINT if str(reason) in AUTH_REFUSALS else "the broker refused the connection"
+            self.event("mqtt_refused", logging.ERROR, broker=self.deliveries[0].target, reason=str(reason),
+                       hint=hint, action="retrying")  # fmt: skip
             return
         client.publish(self.topics.available, "online", qos=1, retain=True)
         client.subscribe(self.topics.commands, qos=1)
@@ -163,6 +171,13 @@ class MqttWorker(EventSink):
         self.enabled = {}
         self.connected.set()
         self.event("mqtt_connected")
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # called inside paho's `except OSError` around the connect: the error is the one being handled
+        error = sys.exc_info()[1]
+        hint = TLS_HINT if isinstance(error, ssl.SSLError) else "is the broker running and reachable?"
+        self.event("mqtt_connect_failed", logging.WARNING, broker=self.deliveries[0].target,
+                   error=redact(str(error or "unknown")), hint=hint, action="retrying")  # fmt: skip
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.workers.inference.test_worker import wait_for
-from tests.workers.notify.conftest import Broker
+from tests.workers.notify.conftest import Broker, make_tls_files
 from tests.workers.notify.test_webhooks import write_event
 from workers.bus import keys
 from workers.config import MqttSettings, Settings
@@ -45,7 +45,9 @@ class Listener:
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((message.topic, message.payload.decode(errors="replace"), bool(message.retain)))
+            self.messages.append(
+                (message.topic, message.payload.decode(errors="replace"), bool(message.retain))
+            )
 
     def on(self, topic: str) -> list[str]:
         with self.lock:
@@ -178,3 +180,78 @@ def test_a_broker_restart_loses_no_event(
     received = [json.loads(payload)["id"] for payload in listener.on("vigil/events")]
     assert list(dict.fromkeys(received)) == ids  # every event, in order (a repeat is allowed: at least once)
     assert worker.deliveries[0].given_up == 0
+
+
+USER = ("vigil", "s3cret-pass")
+
+
+def test_credentials_from_secret_references_over_tls(
+    redis_client: redis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+    start_broker: Callable[..., Broker],
+    run_worker: Callable[[MqttWorker], MqttWorker],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tls = make_tls_files(tmp_path)
+    broker = start_broker(user=USER, tls=tls)
+    monkeypatch.setenv("MQTT_USER", USER[0])
+    monkeypatch.setenv("MQTT_PASSWORD", USER[1])
+    listener = Listener(broker, user=USER, ca=tls.ca)
+    try:
+        wait_for(lambda: listener.client.is_connected())
+        url = f"mqtts://${{MQTT_USER}}:${{MQTT_PASSWORD}}@127.0.0.1:{broker.port}"
+        config = MqttSettings(url=url, tls_ca=tls.ca, retry_max_s=0.5, timeout_s=2)
+        worker = run_worker(MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url))
+        wait_for(lambda: worker.connected.is_set())
+        event_id = write_event(redis_client, 0)
+        wait_for(lambda: listener.on("vigil/events"))
+        assert json.loads(listener.on("vigil/events")[0])["id"] == event_id
+    finally:
+        listener.close()
+    assert "mqtt_connected" in caplog.text and USER[1] not in caplog.text  # the secret is never logged
+
+
+def test_a_wrong_password_is_logged_and_retried(
+    redis_client: redis.Redis,
+    redis_url: str,
+    start_broker: Callable[..., Broker],
+    run_worker: Callable[[MqttWorker], MqttWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vigil.notify")
+    broker = start_broker(user=USER)
+    url = f"mqtt://{USER[0]}:wrong@127.0.0.1:{broker.port}"
+    config = MqttSettings(url=url, retry_max_s=0.5, timeout_s=2)
+    worker = run_worker(MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url))
+    refused = lambda: [r for r in caplog.records if "mqtt_refused" in r.getMessage()]  # noqa: E731
+    wait_for(lambda: len(refused()) >= 2, timeout_s=20)  # refused, and tried again
+    assert (
+        "reason='Not authorized'" in refused()[0].getMessage()
+        and "VIGIL_MQTT__URL" in refused()[0].getMessage()
+    )
+    assert refused()[0].levelno == logging.ERROR
+    assert not worker.connected.is_set() and not worker.stop_event.is_set()
+    assert "wrong" not in caplog.text
+
+
+def test_a_broker_whose_certificate_is_not_trusted_is_logged_and_retried(
+    redis_url: str,
+    tmp_path: Path,
+    start_broker: Callable[..., Broker],
+    run_worker: Callable[[MqttWorker], MqttWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vigil.notify")
+    broker = start_broker(tls=make_tls_files(tmp_path))
+    config = MqttSettings(url=broker.url, retry_max_s=0.5, timeout_s=2)  # the system's CAs: not the test's
+    worker = run_worker(MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url))
+    failed = lambda: [r for r in caplog.records if "mqtt_connect_failed" in r.getMessage()]  # noqa: E731
+    wait_for(lambda: len(failed()) >= 2, timeout_s=20)
+    assert (
+        "CERTIFICATE_VERIFY_FAILED" in failed()[0].getMessage()
+        and "VIGIL_MQTT__TLS_CA" in failed()[0].getMessage()
+    )
+    assert not worker.connected.is_set() and not worker.stop_event.is_set()

@@ -1,12 +1,13 @@
 """Detector benchmark: inference throughput and latency (ONNX Runtime as served, PyTorch for comparison) at
-batch 1/8/32/64 in fp32 and fp16 on CPU or a GPU, training time, and the one-class AUC and wall-clock speed
-of `vigil eval` on a dataset (Ped2 by default) for each precision.
+batch 1/8/32/64 in fp32 and fp16 on CPU or a GPU, training time, and the one-class AUCs (causal as served,
+raw, papers' per-video protocol) and wall-clock speed of `vigil eval` on each dataset (UCSD Ped1's
+development part and Ped2 by default) for each precision.
 
-    python benchmarks/bench_detector.py --model data/models/ped2.onnx                      # CPU
-    python benchmarks/bench_detector.py --model data/models/ped2.onnx --device cuda --no-eval
-    python benchmarks/bench_detector.py --train                                            # fit one first
+    python benchmarks/bench_detector.py --train                      # fit a model to each dataset first
+    python benchmarks/bench_detector.py --model ped1.onnx ped2.onnx  # a model per dataset, in order
+    python benchmarks/bench_detector.py --model ped2.onnx --dataset ../shared/datasets/ped2 --device cuda --no-eval
 
-Throughput is that of `Detector.stream_maps` as the inference worker calls it: the optical flow (OpenCV,
+Throughput is that of the first dataset's model's `Detector.stream_maps` as the inference worker calls it: the optical flow (OpenCV,
 on the CPU) and the network; the flow alone is reported too. fp16 figures come from an fp16 conversion of
 the fp32 model (same weights). On a GPU, ONNX Runtime is measured with I/O binding (as served) and without
 it, and PyTorch with CUDA (fp16: autocast) when it sees the GPU, with the .pt weights of the same name.
@@ -43,7 +44,7 @@ from models.detector.export import convert_onnx_fp16  # noqa: E402
 from models.detector.runtime import CPU_PROVIDER, PRECISIONS, OnnxDetector, TorchDetector, load_detector  # noqa: E402
 from models.evaluation.jobs import machine_info, save_trained, train_on_dataset  # noqa: E402
 
-DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
+DEFAULT_DATASETS = [PROJECT_ROOT.parent / "shared" / "datasets" / name for name in ("ped1", "ped2")]
 BATCHES = (1, 8, 32, 64)
 WARMUP_RUNS = 3  # first runs of a new batch shape pick kernels (cuDNN) or fill caches
 
@@ -202,14 +203,16 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--dataset", type=Path, nargs="+", default=DEFAULT_DATASETS)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model",
         type=Path,
-        help="trained weights (.onnx); PyTorch figures use the .pt of the same name when present",
+        nargs="+",
+        help="trained weights (.onnx), one per dataset in order; PyTorch figures use the .pt of the same "
+        "name when present",
     )
-    source.add_argument("--train", action="store_true", help="fit a model to DATASET/training first")
+    source.add_argument("--train", action="store_true", help="fit a model to each DATASET/training first")
     parser.add_argument("--streams", help="with --train: the evidence streams (default: the settings')")
     parser.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     parser.add_argument("--precision", choices=(*PRECISIONS, "both"), default="both")
@@ -222,6 +225,75 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-eval", action="store_true", help="skip the `vigil eval` AUC runs")
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
+
+
+def dataset_models(args: argparse.Namespace, results: dict[str, Any], tmp: Path) -> dict[str, Path]:
+    """The ONNX model of each dataset (by its folder's name): fitted here with --train, else --model's."""
+    names = [dataset.resolve().name for dataset in args.dataset]
+    if not args.train:
+        if len(args.model) != len(names):
+            raise SystemExit(f"--model: give one model per dataset ({len(names)}), in the same order")
+        return dict(zip(names, args.model, strict=True))
+    from models.detector.fitting import FitConfig
+    from service.cli.commands.train import detector_config
+
+    models, results["training"] = {}, {}
+    for name, dataset in zip(names, args.dataset, strict=True):
+        started = time.perf_counter()
+        trained = train_on_dataset(dataset, detector_config(args), FitConfig(seed=args.seed))
+        results["training"][name] = {**trained.metadata["training"], "wall_s": time.perf_counter() - started}
+        models[name] = tmp / f"{name}.onnx"
+        save_trained(trained, models[name])
+        save_trained(trained, models[name].with_suffix(".pt"))
+    return models
+
+
+def measure_throughput(results: dict[str, Any], onnx_path: Path, args: argparse.Namespace, tmp: Path) -> None:
+    """Frames/s and latency of one model at every batch size, precision and runtime."""
+    import torch
+
+    precisions = list(PRECISIONS) if args.precision == "both" else [args.precision]
+    pt_path = onnx_path.with_suffix(".pt")
+    outputs: dict[str, np.ndarray] = {}
+    for precision, path in onnx_models(onnx_path, precisions, tmp).items():
+        detector = load_detector(
+            path, args.device, args.threads, max_batch=max(args.batches), engine_cache=tmp / "engines"
+        )
+        assert isinstance(detector, OnnxDetector)
+        runtime = f"onnxruntime_{args.device}_{precision}"
+        providers = detector.session.get_providers()
+        if args.device != "cpu" and providers[0] == CPU_PROVIDER:
+            raise SystemExit(
+                f"ONNX Runtime cannot use the GPU here (providers {providers}): see the log above"
+            )
+        results["providers"][runtime] = providers
+        results.setdefault(
+            "model",
+            {
+                "version": detector.info.version,
+                "input": [detector.info.height, detector.info.width],
+                "history": detector.info.history,
+                "streams": detector.info.streams,
+            },
+        )
+        results.setdefault("flow_only_fps", measure_flow(detector, args))
+        results["model"][f"onnx_bytes_{precision}"] = path.stat().st_size
+        measure_batches(results, runtime, detector.stream_maps, detector.info, args)
+        if detector.bind_device is not None:  # the same session without I/O binding, for comparison
+            plain = OnnxDetector(detector.session, detector.info.metadata)
+            measure_batches(results, f"{runtime}_no_iobinding", plain.stream_maps, detector.info, args)
+        outputs[precision] = detector.stream_maps(moving_clips(detector.info, 8))
+    if len(outputs) == 2:
+        results["fp16_max_abs_diff"] = float(np.abs(outputs["fp16"] - outputs["fp32"]).max())
+    info = detector.info
+    if args.device == "cpu" and pt_path.is_file():
+        torch_detector = load_detector(pt_path, "cpu", args.threads)
+        measure_batches(results, "pytorch_cpu_fp32", torch_detector.stream_maps, info, args)
+    elif args.device != "cpu" and torch.cuda.is_available() and pt_path.is_file():
+        for precision in precisions:
+            measure_batches(
+                results, f"pytorch_cuda_{precision}", torch_cuda_scorer(pt_path, precision), info, args
+            )
 
 
 def main() -> int:
@@ -239,71 +311,23 @@ def main() -> int:
         "device": args.device,
         "threads": args.threads,
         "seconds_per_batch_size": args.seconds,
-        "dataset": str(args.dataset),
+        "datasets": [str(dataset) for dataset in args.dataset],
         "throughput_fps": {},
         "latency_ms": {},
         "providers": {},
     }
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        onnx_path, pt_path = tmp / "model.onnx", tmp / "model.pt"
-        if args.train:
-            from models.detector.fitting import FitConfig
-            from service.cli.commands.train import detector_config
-
-            started = time.perf_counter()
-            trained = train_on_dataset(args.dataset, detector_config(args), FitConfig(seed=args.seed))
-            results["training"] = {**trained.metadata["training"], "wall_s": time.perf_counter() - started}
-            save_trained(trained, onnx_path)
-            save_trained(trained, pt_path)
-        else:
-            onnx_path, pt_path = args.model, args.model.with_suffix(".pt")
-        models = onnx_models(onnx_path, precisions, tmp)
-        outputs: dict[str, np.ndarray] = {}
-        for precision, path in models.items():
-            detector = load_detector(
-                path, args.device, args.threads, max_batch=max(args.batches), engine_cache=tmp / "engines"
-            )
-            assert isinstance(detector, OnnxDetector)
-            runtime = f"onnxruntime_{args.device}_{precision}"
-            providers = detector.session.get_providers()
-            if args.device != "cpu" and providers[0] == CPU_PROVIDER:
-                print(f"ONNX Runtime cannot use the GPU here (providers {providers}): see the log above")
-                return 2
-            results["providers"][runtime] = providers
-            results.setdefault("training", detector.info.metadata.get("training"))
-            results.setdefault(
-                "model",
-                {
-                    "version": detector.info.version,
-                    "input": [detector.info.height, detector.info.width],
-                    "history": detector.info.history,
-                    "streams": detector.info.streams,
-                },
-            )
-            results.setdefault("flow_only_fps", measure_flow(detector, args))
-            results["model"][f"onnx_bytes_{precision}"] = path.stat().st_size
-            measure_batches(results, runtime, detector.stream_maps, detector.info, args)
-            if detector.bind_device is not None:  # the same session without I/O binding, for comparison
-                plain = OnnxDetector(detector.session, detector.info.metadata)
-                measure_batches(results, f"{runtime}_no_iobinding", plain.stream_maps, detector.info, args)
-            outputs[precision] = detector.stream_maps(moving_clips(detector.info, 8))
-        if len(outputs) == 2:
-            results["fp16_max_abs_diff"] = float(np.abs(outputs["fp16"] - outputs["fp32"]).max())
-        info = detector.info
-        if args.device == "cpu" and pt_path.is_file():
-            torch_detector = load_detector(pt_path, "cpu", args.threads)
-            measure_batches(results, "pytorch_cpu_fp32", torch_detector.stream_maps, info, args)
-        elif args.device != "cpu" and torch.cuda.is_available() and pt_path.is_file():
-            for precision in precisions:
-                measure_batches(
-                    results, f"pytorch_cuda_{precision}", torch_cuda_scorer(pt_path, precision), info, args
-                )
+        models = dataset_models(args, results, tmp)
+        measure_throughput(results, next(iter(models.values())), args, tmp)
         if not args.no_eval:
-            results["eval"] = {
-                precision: run_eval(args.dataset, path, args.device, args.threads)
-                for precision, path in models.items()
-            }
+            results["eval"] = {}
+            for (name, model), dataset in zip(models.items(), args.dataset, strict=True):
+                (tmp / name).mkdir()
+                results["eval"][name] = {
+                    precision: run_eval(dataset, path, args.device, args.threads)
+                    for precision, path in onnx_models(model, precisions, tmp / name).items()
+                }
     results["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
     out = write_report(results, f"detector-{device_kind(args.device, gpus)}", args.out)
     print(markdown_table(results))
@@ -319,32 +343,32 @@ def markdown_table(results: dict[str, Any]) -> str:
             rows.append(
                 f"| {runtime}, batch {batch} | {fps:.0f} | {latency['p50']:.1f} / {latency['p95']:.1f} |"
             )
-    for precision, evaluation in results.get("eval", {}).items():
-        if evaluation["metrics"]:
-            metrics = evaluation["metrics"]
-            rows.append(
-                f"| one-class micro AUC, {precision} (causal, as served) | {metrics['micro_auc']:.4f} | |"
-            )
-            rows.append(
-                f"| per-video min-max AUC, {precision} (papers' protocol) | "
-                f"{metrics['per_video_minmax_auc']:.4f} | |"
-            )
-        rows.append(
-            f"| `vigil eval --model` wall, {precision}, {evaluation['frames']} frames | "
-            f"{evaluation['process_wall_fps']:.0f} (incl. start-up and decoding) | |"
-        )
     for batch, fps in results.get("flow_only_fps", {}).items():
         rows.append(f"| optical flow alone, batch {batch} | {fps:.0f} | |")
-    training = results.get("training")
-    if training:
+    for name, training in (results.get("training") or {}).items():
         rows.append(
-            f"| training from scratch ({training['frames']} frames) | {training['seconds']:.0f} s | |"
+            f"| training from scratch on {name} ({training['frames']} frames) | {training['seconds']:.0f} s | |"
         )
     machine = results["machine"]
     gpu = f", {machine['gpus'][0]['name']}" if machine["gpus"] and results["device"] != "cpu" else ""
     rows.append(
         f"| machine | {machine['cpu']}, {machine['cores']} cores{gpu}, {results['threads']} threads | |"
     )
+    if results.get("eval"):
+        rows += [
+            "",
+            "| dataset, precision | micro AUC (causal, as served) | micro AUC (raw) | per-video AUC "
+            "(papers' protocol) | `vigil eval` frames/s (wall) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+    for name, by_precision in results.get("eval", {}).items():
+        for precision, evaluation in by_precision.items():
+            metrics = evaluation["metrics"] or {}
+            aucs = " | ".join(
+                f"{metrics[key]:.4f}" if key in metrics else "n/a"
+                for key in ("micro_auc", "micro_auc_raw", "per_video_minmax_auc")
+            )
+            rows.append(f"| {name}, {precision} | {aucs} | {evaluation['process_wall_fps']:.0f} |")
     return "\n".join(rows)
 
 

@@ -41,6 +41,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
+from benchmarks.site_changes import SITE_CHANGES, change_warp, changed_copy  # noqa: E402
 from models.detector.base import Detector  # noqa: E402
 from models.detector.runtime import load_detector  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
@@ -49,74 +50,6 @@ from models.evaluation.videos import auc_report, score_videos  # noqa: E402
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
 PARTS = ("online", "site-change", "coldstart", "cycle")
-UNCHANGED = {
-    "zoom": 1.0,
-    "angle": 0.0,
-    "shift_y": 0.0,
-    "shift_x": 0.0,
-    "gamma": 1.0,
-    "noise_sigma": 0.0,
-    "seed": 0,
-}
-SITE_CHANGES = {
-    # as if the camera was zoomed in, moved a little and re-lit, with a noisier sensor: the frame's edges
-    # (and what happens there) leave the view
-    "site_change": {
-        **UNCHANGED,
-        "zoom": 1.10,
-        "shift_y": 0.03,
-        "shift_x": 0.02,
-        "gamma": 0.7,
-        "noise_sigma": 4.0,
-    },
-    # the same kind of change, other numbers (not used while choosing the method): zoomed less, moved the
-    # other way, brighter instead of darker, another sensor's noise
-    "site_change_brighter": {
-        **UNCHANGED,
-        "zoom": 1.05,
-        "shift_y": 0.02,
-        "shift_x": -0.03,
-        "gamma": 1.4,
-        "noise_sigma": 3.0,
-        "seed": 1,
-    },
-    # as if the camera was mounted upside down: nothing leaves the view, every place and look changes
-    "upside_down": {**UNCHANGED, "angle": 180.0},
-}
-
-
-def change_warp(change: dict[str, float], height: int, width: int) -> np.ndarray:
-    """The 2x3 affine map of unchanged pixel coordinates to the changed camera's (rotation and zoom about
-    the centre, then the shift)."""
-    warp = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), change["angle"], change["zoom"])
-    warp[:, 2] += (change["shift_x"] * width, change["shift_y"] * height)
-    return warp
-
-
-def changed_copy(source: Path, target: Path, change: dict[str, float]) -> Path:
-    """DATASET with its testing frames transformed by `change`; training and labels link to the source."""
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "training").symlink_to((source / "training").resolve())
-    if (source / "labels.json").is_file():
-        (target / "labels.json").symlink_to((source / "labels.json").resolve())
-    rng = np.random.default_rng(int(change["seed"]))
-    lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** change["gamma"]), 0, 255).astype(np.uint8)
-    for video in datasets.list_videos(source, "testing"):
-        out = target / "testing" / video.name
-        out.mkdir(parents=True)
-        for frame in video.frames:
-            image = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
-            height, width = image.shape
-            image = cv2.warpAffine(
-                image,
-                change_warp(change, height, width),
-                (width, height),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REFLECT,
-            )
-            noisy = lut[image].astype(np.float32) + rng.normal(0.0, change["noise_sigma"], image.shape)
-            cv2.imwrite(str(out / f"{frame.stem}.png"), np.clip(noisy, 0, 255).astype(np.uint8))
-    return target
 
 
 class _StillSeen(Detector):

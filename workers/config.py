@@ -21,7 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from workers.bus.keys import CameraConfig
+from workers.bus.keys import CameraConfig, CameraRetention
 
 if TYPE_CHECKING:
     from models.detector.streams import DetectorConfig
@@ -41,9 +41,9 @@ class AnalysisSettings(BaseModel):
     display_width: int = Field(480, ge=64, le=1920, description="Width of stored display JPEGs.")
     buffer_seconds: float = Field(300.0, gt=0, description="Seconds of analysis frames kept per camera.")
 
-    def buffer_frames(self, fps: float) -> int:
-        """Entries a camera's frame (and score) stream is capped at."""
-        return max(1, round(fps * self.buffer_seconds))
+    def buffer_frames(self, fps: float, seconds: float | None = None) -> int:
+        """Entries a camera's frame (and score) stream is capped at (`seconds`: its own span)."""
+        return max(1, round(fps * (seconds or self.buffer_seconds)))
 
     def for_camera(self, camera: CameraConfig) -> CameraAnalysis:
         """A camera's analysis settings: its own where it sets them, these elsewhere."""
@@ -52,7 +52,7 @@ class AnalysisSettings(BaseModel):
             fps=fps,
             width=camera.width or self.width,
             height=camera.height or self.height,
-            buffer_frames=self.buffer_frames(fps),
+            buffer_frames=self.buffer_frames(fps, camera.retention and camera.retention.frames_s),
         )
 
 
@@ -94,8 +94,6 @@ class InferenceSettings(BaseModel):
     batch_wait_ms: int = Field(20, ge=0, le=2000, description="Longest wait to fill a batch.")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: runtime default).")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
-    error_map_ttl_s: int = Field(3600, ge=10, description="Seconds pixel error maps are kept.")
-    heat_retention_s: int = Field(86400, ge=60, description="Seconds per-minute anomaly heat maps are kept.")
     lease_ttl_ms: int = Field(
         3000, ge=500, description="A camera owned by a silent worker is taken over after this."
     )
@@ -249,6 +247,46 @@ class MqttSettings(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class MediaSpans:
+    """One camera's resolved retention spans, in seconds (its analysis frames: CameraAnalysis)."""
+
+    display_s: float
+    error_maps_s: float
+    heat_s: float
+
+
+class RetentionSettings(BaseModel):
+    """How long the site's data is kept. Media spans are the defaults of every camera (a camera's
+    `retention` sets its own); analysis frames are kept for `analysis.buffer_seconds`. The retention sweep
+    of the ingest worker removes what is past its span; keys with a TTL expire by themselves."""
+
+    display_s: float = Field(
+        3600.0, ge=60, description="Seconds display JPEGs are kept (alert snapshots, heat map backgrounds)."
+    )
+    error_maps_s: float = Field(3600.0, ge=10, description="Seconds pixel error maps are kept.")
+    heat_s: float = Field(86400.0, ge=60, description="Seconds per-minute anomaly heat maps are kept.")
+    alerts_s: float = Field(
+        30 * 86400.0,
+        ge=3600,
+        description="Seconds closed alerts and alert events are kept after their end (open alerts and "
+        "alerts an operator labelled stay).",
+    )
+    labels_s: float = Field(
+        0.0, ge=0, description="Seconds operator labels are kept (0: forever; they are training data)."
+    )
+    sweep_interval_s: float = Field(60.0, gt=0, description="Seconds between retention sweeps.")
+
+    def for_camera(self, camera: CameraConfig) -> MediaSpans:
+        """A camera's media spans: its own where it sets them, these elsewhere."""
+        own = camera.retention or CameraRetention()
+        return MediaSpans(
+            display_s=own.display_s or self.display_s,
+            error_maps_s=own.error_maps_s or self.error_maps_s,
+            heat_s=own.heat_s or self.heat_s,
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -284,6 +322,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     mqtt: MqttSettings = MqttSettings()
     retrain: RetrainSettings = RetrainSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

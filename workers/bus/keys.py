@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 import cv2
 import numpy as np
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PREFIX = "vigil"
 
@@ -140,6 +140,18 @@ RETRAIN_CYCLES = f"{RETRAIN_GROUP}:retrain:cycles"  # list: RetrainCycle JSON, n
 RETRAIN_CURSOR = f"{RETRAIN_GROUP}:retrain:cursor"  # hash: camera id -> last frame seq a cycle covered
 
 
+STORAGE = f"{PREFIX}:storage"  # string: StorageReport JSON, rewritten by each retention sweep
+
+
+CAMERA_KEYS_PATTERN = f"{camera_prefix('*')}:*"  # SCAN pattern of every per-camera key
+
+
+def parse_camera_key(key: str) -> tuple[str, str] | None:
+    """(camera id, the key's kind: `frames`, `errmap`, `heat`, ...) of a per-camera key, else None."""
+    match = re.fullmatch(rf"{PREFIX}:cam:\{{([^}}]+)\}}:([^:]+).*", key)
+    return (match.group(1), match.group(2)) if match else None
+
+
 def alerts_by_camera(camera: str) -> str:
     """Zset of one camera's alert ids scored by start time (ms); in the alerts' slot, written with them."""
     return f"{ALERTS_GROUP}:cam:{camera}:alerts"
@@ -172,6 +184,25 @@ class Zone(BaseModel):
     points: list[tuple[Coordinate, Coordinate]] = Field(min_length=3, max_length=64)
 
 
+MAX_RETENTION_S = 10 * 365 * 86400.0
+RetentionSpan = Annotated[float, Field(strict=True, ge=60, le=MAX_RETENTION_S)]
+
+
+class CameraRetention(BaseModel):
+    """A camera's own retention spans in seconds; a span left out is the site's (VIGIL_RETENTION__*)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames_s: RetentionSpan | None = Field(
+        None, description="Analysis frames and scores (alert clips, the retraining window)."
+    )
+    display_s: RetentionSpan | None = Field(
+        None, description="Display JPEGs (alert snapshots, heat map backgrounds, the latest image)."
+    )
+    error_maps_s: RetentionSpan | None = Field(None, description="Pixel error maps (heat map overlays).")
+    heat_s: RetentionSpan | None = Field(None, description="Per-minute heat maps (the camera heat map).")
+
+
 class CameraConfig(BaseModel):
     id: CameraId
     source: str = Field(
@@ -192,6 +223,9 @@ class CameraConfig(BaseModel):
     )
     ignore_zones: list[Zone] = Field(default_factory=list, max_length=32)
     enabled: bool = Field(True, strict=True)  # strict: true/false only, not 0/1 or "no"
+    retention: CameraRetention | None = Field(
+        None, description="How long this camera's media is kept, where not the site's spans."
+    )
 
 
 CameraState = Literal["starting", "streaming", "reconnecting", "finished", "error", "stopped"]
@@ -209,6 +243,15 @@ class CameraStatus(BaseModel):
     height: int | None = None
     last_frame_ts: float | None = None
     updated_ts: float = Field(default_factory=now)
+
+
+class StorageReport(BaseModel):
+    """Redis memory held, in bytes, per camera and kind (frames, display, error_maps, ...) and for the
+    site's records (alerts, alert_events, labels, ...), as the last retention sweep measured it."""
+
+    ts: float = Field(default_factory=now)
+    cameras: dict[str, dict[str, int]] = Field(default_factory=dict)
+    site: dict[str, int] = Field(default_factory=dict)
 
 
 class WorkerHeartbeat(BaseModel):

@@ -445,7 +445,7 @@ class InferenceWorker(WorkerProcess):
             pipe.set(
                 keys.error_map_key(item.camera, frame.seq),
                 encode_error_map(item.error_map),
-                ex=settings.inference.error_map_ttl_s,
+                ex=round(settings.retention.for_camera(slot.config).error_maps_s),
             )
         if message.anomalous:
             self._add_heat(pipe, slot, item)
@@ -461,7 +461,7 @@ class InferenceWorker(WorkerProcess):
         pipe.set(
             keys.heat_bucket_key(item.camera, minute),
             encode_error_map(slot.heat),
-            ex=self.settings.inference.heat_retention_s,
+            ex=round(self.settings.retention.for_camera(slot.config).heat_s),
         )
 
     # ------------------------------------------------------------ loop

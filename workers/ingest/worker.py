@@ -1,6 +1,7 @@
 """The ingest worker: one thread per enabled camera in keys.CAMERAS decodes its source, samples it to the
 analysis fps, and writes grayscale analysis frames (keys.frames_stream) and display JPEGs (keys.snapshot_key,
-keys.display_stream) to Redis, with the camera's state in keys.CAMERA_STATUS.
+keys.display_stream) to Redis, with the camera's state in keys.CAMERA_STATUS. Every
+settings.retention.sweep_interval_s it also runs the site's retention sweep (workers/store/retention.py).
 
 Live sources reconnect with exponential backoff (capped at settings.reconnect_max_s); a live stream that
 ends, even without an error, counts as a disconnect. Files and frame folders play at their analysis fps in
@@ -20,12 +21,14 @@ from typing import Any
 
 import numpy as np
 import redis
+from pydantic import ValidationError
 
 from workers.bus import keys
 from workers.config import Settings
 from workers.ingest.sources import DecodedFrame, FpsSampler, FrameSource, SourceError, is_live, open_source
 from workers.proc.process import Backoff, WorkerProcess, format_fields
 from workers.proc.redaction import redact
+from workers.store import retention
 from workers.store.cameras import list_cameras
 
 log = logging.getLogger("vigil.ingest")
@@ -36,8 +39,9 @@ REANCHOR_LAG_S = 1.0  # a paced file this far behind real time restarts its cloc
 
 
 def _ingest_fields(config: keys.CameraConfig) -> tuple[Any, ...]:
-    """What the ingest thread depends on: other changes (thresholds, zones) do not restart the stream."""
-    return (config.source, config.fps, config.width, config.height, config.loop)
+    """What the ingest thread depends on (its stream caps too): other changes (thresholds, zones) do not
+    restart the stream."""
+    return (config.source, config.fps, config.width, config.height, config.loop, config.retention)
 
 
 class CameraIngest:
@@ -62,7 +66,8 @@ class CameraIngest:
         self.fps, self.width, self.height = resolved.fps, resolved.width, resolved.height
         self.description = redact(config.source)
         self.frames_maxlen = resolved.buffer_frames
-        self.display_maxlen = max(1, round(analysis.buffer_seconds / analysis.display_interval_s))
+        self.display_s = settings.retention.for_camera(config).display_s
+        self.display_maxlen = max(1, round(self.display_s / analysis.display_interval_s))
         self.stop_event = threading.Event()
         self._status_lock = threading.Lock()
         self.status = keys.CameraStatus(
@@ -254,7 +259,7 @@ class CameraIngest:
         if now >= self._next_display_s:
             jpeg = frame.display_jpeg(self.settings.analysis.display_width)
             display = keys.DisplayMessage(camera=camera, seq=self.seq, ts=ts, jpeg=jpeg)
-            pipe.set(keys.snapshot_key(camera), jpeg)
+            pipe.set(keys.snapshot_key(camera), jpeg, ex=round(self.display_s))
             pipe.xadd(
                 keys.display_stream(camera), display.to_fields(), maxlen=self.display_maxlen, approximate=True
             )
@@ -307,9 +312,33 @@ class IngestWorker(WorkerProcess):
         self.realtime = realtime
         self.open_timeout_s = open_timeout_s
         self.cameras: dict[str, CameraIngest] = {}
+        self.next_sweep = 0.0  # monotonic time of the next retention sweep
 
     def step(self) -> None:
         configs = {config.id: config for config in list_cameras(self.redis)}
+        self._follow(configs)
+        if time.monotonic() >= self.next_sweep:
+            self.next_sweep = time.monotonic() + self.settings.retention.sweep_interval_s
+            self._sweep(list(configs.values()))
+
+    def _sweep(self, configs: list[keys.CameraConfig]) -> None:
+        """Remove what is past its span and measure the storage left (workers/store/retention.py)."""
+        started = time.monotonic()
+        try:
+            result = retention.sweep(self.redis, self.settings, configs, time.time())
+        except (redis.ResponseError, ValidationError) as exc:  # logged; the next sweep tries again
+            self.event("retention_sweep_failed", logging.WARNING, error=exc)
+            return
+        level = logging.INFO if result.removed else logging.DEBUG
+        self.event(
+            "retention_sweep", level, display_trimmed=result.display_trimmed,
+            frames_trimmed=result.frames_trimmed, alerts_removed=result.alerts_removed,
+            events_trimmed=result.events_trimmed, labels_removed=result.labels_removed,
+            seconds=f"{time.monotonic() - started:.3f}",
+        )  # fmt: skip
+
+    def _follow(self, configs: dict[str, keys.CameraConfig]) -> None:
+        """Start, restart and stop camera threads to match the registry."""
         wanted = {camera_id: config for camera_id, config in configs.items() if config.enabled}
         stopping = []
         for camera_id, ingest in list(self.cameras.items()):

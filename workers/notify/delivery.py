@@ -76,6 +76,12 @@ class EventSink(WorkerProcess):
             return False
         raw_id, fields = entries[0][1][0]
         entry_id = raw_id.decode()
+        if not fields:  # a pending event the retention sweep removed while it waited: nothing to send
+            self.redis.xack(keys.ALERT_EVENTS, delivery.group, raw_id)
+            self.event(f"{self.sink}_skipped", logging.WARNING, target=delivery.target, event=entry_id,
+                       reason="removed by retention (VIGIL_RETENTION__ALERTS_S)")  # fmt: skip
+            delivery.attempts, delivery.next_try = 0, 0.0
+            return True
         ok, reason = self.send(delivery, entry_id, keys.AlertEvent.from_fields(fields))
         if ok:
             self.redis.xack(keys.ALERT_EVENTS, delivery.group, raw_id)

@@ -1,6 +1,6 @@
-"""MQTT sink for camera-site tools (Home Assistant, Node-RED): alert events, per-camera state and score,
-availability with a last will, Home Assistant discovery, and `<prefix>/<camera>/set` to enable or disable
-a camera.
+"""MQTT sink for camera-site tools (Home Assistant, Node-RED): alert events, per-camera state, score and
+enabled state, availability with a last will, Home Assistant discovery, and `<prefix>/<camera>/set` to
+enable, disable or snooze a camera (workers/notify/mqtt_commands.py).
 
 Alert events go out in order, at least once (workers/notify/delivery.py): an event is acknowledged once
 the broker acknowledged it (QoS 1); while the broker is away it is retried, and nothing is lost.
@@ -12,6 +12,7 @@ import json
 import logging
 import queue
 import ssl
+import sys
 import threading
 import time
 from typing import Any
@@ -22,13 +23,15 @@ import paho.mqtt.client as mqtt
 from workers.bus import keys
 from workers.config import MqttSettings, Settings
 from workers.ingest.sources import SourceError, expand_credentials
+from workers.notify import mqtt_commands
 from workers.notify.delivery import Delivery, EventSink, event_payload
 from workers.proc.process import Backoff
 from workers.proc.redaction import redact
 from workers.store import cameras, frames
 
-ON_PAYLOADS = frozenset({"on", "enable", "enabled", "true", "1"})
-OFF_PAYLOADS = frozenset({"off", "disable", "disabled", "false", "0"})
+AUTH_REFUSALS = frozenset({"Not authorized", "Bad user name or password"})
+AUTH_HINT = "check the user and password in VIGIL_MQTT__URL (or the secrets its ${NAME} references name)"
+TLS_HINT = "VIGIL_MQTT__TLS_CA must name the CA that signed the broker's certificate (for its host name)"
 
 
 class Topics:
@@ -47,6 +50,12 @@ class Topics:
     def score(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/score"
 
+    def enabled(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/enabled"
+
+    def command(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/set"
+
     def camera_of_command(self, topic: str) -> str | None:
         """The camera of a `<prefix>/<camera>/set` topic."""
         head, _, rest = topic.partition(f"{self.prefix}/")
@@ -54,7 +63,8 @@ class Topics:
         return camera if not head and tail == "set" and camera else None
 
     def discovery(self, camera: str) -> dict[str, dict[str, Any]]:
-        """Home Assistant discovery configs (topic: payload): a binary sensor and a score sensor."""
+        """Home Assistant discovery configs (topic: payload): a binary sensor, a score sensor and a switch
+        that enables the camera."""
         device = {"identifiers": [f"vigil_{camera}"], "name": f"Vigil {camera}", "manufacturer": "Vigil"}
         common = {"availability_topic": self.available, "device": device}
         node = f"vigil_{camera}"
@@ -74,6 +84,15 @@ class Topics:
                 "unique_id": f"{node}_score",
                 "state_topic": self.score(camera),
                 "state_class": "measurement",
+            },
+            f"{self.discovery_prefix}/switch/{node}/enabled/config": {
+                **common,
+                "name": "Enabled",
+                "unique_id": f"{node}_enabled",
+                "state_topic": self.enabled(camera),
+                "command_topic": self.command(camera),
+                "payload_on": "ON",
+                "payload_off": "OFF",
             },
         }
 
@@ -121,9 +140,10 @@ class MqttWorker(EventSink):
         ]
         self.client: mqtt.Client | None = None
         self.connected = threading.Event()
-        self.commands: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()  # from paho's thread
+        self.commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()  # from paho's thread
         self.announced: set[str] = set()
         self.scores: dict[str, int] = {}  # camera: the frame of the score last published
+        self.enabled: dict[str, bool] = {}  # camera: the enabled state last published
         self.next_scores = 0.0
 
     def setup(self) -> None:
@@ -131,6 +151,7 @@ class MqttWorker(EventSink):
         client, host, port = new_client(self.config, self.topics)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.connect_async(host, port, keepalive=30)
         client.loop_start()
@@ -139,14 +160,24 @@ class MqttWorker(EventSink):
 
     # paho's network thread: only flags and a queue, no Redis
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            self.event("mqtt_refused", logging.WARNING, reason=str(reason))
+        if reason.is_failure:  # paho tries again after its reconnect delay
+            hint = AUTH_HINT if str(reason) in AUTH_REFUSALS else "the broker refused the connection"
+            self.event("mqtt_refused", logging.ERROR, broker=self.deliveries[0].target, reason=str(reason),
+                       hint=hint, action="retrying")  # fmt: skip
             return
         client.publish(self.topics.available, "online", qos=1, retain=True)
         client.subscribe(self.topics.commands, qos=1)
         self.announced = set()  # a broker that restarted without persistence forgot the retained configs
+        self.enabled = {}
         self.connected.set()
         self.event("mqtt_connected")
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # called inside paho's `except OSError` around the connect: the error is the one being handled
+        error = sys.exc_info()[1]
+        hint = TLS_HINT if isinstance(error, ssl.SSLError) else "is the broker running and reachable?"
+        self.event("mqtt_connect_failed", logging.WARNING, broker=self.deliveries[0].target,
+                   error=redact(str(error or "unknown")), hint=hint, action="retrying")  # fmt: skip
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -158,7 +189,7 @@ class MqttWorker(EventSink):
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         camera = self.topics.camera_of_command(message.topic)
         if camera is not None:
-            self.commands.put((camera, message.payload.decode(errors="replace").strip()))
+            self.commands.put((camera, bytes(message.payload)))
 
     def _publish(self, topic: str, payload: str, *, retain: bool = False) -> bool:
         """Publish with QoS 1; True once the broker acknowledged it."""
@@ -196,7 +227,8 @@ class MqttWorker(EventSink):
         return True
 
     def _announce_and_score(self) -> None:
-        """Discovery configs for cameras not announced yet, and each camera's newest score when it moved."""
+        """Discovery configs for cameras not announced yet, each camera's enabled state when it changed, and
+        its newest score when it moved."""
         for config in cameras.list_cameras(self.redis):
             camera = config.id
             if self.config.discovery and camera not in self.announced:
@@ -206,22 +238,29 @@ class MqttWorker(EventSink):
                 ]
                 if all(sent):
                     self.announced.add(camera)
+            if self.enabled.get(camera) != config.enabled and self._publish(
+                self.topics.enabled(camera), "ON" if config.enabled else "OFF", retain=True
+            ):
+                self.enabled[camera] = config.enabled
             newest = [score for _, score in frames.page_scores(self.redis, camera, None, 1)]
             if newest and self.scores.get(camera) != newest[0].seq and self.client is not None:
                 self.client.publish(self.topics.score(camera), f"{newest[0].score:.3f}", qos=0)
                 self.scores[camera] = newest[0].seq
 
     def _apply_commands(self) -> None:
+        """Commands received on `<prefix>/<camera>/set`: applied, or logged and ignored when bad."""
         while not self.commands.empty():
             camera, payload = self.commands.get()
-            config = cameras.get_camera(self.redis, camera)
-            wanted = payload.lower()
-            if config is None or wanted not in ON_PAYLOADS | OFF_PAYLOADS:
-                self.event("mqtt_command_ignored", logging.WARNING, camera=camera, payload=payload[:40],
-                           reason="no such camera" if config is None else "payload must be ON or OFF")  # fmt: skip
+            try:
+                done = mqtt_commands.apply_command(
+                    self.redis, camera, mqtt_commands.parse_command(payload), time.time()
+                )
+            except mqtt_commands.CommandError as exc:
+                self.event("mqtt_command_ignored", logging.WARNING, camera=camera,
+                           payload=mqtt_commands.describe(payload), reason=str(exc))  # fmt: skip
                 continue
-            cameras.put_camera(self.redis, config.model_copy(update={"enabled": wanted in ON_PAYLOADS}))
-            self.event("mqtt_camera_set", camera=camera, enabled=wanted in ON_PAYLOADS)
+            self.event("mqtt_camera_set", camera=camera, **done)
+            self.next_scores = 0.0  # the enabled state goes out now
 
     def teardown(self) -> None:
         if self.client is None:

@@ -111,7 +111,8 @@ def get_label(client: redis.Redis, label_id: str) -> FeedbackLabel | None:
     return _parse(client.hget(keys.FEEDBACK_LABELS, label_id))
 
 
-def _labels_of(client: redis.Redis, ids: Iterable[bytes]) -> list[FeedbackLabel]:
+def labels_of(client: redis.Redis, ids: Iterable[bytes | str]) -> list[FeedbackLabel]:
+    """The labels of those ids that exist, in their order."""
     ids = list(ids)
     if not ids:
         return []
@@ -121,7 +122,7 @@ def _labels_of(client: redis.Redis, ids: Iterable[bytes]) -> list[FeedbackLabel]
 def camera_labels(client: redis.Redis, camera: str, *, after: int = 0) -> list[FeedbackLabel]:
     """A camera's labels numbered above `after`, oldest first."""
     ids = client.zrangebyscore(keys.feedback_labels_by_camera(camera), f"({after}", "+inf")
-    return _labels_of(client, ids)
+    return labels_of(client, ids)
 
 
 def overlaps(label: FeedbackLabel, first_seq: int, last_seq: int) -> bool:
@@ -160,7 +161,7 @@ def list_labels(
             break
         upper = f"({int(rows[-1][1])}"
         found += [
-            item for item in _labels_of(client, (member for member, _ in rows)) if label in (None, item.label)
+            item for item in labels_of(client, (member for member, _ in rows)) if label in (None, item.label)
         ]
     page = found[:limit]
     return LabelPage(page, page[-1].number if len(found) > limit else None)

@@ -128,7 +128,7 @@ def alert_heatmap(alert_id: str, client: RedisDep, settings: SettingsDep) -> Res
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             f"the error map of alert '{alert_id}' (frame {alert.peak_seq}) is no longer kept: "
-            f"maps expire after {settings.inference.error_map_ttl_s} s",
+            f"maps expire after {settings.retention.error_maps_s:g} s",
         )
     base = frame_image(
         client, alert.camera, alert.peak_seq, alert.peak_ts, settings.analysis.display_interval_s

@@ -17,7 +17,7 @@ from workers.bus import keys
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, read_heartbeats
 from workers.proc.redaction import redact
 from workers.store import alerts as alert_store
-from workers.store import cameras, model_registry
+from workers.store import cameras, model_registry, retention
 from workers.store.frames import camera_readings
 
 router = APIRouter(tags=["metrics"])
@@ -214,6 +214,32 @@ def _model_metrics(out: _Families, client: redis.Redis) -> None:
         mined.add_metric([name], count)
 
 
+def _storage_metrics(out: _Families, client: redis.Redis) -> None:
+    """As the ingest worker's last retention sweep measured it (a SCAN of the keyspace: not per scrape)."""
+    report = retention.read_storage(client)
+    if report is None:
+        return
+    out.gauge(
+        "vigil_storage_measured_timestamp_seconds", "When the storage figures below were measured."
+    ).add_metric([], report.ts)
+    by_camera = out.gauge(
+        "vigil_storage_bytes",
+        "Redis memory a camera's data holds, by kind (frames, scores, display, snapshot, error_maps, heat, "
+        "other).",
+        ["camera", "kind"],
+    )
+    for camera, kinds in sorted(report.cameras.items()):
+        for kind, size in sorted(kinds.items()):
+            by_camera.add_metric([camera, kind], size)
+    site = out.gauge(
+        "vigil_site_storage_bytes",
+        "Redis memory the site's records hold (alerts, alert_events, labels).",
+        ["kind"],
+    )
+    for kind, size in sorted(report.site.items()):
+        site.add_metric([kind], size)
+
+
 def build_registry(client: redis.Redis, alive_s: float) -> CollectorRegistry:
     """A registry holding the site's metrics as Redis has them now."""
     now = time.time()
@@ -222,6 +248,7 @@ def build_registry(client: redis.Redis, alive_s: float) -> CollectorRegistry:
     _worker_metrics(out, client, now, alive_s)
     _alert_metrics(out, client)
     _model_metrics(out, client)
+    _storage_metrics(out, client)
     open_total = out.gauge("vigil_alerts_open", "Cameras with an open alert now.")
     open_total.add_metric([], sum(sample.value for sample in out.families["vigil_camera_alert_open"].samples))
     registry = CollectorRegistry(auto_describe=False)
@@ -232,7 +259,7 @@ def build_registry(client: redis.Redis, alive_s: float) -> CollectorRegistry:
 @router.get(
     "/metrics",
     response_class=Response,
-    summary="Prometheus metrics: cameras, frame buffers, scoring lag, inference workers, alerts",
+    summary="Prometheus metrics: cameras, frame buffers, scoring lag, inference workers, alerts, storage",
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
 def metrics(client: RedisDep, settings: SettingsDep) -> Response:

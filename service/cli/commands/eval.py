@@ -36,7 +36,6 @@ MODES = ("oneclass", "online", "coldstart")
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
     for flag, value in (("--model", args.model), ("--save-model", args.save_model)):
         if value is not None and Path(value).suffix not in SUFFIXES:
             print(f"vigil eval: {flag} must end in {' or '.join(SUFFIXES)}", file=sys.stderr)
@@ -44,23 +43,33 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "coldstart" and args.model:
         print("vigil eval: --mode coldstart starts with no model; leave out --model", file=sys.stderr)
         return 2
-    dataset = Path(args.dataset)
-    try:
-        list_videos(dataset, "testing")  # a bad dataset fails before any training or loading
-        set_threads(args.threads)
-        report = _oneclass(args, dataset) if args.mode == "oneclass" else _online(args, dataset)
-    except (DatasetError, InvalidModelError, ValueError) as exc:
-        print(f"vigil eval: {exc}", file=sys.stderr)
-        return 2
-    wall = time.monotonic() - started
-    report["timings"]["wall_s"] = wall
-    report["timings"]["wall_fps"] = report["timings"]["frames"] / wall
+    names = dataset_names([Path(d) for d in args.dataset])
+    reports: dict[str, dict[str, Any]] = {}
+    for name, dataset in names.items():
+        if len(names) > 1:
+            print(f"== {name} ({dataset})")
+        started = time.monotonic()
+        one = _for_dataset(args, name) if len(names) > 1 else args
+        try:
+            list_videos(dataset, "testing")  # a bad dataset fails before any training or loading
+            set_threads(args.threads)
+            report = _oneclass(one, dataset) if args.mode == "oneclass" else _online(one, dataset)
+        except (DatasetError, InvalidModelError, ValueError) as exc:
+            print(f"vigil eval: {exc}", file=sys.stderr)
+            return 2
+        wall = time.monotonic() - started
+        report["timings"]["wall_s"] = wall
+        report["timings"]["wall_fps"] = report["timings"]["frames"] / wall
+        report["dataset"] = str(dataset)
+        reports[name] = report
+    if len(reports) > 1:
+        print(summary_table(reports))
     if args.report:
         from models.evaluation.jobs import machine_info
 
-        report.update(
+        written = next(iter(reports.values())) if len(reports) == 1 else {"datasets": reports}
+        written.update(
             mode=args.mode,
-            dataset=str(dataset),
             model=str(args.model) if args.model else None,
             seed=args.seed,
             train_videos=args.train_videos,
@@ -69,8 +78,53 @@ def run(args: argparse.Namespace) -> int:
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.report).write_text(json.dumps(written, indent=2) + "\n")
     return 0
+
+
+OUTPUT_FLAGS = ("save_model", "scores_out", "start_scores_out", "final_scores_out", "alerts_out")
+
+
+def dataset_names(datasets: list[Path]) -> dict[str, Path]:
+    """A short name for each dataset (its folder's name; numbered where two share one)."""
+    names: dict[str, Path] = {}
+    for dataset in datasets:
+        name = dataset.resolve().name or "dataset"
+        names[name if name not in names else f"{name}-{len(names) + 1}"] = dataset
+    return names
+
+
+def _for_dataset(args: argparse.Namespace, name: str) -> argparse.Namespace:
+    """The arguments of one dataset's run among several: each output file gets the dataset's name
+    (scores.csv -> scores-ped1.csv)."""
+    outputs = {
+        flag: str(Path(value).with_stem(f"{Path(value).stem}-{name}"))
+        for flag in OUTPUT_FLAGS
+        if (value := getattr(args, flag)) is not None
+    }
+    return argparse.Namespace(**{**vars(args), **outputs})
+
+
+def summary_table(reports: dict[str, dict[str, Any]]) -> str:
+    """One row per dataset: the AUCs, the alerts' event metrics and the wall speed."""
+
+    def figure(value: float | None, spec: str = ".4f") -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    rows = [
+        "| dataset | micro AUC (causal) | micro AUC (raw) | per-video AUC | event recall | "
+        "alert precision | frames/s (wall) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, report in reports.items():
+        metrics = report.get("metrics") or {}
+        events = report.get("events") or {}
+        rows.append(
+            f"| {name} | {figure(metrics.get('micro_auc'))} | {figure(metrics.get('micro_auc_raw'))} | "
+            f"{figure(metrics.get('per_video_minmax_auc'))} | {figure(events.get('event_recall'), '.3f')} | "
+            f"{figure(events.get('alert_precision'), '.3f')} | {report['timings']['wall_fps']:.0f} |"
+        )
+    return "\n".join(rows)
 
 
 def _print_metrics(title: str, metrics: dict[str, float] | None) -> None:
@@ -282,12 +336,18 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a detector on DATASET_DIR/testing (AUC, scores CSV, report)",
+        help="evaluate a detector on DATASET_DIR/testing (AUC, alerts, scores CSV, report)",
         description="Score every frame of DATASET_DIR/testing exactly as the service does and print the "
-        "frame-level AUCs when DATASET_DIR/labels.json exists. Without --model, a detector is first "
-        "trained on DATASET_DIR/training.",
+        "frame-level AUCs and alert quality when DATASET_DIR/labels.json exists. Without --model, a "
+        "detector is first trained on each DATASET_DIR/training.",
     )
-    parser.add_argument("dataset", metavar="DATASET_DIR")
+    parser.add_argument(
+        "dataset",
+        metavar="DATASET_DIR",
+        nargs="+",
+        help="one or more datasets, each evaluated in turn (several: output files get each one's name, "
+        "and a table sums them up)",
+    )
     parser.add_argument(
         "--mode",
         choices=MODES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,30 @@ def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Pa
     assert 0.0 <= figures["metrics"]["micro_auc"] <= 1.0
     assert 0.0 <= figures["events"]["event_recall"] <= 1.0 and figures["events"]["fps"] == 10.0
     assert figures["timings"]["frames"] == 44 and figures["machine"]["cores"]
+
+
+def test_eval_reports_several_datasets_in_one_run(
+    dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(dataset_dir, other)
+    model, report = tmp_path / "model.onnx", tmp_path / "report.json"
+    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
+    capsys.readouterr()
+    code = run(
+        "eval", str(dataset_dir), str(other), "--model", str(model), "--report", str(report),
+        "--alerts-out", str(tmp_path / "alerts.csv"),
+    )  # fmt: skip
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "| dataset | micro AUC (causal) |" in table and f"| {dataset_dir.name} |" in table
+    figures = json.loads(report.read_text())
+    assert set(figures["datasets"]) == {dataset_dir.name, "other"} and figures["machine"]["cores"]
+    assert figures["datasets"]["other"]["metrics"]["micro_auc"] == pytest.approx(
+        figures["datasets"][dataset_dir.name]["metrics"]["micro_auc"]
+    )  # the same frames, the same model
+    assert (tmp_path / "alerts-other.csv").is_file()
+    assert (tmp_path / f"alerts-{dataset_dir.name}.csv").is_file()
 
 
 def test_eval_trains_when_no_model_is_given(dataset_dir: Path, tmp_path: Path) -> None:

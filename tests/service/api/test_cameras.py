@@ -178,3 +178,16 @@ def test_patch_changes_only_the_fields_sent_and_keeps_the_real_source(
     assert bad.status_code == 422 and "fps" in bad.text
     assert api.patch("/api/cameras/gate", json={"id": "door"}, headers=operator_headers).status_code == 422
     assert api.patch("/api/cameras/door", json=zones, headers=operator_headers).status_code == 404
+
+
+def test_a_cameras_retention_is_set_through_the_api(
+    api: TestClient, operator_headers: dict[str, str], redis_client: redis.Redis
+) -> None:
+    api.post("/api/cameras", json={"id": "gate", "source": RTSP}, headers=operator_headers)
+    spans = {"retention": {"display_s": 600, "heat_s": 7 * 86400}}
+    assert api.patch("/api/cameras/gate", json=spans, headers=operator_headers).status_code == 200
+    stored = CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "gate"))
+    assert stored.retention == keys.CameraRetention(display_s=600, heat_s=7 * 86400)
+    for bad in ({"display_s": 5}, {"display_s": "600"}, {"keep": 60}):
+        refused = api.patch("/api/cameras/gate", json={"retention": bad}, headers=operator_headers)
+        assert refused.status_code == 422, bad

@@ -17,6 +17,7 @@ from service.api.app import create_app
 from workers.bus import keys
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings
+from workers.store import cameras, retention
 
 SECRET_SOURCE = "rtsp://admin:hunter2@10.0.0.5:554/live?token=abc123"
 
@@ -146,3 +147,16 @@ def test_metrics_of_an_empty_site(client: TestClient) -> None:
     found = samples(client.get("/metrics").text)
     assert value(found, "vigil_alerts_total") == 0
     assert value(found, "vigil_workers_alive", role="inference") == 0
+
+
+def test_metrics_show_the_storage_the_retention_sweep_measured(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    assert "vigil_storage_bytes" not in client.get("/metrics").text  # nothing measured yet
+    now = time.time()
+    write_site(redis_client, now)
+    retention.sweep(redis_client, Settings(), cameras.list_cameras(redis_client), now)
+    found = samples(client.get("/metrics").text)
+    assert value(found, "vigil_storage_bytes", camera="gate", kind="frames") > 0
+    assert value(found, "vigil_site_storage_bytes", kind="alerts") > 0
+    assert value(found, "vigil_storage_measured_timestamp_seconds") == pytest.approx(now, abs=60)

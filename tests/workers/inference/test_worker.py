@@ -27,8 +27,10 @@ def scene(seq: int, rng: np.random.Generator, square: bool) -> np.ndarray:
     return frame
 
 
-def add_camera(client: redis.Redis, camera: str) -> None:
-    config = keys.CameraConfig(id=camera, source="test://frames", width=WIDTH, height=HEIGHT)
+def add_camera(client: redis.Redis, camera: str, retention: keys.CameraRetention | None = None) -> None:
+    config = keys.CameraConfig(
+        id=camera, source="test://frames", width=WIDTH, height=HEIGHT, retention=retention
+    )
     client.hset(keys.CAMERAS, camera, config.model_dump_json())
 
 
@@ -73,7 +75,7 @@ def scored_seqs(client: redis.Redis, camera: str) -> list[int]:
 def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
     redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
 ) -> None:
-    add_camera(redis_client, "cam1")
+    add_camera(redis_client, "cam1", keys.CameraRetention(heat_s=7200.0))  # its own heat span
     write_frames(redis_client, "cam1", anomalous=range(60, 80), count=110)
     start_inference("w1")
     wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 110)
@@ -84,8 +86,8 @@ def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
     # causal smoothing delays both ends by a few frames
     assert alert.state == "closed" and 60 <= alert.start_seq <= 64 and 78 <= alert.end_seq <= 84
     assert redis_client.xpending(keys.frames_stream("cam1"), keys.INFERENCE_GROUP)["pending"] == 0
-    assert redis_client.exists(keys.error_map_key("cam1", alert.peak_seq))
-    assert redis_client.exists(keys.heat_bucket_key("cam1", int(alert.peak_ts // 60)))
+    assert 3500 < redis_client.ttl(keys.error_map_key("cam1", alert.peak_seq)) <= 3600  # the site's span
+    assert 7100 < redis_client.ttl(keys.heat_bucket_key("cam1", int(alert.peak_ts // 60))) <= 7200
 
 
 def test_frames_of_a_dead_worker_are_claimed_and_scored_exactly_once(

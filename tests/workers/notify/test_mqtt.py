@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 import redis
 
 from tests.workers.inference.test_worker import wait_for
-from tests.workers.notify.conftest import Broker
+from tests.workers.notify.conftest import Broker, make_tls_files
 from tests.workers.notify.test_webhooks import write_event
 from workers.bus import keys
 from workers.config import MqttSettings, Settings
 from workers.notify.mqtt import MqttWorker
 from workers.store.cameras import get_camera, put_camera
+from workers.store.snoozes import get_snooze
 
 
 class Listener:
     """A subscriber to vigil/# and homeassistant/# with a persistent session (QoS 1): it is handed what
     was published while a restarted broker had it disconnected."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self, broker: Broker, *, user: tuple[str, str] | None = None, ca: Path | None = None
+    ) -> None:
         self.messages: list[tuple[str, str, bool]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="listener", clean_session=False)
+        if user is not None:
+            self.client.username_pw_set(*user)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
         self.client.on_connect = lambda c, *_: c.subscribe([("vigil/#", 1), ("homeassistant/#", 1)])
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
@@ -35,7 +45,9 @@ class Listener:
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((message.topic, message.payload.decode(), bool(message.retain)))
+            self.messages.append(
+                (message.topic, message.payload.decode(errors="replace"), bool(message.retain))
+            )
 
     def on(self, topic: str) -> list[str]:
         with self.lock:
@@ -95,15 +107,63 @@ def test_events_state_discovery_and_availability(
     wait_for(lambda: listener.on("vigil/available")[-1:] == ["offline"])
 
 
-def test_a_camera_is_disabled_and_enabled_over_mqtt(
+def test_a_camera_is_disabled_enabled_and_snoozed_over_mqtt(
     redis_client: redis.Redis, listener: Listener, run_mqtt: Callable[[], MqttWorker]
 ) -> None:
     put_camera(redis_client, keys.CameraConfig(id="cam1", source="test://"))
     run_mqtt()
-    listener.client.publish("vigil/cam1/set", "OFF", qos=1)
+    switch = "homeassistant/switch/vigil_cam1/enabled/config"
+    wait_for(lambda: listener.on(switch) and listener.on("vigil/cam1/enabled") == ["ON"])
+    config = json.loads(listener.on(switch)[0])
+    assert (config["command_topic"], config["state_topic"]) == ("vigil/cam1/set", "vigil/cam1/enabled")
+    listener.client.publish("vigil/cam1/set", "OFF", qos=1)  # as a Home Assistant switch sends it
     wait_for(lambda: get_camera(redis_client, "cam1").enabled is False)
-    listener.client.publish("vigil/cam1/set", "ON", qos=1)
+    wait_for(lambda: listener.on("vigil/cam1/enabled")[-1:] == ["OFF"])
+    listener.client.publish("vigil/cam1/set", '{"enabled": true}', qos=1)
     wait_for(lambda: get_camera(redis_client, "cam1").enabled is True)
+    started = time.time()
+    listener.client.publish("vigil/cam1/set", '{"snooze_s": 600}', qos=1)
+    wait_for(lambda: get_snooze(redis_client, "cam1", time.time()).until_ts > 0)
+    assert get_snooze(redis_client, "cam1", time.time()).until_ts == pytest.approx(started + 600, abs=5)
+    listener.client.publish("vigil/cam1/set", '{"snooze_s": 0}', qos=1)
+    wait_for(lambda: get_snooze(redis_client, "cam1", time.time()).until_ts == 0)
+
+
+BAD_COMMANDS = [
+    ("vigil/cam1/set", b"maybe", "payload must be ON, OFF"),
+    ("vigil/cam1/set", b'{"snooze_s": -5}', "snooze_s"),
+    ("vigil/cam1/set", b'{"snooze_s": "600"}', "snooze_s"),
+    ("vigil/cam1/set", b'{"snooze_s": 9999999}', "snooze_s"),
+    ("vigil/cam1/set", b'{"enabled": "no"}', "enabled"),
+    ("vigil/cam1/set", b'{"colour": "red"}', "colour"),
+    ("vigil/cam1/set", b"{}", "give enabled and/or snooze_s"),
+    ("vigil/cam1/set", b'{"snooze_s": 6', "not valid JSON"),
+    ("vigil/cam1/set", b"\xff\xfe" * 600, "payload over"),
+    ("vigil/nope/set", b"OFF", "no such camera"),
+]
+
+
+def test_bad_commands_are_logged_and_ignored(
+    redis_client: redis.Redis,
+    listener: Listener,
+    run_mqtt: Callable[[], MqttWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    put_camera(redis_client, keys.CameraConfig(id="cam1", source="test://"))
+    caplog.set_level(logging.INFO, logger="vigil.notify")
+    worker = run_mqtt()
+    for topic, payload, _ in BAD_COMMANDS:
+        listener.client.publish(topic, payload, qos=1)
+    ignored = lambda: [r.getMessage() for r in caplog.records if "mqtt_command_ignored" in r.getMessage()]  # noqa: E731
+    wait_for(lambda: len(ignored()) == len(BAD_COMMANDS))
+    for line, (_, _, reason) in zip(ignored(), BAD_COMMANDS, strict=True):
+        assert reason in line, line
+    assert get_camera(redis_client, "cam1").enabled is True
+    assert get_snooze(redis_client, "cam1", time.time()).until_ts == 0
+    assert redis_client.hget(keys.CAMERAS, "nope") is None  # an unknown camera is not created
+    listener.client.publish("vigil/cam1/set", "OFF", qos=1)  # the worker is still there
+    wait_for(lambda: get_camera(redis_client, "cam1").enabled is False)
+    assert not worker.stop_event.is_set()
 
 
 def test_a_broker_restart_loses_no_event(
@@ -120,3 +180,78 @@ def test_a_broker_restart_loses_no_event(
     received = [json.loads(payload)["id"] for payload in listener.on("vigil/events")]
     assert list(dict.fromkeys(received)) == ids  # every event, in order (a repeat is allowed: at least once)
     assert worker.deliveries[0].given_up == 0
+
+
+USER = ("vigil", "s3cret-pass")
+
+
+def test_credentials_from_secret_references_over_tls(
+    redis_client: redis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+    start_broker: Callable[..., Broker],
+    run_worker: Callable[[MqttWorker], MqttWorker],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tls = make_tls_files(tmp_path)
+    broker = start_broker(user=USER, tls=tls)
+    monkeypatch.setenv("MQTT_USER", USER[0])
+    monkeypatch.setenv("MQTT_PASSWORD", USER[1])
+    listener = Listener(broker, user=USER, ca=tls.ca)
+    try:
+        wait_for(lambda: listener.client.is_connected())
+        url = f"mqtts://${{MQTT_USER}}:${{MQTT_PASSWORD}}@127.0.0.1:{broker.port}"
+        config = MqttSettings(url=url, tls_ca=tls.ca, retry_max_s=0.5, timeout_s=2)
+        worker = run_worker(MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url))
+        wait_for(lambda: worker.connected.is_set())
+        event_id = write_event(redis_client, 0)
+        wait_for(lambda: listener.on("vigil/events"))
+        assert json.loads(listener.on("vigil/events")[0])["id"] == event_id
+    finally:
+        listener.close()
+    assert "mqtt_connected" in caplog.text and USER[1] not in caplog.text  # the secret is never logged
+
+
+def test_a_wrong_password_is_logged_and_retried(
+    redis_client: redis.Redis,
+    redis_url: str,
+    start_broker: Callable[..., Broker],
+    run_worker: Callable[[MqttWorker], MqttWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vigil.notify")
+    broker = start_broker(user=USER)
+    url = f"mqtt://{USER[0]}:wrong@127.0.0.1:{broker.port}"
+    config = MqttSettings(url=url, retry_max_s=0.5, timeout_s=2)
+    worker = run_worker(MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url))
+    refused = lambda: [r for r in caplog.records if "mqtt_refused" in r.getMessage()]  # noqa: E731
+    wait_for(lambda: len(refused()) >= 2, timeout_s=20)  # refused, and tried again
+    assert (
+        "reason='Not authorized'" in refused()[0].getMessage()
+        and "VIGIL_MQTT__URL" in refused()[0].getMessage()
+    )
+    assert refused()[0].levelno == logging.ERROR
+    assert not worker.connected.is_set() and not worker.stop_event.is_set()
+    assert "wrong" not in caplog.text
+
+
+def test_a_broker_whose_certificate_is_not_trusted_is_logged_and_retried(
+    redis_url: str,
+    tmp_path: Path,
+    start_broker: Callable[..., Broker],
+    run_worker: Callable[[MqttWorker], MqttWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vigil.notify")
+    broker = start_broker(tls=make_tls_files(tmp_path))
+    config = MqttSettings(url=broker.url, retry_max_s=0.5, timeout_s=2)  # the system's CAs: not the test's
+    worker = run_worker(MqttWorker(Settings(heartbeat_s=0.2, mqtt=config), redis_url))
+    failed = lambda: [r for r in caplog.records if "mqtt_connect_failed" in r.getMessage()]  # noqa: E731
+    wait_for(lambda: len(failed()) >= 2, timeout_s=20)
+    assert (
+        "CERTIFICATE_VERIFY_FAILED" in failed()[0].getMessage()
+        and "VIGIL_MQTT__TLS_CA" in failed()[0].getMessage()
+    )
+    assert not worker.connected.is_set() and not worker.stop_event.is_set()

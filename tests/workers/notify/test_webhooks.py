@@ -87,3 +87,18 @@ def test_an_event_is_given_up_after_max_attempts_and_the_next_goes_through(
     assert receiver.accepted[0]["id"] == second and first not in {b["id"] for b in receiver.accepted}
     assert worker.deliveries[0].given_up == 1
     assert redis_client.xpending(keys.ALERT_EVENTS, worker.deliveries[0].group)["pending"] == 0
+
+
+def test_an_event_removed_by_retention_while_it_waits_is_skipped(
+    redis_client: redis.Redis, run_sink: Callable[..., WebhookWorker]
+) -> None:
+    receiver = Receiver(failures=1_000_000)  # down: the first event stays pending
+    worker = run_sink([receiver.url], max_attempts=1_000_000)
+    first = write_event(redis_client, 0)
+    wait_for(lambda: receiver.requests >= 1)
+    redis_client.xtrim(keys.ALERT_EVENTS, minid=first.split("-")[0] + "-1")  # as the retention sweep does
+    receiver.failures = 0
+    second = write_event(redis_client, 1)
+    wait_for(lambda: len(receiver.accepted) == 1)
+    assert receiver.accepted[0]["id"] == second
+    assert redis_client.xpending(keys.ALERT_EVENTS, worker.deliveries[0].group)["pending"] == 0

@@ -1,0 +1,100 @@
+"""Copies of a dataset as another camera would see it: zoomed, moved, rotated, re-lit, noisier, at another
+resolution. The self-improvement benchmark changes the testing frames only (a camera moved after its model
+was fitted); the held-out benchmark changes training and testing alike (a new camera the detector's
+constants were never chosen on)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.evaluation import datasets
+
+UNCHANGED = {
+    "zoom": 1.0,
+    "angle": 0.0,
+    "shift_y": 0.0,
+    "shift_x": 0.0,
+    "gamma": 1.0,
+    "noise_sigma": 0.0,
+    "scale": 1.0,  # of the frame size: 0.5 is a camera of half the resolution
+    "seed": 0,
+}
+SITE_CHANGES = {
+    # as if the camera was zoomed in, moved a little and re-lit, with a noisier sensor: the frame's edges
+    # (and what happens there) leave the view
+    "site_change": {
+        **UNCHANGED,
+        "zoom": 1.10,
+        "shift_y": 0.03,
+        "shift_x": 0.02,
+        "gamma": 0.7,
+        "noise_sigma": 4.0,
+    },
+    # the same kind of change, other numbers (not used while choosing the method): zoomed less, moved the
+    # other way, brighter instead of darker, another sensor's noise
+    "site_change_brighter": {
+        **UNCHANGED,
+        "zoom": 1.05,
+        "shift_y": 0.02,
+        "shift_x": -0.03,
+        "gamma": 1.4,
+        "noise_sigma": 3.0,
+        "seed": 1,
+    },
+    # as if the camera was mounted upside down: nothing leaves the view, every place and look changes
+    "upside_down": {**UNCHANGED, "angle": 180.0},
+}
+
+
+def change_warp(change: dict[str, float], height: int, width: int) -> np.ndarray:
+    """The 2x3 affine map of unchanged pixel coordinates to the changed camera's (rotation and zoom about
+    the centre, then the shift)."""
+    warp = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), change["angle"], change["zoom"])
+    warp[:, 2] += (change["shift_x"] * width, change["shift_y"] * height)
+    return warp
+
+
+def changed_copy(
+    source: Path, target: Path, change: dict[str, float], splits: Sequence[str] = ("testing",)
+) -> Path:
+    """DATASET with the frames of `splits` transformed by `change`; the other splits and the labels link
+    to the source."""
+    target.mkdir(parents=True, exist_ok=True)
+    for split in ("training", "testing"):
+        if split not in splits:
+            (target / split).symlink_to((source / split).resolve())
+    if (source / "labels.json").is_file():
+        (target / "labels.json").symlink_to((source / "labels.json").resolve())
+    rng = np.random.default_rng(int(change["seed"]))
+    lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** change["gamma"]), 0, 255).astype(np.uint8)
+    for split in splits:
+        for video in datasets.list_videos(source, split):
+            out = target / split / video.name
+            out.mkdir(parents=True)
+            for frame in video.frames:  # frame folders (the benchmark datasets' layout)
+                image = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
+                cv2.imwrite(str(out / f"{frame.stem}.png"), _changed_frame(image, change, lut, rng))
+    return target
+
+
+def _changed_frame(
+    image: np.ndarray, change: dict[str, float], lut: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    height, width = image.shape
+    image = cv2.warpAffine(
+        image,
+        change_warp(change, height, width),
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    scale = change.get("scale", 1.0)
+    if scale != 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    noisy = lut[image].astype(np.float32) + rng.normal(0.0, change["noise_sigma"], image.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)

@@ -21,9 +21,7 @@ PREFIX = "vigil"
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
-
 INFERENCE_GROUP = "inference"
-
 
 MQTT_GROUP = "mqtt"  # consumer group on ALERT_EVENTS delivering to the MQTT broker
 
@@ -108,38 +106,16 @@ def lease_key(camera: str) -> str:
 
 
 CAMERAS = f"{PREFIX}:cameras"  # hash: camera id -> CameraConfig JSON
-
-
 CAMERA_STATUS = f"{PREFIX}:camera_status"  # hash: camera id -> CameraStatus JSON
-
-
 WORKERS = f"{PREFIX}:workers"  # hash: worker id -> WorkerHeartbeat JSON
-
-
 ALERTS = f"{ALERTS_GROUP}:alerts"  # hash: alert id -> Alert JSON (durable)
-
-
 ALERTS_BY_TIME = f"{ALERTS_GROUP}:alerts:by_time"  # zset: alert id scored by start time (ms)
-
-
 ALERT_EVENTS = f"{ALERTS_GROUP}:alert_events"  # stream of AlertEvent, never trimmed by frame pressure
-
-
 MODELS = f"{MODELS_GROUP}:models"  # hash: version -> ModelVersion JSON
-
-
 CURRENT_MODEL = f"{MODELS_GROUP}:models:current"  # string: version id now serving
-
-
 MODEL_HISTORY = f"{MODELS_GROUP}:models:history"  # list: versions made current, newest first (for rollback)
-
-
 RETRAIN_CYCLES = f"{RETRAIN_GROUP}:retrain:cycles"  # list: RetrainCycle JSON, newest first, capped
-
-
 RETRAIN_CURSOR = f"{RETRAIN_GROUP}:retrain:cursor"  # hash: camera id -> last frame seq a cycle covered
-
-
 STORAGE = f"{PREFIX}:storage"  # string: StorageReport JSON, rewritten by each retention sweep
 
 

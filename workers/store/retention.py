@@ -96,9 +96,22 @@ def measure_storage(client: redis.Redis) -> keys.StorageReport:
     for names in SITE_KINDS.values():
         for name in names:
             pipe.memory_usage(name)
+    # the cameras' alert and label indexes live in the site's slots (keys.ALERTS_GROUP, FEEDBACK_GROUP)
+    indexes = {camera: _camera_indexes(camera) for camera in cameras}
+    for names in indexes.values():
+        for name in names.values():
+            pipe.memory_usage(name)
     sizes = iter(pipe.execute())
     site = {kind: sum(int(next(sizes) or 0) for _ in names) for kind, names in SITE_KINDS.items()}
+    for names in indexes.values():
+        for kind in names:
+            site[kind] += int(next(sizes) or 0)
     return keys.StorageReport(cameras={cam: dict(kinds) for cam, kinds in cameras.items()}, site=site)
+
+
+def _camera_indexes(camera: str) -> dict[str, str]:
+    """A camera's index keys kept with the site's records, by the site kind they count as."""
+    return {"alerts": keys.alerts_by_camera(camera), "labels": keys.feedback_labels_by_camera(camera)}
 
 
 def read_storage(client: redis.Redis) -> keys.StorageReport | None:

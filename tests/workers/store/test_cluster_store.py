@@ -1,9 +1,10 @@
 """The site-wide writes that span several keys in one transaction work on a real Redis Cluster: their keys
 share a group's slot (labels, model versions with their files, retraining cycles); and the API's reads
-across cameras (one pipeline) work there too."""
+across cameras (one pipeline) and the retention sweep (a SCAN over every node) work there too."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from workers.bus import keys
 from workers.bus.connection import connect
 from workers.config import Settings
 from workers.inference.serving import load_serving_detector
-from workers.store import alerts, frames, labels, model_registry
+from workers.store import alerts, frames, labels, model_registry, retention
 
 pytestmark = pytest.mark.cluster
 
@@ -40,7 +41,9 @@ def test_labels_models_and_cycles_on_a_cluster(redis_cluster_url: str, tmp_path:
     assert model_registry.recent_cycles(client) == [cycle]
 
 
-def test_what_the_api_reads_across_cameras_works_on_a_cluster(redis_cluster_url: str) -> None:
+def test_what_the_api_and_the_retention_sweep_read_across_cameras_works_on_a_cluster(
+    redis_cluster_url: str,
+) -> None:
     client = connect(redis_cluster_url)
     cameras = [f"cam{i}" for i in range(6)]
     for camera in cameras:
@@ -52,3 +55,7 @@ def test_what_the_api_reads_across_cameras_works_on_a_cluster(redis_cluster_url:
     )
     assert alerts.list_alerts(client, limit=10).alerts == []
     assert alerts.last_alert_event_id(client) == "0-0"
+    configs = [keys.CameraConfig(id=camera, source="test://frames") for camera in cameras]
+    retention.sweep(client, Settings(), configs, time.time())  # a SCAN of every node, the alerts' slot
+    report = retention.read_storage(client)
+    assert report is not None and set(report.cameras) == set(cameras)

@@ -31,6 +31,7 @@ STANDIN_PYTHON = "vigil-standin/python:bookworm"
 STANDIN_REDIS = "vigil-standin/redis:bookworm"
 IMAGE_TAG = "compose-e2e"  # vigil-vad:<tag>, so that a site's own vigil-vad images are left alone
 BUILD_TIMEOUT_S = 1800
+LOCAL_INDEX_PORT = 38741
 
 
 class Unavailable(Exception):
@@ -116,7 +117,10 @@ def local_torch_index(workdir: Path) -> Iterator[str]:
         project.mkdir(parents=True, exist_ok=True)
         wheel.rename(project / wheel.name)
     handler = functools.partial(QuietFileHandler, directory=str(workdir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:  # the same URL every time: a build arg that changes would miss the layer cache of the torch install
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", LOCAL_INDEX_PORT), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

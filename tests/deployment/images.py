@@ -45,6 +45,7 @@ class BuiltImage:
     redis_image: str
     size_bytes: int
     build_s: float
+    layers_reused: bool  # whether the build took any layer from the engine's cache
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -130,7 +131,7 @@ def local_torch_index(workdir: Path) -> Iterator[str]:
         server.server_close()
 
 
-def build_vigil_image(python_base: str, torch_index_url: str) -> tuple[str, float]:
+def build_vigil_image(python_base: str, torch_index_url: str) -> tuple[str, float, bool]:
     """docker build of docker/Dockerfile (host network: pip reaches the registry and a loopback index)."""
     name = f"vigil-vad:{IMAGE_TAG}"
     started = time.monotonic()
@@ -141,16 +142,17 @@ def build_vigil_image(python_base: str, torch_index_url: str) -> tuple[str, floa
         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
     )  # fmt: skip
     assert build.returncode == 0, f"docker build failed:\n{(build.stdout + build.stderr)[-5000:]}"
-    return name, time.monotonic() - started
+    reused = "Using cache" in build.stdout or " CACHED" in build.stderr  # the classic builder, BuildKit
+    return name, time.monotonic() - started, reused
 
 
 def build_images(workdir: Path) -> BuiltImage:
     require_docker_engine()
     python_base, redis_image = base_images()
     if index_url := os.environ.get("VIGIL_TEST_TORCH_INDEX_URL"):
-        name, build_s = build_vigil_image(python_base, index_url)
+        name, build_s, reused = build_vigil_image(python_base, index_url)
     else:
         with local_torch_index(workdir) as local_index:
-            name, build_s = build_vigil_image(python_base, local_index)
+            name, build_s, reused = build_vigil_image(python_base, local_index)
     size = int(docker("image", "inspect", "--format", "{{.Size}}", name).stdout.strip())
-    return BuiltImage(name, python_base, redis_image, size, build_s)
+    return BuiltImage(name, python_base, redis_image, size, build_s, reused)

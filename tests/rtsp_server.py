@@ -4,7 +4,8 @@
 
 Without --file it serves an endless live test pattern (H.264 from openh264enc, a keyframe every second);
 with --file it streams an H.264 MP4 (or MPEG-TS: .ts) once. It listens on loopback unless --address names
-another interface (containers reach the host through their network's gateway). Prints "ready" when it listens; SIGTERM/SIGINT stop it.
+another interface (containers reach the host through their network's gateway). Prints "ready" when it
+listens; SIGTERM/SIGINT stop it.
 Needs: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 python3-gi (Debian).
 """

@@ -16,7 +16,7 @@ TEST_APT := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ba
 	redis-server redis-tools
 PYTEST_ARGS ?=
 
-.PHONY: up test install test-deps lint bench clean
+.PHONY: up test test-compose install test-deps lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,6 +44,22 @@ test: install test-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+# The compose stack end to end (tests/deployment, marker `compose`): builds the images, runs the site of
+# docker-compose.yml against an RTSP camera, scales, restarts and kills parts of it. Needs a running Docker
+# engine; as root it installs the Docker CLI, docker-compose and debootstrap (stand-in base images where no
+# registry answers). Its figures (image size, time from `up` to ready, ...) go to $(COMPOSE_REPORT).
+COMPOSE_APT := docker.io docker-compose debootstrap
+COMPOSE_REPORT ?= benchmarks/results/compose-vm-2026-12-06.json
+
+test-compose: install test-deps
+	@missing=$$(for p in $(COMPOSE_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages for the compose test: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@docker info >/dev/null 2>&1 || echo "no Docker engine answers: start it (systemctl start docker, or dockerd &)"
+	VIGIL_COMPOSE_REPORT=$(COMPOSE_REPORT) $(PY) -m pytest -m compose tests/deployment -v -rs $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

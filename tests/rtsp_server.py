@@ -1,9 +1,11 @@
 """A loopback RTSP server for tests, run with the system Python (GStreamer through `gi`):
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--mount /cam] [--file clip.mp4]
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--mount /cam] [--file clip.mp4] [--address 0.0.0.0]
 
 Without --file it serves an endless live test pattern (H.264 from openh264enc, a keyframe every second);
-with --file it streams an H.264 MP4 (or MPEG-TS: .ts) once. Prints "ready" when it listens; SIGTERM/SIGINT stop it.
+with --file it streams an H.264 MP4 (or MPEG-TS: .ts) once. It listens on loopback unless --address names
+another interface (containers reach the host through their network's gateway). Prints "ready" when it
+listens; SIGTERM/SIGINT stop it.
 Needs: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 python3-gi (Debian).
 """
@@ -31,6 +33,7 @@ FILE_PIPELINE = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--address", default="127.0.0.1", help="interface to listen on (default loopback)")
     parser.add_argument("--mount", default="/cam")
     parser.add_argument(
         "--file", help="an H.264 MP4 or MPEG-TS (.ts) to stream (default: a live test pattern)"
@@ -42,7 +45,7 @@ def main() -> None:
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.address)
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     if args.file:
@@ -53,7 +56,7 @@ def main() -> None:
     factory.set_launch(f"( {pipeline} )")
     server.get_mount_points().add_factory(args.mount, factory)
     if server.attach(None) == 0:
-        raise SystemExit(f"cannot listen on 127.0.0.1:{args.port}")
+        raise SystemExit(f"cannot listen on {args.address}:{args.port}")
     loop = GLib.MainLoop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)

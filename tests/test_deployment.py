@@ -178,3 +178,23 @@ def test_health_checks_probe_a_real_api_route() -> None:
             assert probed, f"{where}: no health probe found"
             for path in probed:
                 assert client.get(path).status_code == 200, f"{where}: GET {path}"
+
+
+def test_image_requirements_pin_every_project_dependency() -> None:
+    """docker/requirements.txt is the images' dependency list: a dependency added to pyproject.toml alone
+    fails the image build's `pip check`."""
+    import tomllib
+
+    def name(requirement: str) -> str:
+        return re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]).lower()
+
+    declared = {
+        name(dep) for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    pinned = {
+        name(line)
+        for line in (ROOT / "docker" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    missing = declared - pinned - {"torch"}  # torch: pinned in the Dockerfiles (a CPU or CUDA build)
+    assert not missing, f"docker/requirements.txt lacks {sorted(missing)}"

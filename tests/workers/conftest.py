@@ -113,11 +113,13 @@ def gstreamer_rtsp() -> None:
 
 
 class RtspServer:
-    """tests/rtsp_server.py as a child process on a fixed loopback port, so it can be stopped and restarted."""
+    """tests/rtsp_server.py as a child process on a fixed port (loopback unless `address` says otherwise), so
+    it can be stopped and restarted."""
 
-    def __init__(self, mount: str = "/cam", file: Path | None = None) -> None:
+    def __init__(self, mount: str = "/cam", file: Path | None = None, address: str = "127.0.0.1") -> None:
         self.port = free_port()
         self.mount = mount
+        self.address = address  # the interface it listens on
         self.file = file  # recorded footage, played once (the server announces its duration); else live
         self.process: subprocess.Popen[str] | None = None
 
@@ -127,6 +129,7 @@ class RtspServer:
 
     def start(self) -> RtspServer:
         command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount]
+        command += ["--address", self.address]
         command += ["--file", str(self.file)] if self.file else []
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None

@@ -14,6 +14,8 @@ import redis
 from workers.bus import keys
 from workers.bus.connection import connect
 from workers.bus.keys import Alert, AlertCategory, AlertEvent, ModelVersion, RetrainCycle
+from workers.config import Settings
+from workers.proc.process import WorkerProcess
 from workers.store import alerts, labels, model_registry
 from workers.store.key_migration import KEY_LAYOUT_VERSION, legacy_key_pairs, migrate_key_layout
 from workers.store.labels import FeedbackRequest
@@ -193,3 +195,24 @@ def test_a_redis_cluster_is_skipped(redis_cluster_url: str) -> None:
     assert migrate_key_layout(client) is None
     assert not client.exists(keys.KEY_LAYOUT)
     client.close()
+
+
+class AlertReader(WorkerProcess):
+    """A worker whose setup reads the alerts, as every worker's first reads follow its start."""
+
+    role = "api"
+
+    def setup(self) -> None:
+        self.alerts_at_setup = alert_ids(self.redis)
+        self.stop()
+
+    def step(self) -> None:
+        """Nothing: setup stopped the worker."""
+
+
+def test_a_worker_migrates_before_its_setup(old_site: redis.Redis, redis_url: str) -> None:
+    worker = AlertReader(Settings(redis_url=redis_url), redis_url)
+    thread = threading.Thread(target=worker.run)  # not the main thread: the worker leaves signals alone
+    thread.start()
+    thread.join(timeout=30)
+    assert worker.alerts_at_setup == ["a1", "a0"]

@@ -32,7 +32,7 @@ LEGACY_COUNTERS = {keys.FEEDBACK_LABEL_COUNTER}  # where both names hold a numbe
 LOCK_TTL_S = 120  # a migrating process that dies frees the lock after this
 WAIT_POLL_S = 0.2
 SCAN_BATCH = 1000
-ENTRY_BATCH = 500  # entries copied per command when merging two keys
+MERGED_TYPES = ("hash", "zset", "list")  # where both names exist, these are merged
 
 # Deletes the lock only if this process still holds it (it may have expired and been taken by another).
 _RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -102,7 +102,6 @@ def _move_keys(client: redis.Redis) -> Counter[str]:
         if renamed:
             done["renamed"] += 1
         elif _merge(client, old, new):
-            client.delete(old)
             done["merged"] += 1
         else:
             log.warning(
@@ -113,29 +112,38 @@ def _move_keys(client: redis.Redis) -> Counter[str]:
 
 
 def _merge(client: redis.Redis, old: str, new: str) -> bool:
-    """Copy the old key's entries into the new one where the new has none (the new key's win); False where
-    the two cannot be merged (different types, a stream, a string that is not a counter)."""
-    kind = client.type(old)
-    if kind != client.type(new):
+    """Copy the old key's entries into the new one where the new has none (the new key's win) and delete the
+    old key, in one transaction; False where the two cannot be merged (different types, streams, a string
+    that is not a counter)."""
+    kind = _type(client, old)
+    mergeable = kind in MERGED_TYPES or (kind == "string" and new in LEGACY_COUNTERS)
+    if not mergeable or kind != _type(client, new):
         return False
-    kind = kind.decode() if isinstance(kind, bytes) else kind
-    if kind == "hash":
-        for field, value in client.hscan_iter(old, count=ENTRY_BATCH):
-            client.hsetnx(new, field, value)
-    elif kind == "zset":
-        batch: dict[bytes, float] = {}
-        for member, score in client.zscan_iter(old, count=ENTRY_BATCH):
-            batch[member] = score
-            if len(batch) >= ENTRY_BATCH:
-                client.zadd(new, batch, nx=True)
-                batch = {}
-        if batch:
-            client.zadd(new, batch, nx=True)
-    elif kind == "list":  # lists are newest first: the old entries are older, so they go at the end
-        for start in range(0, client.llen(old), ENTRY_BATCH):
-            client.rpush(new, *client.lrange(old, start, start + ENTRY_BATCH - 1))
-    elif kind == "string" and new in LEGACY_COUNTERS:
-        client.set(new, max(int(client.get(old) or 0), int(client.get(new) or 0)))
-    else:
-        return False
+
+    def merge(pipe: redis.client.Pipeline) -> None:  # WATCHing both: retried if either changes meanwhile
+        if kind == "hash":
+            fields = pipe.hgetall(old)
+            pipe.multi()
+            for field, value in fields.items():
+                pipe.hsetnx(new, field, value)
+        elif kind == "zset":
+            members = pipe.zrange(old, 0, -1, withscores=True)
+            pipe.multi()
+            pipe.zadd(new, dict(members), nx=True)
+        elif kind == "list":  # lists are newest first: the old entries are older, so they go at the end
+            entries = pipe.lrange(old, 0, -1)
+            pipe.multi()
+            pipe.rpush(new, *entries)
+        else:
+            larger = max(int(pipe.get(old) or 0), int(pipe.get(new) or 0))
+            pipe.multi()
+            pipe.set(new, larger)
+        pipe.delete(old)
+
+    client.transaction(merge, old, new)
     return True
+
+
+def _type(client: redis.Redis, key: str) -> str:
+    kind = client.type(key)
+    return kind.decode() if isinstance(kind, bytes) else kind

@@ -29,6 +29,7 @@ from service.api.routes import (
 from workers.bus.connection import connect
 from workers.config import Settings, get_settings
 from workers.proc.redaction import redact
+from workers.store.key_migration import migrate_key_layout
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.feed_limiter = anyio.CapacityLimiter(ws.MAX_FEED_READERS)
         try:
             await anyio.to_thread.run_sync(client.ping)
+            await anyio.to_thread.run_sync(migrate_key_layout, client)  # an upgraded site's keys
         except RedisError as exc:  # keep serving: requests answer 503 until Redis is back
             log.warning("Redis at %s is not answering yet: %s", redact(redis_url), exc)
         try:

@@ -17,8 +17,6 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PREFIX = "vigil"
-
-
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 INFERENCE_GROUP = "inference"
@@ -118,7 +116,6 @@ RETRAIN_CYCLES = f"{RETRAIN_GROUP}:retrain:cycles"  # list: RetrainCycle JSON, n
 RETRAIN_CURSOR = f"{RETRAIN_GROUP}:retrain:cursor"  # hash: camera id -> last frame seq a cycle covered
 STORAGE = f"{PREFIX}:storage"  # string: StorageReport JSON, rewritten by each retention sweep
 
-
 CAMERA_KEYS_PATTERN = f"{camera_prefix('*')}:*"  # SCAN pattern of every per-camera key
 
 
@@ -134,14 +131,12 @@ def alerts_by_camera(camera: str) -> str:
 
 
 def alert_outbox(camera: str) -> str:
-    """Redis Cluster: stream of the camera's alert events written with its scores, not yet published to
-    ALERTS / ALERT_EVENTS (another slot); drained in order by workers/inference/alert_outbox.py."""
+    """Redis Cluster: stream of the camera's alert events written with its scores, not yet published to ALERTS / ALERT_EVENTS (another slot); drained in order by workers/inference/alert_outbox.py."""
     return f"{camera_prefix(camera)}:alert_outbox"
 
 
 def model_blob_key(version: str) -> str:
-    """A published model's file bytes (string), so inference hosts need no shared filesystem; the slot
-    follows the version, so large blobs spread over the cluster's nodes."""
+    """A published model's file bytes (string), so inference hosts need no shared filesystem; the slot follows the version, so large blobs spread over the cluster's nodes."""
     return f"{PREFIX}:model_blob:{{{version}}}"
 
 
@@ -399,8 +394,6 @@ class RetrainCycle(BaseModel):
 
 # ---- event categories (written by the retraining worker, merged into alerts by the API)
 ALERT_DESCRIPTORS = f"{ALERTS_GROUP}:alerts:descriptors"  # hash: alert id -> AlertDescriptor JSON
-
-
 ALERT_CATEGORIES = f"{ALERTS_GROUP}:alerts:categories"  # hash: alert id -> AlertCategory JSON
 
 
@@ -419,18 +412,11 @@ class AlertCategory(BaseModel):
     ts: float = Field(default_factory=now)
 
 
-# ---- operator feedback labels
-# A label says whether an inclusive range of a camera's frames (by seq) is normal or abnormal. Labels are
+# ---- operator feedback labels. A label says whether an inclusive range of a camera's frames (by seq) is normal or abnormal. Labels are
 # durable and never trimmed; ids are increasing numbers, so a larger id is a later label (the later wins).
 FEEDBACK_LABELS = f"{FEEDBACK_GROUP}:feedback:labels"  # hash: label id -> FeedbackLabel JSON
-
-
 FEEDBACK_LABELS_BY_ID = f"{FEEDBACK_GROUP}:feedback:labels:by_id"  # zset: label id scored by its number
-
-
-FEEDBACK_LABEL_COUNTER = (
-    f"{FEEDBACK_GROUP}:feedback:labels:counter"  # string: the last label number given out
-)
+FEEDBACK_LABEL_COUNTER = f"{FEEDBACK_GROUP}:feedback:labels:counter"  # string: the last label number
 
 
 def feedback_labels_by_camera(camera: str) -> str:
@@ -444,11 +430,7 @@ def feedback_ranges(camera: str) -> str:
 
 
 FeedbackVerdict = Literal["normal", "abnormal"]
-
-
 FEEDBACK_CATEGORY_PATTERN = r"^[A-Za-z0-9_-]([A-Za-z0-9 _-]{0,38}[A-Za-z0-9_-])?$"
-
-
 MAX_FEEDBACK_NOTE = 500
 
 
@@ -471,9 +453,7 @@ class FeedbackLabel(BaseModel):
 
 
 DROPPED_FIELD = "frames_dropped"  # of keys.scorer_state_key: frames of the camera that were never scored
-
 SNOOZES = f"{PREFIX}:snoozes"  # hash: camera id -> Snooze JSON (what of the camera is snoozed, until when)
-
 MAX_SNOOZE_S = 7 * 24 * 3600.0
 
 
@@ -494,3 +474,27 @@ class Snooze(BaseModel):
         if self.until_ts <= now_ts and not zones:
             return None
         return Snooze(camera=self.camera, until_ts=max(self.until_ts, 0.0), zones=zones)
+
+
+KEY_LAYOUT = f"{PREFIX}:key_layout"  # string: the key layout version of a single Redis (workers/store/key_migration.py)
+KEY_LAYOUT_LOCK = f"{PREFIX}:key_layout:lock"  # string: held (SET NX EX) by the process moving keys
+LEGACY_SITE_KEYS = {  # the names of key layout 1 (before Redis Cluster support) -> the names now
+    f"{PREFIX}:alerts": ALERTS,
+    f"{PREFIX}:alerts:by_time": ALERTS_BY_TIME,
+    f"{PREFIX}:alert_events": ALERT_EVENTS,
+    f"{PREFIX}:alerts:descriptors": ALERT_DESCRIPTORS,
+    f"{PREFIX}:alerts:categories": ALERT_CATEGORIES,
+    f"{PREFIX}:models": MODELS,
+    f"{PREFIX}:models:current": CURRENT_MODEL,
+    f"{PREFIX}:models:history": MODEL_HISTORY,
+    f"{PREFIX}:retrain:cycles": RETRAIN_CYCLES,
+    f"{PREFIX}:retrain:cursor": RETRAIN_CURSOR,
+    f"{PREFIX}:feedback:labels": FEEDBACK_LABELS,
+    f"{PREFIX}:feedback:labels:by_id": FEEDBACK_LABELS_BY_ID,
+    f"{PREFIX}:feedback:labels:counter": FEEDBACK_LABEL_COUNTER,
+}
+LEGACY_CAMERA_KEYS = {  # key layout 1 per-camera keys `vigil:cam:{<camera>}:<kind>` -> the name now, by kind
+    "alerts": alerts_by_camera,
+    "feedback:labels": feedback_labels_by_camera,
+    "feedback:ranges": feedback_ranges,
+}

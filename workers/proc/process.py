@@ -42,6 +42,7 @@ from workers.bus import keys
 from workers.bus.connection import connect
 from workers.config import Settings
 from workers.proc.redaction import redact
+from workers.store.key_migration import migrate_key_layout
 
 WorkerRole = Literal["ingest", "inference", "retrain", "api", "notify"]
 
@@ -148,6 +149,7 @@ class WorkerProcess:
             while not self.stop_event.is_set():
                 try:
                     if not ready:
+                        migrate_key_layout(self.redis)  # an upgraded site's keys, before any read
                         self.setup()
                         ready = True
                     self.step()

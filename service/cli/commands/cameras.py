@@ -7,9 +7,8 @@ import argparse
 import redis
 from pydantic import ValidationError
 
-from service.cli.commands.common import CommandError, require_redis_url
+from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.bus import keys
-from workers.bus.connection import connect
 from workers.config import get_settings
 from workers.proc.redaction import redact
 from workers.store.cameras import (
@@ -84,7 +83,7 @@ def _add(client: redis.Redis, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    client = connect(require_redis_url(get_settings(), "cameras"))
+    client = connect_site(require_redis_url(get_settings(), "cameras"))
     try:
         if args.action == "list":
             return _list(client)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from workers.bus.connection import EMBEDDED_REDIS_DIR, running_embedded_url
+import redis
+
+from workers.bus.connection import EMBEDDED_REDIS_DIR, connect, running_embedded_url
 from workers.config import Settings
+from workers.proc.redaction import redact
+from workers.store.key_migration import migrate_key_layout
 
 log = logging.getLogger("vigil")
 
@@ -26,3 +30,14 @@ def require_redis_url(settings: Settings, command: str) -> str:
         f"`vigil {command}` runs one part of Vigil and needs the shared Redis: set VIGIL_REDIS_URL "
         "(e.g. redis://localhost:6379/0), or run everything on this machine with `vigil up`."
     )
+
+
+def connect_site(url: str) -> redis.Redis:
+    """A client of the shared Redis, its keys in the layout now (an upgraded site's are moved first)."""
+    client = connect(url)
+    try:
+        migrate_key_layout(client)
+    except redis.ConnectionError as exc:
+        client.close()
+        raise CommandError(f"cannot reach Redis at {redact(url)}: {exc}") from exc
+    return client

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import redis
 
-from service.cli.commands.common import CommandError, require_redis_url
-from workers.bus.connection import connect
+from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.config import get_settings
 from workers.ingest.sources import is_live
 from workers.ingest.worker import IngestWorker
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except SiteFileError as exc:
         raise CommandError(str(exc)) from exc
     if sources or site_cameras:
-        client = connect(redis_url)
+        client = connect_site(redis_url)
         try:
             apply_site(client, site_cameras)
             ensure_sources(client, sources, fps=args.fps, loop=args.loop)

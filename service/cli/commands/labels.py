@@ -13,8 +13,7 @@ from typing import TextIO
 
 import redis
 
-from service.cli.commands.common import CommandError, require_redis_url
-from workers.bus.connection import connect
+from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.bus.keys import CAMERA_ID_PATTERN, FeedbackLabel
 from workers.config import get_settings
 from workers.store.labels import list_labels
@@ -102,7 +101,7 @@ def _export(client: redis.Redis, args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.camera is not None and not re.fullmatch(CAMERA_ID_PATTERN, args.camera):
         raise CommandError(f"invalid camera id {args.camera!r}")
-    client = connect(require_redis_url(get_settings(), "labels"))
+    client = connect_site(require_redis_url(get_settings(), "labels"))
     try:
         return _list(client, args) if args.action == "list" else _export(client, args)
     except redis.ConnectionError as exc:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import redis
 
-from service.cli.commands.common import CommandError, require_redis_url
-from workers.bus.connection import connect
+from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.config import get_settings
 from workers.store import model_registry
 
@@ -64,7 +63,7 @@ def _cycles(client: redis.Redis, count: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.detector.runtime import InvalidModelError
 
-    client = connect(require_redis_url(get_settings(), "models"))
+    client = connect_site(require_redis_url(get_settings(), "models"))
     try:
         if args.action == "list":
             _list(client)

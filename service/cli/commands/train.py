@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from models.detector.runtime import PRECISIONS, SUFFIXES, InvalidModelError
 from models.evaluation.datasets import DatasetError
-from service.cli.commands.common import CommandError, require_redis_url
-from workers.bus.connection import connect
+from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.config import get_settings
 from workers.store.cameras import get_camera
 from workers.store.frames import buffered_runs
@@ -99,7 +98,7 @@ def train_on_camera(args: argparse.Namespace, config: DetectorConfig, checkpoint
     camera = args.from_camera
     if args.minutes is not None and args.minutes <= 0:
         raise ValueError("--minutes must be positive")
-    client = connect(require_redis_url(get_settings(), "train"))
+    client = connect_site(require_redis_url(get_settings(), "train"))
     if get_camera(client, camera) is None:
         raise CommandError(f"no camera {camera!r} (see `vigil cameras list`)")
     since = time.time() - 60.0 * args.minutes if args.minutes is not None else None

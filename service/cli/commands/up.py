@@ -8,9 +8,9 @@ from pathlib import Path
 
 import redis
 
-from service.cli.commands.common import CommandError
+from service.cli.commands.common import CommandError, connect_site
 from service.cli.main import child_command
-from workers.bus.connection import EMBEDDED_REDIS_DIR, EmbeddedRedis, connect
+from workers.bus.connection import EMBEDDED_REDIS_DIR, EmbeddedRedis
 from workers.config import get_settings
 from workers.ingest.demo import demo_source
 from workers.proc.redaction import redact
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if args.demo:  # a demo camera plays on in a loop, like a real one
             demo = demo_source(PROJECT_ROOT, settings.data_dir)
             try:
-                ensure_sources(connect(redis_url), [demo], loop=True)
+                ensure_sources(connect_site(redis_url), [demo], loop=True)
             except redis.ConnectionError as exc:
                 raise CommandError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from exc
             log.info("demo camera: %s (looping)", demo)
@@ -120,7 +120,7 @@ def _publish_model(redis_url: str, path: Path) -> None:
     from models.detector.runtime import InvalidModelError
 
     try:
-        version = model_registry.publish_file(connect(redis_url), path.resolve(), only_if_new=True)
+        version = model_registry.publish_file(connect_site(redis_url), path.resolve(), only_if_new=True)
     except (InvalidModelError, model_registry.RegistryError) as exc:
         raise CommandError(f"--model {path}: {exc}") from exc
     except redis.ConnectionError as exc:

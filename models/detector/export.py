@@ -11,6 +11,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from models.detector.runtime import (
     FORMAT,
     INPUT_NAME,
@@ -58,7 +60,10 @@ def save_detector(model: DetectorNet, metadata: dict[str, Any], path: Path, prec
         if precision != "fp32":
             raise InvalidModelError(f"{path}: {precision} is an ONNX option; .pt weights are fp32")
         partial = path.with_name(path.name + ".partial")
-        torch.save({"format": FORMAT, "metadata": metadata, "state_dict": model.state_dict()}, partial)
+        state = {"format": FORMAT, "metadata": metadata, "state_dict": model.state_dict()}
+        if model.anchors is not None:
+            state["anchors"] = torch.from_numpy(np.ascontiguousarray(model.anchors))
+        torch.save(state, partial)
         partial.replace(path)
     elif path.suffix == ".onnx":
         export_onnx(model, metadata, path, precision)

@@ -180,7 +180,25 @@ def fit_detector(
             by_video = {video: scores[common[video]] for video, scores in by_video.items()}
         per_stream.append(np.concatenate([by_video[video] for video in videos]))
     raw = combined_scores(np.stack(per_stream, axis=1), [stats[name] for name in config.streams])
+    model.anchors = anchor_clips(videos, config.history, ANCHOR_CLIPS, rng)
     return FittedDetector(model.eval(), stats, ScoreCalibration.fit(raw), training)
+
+
+ANCHOR_CLIPS = 48  # about 12 MB at 240x360 with two frames of history
+
+
+def anchor_clips(
+    videos: dict[str, np.ndarray], history: int, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """uint8 [<= count, history + 1, H, W]: clips at random places of the videos, each with its real past
+    (a clip's first frames are not padded where a video is long enough)."""
+    places = [
+        (name, i)
+        for name, frames in videos.items()
+        for i in range(min(history, len(frames) - 1), len(frames))
+    ]
+    picks = sorted(rng.choice(len(places), min(count, len(places)), replace=False))
+    return np.stack([padded_clips(videos[places[k][0]], np.array([places[k][1]]), history)[0] for k in picks])
 
 
 def _fit_motion(

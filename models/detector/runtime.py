@@ -355,6 +355,9 @@ def _load_torch(path: Path, device: str, threads: int) -> TorchDetector:
     try:
         model = DetectorNet(DetectorConfig.from_dict(metadata["detector"]))
         model.load_state_dict(state["state_dict"])
+        anchors = state.get("anchors")
+        if anchors is not None:
+            model.anchors = anchors.numpy()
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InvalidModelError(
             f"{path}: weights do not fit the network ({type(exc).__name__}: {exc})"

@@ -260,6 +260,9 @@ class DetectorNet(nn.Module):
             if "ordinal" in config.streams and self.appearance is not None
             else None
         )
+        # uint8 [N, history + 1, H, W]: clips of the footage the streams were fitted to, kept with the weights
+        # (not the served graph) so that self-training can check a candidate on frames it did not mine
+        self.anchors: np.ndarray | None = None
 
     def remember(self, cells: torch.Tensor) -> None:
         """The appearance memory replaced by `cells` [M, C], however many: the config follows, so that the

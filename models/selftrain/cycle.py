@@ -117,7 +117,9 @@ def run_cycle(
     refit_chosen = False
     report["adaptation_s"] = round(time.monotonic() - started - report["mining_s"], 2)
     for candidate in candidates:
-        candidate_metadata, validation = _validated(candidate, metadata, current, window, mined, config)
+        candidate_metadata, validation = _validated(
+            candidate, metadata, current, window, mined, config, model.anchors
+        )
         report["candidate"] = candidate_metadata["version"]
         report["candidate_kind"] = candidate_metadata["kind"]
         report["validation"] = validation.to_dict()
@@ -127,8 +129,9 @@ def run_cycle(
         if candidate is not adapted:
             report["ordinal_refused"] = validation.reason
     if refit is not None:
+        # no anchors: a refit is tried where the site no longer looks like the footage they come from
         refit_metadata, refit_validation = _validated(
-            refit[0], {**metadata, **refit[1]}, current, window, mined, config
+            refit[0], {**metadata, **refit[1]}, current, window, mined, config, None
         )
         _log_verdict(window, mined, refit_validation, "refit")
         # of two accepted candidates, the one that sets the mined anomalies apart from normal frames more
@@ -217,8 +220,10 @@ def _validated(
     window: Window,
     mined: MinedSet,
     config: SelfTrainConfig,
+    anchors: np.ndarray | None,
 ) -> tuple[dict[str, Any], Validation]:
-    """The candidate's metadata (statistics refitted) and its validation against the model in service."""
+    """The candidate's metadata (statistics refitted) and its validation against the model in service
+    (with the anomalies set apart from `anchors`, the model's own footage, when given)."""
     structure = {**metadata, **model_metadata(candidate.config, {})}  # streams may have grown
     refitted, normal_reference = refit_statistics(
         TorchDetector(candidate, structure), current, window, mined.calibration, config.prior_frames
@@ -232,6 +237,12 @@ def _validated(
         "selftrain": {"config": config.to_dict(), "mined": mined.counts()},
     }
     validation = validate(
-        current, TorchDetector(candidate, candidate_metadata), window, mined, config, normal_reference
+        current,
+        TorchDetector(candidate, candidate_metadata),
+        window,
+        mined,
+        config,
+        normal_reference,
+        anchors,
     )
     return candidate_metadata, validation

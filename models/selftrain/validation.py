@@ -48,36 +48,48 @@ def validate(
     mined: MinedSet,
     config: SelfTrainConfig,
     normal_reference: ScoreCalibration | None = None,
+    anchors: np.ndarray | None = None,
 ) -> Validation:
     """The candidate against the model in service on held-out mined normal frames, on the mined anomalies
-    and on pseudo anomalies pasted into the held-out frames.
+    and on pseudo anomalies pasted into normal frames.
 
     Scores are compared as each model's own robust z-scores, the scale alerts are raised on. The held-out
     normal frames' level is compared in `normal_reference` (the candidate's calibration before the shift
     that keeps normal scores continuous across a swap, see refit_statistics; that shift would make the
     levels equal by construction). Rejected: non-finite output, held-out normal frames scored higher by
-    more than `normal_tolerance`, mined or pseudo anomalies set apart from them less than
+    more than `normal_tolerance`, mined or pseudo anomalies set apart from normal frames less than
     `separation_ratio` times as well as before.
+
+    The normal frames the anomalies are set apart from are `anchors` when given: clips of the footage the
+    model in service was fitted to, which no cycle mined. The held-out frames come from the mined set:
+    where that set holds anomalies (a busy window whose subtle events score low), a candidate that learned
+    them as normal scores the held-out frames lower too, and seems to set the anomalies apart as well as
+    before; against the anchors it does not.
     """
     history = current.info.history
-    clips = window.clips(mined.validation, history)
+    held_out = window.clips(mined.validation, history)
+    normal_clips = anchors if anchors is not None and len(anchors) else held_out
     rng = np.random.default_rng(config.seed + 1)
-    pasted = clips.copy()
+    pasted = normal_clips.copy()
     sampler = ClipSampler([window.frames], history, PseudoAnomalyConfig(), rng)
     for clip in pasted:
         sampler.paste_patch(clip, include_current=True)
     abnormal = np.flatnonzero(mined.abnormal)
     anomalies = window.clips(abnormal[:: max(1, len(abnormal) // 200)], history)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = (
+        {"anchor_clips": float(len(normal_clips))} if normal_clips is not held_out else {}
+    )
     for name, detector in (("current", current), ("candidate", candidate)):
-        normal_raw = clip_raw_scores(detector, clips)
-        normal_z = model_z(detector, normal_raw)
+        held_out_raw = clip_raw_scores(detector, held_out)
+        normal_z = model_z(
+            detector, clip_raw_scores(detector, normal_clips) if anchors is not None else held_out_raw
+        )
         pseudo_z = model_z(detector, clip_raw_scores(detector, pasted))
         abnormal_z = model_z(detector, clip_raw_scores(detector, anomalies))
-        if not all(np.isfinite(z).all() for z in (normal_z, pseudo_z, abnormal_z)):
+        if not all(np.isfinite(z).all() for z in (normal_z, pseudo_z, abnormal_z, held_out_raw)):
             return Validation(False, f"{name} model scores are not finite", metrics)
         reference = normal_reference if name == "candidate" else None
-        metrics[f"{name}_normal_z"] = float(np.mean(model_z(detector, normal_raw, reference)))
+        metrics[f"{name}_normal_z"] = float(np.mean(model_z(detector, held_out_raw, reference)))
         metrics[f"{name}_separation"] = float(np.median(pseudo_z) - np.median(normal_z))
         if len(anomalies):
             metrics[f"{name}_abnormal_separation"] = float(np.median(abnormal_z) - np.median(normal_z))

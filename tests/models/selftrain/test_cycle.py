@@ -12,21 +12,21 @@ import pytest
 import torch
 
 from models.detector.base import DetectorInfo
-from models.detector.export import model_metadata
+from models.detector.export import model_metadata, save_detector
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.motion import MotionBaseline
 from models.detector.predictor_training import TrainConfig
-from models.detector.runtime import InvalidModelError, TorchDetector
+from models.detector.runtime import InvalidModelError, TorchDetector, load_detector
 from models.detector.scores import ScoreCalibration
 from models.detector.streams import DetectorConfig
 from models.evaluation.online import stream_online
 from models.scoring.camera import CameraStream
-from models.selftrain.adaptation import adapt_appearance, refit_statistics
+from models.selftrain.adaptation import adapt_appearance, adapt_motion, refit_statistics
 from models.selftrain.config import MinedSet, MiningParams, OnlineConfig, SelfTrainConfig, Window
 from models.selftrain.cycle import run_cycle
 from models.selftrain.mining import mine, window_evidence
 from models.selftrain.trainer import SelfTrainer, concat_windows
-from models.selftrain.validation import clip_raw_scores, model_z, validate
+from models.selftrain.validation import Validation, clip_raw_scores, model_z, validate
 from tests.models.conftest import HEIGHT, TINY_DETECTOR, TINY_PREDICTING, WIDTH, synthetic_video
 
 CONFIG = SelfTrainConfig(
@@ -245,3 +245,55 @@ def test_cold_start_then_cycles_over_a_stream(tmp_path: Path) -> None:
     assert len(cycles) >= 2
     onnx_path, pt_path = trainer.model_paths()
     assert onnx_path.is_file() and pt_path.is_file()
+
+
+def test_the_model_keeps_anchors_of_its_footage_in_its_weights_file_only(
+    tiny_model: TorchDetector, tmp_path: Path
+) -> None:
+    anchors = tiny_model.model.anchors
+    history = tiny_model.info.history
+    assert anchors is not None and anchors.shape[1:] == (history + 1, HEIGHT, WIDTH) and len(anchors) > 10
+    save_detector(tiny_model.model, tiny_model.info.metadata, tmp_path / "m.pt")
+    save_detector(tiny_model.model, tiny_model.info.metadata, tmp_path / "m.onnx")
+    np.testing.assert_array_equal(load_detector(tmp_path / "m.pt").model.anchors, anchors)
+    bare = copy.deepcopy(tiny_model.model)
+    bare.anchors = None
+    save_detector(bare, tiny_model.info.metadata, tmp_path / "bare.onnx")
+    # the served graph does not carry them
+    assert (tmp_path / "m.onnx").stat().st_size == (tmp_path / "bare.onnx").stat().st_size
+
+
+def test_a_mined_set_full_of_the_anomaly_is_caught_against_the_model_s_own_footage(
+    tiny_model: TorchDetector,
+) -> None:
+    # a busy window: the racing square in every frame, and the mining took most of it for normal
+    frames = synthetic_video(120, np.random.default_rng(11), anomaly=(0, 119))
+    window = Window(frames, np.zeros(len(frames), dtype=int))
+    normal = np.zeros(len(frames), dtype=bool)
+    normal[:90] = True
+    abnormal = ~normal
+    held_out = np.arange(72, 90)
+    train = np.r_[np.arange(72), np.arange(90, 120)]
+    masks = np.ones((len(train), HEIGHT // 2, WIDTH // 2), np.float32)
+    masks[72:] = 0.0  # the mined anomalies' pixels are masked, the "normal" frames are learned whole
+    mined = MinedSet(normal, abnormal, held_out[::2], held_out[1::2], train, masks, 1.0)
+    candidate = copy.deepcopy(tiny_model.model)
+    adapt_motion(candidate, window, mined, CONFIG)
+    adapt_appearance(candidate, window, mined, CONFIG, np.random.default_rng(0))
+    refitted, reference = refit_statistics(
+        TorchDetector(candidate, tiny_model.info.metadata), tiny_model, window, mined.calibration, 1000
+    )
+    learned = TorchDetector(candidate, {**tiny_model.info.metadata, **refitted})
+    blind = validate(tiny_model, learned, window, mined, CONFIG, reference)
+    anchored = validate(tiny_model, learned, window, mined, CONFIG, reference, tiny_model.model.anchors)
+    assert not anchored.accepted
+
+    def kept(verdict: Validation) -> float:  # how much of the anomalies' separation the candidate keeps
+        return (
+            verdict.metrics["candidate_abnormal_separation"] / verdict.metrics["current_abnormal_separation"]
+        )
+
+    # held-out frames of the same contaminated set hide part of what the candidate unlearned
+    assert kept(anchored) < kept(blind) - 0.05
+    unchanged = validate(tiny_model, tiny_model, window, mined, CONFIG, None, tiny_model.model.anchors)
+    assert unchanged.accepted and kept(unchanged) == pytest.approx(1.0)

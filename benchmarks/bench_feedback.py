@@ -1,25 +1,32 @@
-"""Operator-in-the-loop benchmark: a simulated operator labels the frames Vigil proposes, round after round,
-and the retraining worker's cycle learns from the labels (mining overridden, ordinal head trained).
+"""Operator feedback in alerts: does marking alerts normal make the wrong ones stop? Two simulated operators,
+labels.json as the oracle, alerts raised by the service's hysteresis (models/scoring/hysteresis.py) at the
+service's threshold on the service's causal scores, each against a no-feedback control in the same report.
 
-    python benchmarks/bench_feedback.py                       # from the cold-start model, 5 rounds on Ped2
-    python benchmarks/bench_feedback.py --model M.onnx        # from a given model (MODEL.pt beside it)
+    python benchmarks/bench_feedback.py false-alerts DATASET MODEL.pt [--control-scores S.csv]
+    python benchmarks/bench_feedback.py normal-here DATASET MODEL.pt --categories C.json --accept bicycle
 
-As in the paper's protocol (self-trained ordinal regression, section 4.5): each round the operator is
-shown k = 5 frames from the top 10% scored (the API's proposals: highest-scored unlabelled peaks) and labels
-each with its 5 adjacent frames on each side, using labels.json as the oracle; then one retraining cycle
-runs over the testing stream with those labels, and every testing frame is rescored by the model that
-serves. A control runs the same cycles without any label, so that the gain of the feedback is told apart
-from that of self-training alone.
+false-alerts: DATASET/testing is a stream that is mostly normal (test videos with training videos held out of
+the fit between them, in name order). Its first half is streamed in 5 rounds: in each the operator marks up
+to 5 false alerts (alerts over no abnormal frame) normal, as `POST /api/feedback` with the alert's id labels
+its frames, and the model learns the labelled frames (models/selftrain/feedback.py, which a retraining
+cycle applies to the labels of its window). The second half is then scored by the model so taught and by
+the start model (the control): false alerts per hour of its normal footage, event recall.
 
-Writes benchmarks/results/feedback-<machine>-<date>.json and prints the AUC after each round.
+normal-here: the site accepts one event class. The operator marks the first 5 alerts whose events are of
+that class only (from --categories, made by eye) normal; the model learns them; the rest of the stream is
+scored by it and by the control: later alerts of the class, and the event recall of the other classes.
+
+Each mechanism in --mechanisms is one arm: `memory` (the labelled frames' cells join the appearance memory),
+`memory+motion` (and the normal speed raised where they moved). Writes benchmarks/results/feedback-*.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import copy
+import csv
+import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,163 +36,276 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
-from models.detector.runtime import load_detector  # noqa: E402
+from benchmarks.harness import write_report  # noqa: E402
+from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
+from models.evaluation.events import VideoAlert, event_report, raise_alerts, true_ranges  # noqa: E402
 from models.evaluation.jobs import machine_info, read_split  # noqa: E402
-from models.evaluation.videos import auc_report, score_videos  # noqa: E402
-from models.selftrain.config import Window  # noqa: E402
-from models.selftrain.trainer import SelfTrainer  # noqa: E402
-from workers.bus import keys  # noqa: E402
-from workers.config import get_settings, online_config  # noqa: E402
-from workers.store.labels import pick_proposals  # noqa: E402
+from models.evaluation.videos import VideoScores, score_videos  # noqa: E402
+from models.scoring.camera import padded_clips  # noqa: E402
+from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
+from models.selftrain.feedback import LabelLearning, learn_labelled_normal  # noqa: E402
+from workers.config import get_settings, hysteresis_config  # noqa: E402
 
-DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
-
-
-def cold_start_model(dataset: Path, work: Path, seed: int) -> Path:
-    """The model `vigil eval --mode coldstart` ends with (no labels, no trained model to start from)."""
-    weights = work / "coldstart.pt"
-    command = [sys.executable, "-c", EVAL_RUNNER, "eval", str(dataset), "--mode", "coldstart"]
-    command += ["--seed", str(seed), "--save-model", str(weights)]
-    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
-    return weights
+ROUNDS = 5
+PER_ROUND = 5
+MECHANISMS = {
+    "memory": LabelLearning(motion_exception=False),
+    "memory+motion": LabelLearning(motion_exception=True),
+}
 
 
-def oracle_labels(truth: np.ndarray, proposals: list[Any]) -> list[tuple[int, int, int]]:
-    """(start, end, verdict) for each proposal: the oracle's verdict on the proposed frame, given to it
-    and its adjacent frames (as the paper's operator does)."""
-    return [(p.start_seq, p.end_seq, int(truth[p.seq])) for p in proposals]
+def read_scores(path: Path) -> dict[str, VideoScores]:
+    rows: dict[str, list[float]] = {}
+    with path.open() as source:
+        for row in csv.DictReader(source):
+            rows.setdefault(row["video"], []).append(float(row["score"]))
+    return {name: VideoScores(raw=np.array(s), scores=np.array(s)) for name, s in rows.items()}
 
 
-def run_rounds(
-    trainer: SelfTrainer,
-    frames: dict[str, np.ndarray],
-    truth_by_video: dict[str, np.ndarray],
-    rounds: int,
-    k: int,
-    adjacent: int,
-    with_feedback: bool,
-) -> list[dict[str, Any]]:
-    videos = list(frames)
-    stacked = np.concatenate([frames[v] for v in videos])
-    segments = np.concatenate([np.full(len(frames[v]), i) for i, v in enumerate(videos)])
-    truth = np.concatenate([truth_by_video[v] for v in videos])
-    labels = np.full(len(stacked), -1)
-    history: list[dict[str, Any]] = []
+def overlaps(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:
+    return any(alert.episode.start_seq <= end and alert.episode.last_seq >= start for start, end in ranges)
 
-    def evaluate() -> tuple[dict[str, float], np.ndarray]:
-        assert trainer.serving is not None
-        scored = score_videos(trainer.serving, frames, desc="scoring")
-        metrics = auc_report(scored, truth_by_video)
-        return metrics, np.concatenate([scored[v].scores for v in videos])
 
-    metrics, scores = evaluate()
-    history.append({"round": 0, "micro_auc": metrics["micro_auc"], "labelled_frames": 0})
-    print(f"{'feedback' if with_feedback else 'control'} round 0: micro AUC {metrics['micro_auc']:.4f}")
-    for number in range(1, rounds + 1):
+def labelled_clips(frames: dict[str, np.ndarray], alerts: list[VideoAlert], history: int) -> np.ndarray:
+    """The frames an alert-id label covers (start_seq..last_seq), each with its past as the camera saw it."""
+    parts = [
+        padded_clips(frames[a.video], np.arange(a.episode.start_seq, a.episode.last_seq + 1), history)
+        for a in alerts
+    ]
+    return np.concatenate(parts)
+
+
+class Arm:
+    """A model that learns from the operator's labels (or, as the control, never does)."""
+
+    def __init__(self, name: str, start: TorchDetector, learning: LabelLearning) -> None:
+        self.name, self.learning = name, learning
+        self.model = copy.deepcopy(start.model)
+        self.metadata = dict(start.info.metadata)
+        self.detector = TorchDetector(self.model, self.metadata)
+        self.learned: list[dict[str, Any]] = []
+
+    def learn(self, clips: np.ndarray) -> None:
+        if self.learning is None or len(clips) == 0:
+            return
         started = time.monotonic()
-        asked = []
-        if with_feedback:
-            messages = [
-                keys.ScoreMessage(
-                    camera="site",
-                    seq=i,
-                    ts=float(i),
-                    frame_id="0-0",
-                    score=float(s),
-                    raw=0.0,
-                    model="",
-                    anomalous=False,
-                )
-                for i, s in enumerate(scores)
-            ]
-            proposals = pick_proposals(
-                messages, set(np.flatnonzero(labels >= 0).tolist()), k=k, adjacent=adjacent
+        report = learn_labelled_normal(self.model, clips, self.learning)
+        report["seconds"] = round(time.monotonic() - started, 1)
+        self.learned.append(report)
+        self.detector = TorchDetector(self.model, self.metadata)
+        print(f"  {self.name} learned {report}", flush=True)
+
+
+def alert_report(
+    scores: dict[str, VideoScores], labels: dict[str, np.ndarray], config: HysteresisConfig, fps: float
+) -> tuple[dict[str, Any], list[VideoAlert]]:
+    """Event metrics of the alerts the service's hysteresis raises on `scores` (its videos only)."""
+    alerts = raise_alerts(scores, config, fps)
+    report = event_report(alerts, {v: labels[v] for v in scores}, fps, config.threshold)
+    report["alert_list"] = [[a.video, a.episode.start_seq, a.episode.last_seq] for a in alerts]
+    return report, alerts
+
+
+def control_scores(
+    path: Path | None, start: TorchDetector, frames: dict[str, np.ndarray]
+) -> dict[str, VideoScores]:
+    """The start model's scores: from `vigil eval --scores-out` of the same model when given."""
+    if path is None:
+        return score_videos(start, frames, desc="control")
+    scores = read_scores(path)
+    missing = sorted(set(frames) - set(scores))
+    if missing:
+        raise SystemExit(f"{path}: no scores for {missing}")
+    return {v: scores[v] for v in frames}
+
+
+# ---------------------------------------------------------------- false alerts
+def false_alerts(
+    args: argparse.Namespace,
+    start: TorchDetector,
+    frames: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    config = hysteresis_config(get_settings().alerts)
+    fps = datasets.dataset_fps(args.dataset)
+    names = list(frames)
+    taught, held = names[: len(names) // 2], names[len(names) // 2 :]
+    rounds = [list(part) for part in np.array_split(np.array(taught), ROUNDS)]
+    control = control_scores(args.control_scores, start, frames)
+    report: dict[str, Any] = {
+        "taught_videos": taught,
+        "after_videos": held,
+        "control": {
+            "taught": alert_report({v: control[v] for v in taught}, labels, config, fps)[0],
+            "after": alert_report({v: control[v] for v in held}, labels, config, fps)[0],
+        },
+        "arms": {},
+    }
+    for name in args.mechanisms:
+        arm = Arm(name, start, MECHANISMS[name])
+        history = []
+        for number, videos in enumerate(rounds, start=1):
+            round_scores = (
+                {v: control[v] for v in videos}  # nothing learned yet: the start model's scores
+                if not arm.learned
+                else score_videos(arm.detector, {v: frames[v] for v in videos}, desc=f"{name} round {number}")
             )
-            asked = oracle_labels(truth, proposals.proposals)
-            for start, end, verdict in asked:
-                labels[start : end + 1] = verdict
-        window = Window(stacked, segments, labels.copy() if with_feedback else None)
-        result = trainer.cycle(window)
-        metrics, scores = evaluate()
-        row = {
-            "round": number,
-            "micro_auc": metrics["micro_auc"],
-            "labelled_frames": int((labels >= 0).sum()),
-            "labelled_abnormal_frames": int((labels == 1).sum()),
-            "asked": [{"frames": [s, e], "abnormal": bool(v)} for s, e, v in asked],
-            "accepted": result.accepted,
-            "reason": result.reason,
-            "ordinal": result.report.get("training", {}).get("ordinal"),
-            "seconds": round(time.monotonic() - started, 1),
-        }
-        history.append(row)
-        print(
-            f"{'feedback' if with_feedback else 'control'} round {number}: micro AUC {row['micro_auc']:.4f} "
-            f"({row['labelled_frames']} frames labelled, cycle {'accepted' if result.accepted else 'refused'}: "
-            f"{result.reason})"
+            alerts = raise_alerts(round_scores, config, fps)
+            wrong = [a for a in alerts if not overlaps(a, true_ranges(labels[a.video]))][:PER_ROUND]
+            history.append(
+                {
+                    "round": number,
+                    "videos": videos,
+                    "alerts": len(alerts),
+                    "marked_normal": [[a.video, a.episode.start_seq, a.episode.last_seq] for a in wrong],
+                }
+            )
+            print(f"{name} round {number}: {len(alerts)} alerts, {len(wrong)} marked normal", flush=True)
+            arm.learn(labelled_clips(frames, wrong, start.info.history))
+        after = score_videos(arm.detector, {v: frames[v] for v in held}, desc=f"{name} after the rounds")
+        result = alert_report(after, labels, config, fps)[0]
+        report["arms"][name] = {"rounds": history, "learned": arm.learned, "after": result}
+        print_against(name, result, report["control"]["after"])
+    return report
+
+
+def print_against(name: str, arm: dict[str, Any], control: dict[str, Any]) -> None:
+    print(
+        f"{name}: false alerts/h {arm['false_alerts_per_hour']:.1f} (control {control['false_alerts_per_hour']:.1f}), "
+        f"event recall {arm['event_recall']:.3f} (control {control['event_recall']:.3f}), "
+        f"precision {arm['alert_precision']} (control {control['alert_precision']})",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- this is normal here
+def event_classes(path: Path) -> dict[str, list[tuple[tuple[int, int], set[str]]]]:
+    data = json.loads(path.read_text())
+    return {
+        video: [((r["range"][0], r["range"][1]), set(r["categories"])) for r in ranges]
+        for video, ranges in data["videos"].items()
+    }
+
+
+def alert_classes(alert: VideoAlert, classes: dict[str, list[tuple[tuple[int, int], set[str]]]]) -> set[str]:
+    found: set[str] = set()
+    for (start, end), names in classes.get(alert.video, []):
+        if alert.episode.start_seq <= end and alert.episode.last_seq >= start:
+            found |= names
+    return found
+
+
+def class_recall(
+    alerts: list[VideoAlert],
+    classes: dict[str, list[tuple[tuple[int, int], set[str]]]],
+    videos: list[str],
+    accepted: str,
+) -> dict[str, Any]:
+    """Events holding a class other than the accepted one, and how many an alert overlaps."""
+    events = [(v, rng) for v in videos for rng, names in classes.get(v, []) if names - {accepted}]
+    hit = [
+        (v, rng)
+        for v, rng in events
+        if any(
+            a.video == v and a.episode.start_seq <= rng[1] and a.episode.last_seq >= rng[0] for a in alerts
         )
-    return history
+    ]
+    return {"events": len(events), "detected": len(hit), "recall": len(hit) / len(events) if events else None}
+
+
+def normal_here(
+    args: argparse.Namespace,
+    start: TorchDetector,
+    frames: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    config = hysteresis_config(get_settings().alerts)
+    fps = datasets.dataset_fps(args.dataset)
+    classes = event_classes(args.categories)
+    accepted = args.accept
+    names = list(frames)
+    control = control_scores(args.control_scores, start, frames)
+    _, control_alerts = alert_report(control, labels, config, fps)
+    of_class = [a for a in control_alerts if alert_classes(a, classes) == {accepted}]
+    marked = of_class[:PER_ROUND]
+    if len(marked) < PER_ROUND:
+        raise SystemExit(f"only {len(marked)} alerts of '{accepted}' alone: {PER_ROUND} needed")
+    last = marked[-1]
+    later = names[names.index(last.video) + 1 :]  # the stream after the video of the fifth label
+
+    def summary(alerts: list[VideoAlert]) -> dict[str, Any]:
+        return {
+            "later_alerts_of_class": sum(1 for a in alerts if alert_classes(a, classes) == {accepted}),
+            "later_alerts_with_class": sum(1 for a in alerts if accepted in alert_classes(a, classes)),
+            "other_classes": class_recall(alerts, classes, later, accepted),
+            "events": event_report(alerts, {v: labels[v] for v in later}, fps, config.threshold),
+            "alert_list": [[a.video, a.episode.start_seq, a.episode.last_seq] for a in alerts],
+        }
+
+    report: dict[str, Any] = {
+        "accepted": accepted,
+        "marked_normal": [[a.video, a.episode.start_seq, a.episode.last_seq] for a in marked],
+        "later_videos": later,
+        "control": summary(raise_alerts({v: control[v] for v in later}, config, fps)),
+        "arms": {},
+    }
+    for name in args.mechanisms:
+        arm = Arm(name, start, MECHANISMS[name])
+        arm.learn(labelled_clips(frames, marked, start.info.history))
+        after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
+        result = summary(raise_alerts(after, config, fps))
+        report["arms"][name] = {"learned": arm.learned, **result}
+        ctrl = report["control"]
+        print(
+            f"{name}: later alerts of '{accepted}' {result['later_alerts_of_class']} "
+            f"(control {ctrl['later_alerts_of_class']}), other classes' recall "
+            f"{result['other_classes']['recall']} (control {ctrl['other_classes']['recall']})",
+            flush=True,
+        )
+    return report
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--model", type=Path, help="start from these weights (default: the cold-start model)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--k", type=int, default=5, help="frames asked about per round")
-    parser.add_argument("--adjacent", type=int, default=5, help="frames on each side labelled with each")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("benchmark", choices=["false-alerts", "normal-here"])
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("model", type=Path, help="the start model's PyTorch weights (.pt)")
+    parser.add_argument("--control-scores", type=Path, help="the start model's `vigil eval --scores-out` CSV")
+    parser.add_argument("--categories", type=Path, help="normal-here: event classes per range (JSON)")
+    parser.add_argument("--accept", default="bicycle", help="normal-here: the class the site accepts")
+    parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=list(MECHANISMS))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    settings = get_settings()
-    results: dict[str, Any] = {
+    unknown = set(args.mechanisms) - set(MECHANISMS)
+    if unknown:
+        parser.error(f"unknown mechanisms {sorted(unknown)}; known: {sorted(MECHANISMS)}")
+    if args.benchmark == "normal-here" and args.categories is None:
+        parser.error("normal-here needs --categories")
+    start = load_detector(args.model, "cpu")
+    if not isinstance(start, TorchDetector):
+        parser.error(f"{args.model}: PyTorch weights (.pt) needed, to learn from the labels")
+    _, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
+    labels = datasets.load_labels(args.dataset, frames)
+    if labels is None:
+        raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
+    config = hysteresis_config(get_settings().alerts)
+    report = {
+        "benchmark": args.benchmark,
         "machine": machine_info(),
         "dataset": str(args.dataset),
-        "rounds": args.rounds,
-        "k": args.k,
-        "adjacent": args.adjacent,
-        "seed": args.seed,
+        "model": str(args.model),
+        "threshold": config.threshold,
+        "cooldown_s": config.cooldown_s,
+        "rounds": ROUNDS,
+        "per_round": PER_ROUND,
+        "mechanisms": {name: vars(MECHANISMS[name]) for name in args.mechanisms},
     }
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        work = Path(tmp_dir)
-        weights = (
-            args.model.with_suffix(".pt") if args.model else cold_start_model(args.dataset, work, args.seed)
-        )
-        results["start_model"] = str(args.model) if args.model else "coldstart"
-        start = load_detector(weights, "cpu")
-        _, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
-        truth = datasets.load_labels(args.dataset, frames)
-        if truth is None:
-            raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
-        for name, with_feedback in (("feedback", True), ("control", False)):
-            trainer = SelfTrainer(
-                online_config(settings, seed=args.seed),
-                work / name,
-                model=start.model,
-                metadata=start.info.metadata,
-            )
-            results[name] = run_rounds(
-                trainer, frames, truth, args.rounds, args.k, args.adjacent, with_feedback
-            )
-    feedback, control = results["feedback"], results["control"]
-    results["gain_over_start"] = feedback[-1]["micro_auc"] - feedback[0]["micro_auc"]
-    results["gain_over_control"] = feedback[-1]["micro_auc"] - control[-1]["micro_auc"]
-    out = write_report(results, "feedback", args.out)
-    print("\n| round | with feedback | control (same cycles, no labels) | frames labelled |")
-    print("| --- | --- | --- | --- |")
-    for with_labels, without in zip(feedback, control, strict=True):
-        print(
-            f"| {with_labels['round']} | {with_labels['micro_auc']:.4f} | {without['micro_auc']:.4f} | "
-            f"{with_labels['labelled_frames']} |"
-        )
-    print(
-        f"\nafter {args.rounds} rounds: {results['gain_over_start']:+.4f} over the start, "
-        f"{results['gain_over_control']:+.4f} over the control\nwritten to {out}"
-    )
+    run = false_alerts if args.benchmark == "false-alerts" else normal_here
+    report.update(run(args, start, frames, labels))
+    print(write_report(report, f"feedback-{args.benchmark}", args.out))
     return 0
 
 

@@ -38,13 +38,16 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import write_report  # noqa: E402
 from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
+from models.detector.scores import anomaly_maps  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
 from models.evaluation.events import VideoAlert, event_report, raise_alerts, true_ranges  # noqa: E402
 from models.evaluation.jobs import machine_info, read_split  # noqa: E402
 from models.evaluation.videos import VideoScores, score_videos  # noqa: E402
 from models.scoring.camera import padded_clips  # noqa: E402
 from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
-from models.selftrain.feedback import LabelLearning, learn_labelled_normal  # noqa: E402
+from models.selftrain.categories import alert_descriptor  # noqa: E402
+from models.selftrain.config import LabelLearning  # noqa: E402
+from models.selftrain.feedback import learn_labelled_normal  # noqa: E402
 from workers.config import get_settings, hysteresis_config  # noqa: E402
 
 ROUNDS = 5
@@ -53,6 +56,7 @@ MECHANISMS = {
     "memory": LabelLearning(motion_exception=False),
     "memory+motion": LabelLearning(motion_exception=True),
 }
+EXCEPTION = "exception"  # measured here only: see Exceptions
 
 
 def read_scores(path: Path) -> dict[str, VideoScores]:
@@ -69,6 +73,8 @@ def overlaps(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:
 
 def labelled_clips(frames: dict[str, np.ndarray], alerts: list[VideoAlert], history: int) -> np.ndarray:
     """The frames an alert-id label covers (start_seq..last_seq), each with its past as the camera saw it."""
+    if not alerts:
+        return np.zeros((0, history + 1, *next(iter(frames.values())).shape[1:]), np.uint8)
     parts = [
         padded_clips(frames[a.video], np.arange(a.episode.start_seq, a.episode.last_seq + 1), history)
         for a in alerts
@@ -95,6 +101,39 @@ class Arm:
         self.learned.append(report)
         self.detector = TorchDetector(self.model, self.metadata)
         print(f"  {self.name} learned {report}", flush=True)
+
+
+class Exceptions:
+    """The alternative that changes no score: an alert whose peak looks like one labelled normal (its
+    descriptor, models/selftrain/categories.alert_descriptor, within the labelled ones' own spread of the
+    nearest) would not page."""
+
+    def __init__(self, start: TorchDetector, frames: dict[str, np.ndarray]) -> None:
+        self.start, self.frames = start, frames
+        self.exemplars: list[np.ndarray] = []
+
+    def describe(self, alert: VideoAlert) -> np.ndarray:
+        history = self.start.info.history
+        clip = padded_clips(self.frames[alert.video], np.array([alert.episode.peak_seq]), history)
+        anomaly = anomaly_maps(self.start, self.start.stream_maps(clip))[0]
+        return alert_descriptor(self.start.model, clip[0], anomaly)
+
+    def learn(self, alerts: list[VideoAlert]) -> None:
+        self.exemplars += [self.describe(a) for a in alerts]
+
+    def reach(self) -> float:
+        """The median distance between the labelled descriptors: how far one of their kind may lie."""
+        if len(self.exemplars) < 2:
+            return 0.0
+        points = np.stack(self.exemplars)
+        distances = np.linalg.norm(points[:, None] - points[None], axis=2)[np.triu_indices(len(points), 1)]
+        return float(np.median(distances)) if len(distances) else 0.0
+
+    def pages(self, alerts: list[VideoAlert]) -> list[VideoAlert]:
+        if not self.exemplars:
+            return alerts
+        points, reach = np.stack(self.exemplars), self.reach()
+        return [a for a in alerts if np.linalg.norm(points - self.describe(a)[None], axis=1).min() > reach]
 
 
 def alert_report(
@@ -143,6 +182,12 @@ def false_alerts(
         "arms": {},
     }
     for name in args.mechanisms:
+        if name == EXCEPTION:
+            report["arms"][name] = false_alerts_by_exception(
+                start, frames, labels, rounds, held, control, fps
+            )
+            print_against(name, report["arms"][name]["after"], report["control"]["after"])
+            continue
         arm = Arm(name, start, MECHANISMS[name])
         history = []
         for number, videos in enumerate(rounds, start=1):
@@ -168,6 +213,33 @@ def false_alerts(
         report["arms"][name] = {"rounds": history, "learned": arm.learned, "after": result}
         print_against(name, result, report["control"]["after"])
     return report
+
+
+def false_alerts_by_exception(
+    start: TorchDetector,
+    frames: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    rounds: list[list[str]],
+    held: list[str],
+    control: dict[str, VideoScores],
+    fps: float,
+) -> dict[str, Any]:
+    config = hysteresis_config(get_settings().alerts)
+    exceptions = Exceptions(start, frames)
+    history = []
+    for number, videos in enumerate(rounds, start=1):
+        paged = exceptions.pages(raise_alerts({v: control[v] for v in videos}, config, fps))
+        wrong = [a for a in paged if not overlaps(a, true_ranges(labels[a.video]))][:PER_ROUND]
+        history.append({"round": number, "videos": videos, "alerts": len(paged), "marked_normal": len(wrong)})
+        exceptions.learn(wrong)
+    paged = exceptions.pages(raise_alerts({v: control[v] for v in held}, config, fps))
+    after = event_report(paged, {v: labels[v] for v in held}, fps, config.threshold)
+    return {
+        "rounds": history,
+        "exemplars": len(exceptions.exemplars),
+        "reach": exceptions.reach(),
+        "after": after,
+    }
 
 
 def print_against(name: str, arm: dict[str, Any], control: dict[str, Any]) -> None:
@@ -229,8 +301,8 @@ def normal_here(
     _, control_alerts = alert_report(control, labels, config, fps)
     of_class = [a for a in control_alerts if alert_classes(a, classes) == {accepted}]
     marked = of_class[:PER_ROUND]
-    if len(marked) < PER_ROUND:
-        raise SystemExit(f"only {len(marked)} alerts of '{accepted}' alone: {PER_ROUND} needed")
+    if not marked:
+        raise SystemExit(f"no alert of '{accepted}' alone to mark normal")
     last = marked[-1]
     later = names[names.index(last.video) + 1 :]  # the stream after the video of the fifth label
 
@@ -251,11 +323,17 @@ def normal_here(
         "arms": {},
     }
     for name in args.mechanisms:
-        arm = Arm(name, start, MECHANISMS[name])
-        arm.learn(labelled_clips(frames, marked, start.info.history))
-        after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
-        result = summary(raise_alerts(after, config, fps))
-        report["arms"][name] = {"learned": arm.learned, **result}
+        if name == EXCEPTION:
+            exceptions = Exceptions(start, frames)
+            exceptions.learn(marked)
+            result = summary(exceptions.pages(raise_alerts({v: control[v] for v in later}, config, fps)))
+            report["arms"][name] = {"exemplars": len(marked), "reach": exceptions.reach(), **result}
+        else:
+            arm = Arm(name, start, MECHANISMS[name])
+            arm.learn(labelled_clips(frames, marked, start.info.history))
+            after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
+            result = summary(raise_alerts(after, config, fps))
+            report["arms"][name] = {"learned": arm.learned, **result}
         ctrl = report["control"]
         print(
             f"{name}: later alerts of '{accepted}' {result['later_alerts_of_class']} "
@@ -276,10 +354,10 @@ def main() -> int:
     parser.add_argument("--control-scores", type=Path, help="the start model's `vigil eval --scores-out` CSV")
     parser.add_argument("--categories", type=Path, help="normal-here: event classes per range (JSON)")
     parser.add_argument("--accept", default="bicycle", help="normal-here: the class the site accepts")
-    parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=list(MECHANISMS))
+    parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=[EXCEPTION, *MECHANISMS])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    unknown = set(args.mechanisms) - set(MECHANISMS)
+    unknown = set(args.mechanisms) - {EXCEPTION, *MECHANISMS}
     if unknown:
         parser.error(f"unknown mechanisms {sorted(unknown)}; known: {sorted(MECHANISMS)}")
     if args.benchmark == "normal-here" and args.categories is None:
@@ -301,7 +379,9 @@ def main() -> int:
         "cooldown_s": config.cooldown_s,
         "rounds": ROUNDS,
         "per_round": PER_ROUND,
-        "mechanisms": {name: vars(MECHANISMS[name]) for name in args.mechanisms},
+        "mechanisms": {
+            name: MECHANISMS[name].to_dict() if name in MECHANISMS else {} for name in args.mechanisms
+        },
     }
     run = false_alerts if args.benchmark == "false-alerts" else normal_here
     report.update(run(args, start, frames, labels))

@@ -26,7 +26,9 @@ import argparse
 import copy
 import csv
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import write_report  # noqa: E402
+from models.detector.base import Detector  # noqa: E402
+from models.detector.export import model_metadata, save_detector  # noqa: E402
 from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
 from models.detector.scores import anomaly_maps  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
@@ -83,23 +87,25 @@ def labelled_clips(frames: dict[str, np.ndarray], alerts: list[VideoAlert], hist
 
 
 class Arm:
-    """A model that learns from the operator's labels (or, as the control, never does)."""
+    """A model that learns from the operator's labels, served as the service serves it (ONNX)."""
 
-    def __init__(self, name: str, start: TorchDetector, learning: LabelLearning) -> None:
-        self.name, self.learning = name, learning
+    def __init__(self, name: str, start: TorchDetector, learning: LabelLearning, work: Path) -> None:
+        self.name, self.learning, self.work = name, learning, work
         self.model = copy.deepcopy(start.model)
         self.metadata = dict(start.info.metadata)
-        self.detector = TorchDetector(self.model, self.metadata)
         self.learned: list[dict[str, Any]] = []
+        self.detector: Detector = start
 
     def learn(self, clips: np.ndarray) -> None:
-        if self.learning is None or len(clips) == 0:
+        if len(clips) == 0:
             return
         started = time.monotonic()
         report = learn_labelled_normal(self.model, clips, self.learning)
         report["seconds"] = round(time.monotonic() - started, 1)
         self.learned.append(report)
-        self.detector = TorchDetector(self.model, self.metadata)
+        path = self.work / f"{self.name}-{len(self.learned)}.onnx"
+        save_detector(self.model, {**self.metadata, **model_metadata(self.model.config, {})}, path)
+        self.detector = load_detector(path, "cpu")
         print(f"  {self.name} learned {report}", flush=True)
 
 
@@ -147,11 +153,13 @@ def alert_report(
 
 
 def control_scores(
-    path: Path | None, start: TorchDetector, frames: dict[str, np.ndarray]
+    path: Path | None, start: TorchDetector, frames: dict[str, np.ndarray], work: Path
 ) -> dict[str, VideoScores]:
     """The start model's scores: from `vigil eval --scores-out` of the same model when given."""
     if path is None:
-        return score_videos(start, frames, desc="control")
+        served = work / "start.onnx"
+        save_detector(start.model, start.info.metadata, served)
+        return score_videos(load_detector(served, "cpu"), frames, desc="control")
     scores = read_scores(path)
     missing = sorted(set(frames) - set(scores))
     if missing:
@@ -171,7 +179,7 @@ def false_alerts(
     names = list(frames)
     taught, held = names[: len(names) // 2], names[len(names) // 2 :]
     rounds = [list(part) for part in np.array_split(np.array(taught), ROUNDS)]
-    control = control_scores(args.control_scores, start, frames)
+    control = control_scores(args.control_scores, start, frames, args.work)
     report: dict[str, Any] = {
         "taught_videos": taught,
         "after_videos": held,
@@ -188,7 +196,7 @@ def false_alerts(
             )
             print_against(name, report["arms"][name]["after"], report["control"]["after"])
             continue
-        arm = Arm(name, start, MECHANISMS[name])
+        arm = Arm(name, start, MECHANISMS[name], args.work)
         history = []
         for number, videos in enumerate(rounds, start=1):
             round_scores = (
@@ -297,7 +305,7 @@ def normal_here(
     classes = event_classes(args.categories)
     accepted = args.accept
     names = list(frames)
-    control = control_scores(args.control_scores, start, frames)
+    control = control_scores(args.control_scores, start, frames, args.work)
     _, control_alerts = alert_report(control, labels, config, fps)
     of_class = [a for a in control_alerts if alert_classes(a, classes) == {accepted}]
     marked = of_class[:PER_ROUND]
@@ -329,7 +337,7 @@ def normal_here(
             result = summary(exceptions.pages(raise_alerts({v: control[v] for v in later}, config, fps)))
             report["arms"][name] = {"exemplars": len(marked), "reach": exceptions.reach(), **result}
         else:
-            arm = Arm(name, start, MECHANISMS[name])
+            arm = Arm(name, start, MECHANISMS[name], args.work)
             arm.learn(labelled_clips(frames, marked, start.info.history))
             after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
             result = summary(raise_alerts(after, config, fps))
@@ -357,6 +365,7 @@ def main() -> int:
     parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=[EXCEPTION, *MECHANISMS])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    args.work = Path(tempfile.mkdtemp(prefix="bench-feedback-"))
     unknown = set(args.mechanisms) - {EXCEPTION, *MECHANISMS}
     if unknown:
         parser.error(f"unknown mechanisms {sorted(unknown)}; known: {sorted(MECHANISMS)}")
@@ -384,7 +393,10 @@ def main() -> int:
         },
     }
     run = false_alerts if args.benchmark == "false-alerts" else normal_here
-    report.update(run(args, start, frames, labels))
+    try:
+        report.update(run(args, start, frames, labels))
+    finally:
+        shutil.rmtree(args.work, ignore_errors=True)
     print(write_report(report, f"feedback-{args.benchmark}", args.out))
     return 0
 

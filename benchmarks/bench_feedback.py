@@ -111,8 +111,8 @@ class Arm:
 
 class Exceptions:
     """The alternative that changes no score: an alert whose peak looks like one labelled normal (its
-    descriptor, models/selftrain/categories.alert_descriptor, within the labelled ones' own spread of the
-    nearest) would not page."""
+    descriptor, models/selftrain/categories.alert_descriptor, as close to one of them as they typically are
+    to each other) would not page."""
 
     def __init__(self, start: TorchDetector, frames: dict[str, np.ndarray]) -> None:
         self.start, self.frames = start, frames
@@ -128,12 +128,14 @@ class Exceptions:
         self.exemplars += [self.describe(a) for a in alerts]
 
     def reach(self) -> float:
-        """The median distance between the labelled descriptors: how far one of their kind may lie."""
+        """The median distance from a labelled descriptor to its nearest other one: how close to one of
+        them an alert must look to be taken for its kind."""
         if len(self.exemplars) < 2:
             return 0.0
         points = np.stack(self.exemplars)
-        distances = np.linalg.norm(points[:, None] - points[None], axis=2)[np.triu_indices(len(points), 1)]
-        return float(np.median(distances)) if len(distances) else 0.0
+        distances = np.linalg.norm(points[:, None] - points[None], axis=2)
+        np.fill_diagonal(distances, np.inf)
+        return float(np.median(distances.min(1)))
 
     def pages(self, alerts: list[VideoAlert]) -> list[VideoAlert]:
         if not self.exemplars:

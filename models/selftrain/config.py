@@ -50,6 +50,7 @@ class LabelLearning:
     motion_exception: bool = (
         True  # the normal speed raised to what the labelled frames moved at, where they did
     )
+    motion_peak_share: float = 0.5  # of a labelled frame's peak speed above normal: its hot spots
     motion_spread: int = 9  # pixels around where that speed was seen
     motion_margin: float = 1.0
 

@@ -7,10 +7,10 @@ it. Here the labelled frames are learned directly, the way the fit learns normal
 - appearance: the frames' cells that the memory covers worst join it (the k-center coreset continued,
   models/detector/fitting.extend_coreset), until every labelled cell is within the memory's own typical
   reach or `max_cells` were added; what the memory covered stays;
-- motion (optional, `motion_exception`): the normal speed at each pixel raised to what the labelled
-  frames moved at there (spread by `motion_spread` pixels, times `motion_margin`), so that the same
-  motion at the same place is no longer faster than normal, while faster motion there, or motion
-  anywhere else, scores as before.
+- motion (optional, `motion_exception`): where the labelled frames moved fastest above normal (their
+  hot spots, not everywhere someone walked), the normal speed raised to the speed seen there (spread by
+  `motion_spread` pixels, times `motion_margin`), so that the same motion at the same place is no longer
+  faster than normal, while faster motion there, or motion anywhere else, scores as before.
 
 The statistics (the streams' z units, the calibration) are left as they are: a labelled false alert
 scores lower, normal footage scores as it did, and the alert threshold keeps its meaning.
@@ -51,14 +51,19 @@ def learn_appearance(model: DetectorNet, frames: np.ndarray, config: LabelLearni
 
 
 def learn_motion(model: DetectorNet, clips: np.ndarray, config: LabelLearning) -> float:
-    """Raises the normal speed to the labelled clips' (uint8 [N, history + 1, H, W]) local maximum speed;
-    returns the share of pixels raised."""
+    """Raises the normal speed, where the labelled clips (uint8 [N, history + 1, H, W]) moved fastest
+    above normal (at least `motion_peak_share` of each frame's peak), to the speed seen there; returns
+    the share of pixels raised."""
     motion = model.motion
     assert motion is not None
     seen = np.zeros(tuple(motion.normal_speed.shape), dtype=np.float32)
     for start in range(0, len(clips), BATCH):
         speed = clip_speeds(clips[start : start + BATCH], model.config.flow)
-        seen = np.maximum(seen, speed.max(0))
+        with torch.inference_mode():
+            above = motion(torch.from_numpy(speed)).numpy()  # speed above normal, per row scale
+        peaks = above.reshape(len(above), -1).max(1)[:, None, None]
+        hot = (above > 0) & (above >= config.motion_peak_share * peaks)
+        seen = np.maximum(seen, np.where(hot, speed, 0.0).max(0))
     kernel = np.ones((config.motion_spread, config.motion_spread), np.uint8)
     seen = cv2.dilate(seen, kernel) * config.motion_margin
     old = motion.normal_speed.numpy()

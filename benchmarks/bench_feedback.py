@@ -2,7 +2,10 @@
 labels.json as the oracle, alerts raised by the service's hysteresis (models/scoring/hysteresis.py) at the
 service's threshold on the service's causal scores, each against a no-feedback control in the same report.
 
-    python benchmarks/bench_feedback.py false-alerts DATASET MODEL.pt [--control-scores S.csv]
+    python benchmarks/bench_feedback.py stream-dataset ../shared/datasets/ped1 STREAM --fitted 6
+    vigil train STREAM --train-videos 6 --out M          # M.onnx and M.pt
+    vigil eval STREAM --model M.onnx --scores-out S.csv  # the control's scores (optional)
+    python benchmarks/bench_feedback.py false-alerts STREAM M.pt [--control-scores S.csv]
     python benchmarks/bench_feedback.py normal-here DATASET MODEL.pt --categories C.json --accept bicycle
 
 false-alerts: DATASET/testing is a stream that is mostly normal (test videos with training videos held out of
@@ -17,7 +20,9 @@ that class only (from --categories, made by eye) normal; the model learns them; 
 scored by it and by the control: later alerts of the class, and the event recall of the other classes.
 
 Each mechanism in --mechanisms is one arm: `memory` (the labelled frames' cells join the appearance memory),
-`memory+motion` (and the normal speed raised where they moved). Writes benchmarks/results/feedback-*.json.
+`memory+motion` (and the normal speed raised at their hot spots), `exception` (no score changes: alerts
+that look like a labelled one at their peak do not page). The threshold is the service's
+(VIGIL_ALERTS__THRESHOLD). Writes benchmarks/results/feedback-<benchmark>-*.json.
 """
 
 from __future__ import annotations
@@ -354,19 +359,54 @@ def normal_here(
     return report
 
 
+def write_stream_dataset(source: Path, out: Path, fitted: int, every: int) -> None:
+    """A dataset whose testing/ is a stream that is mostly normal: SOURCE's test videos with its training
+    videos after the first `fitted` streamed between them (one after every `every` test videos, in name
+    order), linked, not copied; its training/ is SOURCE's (fit it with `vigil eval --train-videos FITTED`)."""
+    labels = json.loads((source / "labels.json").read_text())["videos"]
+    tests = [v.name for v in datasets.list_videos(source, "testing")]
+    held = iter([v.name for v in datasets.list_videos(source, "training")][fitted:])
+    order: list[tuple[str, str]] = []
+    for index, name in enumerate(tests):
+        order.append(("testing", name))
+        if index % every == every - 1 and (spare := next(held, None)) is not None:
+            order.append(("training", spare))
+    (out / "testing").mkdir(parents=True)
+    (out / "training").symlink_to((source / "training").resolve())
+    videos = {}
+    for position, (split, name) in enumerate(order, start=1):
+        stream_name = f"s{position:02d}-{'test' if split == 'testing' else 'train'}{name}"
+        (out / "testing" / stream_name).symlink_to((source / split / name).resolve())
+        videos[stream_name] = {"abnormal": labels[name]["abnormal"] if split == "testing" else []}
+    description = f"{source.name}: training videos after the first {fitted} streamed between the test videos"
+    (out / "labels.json").write_text(json.dumps({"dataset": description, "videos": videos}, indent=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("benchmark", choices=["false-alerts", "normal-here"])
+    parser.add_argument("benchmark", choices=["false-alerts", "normal-here", "stream-dataset"])
     parser.add_argument("dataset", type=Path)
-    parser.add_argument("model", type=Path, help="the start model's PyTorch weights (.pt)")
+    parser.add_argument(
+        "model", type=Path, help="the start model's PyTorch weights (.pt); stream-dataset: OUT_DIR"
+    )
+    parser.add_argument(
+        "--fitted", type=int, default=6, help="stream-dataset: training videos kept for the fit"
+    )
+    parser.add_argument(
+        "--every", type=int, default=3, help="stream-dataset: test videos between held-out ones"
+    )
     parser.add_argument("--control-scores", type=Path, help="the start model's `vigil eval --scores-out` CSV")
     parser.add_argument("--categories", type=Path, help="normal-here: event classes per range (JSON)")
     parser.add_argument("--accept", default="bicycle", help="normal-here: the class the site accepts")
     parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=[EXCEPTION, *MECHANISMS])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.benchmark == "stream-dataset":
+        write_stream_dataset(args.dataset, args.model, args.fitted, args.every)
+        print(f"wrote {args.model}")
+        return 0
     args.work = Path(tempfile.mkdtemp(prefix="bench-feedback-"))
     unknown = set(args.mechanisms) - {EXCEPTION, *MECHANISMS}
     if unknown:

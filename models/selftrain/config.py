@@ -47,9 +47,8 @@ class LabelLearning:
     max_frames: int = 64  # labelled frames looked at per cycle (evenly spread): bounds its time and memory
     max_cells: int = 2048  # most cells they add to the appearance memory
     reach_quantile: float = 0.5  # of the memory's own spacing: labelled cells farther than it join the memory
-    motion_exception: bool = (
-        True  # the normal speed raised to what the labelled frames moved at, where they did
-    )
+    # the normal speed raised where the labelled frames moved fastest: off, it silences other events there
+    motion_exception: bool = False
     motion_peak_share: float = 0.5  # of a labelled frame's peak speed above normal: its hot spots
     motion_spread: int = 9  # pixels around where that speed was seen
     motion_margin: float = 1.0

@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     alerts = get_settings().alerts
     scores = read_scores(args.scores)
-    labels = data.load_labels(args.dataset, data.list_videos(args.dataset, "testing"))
+    labels = data.load_labels(args.dataset, {name: video.scores for name, video in scores.items()})
     rows = []
     for threshold in args.thresholds or [alerts.threshold]:
         for cooldown in args.cooldowns or sorted({0.0, alerts.cooldown_s}):

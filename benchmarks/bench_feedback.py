@@ -1,23 +1,37 @@
-"""Operator-in-the-loop benchmark: a simulated operator labels the frames Vigil proposes, round after round,
-and the retraining worker's cycle learns from the labels (mining overridden, ordinal head trained).
+"""Operator feedback in alerts: does marking alerts normal make the wrong ones stop? Two simulated operators,
+labels.json as the oracle, alerts raised by the service's hysteresis (models/scoring/hysteresis.py) at the
+service's threshold on the service's causal scores, each against a no-feedback control in the same report.
 
-    python benchmarks/bench_feedback.py                       # from the cold-start model, 5 rounds on Ped2
-    python benchmarks/bench_feedback.py --model M.onnx        # from a given model (MODEL.pt beside it)
+    python benchmarks/bench_feedback.py stream-dataset ../shared/datasets/ped1 STREAM --fitted 6
+    vigil train STREAM --train-videos 6 --out M          # M.onnx and M.pt
+    vigil eval STREAM --model M.onnx --scores-out S.csv  # the control's scores (optional)
+    python benchmarks/bench_feedback.py false-alerts STREAM M.pt [--control-scores S.csv]
+    python benchmarks/bench_feedback.py normal-here DATASET MODEL.pt --categories C.json --accept bicycle
 
-As in the paper's protocol (self-trained ordinal regression, section 4.5): each round the operator is
-shown k = 5 frames from the top 10% scored (the API's proposals: highest-scored unlabelled peaks) and labels
-each with its 5 adjacent frames on each side, using labels.json as the oracle; then one retraining cycle
-runs over the testing stream with those labels, and every testing frame is rescored by the model that
-serves. A control runs the same cycles without any label, so that the gain of the feedback is told apart
-from that of self-training alone.
+false-alerts: DATASET/testing is a stream that is mostly normal (test videos with training videos held out of
+the fit between them, in name order). Its first half is streamed in 5 rounds: in each the operator marks up
+to 5 false alerts (alerts over no abnormal frame) normal, as `POST /api/feedback` with the alert's id labels
+its frames, and the model learns the labelled frames (models/selftrain/feedback.py, which a retraining
+cycle applies to the labels of its window). The second half is then scored by the model so taught and by
+the start model (the control): false alerts per hour of its normal footage, event recall.
 
-Writes benchmarks/results/feedback-<machine>-<date>.json and prints the AUC after each round.
+normal-here: the site accepts one event class. The operator marks the first 5 alerts whose events are of
+that class only (from --categories, made by eye) normal; the model learns them; the rest of the stream is
+scored by it and by the control: later alerts of the class, and the event recall of the other classes.
+
+Each mechanism in --mechanisms is one arm: `memory` (the labelled frames' cells join the appearance memory),
+`memory+motion` (and the normal speed raised at their hot spots), `exception` (no score changes: alerts
+that look like a labelled one at their peak do not page). The threshold is the service's
+(VIGIL_ALERTS__THRESHOLD). Writes benchmarks/results/feedback-<benchmark>-*.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import copy
+import csv
+import json
+import shutil
 import sys
 import tempfile
 import time
@@ -29,163 +43,403 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
-from models.detector.runtime import load_detector  # noqa: E402
+from benchmarks.harness import write_report  # noqa: E402
+from models.detector.base import Detector  # noqa: E402
+from models.detector.export import model_metadata, save_detector  # noqa: E402
+from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
+from models.detector.scores import anomaly_maps  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
+from models.evaluation.events import VideoAlert, event_report, raise_alerts, true_ranges  # noqa: E402
 from models.evaluation.jobs import machine_info, read_split  # noqa: E402
-from models.evaluation.videos import auc_report, score_videos  # noqa: E402
-from models.selftrain.config import Window  # noqa: E402
-from models.selftrain.trainer import SelfTrainer  # noqa: E402
-from workers.bus import keys  # noqa: E402
-from workers.config import get_settings, online_config  # noqa: E402
-from workers.store.labels import pick_proposals  # noqa: E402
+from models.evaluation.videos import VideoScores, score_videos  # noqa: E402
+from models.scoring.camera import padded_clips  # noqa: E402
+from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
+from models.selftrain.categories import alert_descriptor  # noqa: E402
+from models.selftrain.config import LabelLearning  # noqa: E402
+from models.selftrain.feedback import learn_labelled_normal  # noqa: E402
+from workers.config import get_settings, hysteresis_config  # noqa: E402
 
-DEFAULT_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "ped2"
-
-
-def cold_start_model(dataset: Path, work: Path, seed: int) -> Path:
-    """The model `vigil eval --mode coldstart` ends with (no labels, no trained model to start from)."""
-    weights = work / "coldstart.pt"
-    command = [sys.executable, "-c", EVAL_RUNNER, "eval", str(dataset), "--mode", "coldstart"]
-    command += ["--seed", str(seed), "--save-model", str(weights)]
-    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
-    return weights
+ROUNDS = 5
+PER_ROUND = 5
+MECHANISMS = {
+    "memory": LabelLearning(motion_exception=False),
+    "memory+motion": LabelLearning(motion_exception=True),
+}
+EXCEPTION = "exception"  # measured here only: see Exceptions
 
 
-def oracle_labels(truth: np.ndarray, proposals: list[Any]) -> list[tuple[int, int, int]]:
-    """(start, end, verdict) for each proposal: the oracle's verdict on the proposed frame, given to it
-    and its adjacent frames (as the paper's operator does)."""
-    return [(p.start_seq, p.end_seq, int(truth[p.seq])) for p in proposals]
+def read_scores(path: Path) -> dict[str, VideoScores]:
+    rows: dict[str, list[float]] = {}
+    with path.open() as source:
+        for row in csv.DictReader(source):
+            rows.setdefault(row["video"], []).append(float(row["score"]))
+    return {name: VideoScores(raw=np.array(s), scores=np.array(s)) for name, s in rows.items()}
 
 
-def run_rounds(
-    trainer: SelfTrainer,
-    frames: dict[str, np.ndarray],
-    truth_by_video: dict[str, np.ndarray],
-    rounds: int,
-    k: int,
-    adjacent: int,
-    with_feedback: bool,
-) -> list[dict[str, Any]]:
-    videos = list(frames)
-    stacked = np.concatenate([frames[v] for v in videos])
-    segments = np.concatenate([np.full(len(frames[v]), i) for i, v in enumerate(videos)])
-    truth = np.concatenate([truth_by_video[v] for v in videos])
-    labels = np.full(len(stacked), -1)
-    history: list[dict[str, Any]] = []
+def overlaps(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:
+    return any(alert.episode.start_seq <= end and alert.episode.last_seq >= start for start, end in ranges)
 
-    def evaluate() -> tuple[dict[str, float], np.ndarray]:
-        assert trainer.serving is not None
-        scored = score_videos(trainer.serving, frames, desc="scoring")
-        metrics = auc_report(scored, truth_by_video)
-        return metrics, np.concatenate([scored[v].scores for v in videos])
 
-    metrics, scores = evaluate()
-    history.append({"round": 0, "micro_auc": metrics["micro_auc"], "labelled_frames": 0})
-    print(f"{'feedback' if with_feedback else 'control'} round 0: micro AUC {metrics['micro_auc']:.4f}")
-    for number in range(1, rounds + 1):
+def labelled_clips(frames: dict[str, np.ndarray], alerts: list[VideoAlert], history: int) -> np.ndarray:
+    """The frames an alert-id label covers (start_seq..last_seq), each with its past as the camera saw it."""
+    if not alerts:
+        return np.zeros((0, history + 1, *next(iter(frames.values())).shape[1:]), np.uint8)
+    parts = [
+        padded_clips(frames[a.video], np.arange(a.episode.start_seq, a.episode.last_seq + 1), history)
+        for a in alerts
+    ]
+    return np.concatenate(parts)
+
+
+class Arm:
+    """A model that learns from the operator's labels, served as the service serves it (ONNX)."""
+
+    def __init__(self, name: str, start: TorchDetector, learning: LabelLearning, work: Path) -> None:
+        self.name, self.learning, self.work = name, learning, work
+        self.model = copy.deepcopy(start.model)
+        self.metadata = dict(start.info.metadata)
+        self.learned: list[dict[str, Any]] = []
+        self.detector: Detector = start
+
+    def learn(self, clips: np.ndarray) -> None:
+        if len(clips) == 0:
+            return
         started = time.monotonic()
-        asked = []
-        if with_feedback:
-            messages = [
-                keys.ScoreMessage(
-                    camera="site",
-                    seq=i,
-                    ts=float(i),
-                    frame_id="0-0",
-                    score=float(s),
-                    raw=0.0,
-                    model="",
-                    anomalous=False,
-                )
-                for i, s in enumerate(scores)
-            ]
-            proposals = pick_proposals(
-                messages, set(np.flatnonzero(labels >= 0).tolist()), k=k, adjacent=adjacent
+        report = learn_labelled_normal(self.model, clips, self.learning)
+        report["seconds"] = round(time.monotonic() - started, 1)
+        self.learned.append(report)
+        path = self.work / f"{self.name}-{len(self.learned)}.onnx"
+        save_detector(self.model, {**self.metadata, **model_metadata(self.model.config, {})}, path)
+        self.detector = load_detector(path, "cpu")
+        print(f"  {self.name} learned {report}", flush=True)
+
+
+class Exceptions:
+    """The alternative that changes no score: an alert whose peak looks like one labelled normal (its
+    descriptor, models/selftrain/categories.alert_descriptor, as close to one of them as they typically are
+    to each other) would not page."""
+
+    def __init__(self, start: TorchDetector, frames: dict[str, np.ndarray]) -> None:
+        self.start, self.frames = start, frames
+        self.exemplars: list[np.ndarray] = []
+
+    def describe(self, alert: VideoAlert) -> np.ndarray:
+        history = self.start.info.history
+        clip = padded_clips(self.frames[alert.video], np.array([alert.episode.peak_seq]), history)
+        anomaly = anomaly_maps(self.start, self.start.stream_maps(clip))[0]
+        return alert_descriptor(self.start.model, clip[0], anomaly)
+
+    def learn(self, alerts: list[VideoAlert]) -> None:
+        self.exemplars += [self.describe(a) for a in alerts]
+
+    def reach(self) -> float:
+        """The median distance from a labelled descriptor to its nearest other one: how close to one of
+        them an alert must look to be taken for its kind."""
+        if len(self.exemplars) < 2:
+            return 0.0
+        points = np.stack(self.exemplars)
+        distances = np.linalg.norm(points[:, None] - points[None], axis=2)
+        np.fill_diagonal(distances, np.inf)
+        return float(np.median(distances.min(1)))
+
+    def pages(self, alerts: list[VideoAlert]) -> list[VideoAlert]:
+        if not self.exemplars:
+            return alerts
+        points, reach = np.stack(self.exemplars), self.reach()
+        return [a for a in alerts if np.linalg.norm(points - self.describe(a)[None], axis=1).min() > reach]
+
+
+def alert_report(
+    scores: dict[str, VideoScores], labels: dict[str, np.ndarray], config: HysteresisConfig, fps: float
+) -> tuple[dict[str, Any], list[VideoAlert]]:
+    """Event metrics of the alerts the service's hysteresis raises on `scores` (its videos only)."""
+    alerts = raise_alerts(scores, config, fps)
+    report = event_report(alerts, {v: labels[v] for v in scores}, fps, config.threshold)
+    report["alert_list"] = [[a.video, a.episode.start_seq, a.episode.last_seq] for a in alerts]
+    return report, alerts
+
+
+def control_scores(
+    path: Path | None, start: TorchDetector, frames: dict[str, np.ndarray], work: Path
+) -> dict[str, VideoScores]:
+    """The start model's scores: from `vigil eval --scores-out` of the same model when given."""
+    if path is None:
+        served = work / "start.onnx"
+        save_detector(start.model, start.info.metadata, served)
+        return score_videos(load_detector(served, "cpu"), frames, desc="control")
+    scores = read_scores(path)
+    missing = sorted(set(frames) - set(scores))
+    if missing:
+        raise SystemExit(f"{path}: no scores for {missing}")
+    return {v: scores[v] for v in frames}
+
+
+# ---------------------------------------------------------------- false alerts
+def false_alerts(
+    args: argparse.Namespace,
+    start: TorchDetector,
+    frames: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    config = hysteresis_config(get_settings().alerts)
+    fps = datasets.dataset_fps(args.dataset)
+    names = list(frames)
+    taught, held = names[: len(names) // 2], names[len(names) // 2 :]
+    rounds = [list(part) for part in np.array_split(np.array(taught), ROUNDS)]
+    control = control_scores(args.control_scores, start, frames, args.work)
+    report: dict[str, Any] = {
+        "taught_videos": taught,
+        "after_videos": held,
+        "control": {
+            "taught": alert_report({v: control[v] for v in taught}, labels, config, fps)[0],
+            "after": alert_report({v: control[v] for v in held}, labels, config, fps)[0],
+        },
+        "arms": {},
+    }
+    for name in args.mechanisms:
+        if name == EXCEPTION:
+            report["arms"][name] = false_alerts_by_exception(
+                start, frames, labels, rounds, held, control, fps
             )
-            asked = oracle_labels(truth, proposals.proposals)
-            for start, end, verdict in asked:
-                labels[start : end + 1] = verdict
-        window = Window(stacked, segments, labels.copy() if with_feedback else None)
-        result = trainer.cycle(window)
-        metrics, scores = evaluate()
-        row = {
-            "round": number,
-            "micro_auc": metrics["micro_auc"],
-            "labelled_frames": int((labels >= 0).sum()),
-            "labelled_abnormal_frames": int((labels == 1).sum()),
-            "asked": [{"frames": [s, e], "abnormal": bool(v)} for s, e, v in asked],
-            "accepted": result.accepted,
-            "reason": result.reason,
-            "ordinal": result.report.get("training", {}).get("ordinal"),
-            "seconds": round(time.monotonic() - started, 1),
-        }
-        history.append(row)
-        print(
-            f"{'feedback' if with_feedback else 'control'} round {number}: micro AUC {row['micro_auc']:.4f} "
-            f"({row['labelled_frames']} frames labelled, cycle {'accepted' if result.accepted else 'refused'}: "
-            f"{result.reason})"
+            print_against(name, report["arms"][name]["after"], report["control"]["after"])
+            continue
+        arm = Arm(name, start, MECHANISMS[name], args.work)
+        history = []
+        for number, videos in enumerate(rounds, start=1):
+            round_scores = (
+                {v: control[v] for v in videos}  # nothing learned yet: the start model's scores
+                if not arm.learned
+                else score_videos(arm.detector, {v: frames[v] for v in videos}, desc=f"{name} round {number}")
+            )
+            alerts = raise_alerts(round_scores, config, fps)
+            wrong = [a for a in alerts if not overlaps(a, true_ranges(labels[a.video]))][:PER_ROUND]
+            history.append(
+                {
+                    "round": number,
+                    "videos": videos,
+                    "alerts": len(alerts),
+                    "marked_normal": [[a.video, a.episode.start_seq, a.episode.last_seq] for a in wrong],
+                }
+            )
+            print(f"{name} round {number}: {len(alerts)} alerts, {len(wrong)} marked normal", flush=True)
+            arm.learn(labelled_clips(frames, wrong, start.info.history))
+        after = score_videos(arm.detector, {v: frames[v] for v in held}, desc=f"{name} after the rounds")
+        result = alert_report(after, labels, config, fps)[0]
+        report["arms"][name] = {"rounds": history, "learned": arm.learned, "after": result}
+        print_against(name, result, report["control"]["after"])
+    return report
+
+
+def false_alerts_by_exception(
+    start: TorchDetector,
+    frames: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    rounds: list[list[str]],
+    held: list[str],
+    control: dict[str, VideoScores],
+    fps: float,
+) -> dict[str, Any]:
+    config = hysteresis_config(get_settings().alerts)
+    exceptions = Exceptions(start, frames)
+    history = []
+    for number, videos in enumerate(rounds, start=1):
+        paged = exceptions.pages(raise_alerts({v: control[v] for v in videos}, config, fps))
+        wrong = [a for a in paged if not overlaps(a, true_ranges(labels[a.video]))][:PER_ROUND]
+        history.append({"round": number, "videos": videos, "alerts": len(paged), "marked_normal": len(wrong)})
+        exceptions.learn(wrong)
+    paged = exceptions.pages(raise_alerts({v: control[v] for v in held}, config, fps))
+    after = event_report(paged, {v: labels[v] for v in held}, fps, config.threshold)
+    return {
+        "rounds": history,
+        "exemplars": len(exceptions.exemplars),
+        "reach": exceptions.reach(),
+        "after": after,
+    }
+
+
+def print_against(name: str, arm: dict[str, Any], control: dict[str, Any]) -> None:
+    print(
+        f"{name}: false alerts/h {arm['false_alerts_per_hour']:.1f} (control {control['false_alerts_per_hour']:.1f}), "
+        f"event recall {arm['event_recall']:.3f} (control {control['event_recall']:.3f}), "
+        f"precision {arm['alert_precision']} (control {control['alert_precision']})",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- this is normal here
+def event_classes(path: Path) -> dict[str, list[tuple[tuple[int, int], set[str]]]]:
+    data = json.loads(path.read_text())
+    return {
+        video: [((r["range"][0], r["range"][1]), set(r["categories"])) for r in ranges]
+        for video, ranges in data["videos"].items()
+    }
+
+
+def alert_classes(alert: VideoAlert, classes: dict[str, list[tuple[tuple[int, int], set[str]]]]) -> set[str]:
+    found: set[str] = set()
+    for (start, end), names in classes.get(alert.video, []):
+        if alert.episode.start_seq <= end and alert.episode.last_seq >= start:
+            found |= names
+    return found
+
+
+def class_recall(
+    alerts: list[VideoAlert],
+    classes: dict[str, list[tuple[tuple[int, int], set[str]]]],
+    videos: list[str],
+    accepted: str,
+) -> dict[str, Any]:
+    """Events holding a class other than the accepted one, and how many an alert overlaps."""
+    events = [(v, rng) for v in videos for rng, names in classes.get(v, []) if names - {accepted}]
+    hit = [
+        (v, rng)
+        for v, rng in events
+        if any(
+            a.video == v and a.episode.start_seq <= rng[1] and a.episode.last_seq >= rng[0] for a in alerts
         )
-    return history
+    ]
+    return {"events": len(events), "detected": len(hit), "recall": len(hit) / len(events) if events else None}
+
+
+def normal_here(
+    args: argparse.Namespace,
+    start: TorchDetector,
+    frames: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    config = hysteresis_config(get_settings().alerts)
+    fps = datasets.dataset_fps(args.dataset)
+    classes = event_classes(args.categories)
+    accepted = args.accept
+    names = list(frames)
+    control = control_scores(args.control_scores, start, frames, args.work)
+    _, control_alerts = alert_report(control, labels, config, fps)
+    of_class = [a for a in control_alerts if alert_classes(a, classes) == {accepted}]
+    marked = of_class[:PER_ROUND]
+    if not marked:
+        raise SystemExit(f"no alert of '{accepted}' alone to mark normal")
+    last = marked[-1]
+    later = names[names.index(last.video) + 1 :]  # the stream after the video of the fifth label
+
+    def summary(alerts: list[VideoAlert]) -> dict[str, Any]:
+        return {
+            "later_alerts_of_class": sum(1 for a in alerts if alert_classes(a, classes) == {accepted}),
+            "later_alerts_with_class": sum(1 for a in alerts if accepted in alert_classes(a, classes)),
+            "other_classes": class_recall(alerts, classes, later, accepted),
+            "events": event_report(alerts, {v: labels[v] for v in later}, fps, config.threshold),
+            "alert_list": [[a.video, a.episode.start_seq, a.episode.last_seq] for a in alerts],
+        }
+
+    report: dict[str, Any] = {
+        "accepted": accepted,
+        "marked_normal": [[a.video, a.episode.start_seq, a.episode.last_seq] for a in marked],
+        "later_videos": later,
+        "control": summary(raise_alerts({v: control[v] for v in later}, config, fps)),
+        "arms": {},
+    }
+    for name in args.mechanisms:
+        if name == EXCEPTION:
+            exceptions = Exceptions(start, frames)
+            exceptions.learn(marked)
+            result = summary(exceptions.pages(raise_alerts({v: control[v] for v in later}, config, fps)))
+            report["arms"][name] = {"exemplars": len(marked), "reach": exceptions.reach(), **result}
+        else:
+            arm = Arm(name, start, MECHANISMS[name], args.work)
+            arm.learn(labelled_clips(frames, marked, start.info.history))
+            after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
+            result = summary(raise_alerts(after, config, fps))
+            report["arms"][name] = {"learned": arm.learned, **result}
+        ctrl = report["control"]
+        print(
+            f"{name}: later alerts of '{accepted}' {result['later_alerts_of_class']} "
+            f"(control {ctrl['later_alerts_of_class']}), other classes' recall "
+            f"{result['other_classes']['recall']} (control {ctrl['other_classes']['recall']})",
+            flush=True,
+        )
+    return report
+
+
+def write_stream_dataset(source: Path, out: Path, fitted: int, every: int) -> None:
+    """A dataset whose testing/ is a stream that is mostly normal: SOURCE's test videos with its training
+    videos after the first `fitted` streamed between them (one after every `every` test videos, in name
+    order), linked, not copied; its training/ is SOURCE's (fit it with `vigil eval --train-videos FITTED`)."""
+    labels = json.loads((source / "labels.json").read_text())["videos"]
+    tests = [v.name for v in datasets.list_videos(source, "testing")]
+    held = iter([v.name for v in datasets.list_videos(source, "training")][fitted:])
+    order: list[tuple[str, str]] = []
+    for index, name in enumerate(tests):
+        order.append(("testing", name))
+        if index % every == every - 1 and (spare := next(held, None)) is not None:
+            order.append(("training", spare))
+    (out / "testing").mkdir(parents=True)
+    (out / "training").symlink_to((source / "training").resolve())
+    videos = {}
+    for position, (split, name) in enumerate(order, start=1):
+        stream_name = f"s{position:02d}-{'test' if split == 'testing' else 'train'}{name}"
+        (out / "testing" / stream_name).symlink_to((source / split / name).resolve())
+        videos[stream_name] = {"abnormal": labels[name]["abnormal"] if split == "testing" else []}
+    description = f"{source.name}: training videos after the first {fitted} streamed between the test videos"
+    (out / "labels.json").write_text(json.dumps({"dataset": description, "videos": videos}, indent=1))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--model", type=Path, help="start from these weights (default: the cold-start model)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--k", type=int, default=5, help="frames asked about per round")
-    parser.add_argument("--adjacent", type=int, default=5, help="frames on each side labelled with each")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("benchmark", choices=["false-alerts", "normal-here", "stream-dataset"])
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument(
+        "model", type=Path, help="the start model's PyTorch weights (.pt); stream-dataset: OUT_DIR"
+    )
+    parser.add_argument(
+        "--fitted", type=int, default=6, help="stream-dataset: training videos kept for the fit"
+    )
+    parser.add_argument(
+        "--every", type=int, default=3, help="stream-dataset: test videos between held-out ones"
+    )
+    parser.add_argument("--control-scores", type=Path, help="the start model's `vigil eval --scores-out` CSV")
+    parser.add_argument("--categories", type=Path, help="normal-here: event classes per range (JSON)")
+    parser.add_argument("--accept", default="bicycle", help="normal-here: the class the site accepts")
+    parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=[EXCEPTION, *MECHANISMS])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    settings = get_settings()
-    results: dict[str, Any] = {
+    if args.benchmark == "stream-dataset":
+        write_stream_dataset(args.dataset, args.model, args.fitted, args.every)
+        print(f"wrote {args.model}")
+        return 0
+    args.work = Path(tempfile.mkdtemp(prefix="bench-feedback-"))
+    unknown = set(args.mechanisms) - {EXCEPTION, *MECHANISMS}
+    if unknown:
+        parser.error(f"unknown mechanisms {sorted(unknown)}; known: {sorted(MECHANISMS)}")
+    if args.benchmark == "normal-here" and args.categories is None:
+        parser.error("normal-here needs --categories")
+    start = load_detector(args.model, "cpu")
+    if not isinstance(start, TorchDetector):
+        parser.error(f"{args.model}: PyTorch weights (.pt) needed, to learn from the labels")
+    _, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
+    labels = datasets.load_labels(args.dataset, frames)
+    if labels is None:
+        raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
+    config = hysteresis_config(get_settings().alerts)
+    report = {
+        "benchmark": args.benchmark,
         "machine": machine_info(),
         "dataset": str(args.dataset),
-        "rounds": args.rounds,
-        "k": args.k,
-        "adjacent": args.adjacent,
-        "seed": args.seed,
+        "model": str(args.model),
+        "threshold": config.threshold,
+        "cooldown_s": config.cooldown_s,
+        "rounds": ROUNDS,
+        "per_round": PER_ROUND,
+        "mechanisms": {
+            name: MECHANISMS[name].to_dict() if name in MECHANISMS else {} for name in args.mechanisms
+        },
     }
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        work = Path(tmp_dir)
-        weights = (
-            args.model.with_suffix(".pt") if args.model else cold_start_model(args.dataset, work, args.seed)
-        )
-        results["start_model"] = str(args.model) if args.model else "coldstart"
-        start = load_detector(weights, "cpu")
-        _, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
-        truth = datasets.load_labels(args.dataset, frames)
-        if truth is None:
-            raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
-        for name, with_feedback in (("feedback", True), ("control", False)):
-            trainer = SelfTrainer(
-                online_config(settings, seed=args.seed),
-                work / name,
-                model=start.model,
-                metadata=start.info.metadata,
-            )
-            results[name] = run_rounds(
-                trainer, frames, truth, args.rounds, args.k, args.adjacent, with_feedback
-            )
-    feedback, control = results["feedback"], results["control"]
-    results["gain_over_start"] = feedback[-1]["micro_auc"] - feedback[0]["micro_auc"]
-    results["gain_over_control"] = feedback[-1]["micro_auc"] - control[-1]["micro_auc"]
-    out = write_report(results, "feedback", args.out)
-    print("\n| round | with feedback | control (same cycles, no labels) | frames labelled |")
-    print("| --- | --- | --- | --- |")
-    for with_labels, without in zip(feedback, control, strict=True):
-        print(
-            f"| {with_labels['round']} | {with_labels['micro_auc']:.4f} | {without['micro_auc']:.4f} | "
-            f"{with_labels['labelled_frames']} |"
-        )
-    print(
-        f"\nafter {args.rounds} rounds: {results['gain_over_start']:+.4f} over the start, "
-        f"{results['gain_over_control']:+.4f} over the control\nwritten to {out}"
-    )
+    run = false_alerts if args.benchmark == "false-alerts" else normal_here
+    try:
+        report.update(run(args, start, frames, labels))
+    finally:
+        shutil.rmtree(args.work, ignore_errors=True)
+    print(write_report(report, f"feedback-{args.benchmark}", args.out))
     return 0
 
 

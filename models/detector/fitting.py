@@ -74,18 +74,23 @@ def coreset(cells: torch.Tensor, size: int, rng: np.random.Generator) -> torch.T
     return cells[torch.tensor(chosen)]
 
 
-def extend_coreset(chosen: torch.Tensor, cells: torch.Tensor, count: int) -> torch.Tensor:
+def extend_coreset(
+    chosen: torch.Tensor, cells: torch.Tensor, count: int, within: float | None = None
+) -> torch.Tensor:
     """`chosen` [M, C] and up to `count` rows of `cells` [N, C] added greedily, each the farthest from all
     kept so far: the k-center coreset continued from `chosen`, so that what the memory covers worst
-    enters it first and nothing it covered is lost."""
+    enters it first and nothing it covered is lost. With `within`, it stops once every cell is that
+    close to a kept one."""
     if count <= 0 or len(cells) == 0:
         return chosen
     nearest = torch.cdist(cells, chosen).amin(1)
     added: list[int] = []
     for _ in range(min(count, len(cells))):
+        if within is not None and float(nearest.max()) <= within:
+            break
         added.append(int(nearest.argmax()))
         nearest = torch.minimum(nearest, (cells - cells[added[-1]]).norm(dim=1))
-    return torch.cat([chosen, cells[torch.tensor(added)]])
+    return torch.cat([chosen, cells[torch.tensor(added)]]) if added else chosen
 
 
 def sample_cells(features: torch.Tensor, count: int, rng: np.random.Generator) -> torch.Tensor:

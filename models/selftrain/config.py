@@ -40,6 +40,23 @@ class OrdinalConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LabelLearning:
+    """How frames an operator labelled normal are learned (models/selftrain/feedback.py)."""
+
+    max_frames: int = 64  # labelled frames looked at per cycle (evenly spread): bounds its time and memory
+    max_cells: int = 2048  # most cells they add to the appearance memory
+    reach_quantile: float = 0.5  # of the memory's own spacing: labelled cells farther than it join the memory
+    # the normal speed raised where the labelled frames moved fastest: off, it silences other events there
+    motion_exception: bool = False
+    motion_peak_share: float = 0.5  # of a labelled frame's peak speed above normal: its hot spots
+    motion_spread: int = 9  # pixels around where that speed was seen
+    motion_margin: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 MiningPolicy = Literal["localized", "paper"]
 
 
@@ -80,6 +97,7 @@ class SelfTrainConfig:
     # the ordinal scoring head: added once operators have labelled an anomaly (or always, or never)
     ordinal_head: Literal["labels", "always", "never"] = "labels"
     ordinal: OrdinalConfig = field(default_factory=OrdinalConfig)
+    labels: LabelLearning = field(default_factory=LabelLearning)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from models.selftrain.adaptation import (
     refit_statistics,
 )
 from models.selftrain.config import MinedSet, SelfTrainConfig, Window
+from models.selftrain.feedback import learn_labelled_normal
 from models.selftrain.mining import WindowEvidence, mine, window_evidence
 from models.selftrain.ordinal import cell_examples, train_ordinal, with_ordinal
 from models.selftrain.validation import Validation, validate
@@ -187,6 +188,11 @@ def _adapted_candidates(
         adaptation["cells_offered"] = adapt_appearance(adapted, window, mined, config, rng)
     if adapted.prediction is not None:
         adaptation["prediction"] = fine_tune_prediction(adapted, window, mined, replay, config, rng)
+    labelled_normal = np.flatnonzero(window.labels == 0) if window.labels is not None else np.empty(0, int)
+    if len(labelled_normal):
+        # what an operator said is normal is learned whatever the mining made of it
+        clips = window.clips(labelled_normal, adapted.config.history)
+        adaptation["labelled_normal"] = learn_labelled_normal(adapted, clips, config.labels)
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
     if adapted.appearance is not None and (

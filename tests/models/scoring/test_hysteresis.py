@@ -1,3 +1,7 @@
+import itertools
+
+import numpy as np
+
 from models.scoring.hysteresis import Hysteresis, HysteresisConfig, episodes
 
 CONFIG = HysteresisConfig(threshold=0.5, start_frames=3, end_frames=2, update_interval_s=0.0)
@@ -29,3 +33,17 @@ def test_a_run_within_the_cooldown_rejoins_the_last_episode() -> None:
 
 def test_no_alert_from_short_spikes() -> None:
     assert episodes([0.9, 0.9, 0.1, 0.9, 0.1], CONFIG, fps=10) == []
+
+
+def test_one_camera_s_alerts_never_overlap_in_time() -> None:
+    """One machine per camera, one episode open at a time: an over-run while one is open extends it, so
+    there is nothing to merge (with or without the cooldown)."""
+    rng = np.random.default_rng(0)
+    runs = rng.integers(1, 40, 300)  # runs over and under the threshold, short and long
+    scores = np.repeat(np.tile([0.8, 0.2], 150), runs) + rng.normal(0, 0.05, runs.sum())
+    for cooldown in (0.0, 2.0):
+        found = episodes(scores, HysteresisConfig(0.5, 3, 10, 0.0, cooldown_s=cooldown), fps=10)
+        assert len(found) > 10
+        for before, after in itertools.pairwise(found):
+            assert before.last_seq < after.start_seq and before.end_ts is not None
+            assert before.end_ts <= after.start_ts

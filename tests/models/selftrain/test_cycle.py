@@ -122,6 +122,19 @@ def test_cycle_adapts_validates_and_reports(tiny_model: TorchDetector, streams: 
         assert set(result.metadata["stream_stats"]) == set(current.info.streams)
 
 
+def test_a_cycle_learns_the_frames_labelled_normal_whole(tiny_model: TorchDetector) -> None:
+    window = two_cameras()
+    labels = np.full(len(window), -1)
+    labels[40:50] = 0  # the racing square of the first camera, which an operator marked normal
+    result = run_cycle(
+        tiny_model.model, tiny_model.info.metadata, tiny_model, replace(window, labels=labels), [], CONFIG
+    )
+    learned = result.report["training"]["labelled_normal"]  # cells the mining's memory update left uncovered
+    assert learned["frames"] == 10 and learned["cells_added"] >= 0 and "motion_pixels_raised" not in learned
+    if result.model is not None:  # an accepted candidate remembers them
+        assert result.model.config.bank_size == TINY_DETECTOR.bank_size + learned["cells_added"]
+
+
 @pytest.mark.parametrize("site_changed", [True, False])
 def test_a_fresh_fit_competes_only_where_the_site_no_longer_looks_like_the_footage(
     tiny_model: TorchDetector, site_changed: bool

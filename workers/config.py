@@ -101,7 +101,18 @@ class InferenceSettings(BaseModel):
 
 class AlertSettings(BaseModel):
     threshold: float = Field(
-        0.5, gt=0, lt=1, description="Normalized score above which a frame counts as anomalous."
+        0.35,
+        gt=0,
+        lt=1,
+        description="Normalized score of a learned model above which a frame counts as anomalous (chosen on "
+        "UCSD Ped1 and Ped2 together: see the README's Alert quality).",
+    )
+    baseline_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="The same while a site has no learned model and the motion baseline scores (nothing "
+        "learned: its scores are normalized by the stream's own statistics, and page more at a lower one).",
     )
     start_frames: int = Field(3, ge=1, description="Consecutive anomalous frames that open an alert.")
     end_frames: int = Field(10, ge=1, description="Consecutive normal frames that close an alert.")
@@ -355,11 +366,13 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def hysteresis_config(alerts: AlertSettings, threshold: float | None = None) -> HysteresisConfig:
-    """The alert hysteresis of the settings at a threshold (a camera's or a model's, else the setting's);
-    the inference worker and `vigil eval` use the same."""
+def hysteresis_config(
+    alerts: AlertSettings, threshold: float | None = None, learned: bool = True
+) -> HysteresisConfig:
+    """The alert hysteresis of the settings at a threshold (a camera's or a model's, else the setting's for
+    a learned model or for the motion baseline); the inference worker and `vigil eval` use the same."""
     return HysteresisConfig(
-        threshold=threshold or alerts.threshold,
+        threshold=threshold or (alerts.threshold if learned else alerts.baseline_threshold),
         start_frames=alerts.start_frames,
         end_frames=alerts.end_frames,
         update_interval_s=alerts.update_interval_s,

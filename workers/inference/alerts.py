@@ -25,6 +25,12 @@ class AlertTracker:
         self.last_alert: Alert | None = None  # the last closed alert, which one within the cooldown rejoins
         self.last_event_ts = 0.0
 
+    def retuned(self, config: HysteresisConfig) -> AlertTracker:
+        """This tracker, its open alert and counts kept, deciding by `config` from now on (a new model's
+        threshold)."""
+        self.config = self.hysteresis.config = config
+        return self
+
     def update(self, seq: int, ts: float, score: float, model: str) -> list[tuple[AlertEventType, Alert]]:
         decided = self.hysteresis.step(seq, ts, score)
         if self.alert is not None and self.hysteresis.episode is not None:

@@ -29,6 +29,7 @@ import numpy as np
 import redis
 
 from models.detector.base import Detector
+from models.detector.motion import MotionBaseline
 from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
 from models.scoring.camera import CameraStream
 from workers.bus import keys
@@ -203,7 +204,10 @@ class InferenceWorker(WorkerProcess):
     def _new_slot(self, config: keys.CameraConfig) -> CameraSlot:
         info = self.detector.info
         zones = [zone.points for zone in config.ignore_zones]
-        hysteresis = hysteresis_config(self.settings.alerts, config.threshold or self.model_threshold)
+        learned = not isinstance(self.detector, MotionBaseline)
+        hysteresis = hysteresis_config(
+            self.settings.alerts, config.threshold or self.model_threshold, learned
+        )
         return CameraSlot(
             config=config,
             stream=CameraStream(info),
@@ -242,11 +246,11 @@ class InferenceWorker(WorkerProcess):
             self.drop(camera, release=True)
 
     def swap_detector(self, detector: Detector) -> None:
-        """Between batches: new streams for the new model (its own input size and calibration)."""
+        """Between batches: new streams for the new model (its input size, calibration); open alerts go on."""
         self.detector = detector
         for camera, slot in list(self.slots.items()):
             fresh = self._new_slot(slot.config)
-            fresh.tracker, fresh.read_id = slot.tracker, slot.read_id
+            fresh.tracker, fresh.read_id = slot.tracker.retuned(fresh.tracker.config), slot.read_id
             fresh.last_seq, fresh.dropped = slot.last_seq, slot.dropped
             self.slots[camera] = fresh
         log.info("now serving model %s (%s)", detector.info.version, detector.info.kind)

@@ -61,3 +61,20 @@ def test_the_cooldown_survives_a_state_round_trip() -> None:
     second.load_state_dict(first.state_dict())
     events = second.update(3, 0.3, 0.9, "m1")
     assert [(kind, alert.id) for kind, alert in events] == [("update", opened[0][2].id)]
+
+
+def test_a_retuned_tracker_keeps_its_open_alert_and_decides_at_the_new_threshold() -> None:
+    tracker = AlertTracker("cam", CONFIG)
+    opened = feed(tracker, [0.9, 0.9, 0.9])
+    assert tracker.retuned(HysteresisConfig(0.3, 3, 2, update_interval_s=0.0)) is tracker
+    events = [kind for seq in (3, 4, 5) for kind, _ in tracker.update(seq, seq * 0.1, 0.4, "m2")]
+    assert "end" not in events and tracker.alert is not None and tracker.alert.id == opened[0][2].id
+
+
+def test_the_motion_baseline_pages_at_its_own_threshold() -> None:
+    from workers.config import AlertSettings, hysteresis_config
+
+    alerts = AlertSettings()
+    assert hysteresis_config(alerts).threshold == alerts.threshold
+    assert hysteresis_config(alerts, learned=False).threshold == alerts.baseline_threshold
+    assert hysteresis_config(alerts, 0.7, learned=False).threshold == 0.7  # a camera's or a model's own

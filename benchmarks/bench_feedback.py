@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import shutil
 import sys
@@ -43,6 +42,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from benchmarks.bench_alerts import read_scores  # noqa: E402
 from benchmarks.harness import write_report  # noqa: E402
 from models.detector.base import Detector  # noqa: E402
 from models.detector.export import model_metadata, save_detector  # noqa: E402
@@ -66,14 +66,6 @@ MECHANISMS = {
     "memory+motion": LabelLearning(motion_exception=True),
 }
 EXCEPTION = "exception"  # measured here only: see Exceptions
-
-
-def read_scores(path: Path) -> dict[str, VideoScores]:
-    rows: dict[str, list[float]] = {}
-    with path.open() as source:
-        for row in csv.DictReader(source):
-            rows.setdefault(row["video"], []).append(float(row["score"]))
-    return {name: VideoScores(raw=np.array(s), scores=np.array(s)) for name, s in rows.items()}
 
 
 def overlaps(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:

@@ -166,15 +166,18 @@ def gray_frame(fields: dict[bytes, bytes]) -> np.ndarray:
 
 
 @pytest.fixture
-def start_inference(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]]:
-    """Start inference workers (motion baseline, short leases) on threads; all stopped after the test."""
+def start_inference(redis_url: str) -> Iterator[Callable[..., InferenceWorker]]:
+    """Start inference workers (motion baseline, short leases) on threads, on the test's Redis or the one at
+    `url` (a cluster); all stopped after the test."""
     from tests.workers.inference.test_worker import HEIGHT, WIDTH, settings_for_test
 
     started: list[tuple[InferenceWorker, threading.Thread]] = []
 
-    def start(worker_id: str) -> InferenceWorker:
+    def start(worker_id: str, url: str | None = None) -> InferenceWorker:
         detector = MotionBaseline(HEIGHT, WIDTH)
-        worker = InferenceWorker(settings_for_test(), redis_url, worker_id=worker_id, detector=detector)
+        worker = InferenceWorker(
+            settings_for_test(), url or redis_url, worker_id=worker_id, detector=detector
+        )
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         started.append((worker, thread))
@@ -183,4 +186,5 @@ def start_inference(redis_url: str) -> Iterator[Callable[[str], InferenceWorker]
     yield start
     for worker, thread in started:
         worker.stop()
-        thread.join(10)
+        thread.join(15)
+        assert not thread.is_alive(), "an inference worker did not stop"

@@ -14,15 +14,11 @@ import numpy as np
 import pytest
 import redis
 
-from models.detector.motion import MotionBaseline
 from tests.redis_cluster import RedisClusterNodes, start_redis_cluster
 from tests.workers.inference.test_worker import (
-    HEIGHT,
-    WIDTH,
     add_camera,
     frame_message,
     scene,
-    settings_for_test,
     wait_for,
     write_frames,
 )
@@ -36,25 +32,6 @@ pytestmark = pytest.mark.cluster
 CAMERAS = [f"cam{i}" for i in range(6)]
 
 
-@pytest.fixture
-def start_cluster_inference() -> Iterator[Callable[[str, str], InferenceWorker]]:
-    started: list[tuple[InferenceWorker, threading.Thread]] = []
-
-    def start(url: str, worker_id: str) -> InferenceWorker:
-        detector = MotionBaseline(HEIGHT, WIDTH)
-        worker = InferenceWorker(settings_for_test(), url, worker_id=worker_id, detector=detector)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.stop()
-        thread.join(15)
-        assert not thread.is_alive(), "an inference worker did not stop"
-
-
 def scored(client: redis.Redis, camera: str) -> list[int]:
     return [int(fields[b"seq"]) for _, fields in client.xrange(keys.scores_stream(camera))]
 
@@ -66,7 +43,7 @@ def dropped(client: redis.Redis, camera: str) -> int:
 def test_cameras_on_every_master_are_scored_once_with_their_alerts(
     redis_cluster_nodes: RedisClusterNodes,
     redis_cluster_url: str,
-    start_cluster_inference: Callable[[str, str], InferenceWorker],
+    start_inference: Callable[..., InferenceWorker],
 ) -> None:
     client = connect(redis_cluster_url)
     nodes = {redis_cluster_nodes.port_of(keys.frames_stream(camera)) for camera in CAMERAS}
@@ -74,8 +51,8 @@ def test_cameras_on_every_master_are_scored_once_with_their_alerts(
     for index, camera in enumerate(CAMERAS):
         add_camera(client, camera)
         write_frames(client, camera, anomalous=range(40, 60), count=90, seed=index)
-    start_cluster_inference(redis_cluster_url, "wa")
-    start_cluster_inference(redis_cluster_url, "wb")
+    start_inference("wa", redis_cluster_url)
+    start_inference("wb", redis_cluster_url)
     for camera in CAMERAS:
         wait_for(lambda camera=camera: len(scored(client, camera)) >= 90, 60)
     time.sleep(0.5)
@@ -161,7 +138,7 @@ def own_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
 
 
 def test_a_master_killed_mid_stream_fails_over_and_nothing_is_scored_twice(
-    own_cluster: RedisClusterNodes, start_cluster_inference: Callable[[str, str], InferenceWorker]
+    own_cluster: RedisClusterNodes, start_inference: Callable[..., InferenceWorker]
 ) -> None:
     nodes = own_cluster
     client = connect(nodes.url)
@@ -172,7 +149,7 @@ def test_a_master_killed_mid_stream_fails_over_and_nothing_is_scored_twice(
     frames = 200
     writer = FrameWriter(nodes.url, cameras, frames, fps=40)
     writer.start()
-    start_cluster_inference(nodes.url, "survivor")
+    start_inference("survivor", nodes.url)
     wait_for(lambda: writer.written >= frames // 3, 30)
     victim = nodes.port_of(keys.frames_stream(cameras[0]))
     # Writes the master acknowledges but its replica never gets: the replica stops reading its replication

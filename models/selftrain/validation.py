@@ -68,7 +68,8 @@ def validate(
     """
     history = current.info.history
     held_out = window.clips(mined.validation, history)
-    normal_clips = anchors if anchors is not None and len(anchors) else held_out
+    anchored = anchors is not None and len(anchors) > 0
+    normal_clips = anchors if anchored else held_out
     rng = np.random.default_rng(config.seed + 1)
     pasted = normal_clips.copy()
     sampler = ClipSampler([window.frames], history, PseudoAnomalyConfig(), rng)
@@ -76,14 +77,10 @@ def validate(
         sampler.paste_patch(clip, include_current=True)
     abnormal = np.flatnonzero(mined.abnormal)
     anomalies = window.clips(abnormal[:: max(1, len(abnormal) // 200)], history)
-    metrics: dict[str, float] = (
-        {"anchor_clips": float(len(normal_clips))} if normal_clips is not held_out else {}
-    )
+    metrics: dict[str, float] = {"anchor_clips": float(len(normal_clips))} if anchored else {}
     for name, detector in (("current", current), ("candidate", candidate)):
         held_out_raw = clip_raw_scores(detector, held_out)
-        normal_z = model_z(
-            detector, clip_raw_scores(detector, normal_clips) if anchors is not None else held_out_raw
-        )
+        normal_z = model_z(detector, clip_raw_scores(detector, normal_clips) if anchored else held_out_raw)
         pseudo_z = model_z(detector, clip_raw_scores(detector, pasted))
         abnormal_z = model_z(detector, clip_raw_scores(detector, anomalies))
         if not all(np.isfinite(z).all() for z in (normal_z, pseudo_z, abnormal_z, held_out_raw)):

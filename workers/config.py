@@ -213,6 +213,12 @@ class RetrainSettings(BaseModel):
         OnlineConfig.adaptive_threshold,
         description="Alert/mining threshold from the models' consensus once it settles.",
     )
+    rebase_z: float = Field(
+        OnlineConfig.rebase_z,
+        ge=0,
+        description="A model that finds the quietest quarter of a window above this z does not know the "
+        "site and is replaced by a fresh cold start (0: never).",
+    )
     ordinal_head: Literal["labels", "always", "never"] = Field(
         SelfTrainConfig.ordinal_head,
         description="The ordinal scoring head: added once operators label an anomaly, always, or never.",
@@ -414,5 +420,6 @@ def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
         coldstart_frames=settings.coldstart_frames,
         coldstart_min_frames=settings.coldstart_min_frames,
         adaptive_threshold=settings.adaptive_threshold,
+        rebase_z=settings.rebase_z,
         detector=all_settings.detector.config(analysis.height, analysis.width),
     )

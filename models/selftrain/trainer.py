@@ -19,6 +19,7 @@ import numpy as np
 from models.detector.base import Detector
 from models.detector.export import save_detector
 from models.detector.fitting import FitConfig
+from models.detector.motion import MotionBaseline
 from models.detector.runtime import load_detector
 from models.detector.scores import ScoreCalibration, raw_scores
 from models.detector.streams import DetectorConfig, DetectorNet
@@ -27,6 +28,7 @@ from models.selftrain.config import OnlineConfig, Window
 from models.selftrain.cycle import CycleResult, run_cycle
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
 from models.selftrain.thresholds import ConsensusThreshold
+from models.selftrain.validation import clip_raw_scores
 
 
 def concat_windows(windows: list[Window]) -> Window:
@@ -133,13 +135,26 @@ class SelfTrainer:
     def cold_start(self, window: Window, config: DetectorConfig, scored_by: Detector) -> CycleResult:
         """A first model fitted to a camera's own frames, without labels: the frames the detector that
         scored the window (the motion baseline) finds confidently normal, mined as in a cycle."""
+        return self._fit_first(
+            window, config, scored_by, "first model fitted to the camera's own confidently normal footage"
+        )
+
+    def _fit_first(
+        self,
+        window: Window,
+        config: DetectorConfig,
+        scored_by: Detector,
+        reason: str,
+        report: dict[str, Any] | None = None,
+    ) -> CycleResult:
+        """A model fitted afresh to the frames `scored_by` finds confidently normal; it becomes current."""
         from models.detector.fitting import train_detector
 
         started = time.monotonic()
         selftrain = self.config.selftrain
         mined = mine(window, window_evidence(scored_by, window), selftrain)
         normal = np.flatnonzero(mined.normal)
-        report: dict[str, Any] = {"cold_start": True, "window_frames": len(window), "mined": mined.counts()}
+        report = {**(report or {}), "cold_start": True, "window_frames": len(window), "mined": mined.counts()}
         if len(normal) < self.config.coldstart_min_frames:
             report["seconds"] = round(time.monotonic() - started, 2)
             reason = (
@@ -153,27 +168,78 @@ class SelfTrainer:
         trained = train_detector(
             videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
         )
-        metadata = {**trained.metadata, "parent": None}
+        parent = self.metadata["version"] if self.metadata is not None else None
+        metadata = {**trained.metadata, "parent": parent}
         self.serving = self._materialize(trained.detector.model, metadata)
         self.model, self.metadata = trained.detector.model, metadata
+        # what was remembered belongs to the model replaced: its replay and its threshold's scale
+        self.replay, self.reference, self.consensus, self.reference_raw = [], None, None, []
         self._remember_normal(window, normal)
         self._update_consensus(window)
         report["seconds"] = round(time.monotonic() - started, 2)
-        return CycleResult(
-            True,
-            "first model fitted to the camera's own confidently normal footage",
-            report,
-            self.model,
-            metadata,
-            mined.normal,
-            mined.abnormal,
+        return CycleResult(True, reason, report, self.model, metadata, mined.normal, mined.abnormal)
+
+    def quiet_z(self, detector: Detector, window: Window) -> float:
+        """How far from normal `detector` finds the quietest quarter of the window: the first quartile
+        of its own z (without the level a swap holds) over every `rebase_stride`-th frame."""
+        picks = np.arange(0, len(window), max(1, self.config.rebase_stride))
+        raw = clip_raw_scores(detector, window.clips(picks, detector.info.history))
+        calibration = replace(ScoreCalibration.from_dict(detector.info.metadata["calibration"]), level=0.0)
+        return float(np.quantile(calibration.z(raw), 0.25))
+
+    def _foreign(self, window: Window) -> float | None:
+        """The quiet quarter's z when the model in service does not know the site (None when it does)."""
+        if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.coldstart_frames:
+            return None
+        z = self.quiet_z(self.serving, window)
+        return z if z > self.config.rebase_z else None
+
+    def rebase(self, window: Window, quiet_z: float) -> CycleResult:
+        """The model in service replaced by one fitted afresh as a cold start fits it: mining the model's
+        own scores would keep little but its blind spots (on Ped1 under the Ped2 model, 14-113 frames a
+        window mined normal, 26-77% of them normal); the motion baseline assumes nothing of the scene. The
+        new model must find the window's quiet quarter normal (z at most `refit_normal_z`)."""
+        assert self.model is not None and self.metadata is not None and self.serving is not None
+        kept = (self.model, self.metadata, self.serving, self.replay, self.reference)
+        kept_threshold = (self.consensus, self.reference_raw)
+        structure = replace(
+            self.model.config, streams=tuple(s for s in self.model.config.streams if s != "ordinal")
         )
+        baseline = MotionBaseline(structure.height, structure.width)
+        result = self._fit_first(
+            window,
+            structure,
+            baseline,
+            f"model replaced: its quietest quarter of the window scored z {quiet_z:.1f} "
+            f"(over {self.config.rebase_z:g}); a first model fitted to the site's confidently normal footage",
+            {"rebase": True, "parent": kept[1]["version"], "quiet_z": round(quiet_z, 3)},
+        )
+        if not result.accepted:
+            return result
+        fitted_z = self.quiet_z(self.serving, window)
+        result.report["fitted_quiet_z"] = round(fitted_z, 3)
+        if fitted_z > self.config.selftrain.refit_normal_z:
+            for path in self.model_paths():
+                path.unlink(missing_ok=True)
+            self.model, self.metadata, self.serving, self.replay, self.reference = kept
+            self.consensus, self.reference_raw = kept_threshold
+            return replace(
+                result,
+                accepted=False,
+                reason=f"a fresh fit does not know the site either (quiet quarter z {fitted_z:.1f})",
+                model=None,
+                metadata=None,
+            )
+        return result
 
     def cycle(self, window: Window) -> CycleResult:
         """One self-training cycle; an accepted candidate is written, loaded back and becomes current."""
         from models.detector.runtime import InvalidModelError
 
         assert self.model is not None and self.metadata is not None and self.serving is not None
+        quiet_z = self._foreign(window)
+        if quiet_z is not None:
+            return self.rebase(window, quiet_z)
         result = run_cycle(
             self.model,
             self.metadata,

@@ -1,0 +1,84 @@
+"""The trainer a site keeps: a model that does not know the site is replaced as a cold start replaces no
+model, and a fresh fit that does not know it either is refused with the old model kept."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.detector.runtime import TorchDetector, load_detector
+from models.selftrain.config import OnlineConfig, Window
+from models.selftrain.trainer import SelfTrainer, concat_windows
+from tests.models.conftest import TINY_DETECTOR, synthetic_video
+from tests.models.selftrain.test_cycle import CONFIG, fitted
+
+
+@pytest.fixture(scope="module")
+def site_model() -> TorchDetector:
+    return fitted(TINY_DETECTOR)
+
+
+def site_window(frames: int = 120, seed: int = 11) -> Window:
+    rng = np.random.default_rng(seed)
+    windows = [Window(synthetic_video(frames // 2, rng), np.zeros(frames // 2, dtype=int)) for _ in range(2)]
+    return concat_windows(windows)
+
+
+def trainer_with(model: TorchDetector, tmp_path: Path, **online: float) -> SelfTrainer:
+    config = OnlineConfig(
+        selftrain=CONFIG, coldstart_frames=100, coldstart_min_frames=20, detector=TINY_DETECTOR, **online
+    )
+    metadata = {**model.info.metadata, "version": "site-model"}
+    return SelfTrainer(config, tmp_path, model=model.model, metadata=metadata)
+
+
+def test_a_scene_the_model_never_saw_scores_its_quiet_quarter_higher(site_model: TorchDetector) -> None:
+    trainer = trainer_with(site_model, Path("."))
+    own = trainer.quiet_z(site_model, site_window())
+    foreign = site_window()
+    # another scene: the picture turned round and its contrast reversed, noisier, a crowd of blobs racing
+    rng = np.random.default_rng(2)
+    frames = 255 - foreign.frames[:, ::-1, ::-1]
+    frames = np.clip(frames + rng.normal(0, 25, frames.shape), 0, 255).astype(np.uint8)
+    assert trainer.quiet_z(site_model, replace(foreign, frames=frames)) > own + 1.0
+
+
+def test_a_model_that_does_not_know_the_site_is_replaced_by_a_fresh_cold_start(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    trainer = trainer_with(site_model, tmp_path, rebase_z=-100.0)  # every window counts as foreign
+    trainer.replay = [site_window().frames[:10]]
+    result = trainer.cycle(site_window(seed=12))
+    assert result.accepted, result.reason
+    assert result.report["rebase"] and result.report["parent"] == "site-model"
+    assert "model replaced" in result.reason and result.metadata is not None
+    assert result.metadata["parent"] == "site-model" and trainer.metadata is result.metadata
+    assert sum(len(run) for run in trainer.replay) == int(result.mined_normal.sum())  # the old replay is gone
+    onnx_path, pt_path = trainer.model_paths()
+    assert onnx_path.is_file() and pt_path.is_file()
+    reloaded = load_detector(pt_path, "cpu", 1)
+    assert reloaded.info.metadata["parent"] == "site-model"
+
+
+def test_a_fresh_fit_that_does_not_know_the_site_either_is_refused(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    trainer = trainer_with(site_model, tmp_path, rebase_z=-100.0)
+    trainer.config = replace(trainer.config, selftrain=replace(CONFIG, refit_normal_z=-100.0))
+    serving = trainer.serving
+    result = trainer.cycle(site_window(seed=12))
+    assert not result.accepted and "does not know the site either" in result.reason
+    assert trainer.metadata is not None and trainer.metadata["version"] == "site-model"
+    assert trainer.serving is serving
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site-model.onnx", "site-model.pt"]
+
+
+def test_a_model_that_knows_the_site_is_not_replaced(site_model: TorchDetector, tmp_path: Path) -> None:
+    never = trainer_with(site_model, tmp_path, rebase_z=0.0)
+    assert never._foreign(site_window()) is None
+    (tmp_path / "short").mkdir()
+    short = trainer_with(site_model, tmp_path / "short", rebase_z=-100.0)
+    assert short._foreign(site_window(frames=60)) is None  # fewer frames than a cold start needs

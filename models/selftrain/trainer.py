@@ -8,6 +8,7 @@ scores cameras, for `vigil eval --mode online|coldstart`. Both run the same cycl
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,6 +30,8 @@ from models.selftrain.cycle import CycleResult, run_cycle
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.validation import clip_raw_scores
+
+log = logging.getLogger(__name__)
 
 
 def concat_windows(windows: list[Window]) -> Window:
@@ -214,6 +217,7 @@ class SelfTrainer:
             f"(over {self.config.rebase_z:g}); a first model fitted to the site's confidently normal footage",
             {"rebase": True, "parent": kept[1]["version"], "quiet_z": round(quiet_z, 3)},
         )
+        log.info("model %s does not know the site: %s", kept[1]["version"], result.reason)
         if not result.accepted:
             return result
         fitted_z = self.quiet_z(self.serving, window)

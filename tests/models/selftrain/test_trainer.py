@@ -35,8 +35,10 @@ def trainer_with(model: TorchDetector, tmp_path: Path, **online: float) -> SelfT
     return SelfTrainer(config, tmp_path, model=model.model, metadata=metadata)
 
 
-def test_a_scene_the_model_never_saw_scores_its_quiet_quarter_higher(site_model: TorchDetector) -> None:
-    trainer = trainer_with(site_model, Path("."))
+def test_a_scene_the_model_never_saw_scores_its_quiet_quarter_higher(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    trainer = trainer_with(site_model, tmp_path)
     own = trainer.quiet_z(site_model, site_window())
     foreign = site_window()
     # another scene: the picture turned round and its contrast reversed, noisier, a crowd of blobs racing

@@ -121,11 +121,12 @@ class OnlineConfig:
     coldstart_min_frames: int = 200  # confidently normal frames among them needed to fit it
     reference_frames: int = 1000  # fixed frames every model scores for the consensus threshold
     adaptive_threshold: bool = True
-    # a model that finds even the quietest quarter of a window this far from normal (its own z, every
-    # `rebase_stride`-th frame) does not know the site: it is replaced as a cold start replaces no model
-    # (0: never). Ped1 under the Ped2 model 6.2; the models' own test streams 0.0 (Ped1) and 2.4 (Ped2,
-    # three quarters abnormal), upside-down copies 3.2-3.7 (a fresh fit from the model's own mining serves
-    # those)
+    # a model that finds even the quietest quarter of a window of at least `coldstart_frames` this far
+    # from normal (its own z, every `rebase_stride`-th frame) does not know the site: it is replaced as a
+    # cold start replaces no model (0: never). Windows of 1800-3000 frames of Ped1 under the Ped2 model:
+    # 5.9-7.1; the models' own test streams: Ped1 -0.1-0.1, Ped2 (mostly abnormal) 3.0; upside-down copies
+    # under their scene's model 3.3-4.4 (the cycle's fresh fit serves those; 5.3-5.8 on Ped1's first
+    # 600-1200 frames, too few to judge by)
     rebase_z: float = 5.0
     rebase_stride: int = 10
 

@@ -224,15 +224,15 @@ def _alerts(
     dataset: Path,
     scores: dict[str, Any],
     labels: dict[str, Any] | None,
-    threshold: float | None,
+    adaptive: float | None,
 ) -> dict[str, Any] | None:
-    """The alerts the service raises on the served scores (at the model's adaptive threshold when it has
+    """The alerts the service raises on the served scores (with the model's adaptive threshold when it has
     one, as the worker does): printed, written to --alerts-out, and their event metrics returned."""
     from models.evaluation.events import write_alerts_csv
     from models.evaluation.jobs import alert_quality
 
     events, alerts = alert_quality(
-        dataset, scores, labels, hysteresis_config(get_settings().alerts, threshold)
+        dataset, scores, labels, hysteresis_config(get_settings().alerts, adaptive=adaptive)
     )
     _print_events("", events)
     if args.alerts_out:

@@ -25,7 +25,6 @@ from models.selftrain.adaptation import adapt_appearance, adapt_motion, refit_st
 from models.selftrain.config import MinedSet, MiningParams, OnlineConfig, SelfTrainConfig, Window
 from models.selftrain.cycle import run_cycle
 from models.selftrain.mining import mine, window_evidence
-from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.trainer import SelfTrainer, concat_windows
 from models.selftrain.validation import Validation, clip_raw_scores, model_z, validate
 from tests.models.conftest import HEIGHT, TINY_DETECTOR, TINY_PREDICTING, WIDTH, synthetic_video
@@ -311,18 +310,3 @@ def test_a_mined_set_full_of_the_anomaly_is_caught_against_the_model_s_own_foota
     assert kept(anchored) < kept(blind) - 0.05
     unchanged = validate(tiny_model, tiny_model, window, mined, CONFIG, None, tiny_model.model.anchors)
     assert unchanged.accepted and kept(unchanged) == pytest.approx(1.0)
-
-
-def test_a_settled_adaptive_threshold_bounds_mining_at_0_5_not_alerts(
-    tiny_model: TorchDetector, tmp_path: Path
-) -> None:
-    trainer = SelfTrainer(OnlineConfig(selftrain=CONFIG), tmp_path)
-    trainer.serving = tiny_model
-    assert trainer.alert_threshold() is None and trainer.mining_threshold() is None  # not settled
-    calibration = ScoreCalibration.from_dict(tiny_model.info.metadata["calibration"])
-    z = 4.0 + 2.0 * np.log(0.3 / 0.7)  # served as 0.3 (ScorerConfig: z 4 is 0.5, width 2)
-    trainer.consensus = ConsensusThreshold(items=10, stopped=True)
-    trainer.reference_raw = [np.full(10, calibration.median + calibration.scale * (z - calibration.level))]
-    # alerts: the service bounds it below by its configured threshold (workers/config.hysteresis_config)
-    assert trainer.alert_threshold() == pytest.approx(0.3)
-    assert trainer.mining_threshold() == 0.5  # never so low that normal frames are mined as abnormal

@@ -329,7 +329,8 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
 
             save_detector(trainer.model, trainer.metadata, Path(args.save_model))
         served = test_streamed or final_scores
-        report["events"] = _alerts(args, dataset, served, labels, trainer.alert_threshold())
+        report["adaptive_threshold"] = trainer.alert_threshold()  # None: the consensus has not settled
+        report["events"] = _alerts(args, dataset, served, labels, report["adaptive_threshold"])
     report["metrics"] = report.get("streamed_metrics") or report["final_metrics"]
     report["timings"] = {"frames": sum(len(f) for f in stream.values())}
     return report

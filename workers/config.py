@@ -125,6 +125,16 @@ class AlertSettings(BaseModel):
         description="A new alert within this many seconds of the last one's end on the same camera joins it "
         "(an update, no second page). 0: only alerts that overlap or touch are merged.",
     )
+    cusum_reference: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Page's CUSUM also opens an alert on weak but sustained evidence: the sum of each frame's "
+        "score minus this (never below 0) reaching cusum_limit (see the README's Alert quality).",
+    )
+    cusum_limit: float = Field(
+        0.0, ge=0, description="The CUSUM's decision interval; 0: the threshold rule alone opens alerts."
+    )
 
 
 class RetrainSettings(BaseModel):
@@ -373,16 +383,26 @@ def get_settings() -> Settings:
 
 
 def hysteresis_config(
-    alerts: AlertSettings, threshold: float | None = None, learned: bool = True
+    alerts: AlertSettings,
+    threshold: float | None = None,
+    learned: bool = True,
+    adaptive: float | None = None,
 ) -> HysteresisConfig:
-    """The alert hysteresis of the settings at a threshold (a camera's or a model's, else the setting's for
-    a learned model or for the motion baseline); the inference worker and `vigil eval` use the same."""
+    """The alert hysteresis of the settings at a threshold: a camera's own, else the setting's for a learned
+    model or for the motion baseline. A learned model's adaptive threshold (the consensus of self-trained
+    models) raises a learned model's, never lowers it. The inference worker and `vigil eval` use the same."""
+    if threshold is None:
+        threshold = alerts.threshold if learned else alerts.baseline_threshold
+        if learned and adaptive is not None:
+            threshold = max(threshold, adaptive)
     return HysteresisConfig(
-        threshold=threshold or (alerts.threshold if learned else alerts.baseline_threshold),
+        threshold=threshold,
         start_frames=alerts.start_frames,
         end_frames=alerts.end_frames,
         update_interval_s=alerts.update_interval_s,
         cooldown_s=alerts.cooldown_s,
+        cusum_reference=alerts.cusum_reference,
+        cusum_limit=alerts.cusum_limit,
     )
 
 

@@ -96,20 +96,27 @@ class SelfTrainer:
     # ------------------------------------------------------------ threshold
     def mining_threshold(self) -> float | None:
         """eta_s from the consensus once it has settled (None: the configured constant)."""
-        if not self.config.adaptive_threshold or self.consensus is None or not self.consensus.stopped:
+        if not self.config.adaptive_threshold:
             return None
-        return self.alert_threshold(with_level=False)  # mining reads scores without the level
+        score = self._consensus_score(with_level=False)  # mining reads scores without the level
+        # never so low that normal frames are mined as abnormal
+        return None if score is None else float(np.clip(score, 0.5, 0.95))
 
-    def alert_threshold(self, with_level: bool = True) -> float | None:
-        """The served score at which a frame enters the consensus anomaly set (None before it settles)."""
+    def alert_threshold(self) -> float | None:
+        """The served score at which a frame enters the consensus anomaly set (None before it settles). The
+        service never alerts under its configured threshold for learned models (workers/config.py,
+        hysteresis_config), which was chosen on event metrics: this one may raise the bar, not lower it."""
+        score = self._consensus_score(with_level=True)
+        return None if score is None else min(score, 0.95)
+
+    def _consensus_score(self, with_level: bool) -> float | None:
         if self.consensus is None or not self.consensus.stopped or self.serving is None:
             return None
         calibration = ScoreCalibration.from_dict(self.serving.info.metadata["calibration"])
         if not with_level:
             calibration = replace(calibration, level=0.0)
         z = calibration.z(self.consensus.score_threshold(self.reference_raw[-1]))
-        score = float(score_of_z(np.float64(z), ScorerConfig()))
-        return float(np.clip(score, 0.5, 0.95))  # never so low that normal frames are mined as abnormal
+        return float(score_of_z(np.float64(z), ScorerConfig()))
 
     def _update_consensus(self, window: Window) -> None:
         assert self.serving is not None

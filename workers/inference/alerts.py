@@ -106,6 +106,7 @@ class AlertTracker:
         machine = self.hysteresis
         machine.over = 0
         machine.run_start = machine.run_peak = None
+        machine.reset_cusum()
         ended = None
         if self.alert is not None:
             machine.close(ts)
@@ -121,6 +122,9 @@ class AlertTracker:
             "under": machine.under,
             "run_start": machine.run_start,
             "run_peak": machine.run_peak,
+            "cusum": machine.cusum,
+            "cusum_start": machine.cusum_start,
+            "cusum_peak": machine.cusum_peak,
             "alert": self.alert.model_dump() if self.alert else None,
             "last_alert": self.last_alert.model_dump() if self.last_alert else None,
             "last_event_ts": self.last_event_ts,
@@ -130,14 +134,25 @@ class AlertTracker:
         machine = self.hysteresis
         machine.over = int(state.get("over", 0))
         machine.under = int(state.get("under", 0))
-        run_start, run_peak = state.get("run_start"), state.get("run_peak")
-        machine.run_start = (int(run_start[0]), float(run_start[1])) if run_start else None
-        machine.run_peak = (float(run_peak[0]), int(run_peak[1]), float(run_peak[2])) if run_peak else None
+        machine.run_start, machine.run_peak = _seq_ts(state.get("run_start")), _peak(state.get("run_peak"))
+        machine.cusum = float(state.get("cusum", 0.0))
+        machine.cusum_start, machine.cusum_peak = (
+            _seq_ts(state.get("cusum_start")),
+            _peak(state.get("cusum_peak")),
+        )
         self.alert = Alert.model_validate(state["alert"]) if state.get("alert") else None
         self.last_alert = Alert.model_validate(state["last_alert"]) if state.get("last_alert") else None
         self.last_event_ts = float(state.get("last_event_ts", 0.0))
         machine.episode = _episode(self.alert) if self.alert else None
         machine.last = _episode(self.last_alert) if self.last_alert else None
+
+
+def _seq_ts(saved: list[Any] | None) -> tuple[int, float] | None:
+    return (int(saved[0]), float(saved[1])) if saved else None
+
+
+def _peak(saved: list[Any] | None) -> tuple[float, int, float] | None:
+    return (float(saved[0]), int(saved[1]), float(saved[2])) if saved else None
 
 
 def _episode(alert: Alert) -> Episode:

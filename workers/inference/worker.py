@@ -206,7 +206,7 @@ class InferenceWorker(WorkerProcess):
         zones = [zone.points for zone in config.ignore_zones]
         learned = not isinstance(self.detector, MotionBaseline)
         hysteresis = hysteresis_config(
-            self.settings.alerts, config.threshold or self.model_threshold, learned
+            self.settings.alerts, config.threshold, learned, adaptive=self.model_threshold
         )
         return CameraSlot(
             config=config,

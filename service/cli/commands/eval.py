@@ -224,15 +224,15 @@ def _alerts(
     dataset: Path,
     scores: dict[str, Any],
     labels: dict[str, Any] | None,
-    threshold: float | None,
+    adaptive: float | None,
 ) -> dict[str, Any] | None:
-    """The alerts the service raises on the served scores (at the model's adaptive threshold when it has
+    """The alerts the service raises on the served scores (with the model's adaptive threshold when it has
     one, as the worker does): printed, written to --alerts-out, and their event metrics returned."""
     from models.evaluation.events import write_alerts_csv
     from models.evaluation.jobs import alert_quality
 
     events, alerts = alert_quality(
-        dataset, scores, labels, hysteresis_config(get_settings().alerts, threshold)
+        dataset, scores, labels, hysteresis_config(get_settings().alerts, adaptive=adaptive)
     )
     _print_events("", events)
     if args.alerts_out:
@@ -329,7 +329,8 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
 
             save_detector(trainer.model, trainer.metadata, Path(args.save_model))
         served = test_streamed or final_scores
-        report["events"] = _alerts(args, dataset, served, labels, trainer.alert_threshold())
+        report["adaptive_threshold"] = trainer.alert_threshold()  # None: the consensus has not settled
+        report["events"] = _alerts(args, dataset, served, labels, report["adaptive_threshold"])
     report["metrics"] = report.get("streamed_metrics") or report["final_metrics"]
     report["timings"] = {"frames": sum(len(f) for f in stream.values())}
     return report

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from models.detector.runtime import TorchDetector, load_detector
+from models.detector.scores import ScoreCalibration
 from models.selftrain.config import OnlineConfig, Window
+from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.trainer import SelfTrainer, concat_windows
 from tests.models.conftest import TINY_DETECTOR, synthetic_video
 from tests.models.selftrain.test_cycle import CONFIG, fitted
@@ -84,3 +86,18 @@ def test_a_model_that_knows_the_site_is_not_replaced(site_model: TorchDetector, 
     (tmp_path / "short").mkdir()
     short = trainer_with(site_model, tmp_path / "short", rebase_z=-100.0)
     assert short._foreign(site_window(frames=60)) is None  # fewer frames than a cold start needs
+
+
+def test_a_settled_adaptive_threshold_bounds_mining_at_0_5_not_alerts(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    trainer = SelfTrainer(OnlineConfig(selftrain=CONFIG), tmp_path)
+    trainer.serving = site_model
+    assert trainer.alert_threshold() is None and trainer.mining_threshold() is None  # not settled
+    calibration = ScoreCalibration.from_dict(site_model.info.metadata["calibration"])
+    z = 4.0 + 2.0 * np.log(0.3 / 0.7)  # served as 0.3 (ScorerConfig: z 4 is 0.5, width 2)
+    trainer.consensus = ConsensusThreshold(items=10, stopped=True)
+    trainer.reference_raw = [np.full(10, calibration.median + calibration.scale * (z - calibration.level))]
+    # alerts: the service bounds it below by its configured threshold (workers/config.hysteresis_config)
+    assert trainer.alert_threshold() == pytest.approx(0.3)
+    assert trainer.mining_threshold() == 0.5  # never so low that normal frames are mined as abnormal

@@ -1,4 +1,6 @@
-from workers.inference.alerts import AlertTracker, HysteresisConfig
+import json
+
+from workers.inference.alerts import AlertTracker, HysteresisConfig, alert_id
 
 CONFIG = HysteresisConfig(threshold=0.5, start_frames=3, end_frames=2, update_interval_s=0.0)
 
@@ -77,4 +79,25 @@ def test_the_motion_baseline_pages_at_its_own_threshold() -> None:
     alerts = AlertSettings()
     assert hysteresis_config(alerts).threshold == alerts.threshold
     assert hysteresis_config(alerts, learned=False).threshold == alerts.baseline_threshold
-    assert hysteresis_config(alerts, 0.7, learned=False).threshold == 0.7  # a camera's or a model's own
+    assert hysteresis_config(alerts, 0.7, learned=False).threshold == 0.7  # a camera's own
+
+
+def test_a_takeover_keeps_the_sustained_evidence_summed_so_far() -> None:
+    config = HysteresisConfig(0.5, 3, 2, update_interval_s=0.0, cusum_reference=0.125, cusum_limit=1.0)
+    first = AlertTracker("cam", config)
+    assert feed(first, [0.0, 0.375, 0.375, 0.375]) == []  # 0.75 of 1.0 summed
+    second = AlertTracker("cam", config)
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))  # as Redis keeps it
+    ((kind, alert),) = second.update(4, 0.4, 0.375, "m1")
+    assert kind == "new" and alert.start_seq == 1 and alert.id == alert_id("cam", 1, 0.1)
+    assert first.close_open(0.5, "stopped") is None and first.hysteresis.cusum == 0.0
+
+
+def test_an_adaptive_threshold_raises_a_learned_model_s_threshold_never_lowers_it() -> None:
+    from workers.config import AlertSettings, hysteresis_config
+
+    alerts = AlertSettings()
+    assert hysteresis_config(alerts, adaptive=alerts.threshold - 0.1).threshold == alerts.threshold
+    assert hysteresis_config(alerts, adaptive=0.8).threshold == 0.8
+    assert hysteresis_config(alerts, 0.2, adaptive=0.8).threshold == 0.2  # a camera's own overrides it
+    assert hysteresis_config(alerts, learned=False, adaptive=0.8).threshold == alerts.baseline_threshold

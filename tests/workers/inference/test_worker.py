@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -159,3 +160,31 @@ def test_the_lag_of_an_idle_camera_stays_its_last_scoring_latency(
     assert 2 <= lag < 10
     time.sleep(0.5)  # no frames come: the camera finished, the lag does not grow with the wall clock
     assert worker.status()["lag_s"]["cam1"] == lag  # type: ignore[index]
+
+
+def test_a_published_adaptive_threshold_raises_a_camera_s_alert_threshold_never_lowers_it(
+    redis_client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from models.detector.export import save_detector
+    from tests.models.detector.test_runtime import tiny_detector
+    from workers.store import model_files, model_registry
+
+    site = Settings(data_dir=tmp_path / "site")
+    detector = tiny_detector(0)
+    camera = keys.CameraConfig(id="cam", source="test://frames")
+    current = None
+    for version, adaptive, served in [("v1", 0.2, site.alerts.threshold), ("v2", 0.6, 0.6)]:
+        path = site.models_dir / f"{version}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_detector(detector.model, detector.info.metadata | {"version": version}, path)
+        published = keys.ModelVersion(
+            version=version, path=str(path), kind=detector.info.kind, alert_threshold=adaptive
+        )
+        assert model_registry.publish(redis_client, model_files.store(redis_client, published), current)
+        current = version
+        worker = InferenceWorker(site, redis_url, worker_id="w")
+        worker.setup()
+        assert worker.model_threshold == adaptive
+        assert worker._new_slot(camera).tracker.config.threshold == served
+        own = camera.model_copy(update={"threshold": 0.1})  # a camera's own threshold still overrides
+        assert worker._new_slot(own).tracker.config.threshold == 0.1

@@ -1,0 +1,89 @@
+"""Per-cell exceptions: what operators marked normal here is damped where it appears in a frame, and only
+there.
+
+An alert covers a whole event, and a frame score the whole frame: an exception judged per alert or per
+frame silences a cart or a skateboarder beside a cyclist the site accepts. This one works per cell (the
+appearance stream's cells, 8 pixels a side): it keeps the joint descriptors of the labelled frames' most
+anomalous cells (appearance features, and the speed above normal in the view's row units, so that a far
+cyclist moves as fast as a near one), and a cell whose descriptor lies closer than `reach` to a kept one has
+its evidence taken out of every stream map, with its neighbours (`SPREAD_CELLS`: an object's edge cells
+look like neither it nor the background), before the frame score is taken from the maps. Everything
+else in the frame scores as before.
+
+The speed enters the descriptor weighted (`speed_weight`) so that its spread over the labelled frames'
+cells equals that of the features. The reach is how close the kept cells of one labelled event lie to
+those of another (models/selftrain/feedback.learn_cell_exception): the distance over which the kind
+was seen to carry from one event to the next, not the spacing of near-identical cells of one event.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+CHUNK = 512  # kept cells compared at a time: bounds the distance matrix a batch needs
+SPREAD_CELLS = 1  # excepted cells grown by this many cells on each side
+
+
+class CellException(nn.Module):
+    """(cell features [B, C, h, w], cell speed above normal [B, h, w]) -> keep [B, h, w]: 0 at cells
+    that look and move like a kept one (closer than `reach`: none while it is 0), and next to them; 1 elsewhere."""
+
+    def __init__(self, channels: int, cells: int) -> None:
+        super().__init__()
+        # kept descriptors relative to their mean (as the appearance memory: no digits lost to |q|^2 - 2q.b + |b|^2)
+        self.register_buffer("kept", torch.zeros(cells, channels + 1))
+        self.register_buffer("center", torch.zeros(channels + 1))
+        self.register_buffer(
+            "events", torch.zeros(cells, dtype=torch.long)
+        )  # labelled event of each kept cell
+        self.register_buffer("speed_weight", torch.ones(()))
+        self.register_buffer("reach", torch.zeros(()))
+
+    @property
+    def descriptors(self) -> torch.Tensor:
+        """[K, C + 1] the kept descriptors (features, weighted speed)."""
+        return self.kept + self.center
+
+    def set_kept(
+        self, descriptors: torch.Tensor, events: torch.Tensor, speed_weight: float, reach: float
+    ) -> None:
+        """Keeps `descriptors` [K, C + 1] (features, speed weighted by `speed_weight`) of labelled events
+        `events` [K]; K may differ from the current number (see DetectorNet.set_exception)."""
+        if (
+            descriptors.ndim != 2
+            or descriptors.shape[1] != self.kept.shape[1]
+            or len(descriptors) != len(events)
+        ):
+            raise ValueError(
+                f"descriptors {tuple(descriptors.shape)} and events {tuple(events.shape)}: "
+                f"[K, {self.kept.shape[1]}] and [K] needed"
+            )
+        center = descriptors.mean(0) if len(descriptors) else torch.zeros_like(self.center)
+        self.center.copy_(center)
+        self.kept = (descriptors - center).to(self.kept)
+        self.events = events.to(torch.long).clone()
+        self.speed_weight.fill_(speed_weight)
+        self.reach.fill_(reach)
+
+    def describe(self, features: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        """[B, h, w, C + 1] the joint descriptor of every cell."""
+        return torch.cat([features, speed[:, None] * self.speed_weight], dim=1).permute(0, 2, 3, 1)
+
+    def nearest(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """[N] the distance from each of `descriptors` [N, C + 1] to its nearest kept one."""
+        queries = descriptors - self.center
+        squared_queries = (queries * queries).sum(1, keepdim=True)
+        best = torch.full_like(squared_queries[:, 0], float("inf"))
+        for kept in self.kept.split(CHUNK):
+            squared = squared_queries - 2.0 * queries @ kept.t() + (kept * kept).sum(1)[None]
+            best = torch.minimum(best, squared.amin(1))
+        return best.clamp(min=0.0).sqrt()
+
+    def forward(self, features: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = features.shape
+        joint = self.describe(features, speed).reshape(-1, channels + 1)
+        excepted = (self.nearest(joint) < self.reach).to(features.dtype).reshape(batch, 1, height, width)
+        grown = F.max_pool2d(excepted, 2 * SPREAD_CELLS + 1, stride=1, padding=SPREAD_CELLS)
+        return 1.0 - grown[:, 0]

@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ MECHANISMS = {
     "memory+motion": LabelLearning(motion_exception=True),
     "cell-exception": LabelLearning(memory=False, cell_exception=True),
 }
+CELL_EXCEPTION = "cell-exception"
 EXCEPTION = "exception"  # measured here only: see Exceptions
 
 
@@ -367,6 +369,19 @@ def normal_here(
     return report
 
 
+def settings_overrides(text: str) -> dict[str, Any]:
+    """KEY=VALUE,... of LabelLearning fields, each of its field's type."""
+    defaults = LabelLearning()
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if not hasattr(defaults, key):
+            raise argparse.ArgumentTypeError(f"{key}: not a LabelLearning setting")
+        kind = type(getattr(defaults, key))
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
 def write_stream_dataset(source: Path, out: Path, fitted: int, every: int) -> None:
     """A dataset whose testing/ is a stream that is mostly normal: SOURCE's test videos with its training
     videos after the first `fitted` streamed between them (one after every `every` test videos, in name
@@ -409,8 +424,15 @@ def main() -> int:
     parser.add_argument("--categories", type=Path, help="normal-here: event classes per range (JSON)")
     parser.add_argument("--accept", default="bicycle", help="normal-here: the class the site accepts")
     parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=[EXCEPTION, *MECHANISMS])
+    parser.add_argument(
+        "--cell-exception",
+        type=settings_overrides,
+        default={},
+        help="the cell-exception arm's LabelLearning settings, e.g. exception_reach_quantile=0.25,exception_spread=0",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    MECHANISMS[CELL_EXCEPTION] = replace(MECHANISMS[CELL_EXCEPTION], **args.cell_exception)
     if args.benchmark == "stream-dataset":
         write_stream_dataset(args.dataset, args.model, args.fitted, args.every)
         print(f"wrote {args.model}")

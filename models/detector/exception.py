@@ -6,8 +6,8 @@ frame silences a cart or a skateboarder beside a cyclist the site accepts. This 
 appearance stream's cells, 8 pixels a side): it keeps the joint descriptors of the labelled frames' most
 anomalous cells (appearance features, and the speed above normal in the view's row units, so that a far
 cyclist moves as fast as a near one), and a cell whose descriptor lies closer than `reach` to a kept one has
-its evidence taken out of every stream map, with its neighbours (`SPREAD_CELLS`: an object's edge cells
-look like neither it nor the background), before the frame score is taken from the maps. Everything
+its evidence taken out of every stream map, with its neighbours (`spread` cells around: an object's edge
+cells look like neither it nor the background), before the frame score is taken from the maps. Everything
 else in the frame scores as before.
 
 The speed enters the descriptor weighted (`speed_weight`) so that its spread over the labelled frames'
@@ -23,15 +23,16 @@ from torch import nn
 from torch.nn import functional as F
 
 CHUNK = 512  # kept cells compared at a time: bounds the distance matrix a batch needs
-SPREAD_CELLS = 1  # excepted cells grown by this many cells on each side
 
 
 class CellException(nn.Module):
     """(cell features [B, C, h, w], cell speed above normal [B, h, w]) -> keep [B, h, w]: 0 at cells
-    that look and move like a kept one (closer than `reach`: none while it is 0), and next to them; 1 elsewhere."""
+    that look and move like a kept one (closer than `reach`: none while it is 0), and the `spread` cells
+    around them; 1 elsewhere."""
 
-    def __init__(self, channels: int, cells: int) -> None:
+    def __init__(self, channels: int, cells: int, spread: int = 1) -> None:
         super().__init__()
+        self.spread = spread  # the graph's shape: a setting of the config (DetectorConfig.exception_spread)
         # kept descriptors relative to their mean (as the appearance memory: no digits lost to |q|^2 - 2q.b + |b|^2)
         self.register_buffer("kept", torch.zeros(cells, channels + 1))
         self.register_buffer("center", torch.zeros(channels + 1))
@@ -85,5 +86,6 @@ class CellException(nn.Module):
         batch, channels, height, width = features.shape
         joint = self.describe(features, speed).reshape(-1, channels + 1)
         excepted = (self.nearest(joint) < self.reach).to(features.dtype).reshape(batch, 1, height, width)
-        grown = F.max_pool2d(excepted, 2 * SPREAD_CELLS + 1, stride=1, padding=SPREAD_CELLS)
-        return 1.0 - grown[:, 0]
+        if self.spread:
+            excepted = F.max_pool2d(excepted, 2 * self.spread + 1, stride=1, padding=self.spread)
+        return 1.0 - excepted[:, 0]

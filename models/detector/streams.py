@@ -55,6 +55,7 @@ class DetectorConfig:
     bank_size: int = 1024  # normal cells remembered by the appearance stream
     predictor: NetworkConfig | None = None  # the prediction stream's network
     exception_cells: int = 0  # cell descriptors kept by the per-cell exception (0: none learned)
+    exception_spread: int = 1  # cells around an excepted one that are excepted with it
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.streams if name not in STREAMS]
@@ -90,6 +91,7 @@ class DetectorConfig:
             "bank_size": self.bank_size,
             "predictor": self.predictor.to_dict() if self.predictor else None,
             "exception_cells": self.exception_cells,
+            "exception_spread": self.exception_spread,
         }
 
     @classmethod
@@ -104,6 +106,7 @@ class DetectorConfig:
             bank_size=int(data["bank_size"]),
             predictor=NetworkConfig.from_dict(predictor) if predictor else None,
             exception_cells=int(data.get("exception_cells", 0)),
+            exception_spread=int(data.get("exception_spread", 1)),
         )
 
 
@@ -269,7 +272,9 @@ class DetectorNet(nn.Module):
             else None
         )
         self.exception = (
-            CellException(self.appearance.backbone.out_channels, config.exception_cells)
+            CellException(
+                self.appearance.backbone.out_channels, config.exception_cells, config.exception_spread
+            )
             if config.exception_cells and self.appearance is not None
             else None
         )
@@ -285,18 +290,24 @@ class DetectorNet(nn.Module):
         self.config = replace(self.config, bank_size=len(cells))
 
     def set_exception(
-        self, descriptors: torch.Tensor, events: torch.Tensor, speed_weight: float, reach: float
+        self,
+        descriptors: torch.Tensor,
+        events: torch.Tensor,
+        speed_weight: float,
+        reach: float,
+        spread: int = 1,
     ) -> None:
-        """The per-cell exception replaced by these kept cells (CellException.set_kept), however many;
-        none removes it. The config follows, as with the memory."""
+        """The per-cell exception replaced by these kept cells (CellException.set_kept), however many,
+        excepting `spread` cells around each match; none removes it. The config follows, as with the memory."""
         assert self.appearance is not None
         if len(descriptors) == 0:
             self.exception = None
         else:
             if self.exception is None:
                 self.exception = CellException(self.appearance.backbone.out_channels, len(descriptors))
+            self.exception.spread = spread
             self.exception.set_kept(descriptors, events, speed_weight, reach)
-        self.config = replace(self.config, exception_cells=len(descriptors))
+        self.config = replace(self.config, exception_cells=len(descriptors), exception_spread=spread)
 
     def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
         """[B, h, w]: the speed above normal, averaged over each appearance cell (zero without motion)."""

@@ -59,6 +59,7 @@ class LabelLearning:
     exception_cells_per_frame: int = 16  # most anomalous cells kept of each labelled frame
     exception_peak_share: float = 0.5  # ... among those with at least this share of its peak evidence
     exception_reach_quantile: float = 0.5  # of the distances from a kept cell to the nearest of another event
+    exception_spread: int = 1  # cells around a matching one excepted with it (an object's edges)
     exception_max_cells: int = 2048  # the newest kept
 
     def to_dict(self) -> dict[str, Any]:

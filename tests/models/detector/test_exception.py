@@ -44,6 +44,13 @@ def test_a_cell_like_a_kept_one_and_its_neighbours_lose_their_evidence_and_nothi
     assert torch.equal(keep, expected)
 
 
+def test_without_spread_only_the_matching_cell_is_excepted() -> None:
+    module = CellException(channels=2, cells=len(KEPT), spread=0)
+    module.set_kept(KEPT, torch.tensor([0, 1]), 1.0, 0.5)
+    keep = module(*grid({(2, 2): (1.0, 0.0, 1.0)}))[0]
+    assert keep[2, 2] == 0 and keep.sum() == 35
+
+
 def test_the_speed_counts_by_its_weight_and_a_zero_reach_excepts_nothing() -> None:
     features, speed = grid({(5, 5): (0.0, 1.0, 3.0)})
     # at weight 0.1 the kept cells moved at 1 (0.1 weighted): the cell's 3 is 0.3, 0.2 away, within 0.5

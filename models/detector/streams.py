@@ -295,6 +295,7 @@ class DetectorNet(nn.Module):
         events: torch.Tensor,
         speed_weight: float,
         reach: float,
+        ratio: float = 0.0,
         spread: int = 1,
     ) -> None:
         """The per-cell exception replaced by these kept cells (CellException.set_kept), however many,
@@ -306,7 +307,7 @@ class DetectorNet(nn.Module):
             if self.exception is None:
                 self.exception = CellException(self.appearance.backbone.out_channels, len(descriptors))
             self.exception.spread = spread
-            self.exception.set_kept(descriptors, events, speed_weight, reach)
+            self.exception.set_kept(descriptors, events, speed_weight, reach, ratio)
         self.config = replace(self.config, exception_cells=len(descriptors), exception_spread=spread)
 
     def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
@@ -324,13 +325,14 @@ class DetectorNet(nn.Module):
             maps["motion"] = self.motion(speed)
         if self.appearance is not None:
             features = self.appearance.features(clips[:, -1:].float() / 255.0)
-            maps["appearance"] = self.appearance.upsample(self.appearance.cell_distances(features))
+            distances = self.appearance.cell_distances(features)
+            maps["appearance"] = self.appearance.upsample(distances)
             if self.ordinal is not None or self.exception is not None:
                 cell_speed = self.cell_speed(speed)
             if self.ordinal is not None:
                 maps["ordinal"] = self.appearance.upsample(self.ordinal(features, cell_speed))
             if self.exception is not None:
-                keep = self.exception(features, cell_speed)
+                keep = self.exception(features, cell_speed, distances)
         if self.prediction is not None:
             maps["prediction"] = self.prediction(clips[:, -(self.prediction.config.history + 1) :])
         stacked = torch.stack([maps[name] for name in self.config.streams], dim=1)

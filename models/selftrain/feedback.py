@@ -138,7 +138,9 @@ def learn_cell_exception(
         descriptors = torch.cat([old.descriptors, descriptors])[-config.exception_max_cells :]
         new_events = torch.cat([old.events, new_events])[-config.exception_max_cells :]
     reach = exception_reach(descriptors, new_events, config.exception_reach_quantile)
-    model.set_exception(descriptors, new_events, weight, reach, config.exception_spread)
+    model.set_exception(
+        descriptors, new_events, weight, reach, config.exception_ratio, config.exception_spread
+    )
     return {
         "cells_kept": len(descriptors),
         "events": len(torch.unique(new_events)),

@@ -46,7 +46,7 @@ class CellException(nn.Module):
     memory [B, h, w]) -> keep [B, h, w]: 0 at cells taken for a kept one (none while the test's
     threshold, `ratio` or `reach`, is 0) and the `spread` cells around them; 1 elsewhere."""
 
-    def __init__(self, channels: int, cells: int, spread: int = 1) -> None:
+    def __init__(self, channels: int, cells: int, spread: int = 0) -> None:
         super().__init__()
         self.spread = spread  # the graph's shape: a setting of the config (DetectorConfig.exception_spread)
         # kept descriptors (features, weighted speed) relative to their mean

@@ -55,7 +55,7 @@ class DetectorConfig:
     bank_size: int = 1024  # normal cells remembered by the appearance stream
     predictor: NetworkConfig | None = None  # the prediction stream's network
     exception_cells: int = 0  # cell descriptors kept by the per-cell exception (0: none learned)
-    exception_spread: int = 1  # cells around an excepted one that are excepted with it
+    exception_spread: int = 0  # cells around an excepted one that are excepted with it
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.streams if name not in STREAMS]
@@ -106,7 +106,7 @@ class DetectorConfig:
             bank_size=int(data["bank_size"]),
             predictor=NetworkConfig.from_dict(predictor) if predictor else None,
             exception_cells=int(data.get("exception_cells", 0)),
-            exception_spread=int(data.get("exception_spread", 1)),
+            exception_spread=int(data.get("exception_spread", 0)),
         )
 
 
@@ -296,7 +296,7 @@ class DetectorNet(nn.Module):
         speed_weight: float,
         reach: float,
         ratio: float = 0.0,
-        spread: int = 1,
+        spread: int = 0,
     ) -> None:
         """The per-cell exception replaced by these kept cells (CellException.set_kept), however many,
         excepting `spread` cells around each match; none removes it. The config follows, as with the memory."""

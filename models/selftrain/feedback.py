@@ -121,7 +121,7 @@ def learn_cell_exception(
     model: DetectorNet, clips: np.ndarray, events: np.ndarray, anomaly: np.ndarray, config: LabelLearning
 ) -> dict[str, Any]:
     """Keeps the labelled clips' most anomalous cells in the model's per-cell exception, in place: cells
-    it already covers (within half its reach) are not added again, the newest `exception_max_cells` stay,
+    it already covers (as closely as its cells lie to each other) are not added again, the newest `exception_max_cells` stay,
     and the reach is taken afresh over all of them. events: int [N], the labelled event of each clip
     (cells of one event lie close together and say nothing of how far the kind reaches)."""
     assert model.appearance is not None
@@ -132,7 +132,10 @@ def learn_cell_exception(
         weight = float(old.speed_weight)
     descriptors = torch.cat([raw[:, :-1], raw[:, -1:] * weight], dim=1)
     if old is not None and len(descriptors):
-        fresh = old.nearest(descriptors) > float(old.reach) / 2
+        # what the kept cells cover as closely as they lie to each other is not kept again (the next cycle's
+        # window holds the same labels)
+        spacing = _memory_spacing(old.descriptors, 0.5) if len(old.descriptors) > 1 else 0.0
+        fresh = old.nearest(descriptors) > spacing
         descriptors, new_events = descriptors[fresh], new_events[fresh]
         new_events = new_events + int(old.events.max()) + 1
         descriptors = torch.cat([old.descriptors, descriptors])[-config.exception_max_cells :]

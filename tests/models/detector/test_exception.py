@@ -92,9 +92,9 @@ def excepting_net(test: str = "reach", seed: int = 0) -> tuple[DetectorNet, np.n
     joint = torch.cat([features, speed[:, None]], 1)[0].flatten(1).t()
     square = joint.reshape(HEIGHT // 8, WIDTH // 8, -1)[1, 2:4]  # the square's cells in the last clip
     if test == "reach":
-        net.set_exception(square, torch.tensor([0, 1]), speed_weight=1.0, reach=1e-3)
+        net.set_exception(square, torch.tensor([0, 1]), speed_weight=1.0, reach=1e-3, spread=1)
     else:
-        net.set_exception(square, torch.tensor([0, 1]), speed_weight=1.0, reach=0.0, ratio=0.5)
+        net.set_exception(square, torch.tensor([0, 1]), speed_weight=1.0, reach=0.0, ratio=0.5, spread=1)
     keep = net.exception(features, speed, net.appearance.cell_distances(features))
     return net, clips, keep
 

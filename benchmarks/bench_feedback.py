@@ -20,8 +20,10 @@ that class only (from --categories, made by eye) normal; the model learns them; 
 scored by it and by the control: later alerts of the class, and the event recall of the other classes.
 
 Each mechanism in --mechanisms is one arm: `memory` (the labelled frames' cells join the appearance memory),
-`memory+motion` (and the normal speed raised at their hot spots), `exception` (no score changes: alerts
-that look like a labelled one at their peak do not page). The threshold is the service's
+`memory+motion` (and the normal speed raised at their hot spots), `cell-exception` (the labelled frames'
+most anomalous cells kept, and cells that look and move like them taken out of the maps the frame score
+is taken from: models/detector/exception.py), `exception` (no score changes: alerts that look like a
+labelled one at their peak do not page). The threshold is the service's
 (VIGIL_ALERTS__THRESHOLD). Writes benchmarks/results/feedback-<benchmark>-*.json.
 """
 
@@ -34,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +67,9 @@ PER_ROUND = 5
 MECHANISMS = {
     "memory": LabelLearning(motion_exception=False),
     "memory+motion": LabelLearning(motion_exception=True),
+    "cell-exception": LabelLearning(memory=False, cell_exception=True),
 }
+CELL_EXCEPTION = "cell-exception"
 EXCEPTION = "exception"  # measured here only: see Exceptions
 
 
@@ -93,11 +98,24 @@ class Arm:
         self.learned: list[dict[str, Any]] = []
         self.detector: Detector = start
 
-    def learn(self, clips: np.ndarray) -> None:
+    def learn(self, frames: dict[str, np.ndarray], alerts: list[VideoAlert], history: int) -> None:
+        """Learns the frames the alerts cover, labelled normal (with the event each frame belongs to and
+        the anomaly maps of the detector that raised them, for the per-cell exception)."""
+        clips = labelled_clips(frames, alerts, history)
         if len(clips) == 0:
             return
         started = time.monotonic()
-        report = learn_labelled_normal(self.model, clips, self.learning)
+        events = np.repeat(
+            np.arange(len(alerts)), [a.episode.last_seq - a.episode.start_seq + 1 for a in alerts]
+        )
+        picks = np.linspace(0, len(clips) - 1, min(len(clips), self.learning.max_frames)).round().astype(int)
+        clips, events = clips[picks], events[picks]
+        anomaly = (
+            anomaly_maps(self.detector, self.detector.stream_maps(clips))
+            if self.learning.cell_exception
+            else None
+        )
+        report = learn_labelled_normal(self.model, clips, self.learning, events, anomaly)
         report["seconds"] = round(time.monotonic() - started, 1)
         self.learned.append(report)
         path = self.work / f"{self.name}-{len(self.learned)}.onnx"
@@ -214,7 +232,7 @@ def false_alerts(
                 }
             )
             print(f"{name} round {number}: {len(alerts)} alerts, {len(wrong)} marked normal", flush=True)
-            arm.learn(labelled_clips(frames, wrong, start.info.history))
+            arm.learn(frames, wrong, start.info.history)
         after = score_videos(arm.detector, {v: frames[v] for v in held}, desc=f"{name} after the rounds")
         result = alert_report(after, labels, config, fps)[0]
         report["arms"][name] = {"rounds": history, "learned": arm.learned, "after": result}
@@ -337,7 +355,7 @@ def normal_here(
             report["arms"][name] = {"exemplars": len(marked), "reach": exceptions.reach(), **result}
         else:
             arm = Arm(name, start, MECHANISMS[name], args.work)
-            arm.learn(labelled_clips(frames, marked, start.info.history))
+            arm.learn(frames, marked, start.info.history)
             after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
             result = summary(raise_alerts(after, config, fps))
             report["arms"][name] = {"learned": arm.learned, **result}
@@ -349,6 +367,19 @@ def normal_here(
             flush=True,
         )
     return report
+
+
+def settings_overrides(text: str) -> dict[str, Any]:
+    """KEY=VALUE,... of LabelLearning fields, each of its field's type."""
+    defaults = LabelLearning()
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if not hasattr(defaults, key):
+            raise argparse.ArgumentTypeError(f"{key}: not a LabelLearning setting")
+        kind = type(getattr(defaults, key))
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
 
 
 def write_stream_dataset(source: Path, out: Path, fitted: int, every: int) -> None:
@@ -393,8 +424,15 @@ def main() -> int:
     parser.add_argument("--categories", type=Path, help="normal-here: event classes per range (JSON)")
     parser.add_argument("--accept", default="bicycle", help="normal-here: the class the site accepts")
     parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=[EXCEPTION, *MECHANISMS])
+    parser.add_argument(
+        "--cell-exception",
+        type=settings_overrides,
+        default={},
+        help="the cell-exception arm's LabelLearning settings, e.g. exception_reach_quantile=0.25,exception_spread=0",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    MECHANISMS[CELL_EXCEPTION] = replace(MECHANISMS[CELL_EXCEPTION], **args.cell_exception)
     if args.benchmark == "stream-dataset":
         write_stream_dataset(args.dataset, args.model, args.fitted, args.every)
         print(f"wrote {args.model}")

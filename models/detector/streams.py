@@ -16,8 +16,10 @@
   appearance stream, and starts out silent.
 
 `DetectorNet` runs the selected streams on a batch of clips and the speed maps of their last frames and
-returns one map per stream; models/detector/scores.py turns them into frame scores and one anomaly map. The whole
-module exports to one ONNX graph (the flow is its second input).
+returns one map per stream, with the cells operators marked normal here taken out of every map when it
+has learned such an exception (models/detector/exception.py; it needs the appearance stream);
+models/detector/scores.py turns them into frame scores and one anomaly map. The whole module exports to
+one ONNX graph (the flow is its second input).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.detector.backbone import MobileNetFeatures
+from models.detector.exception import CellException
 from models.detector.flow import FlowConfig
 from models.detector.predictor import FramePredictor, NetworkConfig
 
@@ -51,6 +54,8 @@ class DetectorConfig:
     backbone_blocks: int = 7  # MobileNetV2 layers kept: stride 8, 32 channels
     bank_size: int = 1024  # normal cells remembered by the appearance stream
     predictor: NetworkConfig | None = None  # the prediction stream's network
+    exception_cells: int = 0  # cell descriptors kept by the per-cell exception (0: none learned)
+    exception_spread: int = 0  # cells around an excepted one that are excepted with it
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.streams if name not in STREAMS]
@@ -60,6 +65,8 @@ class DetectorConfig:
             raise ValueError("the prediction stream needs a predictor network")
         if "ordinal" in self.streams and "appearance" not in self.streams:
             raise ValueError("the ordinal stream scores the appearance stream's features: add appearance")
+        if self.exception_cells and "appearance" not in self.streams:
+            raise ValueError("the per-cell exception describes cells by their appearance: add appearance")
         if self.height % 8 or self.width % 8:
             raise ValueError(f"input {self.height}x{self.width} must have sides divisible by 8")
 
@@ -83,6 +90,8 @@ class DetectorConfig:
             "backbone_blocks": self.backbone_blocks,
             "bank_size": self.bank_size,
             "predictor": self.predictor.to_dict() if self.predictor else None,
+            "exception_cells": self.exception_cells,
+            "exception_spread": self.exception_spread,
         }
 
     @classmethod
@@ -96,6 +105,8 @@ class DetectorConfig:
             backbone_blocks=int(data["backbone_blocks"]),
             bank_size=int(data["bank_size"]),
             predictor=NetworkConfig.from_dict(predictor) if predictor else None,
+            exception_cells=int(data.get("exception_cells", 0)),
+            exception_spread=int(data.get("exception_spread", 0)),
         )
 
 
@@ -260,6 +271,13 @@ class DetectorNet(nn.Module):
             if "ordinal" in config.streams and self.appearance is not None
             else None
         )
+        self.exception = (
+            CellException(
+                self.appearance.backbone.out_channels, config.exception_cells, config.exception_spread
+            )
+            if config.exception_cells and self.appearance is not None
+            else None
+        )
         # uint8 [N, history + 1, H, W]: clips of the footage the streams were fitted to, kept with the weights
         # (not the served graph) so that self-training can check a candidate on frames it did not mine
         self.anchors: np.ndarray | None = None
@@ -271,6 +289,27 @@ class DetectorNet(nn.Module):
         self.appearance.set_bank(cells)
         self.config = replace(self.config, bank_size=len(cells))
 
+    def set_exception(
+        self,
+        descriptors: torch.Tensor,
+        events: torch.Tensor,
+        speed_weight: float,
+        reach: float,
+        ratio: float = 0.0,
+        spread: int = 0,
+    ) -> None:
+        """The per-cell exception replaced by these kept cells (CellException.set_kept), however many,
+        excepting `spread` cells around each match; none removes it. The config follows, as with the memory."""
+        assert self.appearance is not None
+        if len(descriptors) == 0:
+            self.exception = None
+        else:
+            if self.exception is None:
+                self.exception = CellException(self.appearance.backbone.out_channels, len(descriptors))
+            self.exception.spread = spread
+            self.exception.set_kept(descriptors, events, speed_weight, reach, ratio)
+        self.config = replace(self.config, exception_cells=len(descriptors), exception_spread=spread)
+
     def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
         """[B, h, w]: the speed above normal, averaged over each appearance cell (zero without motion)."""
         assert self.appearance is not None
@@ -281,14 +320,23 @@ class DetectorNet(nn.Module):
 
     def forward(self, clips: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
         maps: dict[str, torch.Tensor] = {}
+        keep: torch.Tensor | None = None
         if self.motion is not None:
             maps["motion"] = self.motion(speed)
         if self.appearance is not None:
             features = self.appearance.features(clips[:, -1:].float() / 255.0)
-            maps["appearance"] = self.appearance.upsample(self.appearance.cell_distances(features))
+            distances = self.appearance.cell_distances(features)
+            maps["appearance"] = self.appearance.upsample(distances)
+            if self.ordinal is not None or self.exception is not None:
+                cell_speed = self.cell_speed(speed)
             if self.ordinal is not None:
-                degree = self.ordinal(features, self.cell_speed(speed))
-                maps["ordinal"] = self.appearance.upsample(degree)
+                maps["ordinal"] = self.appearance.upsample(self.ordinal(features, cell_speed))
+            if self.exception is not None:
+                keep = self.exception(features, cell_speed, distances)
         if self.prediction is not None:
             maps["prediction"] = self.prediction(clips[:, -(self.prediction.config.history + 1) :])
-        return torch.stack([maps[name] for name in self.config.streams], dim=1)
+        stacked = torch.stack([maps[name] for name in self.config.streams], dim=1)
+        if keep is None:
+            return stacked
+        # whole cells, as the exception judged them
+        return stacked * F.interpolate(keep[:, None], size=stacked.shape[-2:], mode="nearest")

@@ -245,7 +245,9 @@ def fresh_fit(
         or model.prediction is not None
     ):
         return None
-    structure = replace(model.config, streams=tuple(s for s in model.config.streams if s != "ordinal"))
+    structure = replace(
+        model.config, streams=tuple(s for s in model.config.streams if s != "ordinal"), exception_cells=0
+    )
     fitted = fit_detector(
         run_videos(window, frames), structure, FitConfig(seed=config.seed, max_frames=config.memory_frames)
     )

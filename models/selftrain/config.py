@@ -52,6 +52,18 @@ class LabelLearning:
     motion_peak_share: float = 0.5  # of a labelled frame's peak speed above normal: its hot spots
     motion_spread: int = 9  # pixels around where that speed was seen
     motion_margin: float = 1.0
+    memory: bool = True  # the labelled frames' worst-covered cells join the appearance memory
+    # the per-cell exception (models/detector/exception.py): the labelled frames' most anomalous cells kept,
+    # and cells that look and move like them taken out of the maps
+    cell_exception: bool = False
+    exception_cells_per_frame: int = 16  # most anomalous cells kept of each labelled frame
+    exception_peak_share: float = 0.5  # ... among those with at least this share of its peak evidence
+    # a cell is taken for a kept one where its features lie nearer them than this times their distance to
+    # the appearance memory; 0: where its joint descriptor lies within the reach of a kept one
+    exception_ratio: float = 0.95
+    exception_reach_quantile: float = 0.5  # of the distances from a kept cell to the nearest of another event
+    exception_spread: int = 0  # cells around a matching one excepted with it (an object's edges)
+    exception_max_cells: int = 2048  # the newest kept
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

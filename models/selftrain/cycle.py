@@ -56,7 +56,7 @@ from models.selftrain.adaptation import (
     refit_statistics,
 )
 from models.selftrain.config import MinedSet, SelfTrainConfig, Window
-from models.selftrain.feedback import learn_labelled_normal
+from models.selftrain.feedback import labelled_events, learn_labelled_normal
 from models.selftrain.mining import WindowEvidence, mine, window_evidence
 from models.selftrain.ordinal import cell_examples, train_ordinal, with_ordinal
 from models.selftrain.validation import Validation, validate
@@ -192,7 +192,13 @@ def _adapted_candidates(
     if len(labelled_normal):
         # what an operator said is normal is learned whatever the mining made of it
         clips = window.clips(labelled_normal, adapted.config.history)
-        adaptation["labelled_normal"] = learn_labelled_normal(adapted, clips, config.labels)
+        adaptation["labelled_normal"] = learn_labelled_normal(
+            adapted,
+            clips,
+            config.labels,
+            labelled_events(labelled_normal, window.segments),
+            evidence.maps[labelled_normal],
+        )
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
     if adapted.appearance is not None and (

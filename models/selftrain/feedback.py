@@ -10,7 +10,11 @@ it. Here the labelled frames are learned directly, the way the fit learns normal
 - motion (optional, `motion_exception`): where the labelled frames moved fastest above normal (their
   hot spots, not everywhere someone walked), the normal speed raised to the speed seen there (spread by
   `motion_spread` pixels, times `motion_margin`), so that the same motion at the same place is no longer
-  faster than normal, while faster motion there, or motion anywhere else, scores as before.
+  faster than normal, while faster motion there, or motion anywhere else, scores as before;
+- per-cell exception (optional, `cell_exception`): the joint descriptors (appearance features, speed
+  above normal) of the labelled frames' most anomalous cells are kept in the model, whose cells that
+  look and move like one of them lose their evidence (models/detector/exception.py): what was marked
+  normal stops counting, and a different thing beside it in the same frame still counts.
 
 The statistics (the streams' z units, the calibration) are left as they are: a labelled false alert
 scores lower, normal footage scores as it did, and the alert threshold keeps its meaning.
@@ -28,6 +32,7 @@ from models.detector.fitting import BATCH, extend_coreset, frame_features
 from models.detector.flow import clip_speeds
 from models.detector.streams import DetectorNet
 from models.selftrain.config import LabelLearning
+from models.selftrain.ordinal import cell_evidence, pool_to_cells
 
 
 def _memory_spacing(cells: torch.Tensor, quantile: float) -> float:
@@ -72,16 +77,113 @@ def learn_motion(model: DetectorNet, clips: np.ndarray, config: LabelLearning) -
     return float(raised.mean())
 
 
-def learn_labelled_normal(model: DetectorNet, clips: np.ndarray, config: LabelLearning) -> dict[str, Any]:
+def exception_cells(
+    model: DetectorNet, clips: np.ndarray, anomaly: np.ndarray, config: LabelLearning
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The most anomalous cells of each clip's last frame (at most `exception_cells_per_frame`, with at
+    least `exception_peak_share` of the frame's peak evidence): their features and speed above normal
+    [M, C + 1], the clip each came from [M], and the speed weight that gives the speed the spread of the
+    features over all the frames' cells. anomaly: the clips' anomaly maps [N, h', w'] (any resolution)."""
+    chosen: list[torch.Tensor] = []
+    origins: list[torch.Tensor] = []
+    feature_spread, speed_spread = [], []
+    for start in range(0, len(clips), BATCH):
+        features, speed = cell_evidence(model, clips[start : start + BATCH])
+        evidence = torch.from_numpy(pool_to_cells(anomaly[start : start + BATCH], tuple(speed.shape[-2:])))
+        joint = torch.cat([features, speed[:, None]], dim=1).flatten(2).transpose(1, 2)  # [B, h * w, C + 1]
+        feature_spread.append(joint[..., :-1].reshape(-1, joint.shape[-1] - 1).var(0).sum())
+        speed_spread.append(joint[..., -1].var())
+        flat = evidence.flatten(1)
+        for row in range(len(flat)):
+            top = torch.argsort(flat[row], descending=True)[: config.exception_cells_per_frame]
+            top = top[
+                (flat[row, top] > 0) & (flat[row, top] >= config.exception_peak_share * flat[row].max())
+            ]
+            chosen.append(joint[row, top])
+            origins.append(torch.full((len(top),), start + row))
+    weight = float(
+        torch.stack(feature_spread).mean().sqrt() / torch.stack(speed_spread).mean().sqrt().clamp(min=1e-6)
+    )
+    return torch.cat(chosen), torch.cat(origins), weight
+
+
+def exception_reach(descriptors: torch.Tensor, events: torch.Tensor, quantile: float) -> float:
+    """The `quantile` of the distances from each kept descriptor [K, D] to the nearest one of another
+    labelled event (`events` [K]): how far the kind carried from one event to the next; 0 with one event."""
+    if len(torch.unique(events)) < 2:
+        return 0.0
+    distances = torch.cdist(descriptors, descriptors)
+    distances[events[:, None] == events[None]] = float("inf")
+    return float(torch.quantile(distances.amin(1), quantile))
+
+
+def learn_cell_exception(
+    model: DetectorNet, clips: np.ndarray, events: np.ndarray, anomaly: np.ndarray, config: LabelLearning
+) -> dict[str, Any]:
+    """Keeps the labelled clips' most anomalous cells in the model's per-cell exception, in place: cells
+    it already covers (as closely as its cells lie to each other) are not added again, the newest `exception_max_cells` stay,
+    and the reach is taken afresh over all of them. events: int [N], the labelled event of each clip
+    (cells of one event lie close together and say nothing of how far the kind reaches)."""
+    assert model.appearance is not None
+    raw, origins, weight = exception_cells(model, clips, anomaly, config)
+    new_events = torch.from_numpy(np.asarray(events))[origins]
+    old = model.exception
+    if old is not None:  # the units of the first exception stay: its speed weight
+        weight = float(old.speed_weight)
+    descriptors = torch.cat([raw[:, :-1], raw[:, -1:] * weight], dim=1)
+    if old is not None and len(descriptors):
+        # what the kept cells cover as closely as they lie to each other is not kept again (the next cycle's
+        # window holds the same labels)
+        spacing = _memory_spacing(old.descriptors, 0.5) if len(old.descriptors) > 1 else 0.0
+        fresh = old.nearest(descriptors) > spacing
+        descriptors, new_events = descriptors[fresh], new_events[fresh]
+        new_events = new_events + int(old.events.max()) + 1
+        descriptors = torch.cat([old.descriptors, descriptors])[-config.exception_max_cells :]
+        new_events = torch.cat([old.events, new_events])[-config.exception_max_cells :]
+    reach = exception_reach(descriptors, new_events, config.exception_reach_quantile)
+    model.set_exception(
+        descriptors, new_events, weight, reach, config.exception_ratio, config.exception_spread
+    )
+    return {
+        "cells_kept": len(descriptors),
+        "events": len(torch.unique(new_events)),
+        "speed_weight": round(weight, 4),
+        "reach": round(reach, 4),
+    }
+
+
+def labelled_events(indices: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
+    """int [N]: the labelled event of each of the sorted frame `indices`: a new one after each gap, or
+    where the frames' segments (camera, reconnect) change."""
+    indices = np.asarray(indices)
+    breaks = np.diff(indices) > 1
+    if segments is not None:
+        breaks |= np.diff(np.asarray(segments)[indices]) != 0
+    return np.r_[0, np.cumsum(breaks)].astype(np.int64)
+
+
+def learn_labelled_normal(
+    model: DetectorNet,
+    clips: np.ndarray,
+    config: LabelLearning,
+    events: np.ndarray | None = None,
+    anomaly: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Learns clips (uint8 [N, history + 1, H, W], each a labelled frame with its past) as normal, in
-    place; returns what changed."""
+    place; returns what changed. The per-cell exception needs the clips' labelled events (int [N]) and
+    anomaly maps ([N, h', w']); without them it is not learned."""
     if len(clips) > config.max_frames:  # labelled runs are of near-identical frames
-        clips = clips[np.linspace(0, len(clips) - 1, config.max_frames).round().astype(int)]
+        picks = np.linspace(0, len(clips) - 1, config.max_frames).round().astype(int)
+        clips = clips[picks]
+        events = events[picks] if events is not None else None
+        anomaly = anomaly[picks] if anomaly is not None else None
     report: dict[str, Any] = {"frames": len(clips)}
     if len(clips) == 0:
         return report
-    if model.appearance is not None:
+    if model.appearance is not None and config.memory:
         report["cells_added"] = learn_appearance(model, clips[:, -1], config)
     if model.motion is not None and config.motion_exception:
         report["motion_pixels_raised"] = round(learn_motion(model, clips, config), 4)
+    if model.appearance is not None and config.cell_exception and events is not None and anomaly is not None:
+        report["cell_exception"] = learn_cell_exception(model, clips, events, anomaly, config)
     return report

@@ -22,7 +22,14 @@ from models.detector.streams import DetectorConfig
 from models.evaluation.online import stream_online
 from models.scoring.camera import CameraStream
 from models.selftrain.adaptation import adapt_appearance, adapt_motion, refit_statistics
-from models.selftrain.config import MinedSet, MiningParams, OnlineConfig, SelfTrainConfig, Window
+from models.selftrain.config import (
+    LabelLearning,
+    MinedSet,
+    MiningParams,
+    OnlineConfig,
+    SelfTrainConfig,
+    Window,
+)
 from models.selftrain.cycle import run_cycle
 from models.selftrain.mining import mine, window_evidence
 from models.selftrain.trainer import SelfTrainer, concat_windows
@@ -133,6 +140,23 @@ def test_a_cycle_learns_the_frames_labelled_normal_whole(tiny_model: TorchDetect
     assert learned["frames"] == 10 and learned["cells_added"] >= 0 and "motion_pixels_raised" not in learned
     if result.model is not None:  # an accepted candidate remembers them
         assert result.model.config.bank_size == TINY_DETECTOR.bank_size + learned["cells_added"]
+
+
+def test_a_cycle_keeps_the_cells_of_each_labelled_event_in_the_cell_exception(
+    tiny_model: TorchDetector,
+) -> None:
+    window = two_cameras()
+    labels = np.full(len(window), -1)
+    labels[40:50] = labels[100:110] = 0  # the racing square of each camera, marked normal
+    config = replace(CONFIG, labels=LabelLearning(cell_exception=True))
+    result = run_cycle(
+        tiny_model.model, tiny_model.info.metadata, tiny_model, replace(window, labels=labels), [], config
+    )
+    learned = result.report["training"]["labelled_normal"]["cell_exception"]
+    assert learned["events"] == 2 and learned["cells_kept"] > 0 and learned["reach"] > 0
+    if result.model is not None:  # an accepted candidate serves it
+        assert result.model.exception is not None
+        assert result.model.config.exception_cells == learned["cells_kept"]
 
 
 @pytest.mark.parametrize("site_changed", [True, False])

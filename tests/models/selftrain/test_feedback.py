@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import copy
 
+import cv2
 import numpy as np
 import pytest
 
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.runtime import TorchDetector
+from models.detector.scores import anomaly_maps
 from models.scoring.camera import padded_clips
 from models.selftrain.config import LabelLearning
-from models.selftrain.feedback import learn_labelled_normal
+from models.selftrain.feedback import labelled_events, learn_labelled_normal
 from tests.models.conftest import TINY_DETECTOR, synthetic_video
 
 
@@ -72,3 +74,57 @@ def test_many_labelled_frames_are_thinned_to_max_frames(tiny_model: TorchDetecto
     model = copy.deepcopy(tiny_model.model)
     report = learn_labelled_normal(model, racing_square(slice(4, 12)), LabelLearning(max_frames=5))
     assert report["frames"] == 5
+
+
+def test_labelled_frames_fall_into_events_at_gaps_and_segment_changes() -> None:
+    indices = np.array([3, 4, 5, 9, 10])
+    assert labelled_events(indices).tolist() == [0, 0, 0, 1, 1]
+    segments = np.array([0] * 5 + [1] * 6)  # a reconnect between frames 4 and 5
+    assert labelled_events(indices, segments).tolist() == [0, 0, 1, 2, 2]
+
+
+def frame_peaks(detector: TorchDetector, clips: np.ndarray) -> float:
+    """The median over clips of the highest value of any stream map: where a frame's evidence is."""
+    return float(np.median(detector.stream_maps(clips).max(axis=(1, 2, 3))))
+
+
+def racing_walker(row: int) -> np.ndarray:
+    """One of the scene's dark walkers (looks like what the memory holds) racing along `row` as fast as
+    the square: a different thing, anomalous by its speed alone."""
+    video = synthetic_video(30, np.random.default_rng(6))
+    for t in range(10, 30):
+        x = 4 + int(4 * (t - 10)) % (video.shape[2] - 8)
+        cv2.circle(video[t], (x, row), 3, 40, -1)
+    return padded_clips(video, np.arange(10, 30), TINY_DETECTOR.history)
+
+
+@pytest.mark.parametrize(
+    "test",
+    [{"exception_spread": 1}, {"exception_ratio": 0.0, "exception_spread": 1}],
+    ids=["by ratio", "by reach"],
+)
+def test_the_cell_exception_quiets_what_was_labelled_and_not_a_different_thing(
+    tiny_model: TorchDetector, test: dict[str, float]
+) -> None:
+    labelled = np.concatenate([racing_square(slice(4, 12)), racing_square(slice(20, 28))])
+    events = np.repeat([0, 1], len(labelled) // 2)  # the square seen twice, at two places
+    anomaly = anomaly_maps(tiny_model, tiny_model.stream_maps(labelled))
+    model = copy.deepcopy(tiny_model.model)
+    config = LabelLearning(memory=False, cell_exception=True, **test)
+    report = learn_labelled_normal(model, labelled, config, events, anomaly)["cell_exception"]
+    assert report["events"] == 2 and report["cells_kept"] > 0 and report["reach"] > 0
+    assert model.config.bank_size == TINY_DETECTOR.bank_size  # the memory is left alone
+    taught = TorchDetector(model, tiny_model.info.metadata)
+    square, walker = racing_square(slice(12, 20)), racing_walker(16)  # elsewhere again
+    assert frame_peaks(taught, square) < 0.1 * frame_peaks(tiny_model, square)
+    # the walker as fast as the square keeps most of its evidence
+    assert frame_peaks(taught, walker) > 0.75 * frame_peaks(tiny_model, walker)
+    # learned again (the next cycle's window holds the same labels): nothing new is kept
+    again = learn_labelled_normal(model, labelled, config, events, anomaly)["cell_exception"]
+    assert again["cells_kept"] == report["cells_kept"] and again["events"] == 2
+
+
+def test_without_events_or_maps_the_cell_exception_is_not_learned(tiny_model: TorchDetector) -> None:
+    model = copy.deepcopy(tiny_model.model)
+    report = learn_labelled_normal(model, racing_square(slice(4, 12)), LabelLearning(cell_exception=True))
+    assert "cell_exception" not in report and model.exception is None

@@ -54,7 +54,8 @@ def stream_online(
 ) -> dict[str, VideoScores]:
     """Streams `videos` one after another, each as a camera, through the service's scoring and the self-
     training loop: a cycle after every `cycle_frames` new frames over the newest `window_frames`, an
-    accepted model swapped in between batches (fresh score state, history refilled), as the workers do.
+    accepted model swapped in between batches (the camera's statistics carried to it, history refilled), as the
+    workers do.
 
     Until the trainer has a model, frames are scored by `fallback` (the service's motion baseline) and a
     first model is trained once `coldstart_frames` have been seen. Returns the scores as streamed; each
@@ -105,8 +106,10 @@ def stream_online(
                 }
             )
             if result.accepted and trainer.serving is not None:
-                detector = trainer.serving  # swap: fresh score state; history refilled from the stream
+                # swap: the camera's statistics carried to the new model; history refilled from the stream
+                detector, scorer = trainer.serving, stream.scorer
                 stream = CameraStream(detector.info)
+                stream.scorer = scorer.carried_to(stream.scorer.calibration)
                 for past in frames[max(0, start + len(chunk) - detector.info.history) : start + len(chunk)]:
                     stream.push(past)
         out[name] = VideoScores(raw=raw, scores=scores)

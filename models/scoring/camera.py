@@ -126,6 +126,22 @@ class CameraScorer:
         self.recent_scores.append(score)
         return float(sum(self.recent_scores) / len(self.recent_scores))
 
+    def carried_to(self, calibration: ScoreCalibration | None) -> CameraScorer:
+        """A scorer for another model that goes on from this camera's statistics: the raw scores it
+        remembers, re-expressed in the other model's raw units through both calibrations (the same robust
+        z on normal footage), and the smoothing's recent scores. A swap then keeps what the camera taught
+        its scorer instead of starting again from the calibration alone. Without a calibration on either
+        side (the motion baseline) the scales share nothing: a fresh scorer."""
+        carried = CameraScorer(calibration, self.config)
+        if self.calibration is None or calibration is None:
+            return carried
+        z = (
+            np.fromiter(self.recent_raw, dtype=np.float64) - self.calibration.median
+        ) / self.calibration.scale
+        carried.recent_raw.extend((calibration.median + z * calibration.scale).tolist())
+        carried.recent_scores.extend(self.recent_scores)
+        return carried
+
     def state_dict(self) -> dict[str, Any]:
         return {"recent_raw": list(self.recent_raw), "recent_scores": list(self.recent_scores)}
 

@@ -100,10 +100,7 @@ class InferenceWorker(WorkerProcess):
         self._refused_model: str | None = None  # a published version that failed to load here
         self.slots: dict[str, CameraSlot] = {}
         self.leases = CameraLeases(self.client, self.worker_id)
-        self.frames_scored = 0
-        self.frames_dropped = 0
-        self.batches = 0
-        self.last_batch_size = 0
+        self.frames_scored = self.frames_dropped = self.batches = self.last_batch_size = 0
         self._next_refresh = 0.0
 
     # ------------------------------------------------------------ process hooks
@@ -246,10 +243,12 @@ class InferenceWorker(WorkerProcess):
             self.drop(camera, release=True)
 
     def swap_detector(self, detector: Detector) -> None:
-        """Between batches: new streams for the new model (its input size, calibration); open alerts go on."""
+        """Between batches: new streams for the new model (its input size, calibration), the cameras'
+        statistics carried to it; open alerts go on."""
         self.detector = detector
         for camera, slot in list(self.slots.items()):
             fresh = self._new_slot(slot.config)
+            fresh.stream.scorer = slot.stream.scorer.carried_to(fresh.stream.scorer.calibration)
             fresh.tracker, fresh.read_id = slot.tracker.retuned(fresh.tracker.config), slot.read_id
             fresh.last_seq, fresh.dropped = slot.last_seq, slot.dropped
             self.slots[camera] = fresh

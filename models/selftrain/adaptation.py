@@ -25,7 +25,7 @@ from models.detector.scores import (
     combined_scores,
     stream_patch_scores,
 )
-from models.detector.streams import STREAM_MIN_SCALE, DetectorNet
+from models.detector.streams import STREAM_MIN_SCALE, DetectorConfig, DetectorNet
 from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
 from models.selftrain.mining import (
     WindowEvidence,
@@ -220,6 +220,12 @@ def refit_statistics(
     return refitted, calibration if new_streams else blended
 
 
+def fitted_structure(config: DetectorConfig) -> DetectorConfig:
+    """What a fit to normal footage builds of a model: its streams, without what only cycles and labels
+    add on top (the ordinal head, the per-cell exception)."""
+    return replace(config, streams=tuple(s for s in config.streams if s != "ordinal"), exception_cells=0)
+
+
 def fresh_fit(
     model: DetectorNet,
     window: Window,
@@ -245,10 +251,9 @@ def fresh_fit(
         or model.prediction is not None
     ):
         return None
-    structure = replace(
-        model.config, streams=tuple(s for s in model.config.streams if s != "ordinal"), exception_cells=0
-    )
     fitted = fit_detector(
-        run_videos(window, frames), structure, FitConfig(seed=config.seed, max_frames=config.memory_frames)
+        run_videos(window, frames),
+        fitted_structure(model.config),
+        FitConfig(seed=config.seed, max_frames=config.memory_frames),
     )
     return fitted.model, fitted.metadata_stats()

@@ -25,6 +25,7 @@ from models.detector.runtime import load_detector
 from models.detector.scores import ScoreCalibration, raw_scores
 from models.detector.streams import DetectorConfig, DetectorNet
 from models.scoring.camera import ScorerConfig, score_of_z
+from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
 from models.selftrain.cycle import CycleResult, run_cycle
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
@@ -212,9 +213,7 @@ class SelfTrainer:
         assert self.model is not None and self.metadata is not None and self.serving is not None
         kept = (self.model, self.metadata, self.serving, self.replay, self.reference)
         kept_threshold = (self.consensus, self.reference_raw)
-        structure = replace(
-            self.model.config, streams=tuple(s for s in self.model.config.streams if s != "ordinal")
-        )
+        structure = fitted_structure(self.model.config)
         baseline = MotionBaseline(structure.height, structure.width)
         result = self._fit_first(
             window,

@@ -157,8 +157,10 @@ class SelfTrainer:
         scored_by: Detector,
         reason: str,
         report: dict[str, Any] | None = None,
+        max_quiet_z: float | None = None,
     ) -> CycleResult:
-        """A model fitted afresh to the frames `scored_by` finds confidently normal; it becomes current."""
+        """A model fitted afresh to the frames `scored_by` finds confidently normal; it becomes current
+        unless it scores the window's quiet quarter above `max_quiet_z` (it does not know the site either)."""
         from models.detector.fitting import train_detector
 
         started = time.monotonic()
@@ -166,19 +168,25 @@ class SelfTrainer:
         mined = mine(window, window_evidence(scored_by, window), selftrain)
         normal = np.flatnonzero(mined.normal)
         report = {**(report or {}), "cold_start": True, "window_frames": len(window), "mined": mined.counts()}
-        if len(normal) < self.config.coldstart_min_frames:
+
+        def refused(why: str) -> CycleResult:
             report["seconds"] = round(time.monotonic() - started, 2)
-            reason = (
+            return CycleResult(False, why, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal)
+
+        if len(normal) < self.config.coldstart_min_frames:
+            return refused(
                 f"too few confident normal frames for a first model ({len(normal)}; "
                 f"{self.config.coldstart_min_frames} needed)"
-            )
-            return CycleResult(
-                False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
             )
         videos = run_videos(window, normal)
         trained = train_detector(
             videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
         )
+        if max_quiet_z is not None:
+            fitted_z = self.quiet_z(trained.detector, window)
+            report["fitted_quiet_z"] = round(fitted_z, 3)
+            if fitted_z > max_quiet_z:
+                return refused(f"a fresh fit does not know the site either (quiet quarter z {fitted_z:.1f})")
         parent = self.metadata["version"] if self.metadata is not None else None
         metadata = {**trained.metadata, "parent": parent}
         self.serving = self._materialize(trained.detector.model, metadata)
@@ -210,36 +218,19 @@ class SelfTrainer:
         own scores would keep little but its blind spots (on Ped1 under the Ped2 model, 14-113 frames a
         window mined normal, 26-77% of them normal); the motion baseline assumes nothing of the scene. The
         new model must find the window's quiet quarter normal (z at most `refit_normal_z`)."""
-        assert self.model is not None and self.metadata is not None and self.serving is not None
-        kept = (self.model, self.metadata, self.serving, self.replay, self.reference)
-        kept_threshold = (self.consensus, self.reference_raw)
+        assert self.model is not None and self.metadata is not None
+        version = self.metadata["version"]
         structure = fitted_structure(self.model.config)
-        baseline = MotionBaseline(structure.height, structure.width)
         result = self._fit_first(
             window,
             structure,
-            baseline,
+            MotionBaseline(structure.height, structure.width),
             f"model replaced: its quietest quarter of the window scored z {quiet_z:.1f} "
             f"(over {self.config.rebase_z:g}); a first model fitted to the site's confidently normal footage",
-            {"rebase": True, "parent": kept[1]["version"], "quiet_z": round(quiet_z, 3)},
+            {"rebase": True, "parent": version, "quiet_z": round(quiet_z, 3)},
+            max_quiet_z=self.config.selftrain.refit_normal_z,
         )
-        log.info("model %s does not know the site: %s", kept[1]["version"], result.reason)
-        if not result.accepted:
-            return result
-        fitted_z = self.quiet_z(self.serving, window)
-        result.report["fitted_quiet_z"] = round(fitted_z, 3)
-        if fitted_z > self.config.selftrain.refit_normal_z:
-            for path in self.model_paths():
-                path.unlink(missing_ok=True)
-            self.model, self.metadata, self.serving, self.replay, self.reference = kept
-            self.consensus, self.reference_raw = kept_threshold
-            return replace(
-                result,
-                accepted=False,
-                reason=f"a fresh fit does not know the site either (quiet quarter z {fitted_z:.1f})",
-                model=None,
-                metadata=None,
-            )
+        log.info("model %s does not know the site: %s", version, result.reason)
         return result
 
     def cycle(self, window: Window) -> CycleResult:

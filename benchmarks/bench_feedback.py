@@ -52,7 +52,13 @@ from models.detector.export import model_metadata, save_detector  # noqa: E402
 from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
 from models.detector.scores import anomaly_maps  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
-from models.evaluation.events import VideoAlert, event_report, raise_alerts, true_ranges  # noqa: E402
+from models.evaluation.events import (  # noqa: E402
+    VideoAlert,
+    event_report,
+    overlaps,
+    raise_alerts,
+    true_ranges,
+)
 from models.evaluation.jobs import machine_info, read_split  # noqa: E402
 from models.evaluation.videos import VideoScores, score_videos  # noqa: E402
 from models.scoring.camera import padded_clips  # noqa: E402
@@ -73,8 +79,8 @@ CELL_EXCEPTION = "cell-exception"
 EXCEPTION = "exception"  # measured here only: see Exceptions
 
 
-def overlaps(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:
-    return any(alert.episode.start_seq <= end and alert.episode.last_seq >= start for start, end in ranges)
+def overlaps_any(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:
+    return any(overlaps(alert.episode, start, end) for start, end in ranges)
 
 
 def labelled_clips(frames: dict[str, np.ndarray], alerts: list[VideoAlert], history: int) -> np.ndarray:
@@ -222,7 +228,7 @@ def false_alerts(
                 else score_videos(arm.detector, {v: frames[v] for v in videos}, desc=f"{name} round {number}")
             )
             alerts = raise_alerts(round_scores, config, fps)
-            wrong = [a for a in alerts if not overlaps(a, true_ranges(labels[a.video]))][:PER_ROUND]
+            wrong = [a for a in alerts if not overlaps_any(a, true_ranges(labels[a.video]))][:PER_ROUND]
             history.append(
                 {
                     "round": number,
@@ -254,7 +260,7 @@ def false_alerts_by_exception(
     history = []
     for number, videos in enumerate(rounds, start=1):
         paged = exceptions.pages(raise_alerts({v: control[v] for v in videos}, config, fps))
-        wrong = [a for a in paged if not overlaps(a, true_ranges(labels[a.video]))][:PER_ROUND]
+        wrong = [a for a in paged if not overlaps_any(a, true_ranges(labels[a.video]))][:PER_ROUND]
         history.append({"round": number, "videos": videos, "alerts": len(paged), "marked_normal": len(wrong)})
         exceptions.learn(wrong)
     paged = exceptions.pages(raise_alerts({v: control[v] for v in held}, config, fps))
@@ -288,7 +294,7 @@ def event_classes(path: Path) -> dict[str, list[tuple[tuple[int, int], set[str]]
 def alert_classes(alert: VideoAlert, classes: dict[str, list[tuple[tuple[int, int], set[str]]]]) -> set[str]:
     found: set[str] = set()
     for (start, end), names in classes.get(alert.video, []):
-        if alert.episode.start_seq <= end and alert.episode.last_seq >= start:
+        if overlaps(alert.episode, start, end):
             found |= names
     return found
 
@@ -301,13 +307,7 @@ def class_recall(
 ) -> dict[str, Any]:
     """Events holding a class other than the accepted one, and how many an alert overlaps."""
     events = [(v, rng) for v in videos for rng, names in classes.get(v, []) if names - {accepted}]
-    hit = [
-        (v, rng)
-        for v, rng in events
-        if any(
-            a.video == v and a.episode.start_seq <= rng[1] and a.episode.last_seq >= rng[0] for a in alerts
-        )
-    ]
+    hit = [(v, rng) for v, rng in events if any(a.video == v and overlaps_any(a, [rng]) for a in alerts)]
     return {"events": len(events), "detected": len(hit), "recall": len(hit) / len(events) if events else None}
 
 

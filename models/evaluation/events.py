@@ -28,7 +28,8 @@ def true_ranges(flags: np.ndarray) -> list[tuple[int, int]]:
     return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def _overlaps(episode: Episode, start: int, end: int) -> bool:
+def overlaps(episode: Episode, start: int, end: int) -> bool:
+    """Whether the episode covers any frame of the inclusive range [start, end]."""
     return episode.start_seq <= end and episode.last_seq >= start
 
 
@@ -55,11 +56,11 @@ def event_report(
         found = by_video[name]
         events += len(ranges)
         for start, end in ranges:
-            hits = [e for e in found if _overlaps(e, start, end)]
+            hits = [e for e in found if overlaps(e, start, end)]
             if hits:
                 detected += 1
                 delays.append(max(0, min(e.opened_seq for e in hits) - start) / fps)
-        true_alerts += sum(1 for e in found if any(_overlaps(e, s, t) for s, t in ranges))
+        true_alerts += sum(1 for e in found if any(overlaps(e, s, t) for s, t in ranges))
     normal_hours = sum(int((~flags).sum()) for flags in labels.values()) / fps / 3600
     false_alerts = len(alerts) - true_alerts
     return {

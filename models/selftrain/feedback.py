@@ -35,11 +35,17 @@ from models.selftrain.config import LabelLearning
 from models.selftrain.ordinal import cell_evidence, pool_to_cells
 
 
+def _nearest_other(points: torch.Tensor, groups: torch.Tensor, quantile: float) -> float:
+    """The `quantile` of the distances from each of `points` [K, D] to the nearest one of another group
+    (`groups` [K])."""
+    distances = torch.cdist(points, points)
+    distances[groups[:, None] == groups[None]] = float("inf")
+    return float(torch.quantile(distances.amin(1), quantile))
+
+
 def _memory_spacing(cells: torch.Tensor, quantile: float) -> float:
     """The `quantile` of the distances from each remembered cell to its nearest other one."""
-    distances = torch.cdist(cells, cells)
-    distances.fill_diagonal_(float("inf"))
-    return float(torch.quantile(distances.amin(1), quantile))
+    return _nearest_other(cells, torch.arange(len(cells)), quantile)
 
 
 def learn_appearance(model: DetectorNet, frames: np.ndarray, config: LabelLearning) -> int:
@@ -112,9 +118,7 @@ def exception_reach(descriptors: torch.Tensor, events: torch.Tensor, quantile: f
     labelled event (`events` [K]): how far the kind carried from one event to the next; 0 with one event."""
     if len(torch.unique(events)) < 2:
         return 0.0
-    distances = torch.cdist(descriptors, descriptors)
-    distances[events[:, None] == events[None]] = float("inf")
-    return float(torch.quantile(distances.amin(1), quantile))
+    return _nearest_other(descriptors, events, quantile)
 
 
 def learn_cell_exception(

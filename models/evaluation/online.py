@@ -107,9 +107,8 @@ def stream_online(
             )
             if result.accepted and trainer.serving is not None:
                 # swap: the camera's statistics carried to the new model; history refilled from the stream
-                detector, scorer = trainer.serving, stream.scorer
-                stream = CameraStream(detector.info)
-                stream.scorer = scorer.carried_to(stream.scorer.calibration)
+                detector = trainer.serving
+                stream = stream.carried_to(detector.info)
                 for past in frames[max(0, start + len(chunk) - detector.info.history) : start + len(chunk)]:
                     stream.push(past)
         out[name] = VideoScores(raw=raw, scores=scores)

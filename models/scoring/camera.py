@@ -60,6 +60,13 @@ class CameraStream:
     def score(self, raw: float) -> float:
         return self.scorer.update(raw)
 
+    def carried_to(self, info: DetectorInfo) -> CameraStream:
+        """A stream for another model (a swap) that goes on from this camera's statistics
+        (CameraScorer.carried_to); its history starts empty, to be refilled from the camera's frames."""
+        stream = CameraStream(info, self.scorer.config)
+        stream.scorer = self.scorer.carried_to(stream.scorer.calibration)
+        return stream
+
     def state_dict(self) -> dict[str, Any]:
         return {"session": self.session, "scorer": self.scorer.state_dict()}
 

@@ -248,7 +248,7 @@ class InferenceWorker(WorkerProcess):
         self.detector = detector
         for camera, slot in list(self.slots.items()):
             fresh = self._new_slot(slot.config)
-            fresh.stream.scorer = slot.stream.scorer.carried_to(fresh.stream.scorer.calibration)
+            fresh.stream = slot.stream.carried_to(detector.info)
             fresh.tracker, fresh.read_id = slot.tracker.retuned(fresh.tracker.config), slot.read_id
             fresh.last_seq, fresh.dropped = slot.last_seq, slot.dropped
             self.slots[camera] = fresh

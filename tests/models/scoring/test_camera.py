@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.detector.base import DetectorInfo
 from models.detector.scores import ScoreCalibration
-from models.scoring.camera import CameraScorer
+from models.scoring.camera import CameraScorer, CameraStream
 
 OLD = ScoreCalibration(median=1.0, scale=2.0)
 NEW = ScoreCalibration(median=10.0, scale=0.5, level=1.5)
@@ -39,3 +40,16 @@ def test_nothing_is_carried_from_or_to_the_motion_baseline() -> None:
         baseline.update(float(raw))
     assert len(baseline.carried_to(NEW).recent_raw) == 0
     assert len(CameraScorer(OLD).carried_to(None).recent_raw) == 0
+
+
+def test_a_stream_carried_to_another_model_keeps_the_statistics_and_refills_its_history() -> None:
+    old_info = DetectorInfo("m", "a", 8, 8, 2, {"calibration": OLD.to_dict()})
+    new_info = DetectorInfo("m", "b", 16, 16, 1, {"calibration": NEW.to_dict()})
+    stream = CameraStream(old_info)
+    for value in range(20):
+        stream.push(np.full((8, 8), value, np.uint8))
+        stream.score(float(value))
+    carried = stream.carried_to(new_info)
+    assert carried.info is new_info and len(carried.history) == 0
+    assert carried.scorer.calibration == NEW
+    assert np.allclose(list(carried.scorer.recent_raw), in_new_units(np.arange(20.0)))

@@ -22,9 +22,10 @@ scored by it and by the control: later alerts of the class, and the event recall
 Each mechanism in --mechanisms is one arm: `memory` (the labelled frames' cells join the appearance memory),
 `memory+motion` (and the normal speed raised at their hot spots), `cell-exception` (the labelled frames'
 most anomalous cells kept, and cells that look and move like them taken out of the maps the frame score
-is taken from: models/detector/exception.py), `exception` (no score changes: alerts that look like a
-labelled one at their peak do not page). The threshold is the service's
-(VIGIL_ALERTS__THRESHOLD). Writes benchmarks/results/feedback-<benchmark>-*.json.
+is taken from: models/detector/exception.py), and two that change no score: `exception` (alerts that look
+like a labelled one at their peak do not page) and `threshold` (the camera's threshold raised by the labels:
+models/scoring/label_threshold.py). The threshold is the service's (VIGIL_ALERTS__THRESHOLD, and
+__LABEL_CEILING). Writes benchmarks/results/feedback-<benchmark>-*.json.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.bench_alerts import read_scores  # noqa: E402
 from benchmarks.harness import write_report  # noqa: E402
+from benchmarks.stream_dataset import write_stream_dataset  # noqa: E402
 from models.detector.base import Detector  # noqa: E402
 from models.detector.export import model_metadata, save_detector  # noqa: E402
 from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
@@ -63,6 +65,7 @@ from models.evaluation.jobs import machine_info, read_split  # noqa: E402
 from models.evaluation.videos import VideoScores, score_videos  # noqa: E402
 from models.scoring.camera import padded_clips  # noqa: E402
 from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
+from models.scoring.label_threshold import label_threshold  # noqa: E402
 from models.selftrain.categories import alert_descriptor  # noqa: E402
 from models.selftrain.config import LabelLearning  # noqa: E402
 from models.selftrain.feedback import learn_labelled_normal  # noqa: E402
@@ -77,6 +80,7 @@ MECHANISMS = {
 }
 CELL_EXCEPTION = "cell-exception"
 EXCEPTION = "exception"  # measured here only: see Exceptions
+THRESHOLD = "threshold"  # labels raise the camera's threshold: see LabelThreshold
 
 
 def overlaps_any(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:
@@ -138,6 +142,7 @@ class Exceptions:
     def __init__(self, start: TorchDetector, frames: dict[str, np.ndarray]) -> None:
         self.start, self.frames = start, frames
         self.exemplars: list[np.ndarray] = []
+        self.config = hysteresis_config(get_settings().alerts)
 
     def describe(self, alert: VideoAlert) -> np.ndarray:
         history = self.start.info.history
@@ -145,8 +150,8 @@ class Exceptions:
         anomaly = anomaly_maps(self.start, self.start.stream_maps(clip))[0]
         return alert_descriptor(self.start.model, clip[0], anomaly)
 
-    def learn(self, alerts: list[VideoAlert]) -> None:
-        self.exemplars += [self.describe(a) for a in alerts]
+    def learn(self, alerts: list[VideoAlert], category: str | None = None) -> None:
+        self.exemplars += [self.describe(a) for a in alerts]  # whatever they are: their looks
 
     def reach(self) -> float:
         """The median distance from a labelled descriptor to its nearest other one: how close to one of
@@ -163,6 +168,36 @@ class Exceptions:
             return alerts
         points, reach = np.stack(self.exemplars), self.reach()
         return [a for a in alerts if np.linalg.norm(points - self.describe(a)[None], axis=1).min() > reach]
+
+    def summary(self) -> dict[str, Any]:
+        return {"exemplars": len(self.exemplars), "reach": self.reach()}
+
+
+class LabelThreshold:
+    """The alternative that changes no score: alerts marked normal (no category: a false alert) raise the
+    camera's threshold to just above their peak, up to the ceiling (models/scoring/label_threshold.py, as
+    the inference worker applies it)."""
+
+    def __init__(self) -> None:
+        self.marked_peaks: list[float] = []
+        self.config = hysteresis_config(get_settings().alerts)
+
+    def learn(self, alerts: list[VideoAlert], category: str | None = None) -> None:
+        if category is not None:  # a kind accepted at the site, not a false alert: no threshold moves
+            return
+        self.marked_peaks += [a.episode.peak_score for a in alerts]
+        alerts_settings = get_settings().alerts
+        asked = label_threshold(self.marked_peaks, [], alerts_settings.label_ceiling)
+        self.config = hysteresis_config(alerts_settings, labelled=asked)
+
+    def pages(self, alerts: list[VideoAlert]) -> list[VideoAlert]:
+        return alerts
+
+    def summary(self) -> dict[str, Any]:
+        return {"marked_peaks": self.marked_peaks, "threshold_after": self.config.threshold}
+
+
+UnscoredArm = Exceptions | LabelThreshold
 
 
 def alert_report(
@@ -213,10 +248,8 @@ def false_alerts(
         "arms": {},
     }
     for name in args.mechanisms:
-        if name == EXCEPTION:
-            report["arms"][name] = false_alerts_by_exception(
-                start, frames, labels, rounds, held, control, fps
-            )
+        if unscored := unscored_arm(name, start, frames):
+            report["arms"][name] = false_alerts_unscored(unscored, labels, rounds, held, control, fps)
             print_against(name, report["arms"][name]["after"], report["control"]["after"])
             continue
         arm = Arm(name, start, MECHANISMS[name], args.work)
@@ -246,31 +279,28 @@ def false_alerts(
     return report
 
 
-def false_alerts_by_exception(
-    start: TorchDetector,
-    frames: dict[str, np.ndarray],
+def false_alerts_unscored(
+    arm: UnscoredArm,
     labels: dict[str, np.ndarray],
     rounds: list[list[str]],
     held: list[str],
     control: dict[str, VideoScores],
     fps: float,
 ) -> dict[str, Any]:
-    config = hysteresis_config(get_settings().alerts)
-    exceptions = Exceptions(start, frames)
+    """The rounds of an arm that changes no score: alerts of the control's scores, as the arm pages them."""
     history = []
     for number, videos in enumerate(rounds, start=1):
-        paged = exceptions.pages(raise_alerts({v: control[v] for v in videos}, config, fps))
+        paged = arm.pages(raise_alerts({v: control[v] for v in videos}, arm.config, fps))
         wrong = [a for a in paged if not overlaps_any(a, true_ranges(labels[a.video]))][:PER_ROUND]
         history.append({"round": number, "videos": videos, "alerts": len(paged), "marked_normal": len(wrong)})
-        exceptions.learn(wrong)
-    paged = exceptions.pages(raise_alerts({v: control[v] for v in held}, config, fps))
-    after = event_report(paged, {v: labels[v] for v in held}, fps, config.threshold)
-    return {
-        "rounds": history,
-        "exemplars": len(exceptions.exemplars),
-        "reach": exceptions.reach(),
-        "after": after,
-    }
+        arm.learn(wrong)
+    paged = arm.pages(raise_alerts({v: control[v] for v in held}, arm.config, fps))
+    after = event_report(paged, {v: labels[v] for v in held}, fps, arm.config.threshold)
+    return {"rounds": history, **arm.summary(), "after": after}
+
+
+def unscored_arm(name: str, start: TorchDetector, frames: dict[str, np.ndarray]) -> UnscoredArm | None:
+    return Exceptions(start, frames) if name == EXCEPTION else LabelThreshold() if name == THRESHOLD else None
 
 
 def print_against(name: str, arm: dict[str, Any], control: dict[str, Any]) -> None:
@@ -348,11 +378,12 @@ def normal_here(
         "arms": {},
     }
     for name in args.mechanisms:
-        if name == EXCEPTION:
-            exceptions = Exceptions(start, frames)
-            exceptions.learn(marked)
-            result = summary(exceptions.pages(raise_alerts({v: control[v] for v in later}, config, fps)))
-            report["arms"][name] = {"exemplars": len(marked), "reach": exceptions.reach(), **result}
+        if unscored := unscored_arm(name, start, frames):
+            unscored.learn(marked, category=accepted)
+            result = summary(
+                unscored.pages(raise_alerts({v: control[v] for v in later}, unscored.config, fps))
+            )
+            report["arms"][name] = {**unscored.summary(), **result}
         else:
             arm = Arm(name, start, MECHANISMS[name], args.work)
             arm.learn(frames, marked, start.info.history)
@@ -382,29 +413,6 @@ def settings_overrides(text: str) -> dict[str, Any]:
     return out
 
 
-def write_stream_dataset(source: Path, out: Path, fitted: int, every: int) -> None:
-    """A dataset whose testing/ is a stream that is mostly normal: SOURCE's test videos with its training
-    videos after the first `fitted` streamed between them (one after every `every` test videos, in name
-    order), linked, not copied; its training/ is SOURCE's (fit it with `vigil eval --train-videos FITTED`)."""
-    labels = json.loads((source / "labels.json").read_text())["videos"]
-    tests = [v.name for v in datasets.list_videos(source, "testing")]
-    held = iter([v.name for v in datasets.list_videos(source, "training")][fitted:])
-    order: list[tuple[str, str]] = []
-    for index, name in enumerate(tests):
-        order.append(("testing", name))
-        if index % every == every - 1 and (spare := next(held, None)) is not None:
-            order.append(("training", spare))
-    (out / "testing").mkdir(parents=True)
-    (out / "training").symlink_to((source / "training").resolve())
-    videos = {}
-    for position, (split, name) in enumerate(order, start=1):
-        stream_name = f"s{position:02d}-{'test' if split == 'testing' else 'train'}{name}"
-        (out / "testing" / stream_name).symlink_to((source / split / name).resolve())
-        videos[stream_name] = {"abnormal": labels[name]["abnormal"] if split == "testing" else []}
-    description = f"{source.name}: training videos after the first {fitted} streamed between the test videos"
-    (out / "labels.json").write_text(json.dumps({"dataset": description, "videos": videos}, indent=1))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -423,7 +431,9 @@ def main() -> int:
     parser.add_argument("--control-scores", type=Path, help="the start model's `vigil eval --scores-out` CSV")
     parser.add_argument("--categories", type=Path, help="normal-here: event classes per range (JSON)")
     parser.add_argument("--accept", default="bicycle", help="normal-here: the class the site accepts")
-    parser.add_argument("--mechanisms", type=lambda t: t.split(","), default=[EXCEPTION, *MECHANISMS])
+    parser.add_argument(
+        "--mechanisms", type=lambda t: t.split(","), default=[THRESHOLD, EXCEPTION, *MECHANISMS]
+    )
     parser.add_argument(
         "--cell-exception",
         type=settings_overrides,
@@ -438,7 +448,7 @@ def main() -> int:
         print(f"wrote {args.model}")
         return 0
     args.work = Path(tempfile.mkdtemp(prefix="bench-feedback-"))
-    unknown = set(args.mechanisms) - {EXCEPTION, *MECHANISMS}
+    unknown = set(args.mechanisms) - {THRESHOLD, EXCEPTION, *MECHANISMS}
     if unknown:
         parser.error(f"unknown mechanisms {sorted(unknown)}; known: {sorted(MECHANISMS)}")
     if args.benchmark == "normal-here" and args.categories is None:

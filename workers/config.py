@@ -135,6 +135,13 @@ class AlertSettings(BaseModel):
     cusum_limit: float = Field(
         0.0, ge=0, description="The CUSUM's decision interval; 0: the threshold rule alone opens alerts."
     )
+    label_ceiling: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="Alerts marked normal without a category raise their camera's threshold to just above "
+        "their peak, up to this (models/scoring/label_threshold.py); 0: labels never move a threshold.",
+    )
 
 
 class RetrainSettings(BaseModel):
@@ -387,14 +394,19 @@ def hysteresis_config(
     threshold: float | None = None,
     learned: bool = True,
     adaptive: float | None = None,
+    labelled: float | None = None,
 ) -> HysteresisConfig:
     """The alert hysteresis of the settings at a threshold: a camera's own, else the setting's for a learned
     model or for the motion baseline. A learned model's adaptive threshold (the consensus of self-trained
-    models) raises a learned model's, never lowers it. The inference worker and `vigil eval` use the same."""
+    models) raises a learned model's, never lowers it; the threshold the camera's labelled alerts ask for
+    (`labelled`: models/scoring/label_threshold.py) raises any. The inference worker and `vigil eval` use
+    the same."""
     if threshold is None:
         threshold = alerts.threshold if learned else alerts.baseline_threshold
         if learned and adaptive is not None:
             threshold = max(threshold, adaptive)
+    if labelled is not None:
+        threshold = max(threshold, labelled)
     return HysteresisConfig(
         threshold=threshold,
         start_frames=alerts.start_frames,

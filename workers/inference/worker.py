@@ -9,11 +9,11 @@ Scale-out and fault model:
 - Each batch's results (scores, error maps, alert events, alert hysteresis state) and its XACK are written
   in one MULTI/EXEC guarded by WATCH on the leases: either all of it lands or none, so a frame is scored
   exactly once and an alert event is never written twice.
-- On a Redis Cluster (a camera's keys in one slot) that is one XREADGROUP and one MULTI/EXEC per camera;
-  alert events reach the site-wide alert keys through the camera's outbox (inference/alert_writes.py).
+- On a Redis Cluster that is one XREADGROUP and one MULTI/EXEC per camera (its keys share a slot); alert
+  events reach the site-wide alert keys through the camera's outbox (inference/alert_writes.py).
 - A frame that never reaches a worker (trimmed by the stream cap before it was scored, or lost by a Redis
-  restart) shows as a gap in the camera's seq numbers: it is counted, per camera, in the scorer state hash
-  (field `frames_dropped`) and in the worker's heartbeat, and logged.
+  restart) shows as a gap in the camera's seq numbers: counted per camera in the scorer state hash (field
+  `frames_dropped`) and in the worker's heartbeat, and logged.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import redis
@@ -39,45 +38,16 @@ from workers.config import Settings, hysteresis_config
 from workers.inference import frame_reads, scorer_state
 from workers.inference.alert_writes import end_alert, publish_outbox, queue_alert_event, stop_reason
 from workers.inference.alerts import AlertTracker
+from workers.inference.label_thresholds import LabelThresholds
 from workers.inference.leases import CameraLeases, LeaseLost
 from workers.inference.serving import load_serving_detector
+from workers.inference.slots import CameraSlot, ScoredFrame
 from workers.inference.snooze import Snoozes
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
 from workers.store.cameras import camera_statuses, list_cameras
 from workers.store.error_maps import encode_error_map
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CameraSlot:
-    """What a worker holds for a camera it owns."""
-
-    config: keys.CameraConfig
-    stream: CameraStream
-    tracker: AlertTracker
-    mask: np.ndarray | None
-    read_id: str = "0"  # "0": our pending entries first (claimed from a dead owner); then ">"
-    needs_history: bool = True
-    scored: int = 0
-    lag_s: float | None = None  # capture to written score of the last frame scored: stays put when idle
-    last_seq: int | None = None  # of the last frame scored: a jump past it means frames were dropped
-    session: int | None = None  # of the last frame scored: a new one closes the open alert
-    checkpoint_ts: float = 0.0  # when the stream's state was last saved whole (0: at the next batch)
-    dropped: int = 0
-    heat_minute: int | None = None  # the minute `heat` sums the anomalous error maps of
-    heat: np.ndarray | None = None
-
-
-@dataclass
-class ScoredFrame:
-    camera: str
-    entry_id: str
-    frame: keys.FrameMessage
-    error_map: np.ndarray
-    raw: float = 0.0
-    score: float = 0.0
-    events: list[tuple[keys.AlertEventType, keys.Alert]] = field(default_factory=list)
 
 
 class InferenceWorker(WorkerProcess):
@@ -97,6 +67,7 @@ class InferenceWorker(WorkerProcess):
         self.detector = detector
         self.model_threshold: float | None = None  # the served version's adaptive alert threshold
         self.snoozes = Snoozes()
+        self.label_thresholds = LabelThresholds(settings.alerts.label_ceiling)
         self._refused_model: str | None = None  # a published version that failed to load here
         self.slots: dict[str, CameraSlot] = {}
         self.leases = CameraLeases(self.client, self.worker_id)
@@ -149,6 +120,7 @@ class InferenceWorker(WorkerProcess):
         ttl = self.settings.inference.lease_ttl_ms
         configs = {config.id: config for config in list_cameras(self.client)}
         statuses = camera_statuses(self.client)
+        relabelled = self.label_thresholds.refresh(self.client, list(self.slots))
         for camera in list(self.slots):
             config = configs.get(camera)
             if config is None or not config.enabled:
@@ -156,7 +128,7 @@ class InferenceWorker(WorkerProcess):
                 self.drop(camera, release=True)
             elif not self.leases.renew(camera, ttl):
                 self.drop(camera, release=False)
-            elif config != self.slots[camera].config:
+            elif config != self.slots[camera].config or camera in relabelled:
                 self._reconfigure(camera, config)
             if camera in self.slots and (reason := stop_reason(statuses.get(camera))):
                 self._close_alert(camera, reason)
@@ -202,8 +174,9 @@ class InferenceWorker(WorkerProcess):
         info = self.detector.info
         zones = [zone.points for zone in config.ignore_zones]
         learned = not isinstance(self.detector, MotionBaseline)
+        labelled = self.label_thresholds.of(self.client, config.id)
         hysteresis = hysteresis_config(
-            self.settings.alerts, config.threshold, learned, adaptive=self.model_threshold
+            self.settings.alerts, config.threshold, learned, self.model_threshold, labelled
         )
         return CameraSlot(
             config=config,
@@ -477,9 +450,7 @@ class InferenceWorker(WorkerProcess):
             "batches": self.batches,
             "last_batch_size": self.last_batch_size,
             "model": self.detector.info.version if self.detector else None,
-            "lag_s": {
-                cam: round(slot.lag_s, 3) for cam, slot in self.slots.items() if slot.lag_s is not None
-            },
+            "lag_s": {cam: round(s.lag_s, 3) for cam, s in self.slots.items() if s.lag_s is not None},
         }
 
     def _check_model(self) -> None:

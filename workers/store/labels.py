@@ -140,6 +140,27 @@ def frame_labels(client: redis.Redis, camera: str, first_seq: int, last_seq: int
     return verdicts
 
 
+def alert_verdict_peaks(client: redis.Redis, camera: str) -> tuple[list[float], list[float]]:
+    """The peak scores of a camera's labelled alerts by their latest label: (marked normal without a
+    category, marked abnormal); what models/scoring/label_threshold.py turns into the camera's threshold."""
+    latest: dict[str, FeedbackLabel] = {}
+    for label in camera_labels(client, camera):  # oldest first: a later label of an alert replaces it
+        if label.alert_id is not None:
+            latest[label.alert_id] = label
+    if not latest:
+        return [], []
+    normal, abnormal = [], []
+    for alert_id, raw in zip(latest, client.hmget(keys.ALERTS, list(latest)), strict=True):
+        if raw is None:  # an alert no longer stored: its label no longer counts
+            continue
+        peak, label = keys.Alert.model_validate_json(raw).peak_score, latest[alert_id]
+        if label.label == "abnormal":
+            abnormal.append(peak)
+        elif label.category is None:
+            normal.append(peak)
+    return normal, abnormal
+
+
 def list_labels(
     client: redis.Redis,
     *,

@@ -9,9 +9,11 @@ import redis
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
+from models.scoring.label_threshold import label_threshold
 from service.api.deps import OperatorDep, RedisDep, SettingsDep
 from service.api.schemas import Page
 from workers.bus.keys import CAMERA_ID_PATTERN, FeedbackLabel, FeedbackVerdict
+from workers.inference.label_thresholds import REFRESH_S
 from workers.store import frames, labels
 from workers.store.labels import FeedbackRequest, Proposal, UnknownTarget
 
@@ -24,6 +26,12 @@ DISPLAY_NEAR = 2  # display entries read on each side of a frame's time
 
 class FeedbackSaved(FeedbackLabel):
     detail: str = Field(description="What was recorded, for the operator.")
+    label_threshold: float | None = Field(
+        None,
+        description="The alert threshold the camera's labelled alerts now ask for (alerts marked normal "
+        "without a category raise it to just above their peak, up to VIGIL_ALERTS__LABEL_CEILING); none: "
+        "the camera's threshold is as configured.",
+    )
 
 
 class FeedbackList(Page[FeedbackLabel]):
@@ -64,7 +72,9 @@ def _not_found(label_id: str) -> HTTPException:
         401: {"description": "Operator token needed."},
     },
 )
-def add_feedback(request: FeedbackRequest, client: RedisDep, response: Response) -> FeedbackSaved:
+def add_feedback(
+    request: FeedbackRequest, client: RedisDep, settings: SettingsDep, response: Response
+) -> FeedbackSaved:
     try:
         label, created = labels.add_label(client, request)
     except UnknownTarget as exc:
@@ -75,7 +85,14 @@ def add_feedback(request: FeedbackRequest, client: RedisDep, response: Response)
     else:
         response.status_code = status.HTTP_200_OK
         detail = f"Already recorded as label {label.id} ({frames})."
-    return FeedbackSaved(**label.model_dump(), detail=detail)
+    peaks = labels.alert_verdict_peaks(client, label.camera)
+    asked = label_threshold(*peaks, settings.alerts.label_ceiling)
+    if asked is not None and label.alert_id is not None:
+        detail += (
+            f" {label.camera} now pages only over a score of {asked:.2f} where its threshold is lower"
+            f" (its labelled alerts ask for it; in force within {REFRESH_S:.0f} s)."
+        )
+    return FeedbackSaved(**label.model_dump(), detail=detail, label_threshold=asked)
 
 
 @router.get("", summary="Labels, newest first")

@@ -43,7 +43,10 @@ def test_label_round_trip(api: TestClient, operator_headers: dict[str, str], cam
 
     stored = api.get("/api/feedback/1")
     assert stored.status_code == 200
-    assert stored.json() == {key: value for key, value in saved.items() if key != "detail"}
+    assert stored.json() == {
+        key: value for key, value in saved.items() if key not in ("detail", "label_threshold")
+    }
+    assert saved["label_threshold"] is None  # a range, not an alert: the threshold stays as configured
     listed = api.get("/api/feedback").json()
     assert [item["id"] for item in listed["items"]] == ["1"] and listed["next_cursor"] is None
 
@@ -66,8 +69,15 @@ def test_the_console_labels_an_alert(
         60,
         "a1",
     )
-    assert saved["detail"]  # the console shows it after its thank-you
+    assert saved["detail"] == "Label 1: frames 10-60 of cam1."  # the console shows it after its thank-you
+    assert saved["label_threshold"] is None  # confirmed: nothing to raise
     assert labels.frame_labels(redis_client, alert.camera, 0, 100) == dict.fromkeys(range(10, 61), "abnormal")
+    answer = post(api, operator_headers, alert_id="a1", label="normal")  # a false alert after all
+    assert answer.json()["label_threshold"] == 0.5  # its peak (0.9) is above the ceiling
+    assert answer.json()["detail"].endswith(
+        "cam1 now pages only over a score of 0.50 where its threshold is lower (its labelled alerts ask "
+        "for it; in force within 10 s)."
+    )
 
 
 def test_writes_need_the_operator_token(api: TestClient, camera: str) -> None:

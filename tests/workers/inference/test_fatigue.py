@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import pytest
 import redis
 
 from tests.workers.inference.test_worker import (
@@ -16,8 +18,11 @@ from tests.workers.inference.test_worker import (
     wait_for,
     write_frames,
 )
+from tests.workers.store.test_labels import write_alert
 from workers.bus import keys
+from workers.config import Settings
 from workers.inference.worker import InferenceWorker
+from workers.store.labels import FeedbackRequest, add_label
 from workers.store.snoozes import snooze
 
 
@@ -66,3 +71,38 @@ def test_a_snoozed_zone_raises_no_alert(
     start_inference("w1")
     wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 110)
     assert alert_events(redis_client) == []
+
+
+def test_alerts_marked_normal_raise_their_camera_s_threshold_to_their_peak_up_to_the_ceiling(
+    redis_client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.models.detector.test_runtime import tiny_detector
+
+    add_camera(redis_client, "cam1")
+    camera = keys.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "cam1"))
+    worker = InferenceWorker(Settings(data_dir=tmp_path), redis_url, detector=tiny_detector(0), worker_id="w")
+    learned = worker.settings.alerts.threshold
+    worker.refresh()  # takes the camera
+    assert worker.slots["cam1"].tracker.config.threshold == learned  # no labels: as configured
+    write_alert(redis_client, "weak", start_seq=10, last_seq=20, closed=True, peak=0.41)
+    add_label(redis_client, FeedbackRequest(alert_id="weak", label="normal"))
+    worker.refresh()  # the labels are read again every REFRESH_S: not yet
+    assert worker.slots["cam1"].tracker.config.threshold == learned
+    worker.label_thresholds._next_read = 0.0  # due
+    worker.refresh()
+    assert worker.slots["cam1"].tracker.config.threshold == pytest.approx(0.42)  # it would not page again
+    write_alert(redis_client, "strong", start_seq=30, last_seq=40, closed=True, peak=0.9)
+    add_label(redis_client, FeedbackRequest(alert_id="strong", label="normal"))
+    worker.label_thresholds._next_read = 0.0
+    worker.refresh()
+    assert worker.slots["cam1"].tracker.config.threshold == worker.settings.alerts.label_ceiling
+    write_alert(redis_client, "true", start_seq=50, last_seq=60, closed=True, peak=0.46)
+    add_label(redis_client, FeedbackRequest(alert_id="true", label="abnormal"))
+    worker.label_thresholds._next_read = 0.0
+    worker.refresh()
+    assert worker.slots["cam1"].tracker.config.threshold == pytest.approx(0.45)  # a confirmed one pages
+    worker.release_all()
+    off = InferenceWorker(
+        Settings(data_dir=tmp_path, alerts={"label_ceiling": 0.0}), redis_url, detector=tiny_detector(0)
+    )
+    assert off._new_slot(camera).tracker.config.threshold == learned

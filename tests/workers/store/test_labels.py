@@ -36,7 +36,9 @@ def label(
     return labels.add_label(client, request)
 
 
-def write_alert(client: redis.Redis, alert_id: str, *, start_seq: int, last_seq: int, closed: bool) -> None:
+def write_alert(
+    client: redis.Redis, alert_id: str, *, start_seq: int, last_seq: int, closed: bool, peak: float = 0.9
+) -> None:
     alert = Alert(
         id=alert_id,
         camera=CAMERA,
@@ -46,7 +48,7 @@ def write_alert(client: redis.Redis, alert_id: str, *, start_seq: int, last_seq:
         start_seq=start_seq,
         end_seq=last_seq if closed else None,
         last_seq=last_seq,
-        peak_score=0.9,
+        peak_score=peak,
         peak_seq=start_seq,
         peak_ts=1001.0,
         model="v1",
@@ -277,3 +279,20 @@ def test_labels_survive_a_redis_restart_and_a_crash(tmp_path: Path) -> None:
         assert label(client, 200, 210, "abnormal")[0].number == newest.number + 1  # ids keep increasing
     finally:
         server.stop()
+
+
+def test_the_peaks_of_labelled_alerts_follow_each_alert_s_latest_label(client: redis.Redis) -> None:
+    for number, peak in enumerate([0.3, 0.45, 0.8, 0.6, 0.7], start=1):
+        write_alert(
+            client, f"a{number}", start_seq=10 * number, last_seq=10 * number + 5, closed=True, peak=peak
+        )
+    labels.add_label(client, FeedbackRequest(alert_id="a1", label="normal"))
+    labels.add_label(client, FeedbackRequest(alert_id="a2", label="abnormal"))
+    labels.add_label(client, FeedbackRequest(alert_id="a2", label="normal"))  # relabelled: normal now
+    labels.add_label(client, FeedbackRequest(alert_id="a3", label="abnormal"))
+    labels.add_label(client, FeedbackRequest(alert_id="a4", label="normal", category="cyclist"))  # a kind
+    label(client, 50, 55, "normal")  # a range, not an alert: no peak of its own
+    labels.add_label(client, FeedbackRequest(alert_id="a5", label="normal"))
+    client.hdel(keys.ALERTS, "a5")  # an alert no longer stored no longer counts
+    assert labels.alert_verdict_peaks(client, CAMERA) == ([0.3, 0.45], [0.8])
+    assert labels.alert_verdict_peaks(client, "other") == ([], [])

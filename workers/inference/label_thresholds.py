@@ -1,0 +1,49 @@
+"""The alert thresholds that operators' labels ask of the inference worker's cameras
+(models/scoring/label_threshold.py), read from the labels again every REFRESH_S: a label takes effect
+within that time, at no cost per frame."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import redis
+
+from models.scoring.label_threshold import label_threshold
+from workers.store.labels import alert_verdict_peaks
+
+log = logging.getLogger(__name__)
+REFRESH_S = 10.0
+
+
+class LabelThresholds:
+    def __init__(self, ceiling: float) -> None:
+        self.ceiling = ceiling  # AlertSettings.label_ceiling; 0: labels never move a threshold
+        self.by_camera: dict[str, float | None] = {}
+        self._next_read = 0.0
+
+    def _read(self, client: redis.Redis, camera: str) -> float | None:
+        return (
+            label_threshold(*alert_verdict_peaks(client, camera), self.ceiling) if self.ceiling > 0 else None
+        )
+
+    def of(self, client: redis.Redis, camera: str) -> float | None:
+        """The camera's threshold asked by its labels (read now for a camera not seen before)."""
+        if camera not in self.by_camera:
+            self.by_camera[camera] = self._read(client, camera)
+        return self.by_camera[camera]
+
+    def refresh(self, client: redis.Redis, cameras: Iterable[str]) -> set[str]:
+        """When due, reads the cameras' labels again; returns the cameras whose threshold changed."""
+        if time.monotonic() < self._next_read:
+            return set()
+        self._next_read = time.monotonic() + REFRESH_S
+        changed = set()
+        for camera in cameras:
+            value = self._read(client, camera)
+            if camera in self.by_camera and value != self.by_camera[camera]:
+                log.info("camera %s: alert threshold asked by operators' labels now %s", camera, value)
+                changed.add(camera)
+            self.by_camera[camera] = value
+        return changed

@@ -14,12 +14,24 @@ class CameraOut(CameraConfig):
     """A camera's settings (credentials in `source` masked) and its latest status from the ingest worker."""
 
     status: CameraStatus | None = Field(None, description="Absent until the ingest worker reports.")
+    label_threshold: float | None = Field(
+        None,
+        description="The alert threshold the camera's labelled alerts ask for (alerts marked normal without a "
+        "category raise it, up to VIGIL_ALERTS__LABEL_CEILING); alerts need a score over the larger of it "
+        "and the threshold in force without labels. None: no label asks for one.",
+    )
 
     @classmethod
-    def of(cls, config: CameraConfig, status: CameraStatus | None) -> CameraOut:
+    def of(
+        cls, config: CameraConfig, status: CameraStatus | None, label_threshold: float | None
+    ) -> CameraOut:
         if status is not None:
             status = status.model_copy(update={"message": redact(status.message)})
-        return cls(**{**config.model_dump(), "source": redact(config.source)}, status=status)
+        return cls(
+            **{**config.model_dump(), "source": redact(config.source)},
+            status=status,
+            label_threshold=label_threshold,
+        )
 
 
 ItemT = TypeVar("ItemT")

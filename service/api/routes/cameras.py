@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import redis
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from service.api.deps import OperatorDep, RedisDep
+from models.scoring.label_threshold import label_threshold
+from service.api.deps import OperatorDep, RedisDep, SettingsDep
 from service.api.errors import invalid_input
 from service.api.schemas import CameraOut, CameraPatch
-from workers.bus.keys import CAMERA_ID_PATTERN, CameraConfig
-from workers.store import cameras, frames
+from workers.bus.keys import CAMERA_ID_PATTERN, CameraConfig, CameraStatus
+from workers.config import Settings
+from workers.store import cameras, frames, labels
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +29,19 @@ def _not_found(camera_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
 
 
+def _out(
+    client: redis.Redis, settings: Settings, config: CameraConfig, state: CameraStatus | None
+) -> CameraOut:
+    asked = label_threshold(*labels.alert_verdict_peaks(client, config.id), settings.alerts.label_ceiling)
+    return CameraOut.of(config, state, asked)
+
+
 @router.get("", summary="Every camera with its status")
-def list_cameras(client: RedisDep) -> list[CameraOut]:
+def list_cameras(client: RedisDep, settings: SettingsDep) -> list[CameraOut]:
     statuses = cameras.camera_statuses(client)
-    return [CameraOut.of(config, statuses.get(config.id)) for config in cameras.list_cameras(client)]
+    return [
+        _out(client, settings, config, statuses.get(config.id)) for config in cameras.list_cameras(client)
+    ]
 
 
 @router.post(
@@ -42,23 +54,23 @@ def list_cameras(client: RedisDep) -> list[CameraOut]:
         401: {"description": "Operator token needed."},
     },
 )
-def add_camera(config: CameraConfig, client: RedisDep) -> CameraOut:
+def add_camera(config: CameraConfig, client: RedisDep, settings: SettingsDep) -> CameraOut:
     if not cameras.add_camera(client, config):
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"a camera with id '{config.id}' exists; delete it first"
         )
     log.info("camera %s added", config.id)
-    return CameraOut.of(config, None)
+    return _out(client, settings, config, None)
 
 
 @router.get(
     "/{camera_id}", summary="One camera with its status", responses={404: {"description": "Unknown camera."}}
 )
-def get_camera(camera_id: CameraIdPath, client: RedisDep) -> CameraOut:
+def get_camera(camera_id: CameraIdPath, client: RedisDep, settings: SettingsDep) -> CameraOut:
     config = cameras.get_camera(client, camera_id)
     if config is None:
         raise _not_found(camera_id)
-    return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
+    return _out(client, settings, config, cameras.camera_statuses(client).get(camera_id))
 
 
 @router.put(
@@ -71,13 +83,15 @@ def get_camera(camera_id: CameraIdPath, client: RedisDep) -> CameraOut:
         401: {"description": "Operator token needed."},
     },
 )
-def replace_camera(camera_id: CameraIdPath, config: CameraConfig, client: RedisDep) -> CameraOut:
+def replace_camera(
+    camera_id: CameraIdPath, config: CameraConfig, client: RedisDep, settings: SettingsDep
+) -> CameraOut:
     if config.id != camera_id:
         raise invalid_input(("body", "id"), f"body id '{config.id}' differs from the path's '{camera_id}'")
     if not cameras.replace_camera(client, config):
         raise _not_found(camera_id)
     log.info("camera %s changed", camera_id)
-    return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
+    return _out(client, settings, config, cameras.camera_statuses(client).get(camera_id))
 
 
 @router.patch(
@@ -90,7 +104,9 @@ def replace_camera(camera_id: CameraIdPath, config: CameraConfig, client: RedisD
         401: {"description": "Operator token needed."},
     },
 )
-def update_camera(camera_id: CameraIdPath, patch: CameraPatch, client: RedisDep) -> CameraOut:
+def update_camera(
+    camera_id: CameraIdPath, patch: CameraPatch, client: RedisDep, settings: SettingsDep
+) -> CameraOut:
     stored = cameras.get_camera(client, camera_id)
     if stored is None:
         raise _not_found(camera_id)
@@ -103,7 +119,7 @@ def update_camera(camera_id: CameraIdPath, patch: CameraPatch, client: RedisDep)
     if not cameras.replace_camera(client, config):
         raise _not_found(camera_id)
     log.info("camera %s changed: %s", camera_id, ", ".join(patch.model_dump(exclude_unset=True)))
-    return CameraOut.of(config, cameras.camera_statuses(client).get(camera_id))
+    return _out(client, settings, config, cameras.camera_statuses(client).get(camera_id))
 
 
 @router.delete(

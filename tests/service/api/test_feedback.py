@@ -57,7 +57,11 @@ def test_label_round_trip(api: TestClient, operator_headers: dict[str, str], cam
 
 
 def test_the_console_labels_an_alert(
-    api: TestClient, operator_headers: dict[str, str], write_alert: AlertWriter, redis_client: redis.Redis
+    api: TestClient,
+    operator_headers: dict[str, str],
+    write_alert: AlertWriter,
+    redis_client: redis.Redis,
+    camera: str,
 ) -> None:
     alert, _ = write_alert("a1", state="open")  # frames 10..60 so far
     answer = post(api, operator_headers, alert_id="a1", label="abnormal")  # what app.js sends
@@ -78,6 +82,7 @@ def test_the_console_labels_an_alert(
         "cam1 now pages only over a score of 0.50 where its threshold is lower (its labelled alerts ask "
         "for it; in force within 10 s)."
     )
+    assert api.get(f"/api/cameras/{camera}").json()["label_threshold"] == 0.5  # shown with the camera too
 
 
 def test_writes_need_the_operator_token(api: TestClient, camera: str) -> None:

@@ -1,6 +1,6 @@
 """The alert thresholds that operators' labels ask of the inference worker's cameras
-(models/scoring/label_threshold.py), read from the labels again every REFRESH_S: a label takes effect
-within that time, at no cost per frame."""
+(models/scoring/label_threshold.py), looked at again every REFRESH_S: a label takes effect within that
+time, at no cost per frame, and a camera's labels are read again only when some were added or deleted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import redis
 
 from models.scoring.label_threshold import label_threshold
-from workers.store.labels import alert_verdict_peaks
+from workers.store.labels import alert_verdict_peaks, labels_version
 
 log = logging.getLogger(__name__)
 REFRESH_S = 10.0
@@ -21,12 +21,17 @@ class LabelThresholds:
     def __init__(self, ceiling: float) -> None:
         self.ceiling = ceiling  # AlertSettings.label_ceiling; 0: labels never move a threshold
         self.by_camera: dict[str, float | None] = {}
+        self._versions: dict[str, tuple[int, float]] = {}
         self._next_read = 0.0
 
     def _read(self, client: redis.Redis, camera: str) -> float | None:
-        return (
-            label_threshold(*alert_verdict_peaks(client, camera), self.ceiling) if self.ceiling > 0 else None
-        )
+        if self.ceiling <= 0:
+            return None
+        version = labels_version(client, camera)
+        if camera in self.by_camera and self._versions.get(camera) == version:
+            return self.by_camera[camera]
+        self._versions[camera] = version
+        return label_threshold(*alert_verdict_peaks(client, camera), self.ceiling)
 
     def of(self, client: redis.Redis, camera: str) -> float | None:
         """The camera's threshold asked by its labels (read now for a camera not seen before)."""

@@ -140,6 +140,13 @@ def frame_labels(client: redis.Redis, camera: str, first_seq: int, last_seq: int
     return verdicts
 
 
+def labels_version(client: redis.Redis, camera: str) -> tuple[int, float]:
+    """Changes whenever a label of the camera is added or deleted: how many it has, and the newest's number."""
+    index = keys.feedback_labels_by_camera(camera)
+    newest = client.zrevrange(index, 0, 0, withscores=True)
+    return int(client.zcard(index)), float(newest[0][1]) if newest else 0.0
+
+
 def alert_verdict_peaks(client: redis.Redis, camera: str) -> tuple[list[float], list[float]]:
     """The peak scores of a camera's labelled alerts by their latest label: (marked normal without a
     category, marked abnormal); what models/scoring/label_threshold.py turns into the camera's threshold."""

@@ -296,3 +296,15 @@ def test_the_peaks_of_labelled_alerts_follow_each_alert_s_latest_label(client: r
     client.hdel(keys.ALERTS, "a5")  # an alert no longer stored no longer counts
     assert labels.alert_verdict_peaks(client, CAMERA) == ([0.3, 0.45], [0.8])
     assert labels.alert_verdict_peaks(client, "other") == ([], [])
+
+
+def test_the_labels_version_changes_with_every_label_added_or_deleted(client: redis.Redis) -> None:
+    empty = labels.labels_version(client, CAMERA)
+    first, _ = label(client, 10, 20, "normal")
+    one = labels.labels_version(client, CAMERA)
+    label(client, 30, 40, "abnormal")
+    two = labels.labels_version(client, CAMERA)
+    labels.delete_label(client, first.id)
+    assert len({empty, one, two, labels.labels_version(client, CAMERA)}) == 4
+    label(client, 10, 20, "abnormal")  # the same frames again, another verdict: a new label
+    assert labels.labels_version(client, CAMERA) != two

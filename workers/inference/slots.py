@@ -39,4 +39,5 @@ class ScoredFrame:
     error_map: np.ndarray
     raw: float = 0.0
     score: float = 0.0
+    learned: bool = True  # whether the raw score entered the camera's statistics (CameraScorer.learned_last)
     events: list[tuple[keys.AlertEventType, keys.Alert]] = field(default_factory=list)

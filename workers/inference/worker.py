@@ -307,6 +307,7 @@ class InferenceWorker(WorkerProcess):
             slot = self.slots[item.camera]
             item.raw = float(raw)
             item.score = slot.stream.score(item.raw)
+            item.learned = slot.stream.scorer.learned_last
             if slot.session is not None and item.frame.session != slot.session:
                 ended = slot.tracker.close_open(item.frame.ts, "camera reconnected: a new stream session")
                 item.events = [("end", ended)] if ended else []
@@ -362,7 +363,7 @@ class InferenceWorker(WorkerProcess):
                     slot = self.slots[camera]
                     # with the results they produced: a takeover resumes exactly where the scores end
                     checkpoint = now - slot.checkpoint_ts >= scorer_state.CHECKPOINT_S
-                    raws = [item.raw for item in scored if item.camera == camera]
+                    raws = [item.raw for item in scored if item.camera == camera and item.learned]
                     scorer_state.queue_save(pipe, camera, slot.stream, raws, checkpoint)
                     if checkpoint:
                         slot.checkpoint_ts = now

@@ -99,10 +99,11 @@ def test_labels_override_mining_and_labelled_normals_are_learned_whole(tiny_mode
 
 
 def test_a_camera_whose_level_moved_is_mined_on_its_own_scale(tiny_model: TorchDetector) -> None:
-    frames = synthetic_video(1500, np.random.default_rng(5))
+    frames = synthetic_video(2500, np.random.default_rng(5))
     window = Window(frames, np.zeros(len(frames), dtype=int))
     calibration = tiny_model.info.metadata["calibration"]
-    # as if the camera had been moved or re-lit: its normal footage scores 12 spreads above the calibration
+    # as if the camera had been moved or re-lit: its normal footage scores 12 spreads above the calibration,
+    # outliers that teach the camera's statistics once they outnumber its normal frames by relearn_after
     moved = {**calibration, "median": calibration["median"] - 12 * calibration["scale"]}
     relocated = TorchDetector(tiny_model.model, {**tiny_model.info.metadata, "calibration": moved})
     evidence = window_evidence(relocated, window)

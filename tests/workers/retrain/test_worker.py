@@ -192,8 +192,10 @@ def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_s
         wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 100)
         model_registry.publish_file(redis_client, model_files["b"])  # while frames keep coming
         wait_for(lambda: len(scored_seqs(redis_client, "cam1")) >= 250)
-        # the camera's statistics went on across the swap: every frame scored so far is remembered
-        assert len(worker.slots["cam1"].stream.scorer.recent_raw) >= 250
+        # the camera's statistics went on across the swap: every frame scored so far is remembered, but
+        # for the racing square's (frames 150-199: outliers of its statistics, CameraScorer.learn_below_z)
+        scored = len(scored_seqs(redis_client, "cam1"))
+        assert len(worker.slots["cam1"].stream.scorer.recent_raw) >= scored - 50 - 10
         # a published version whose file is broken: refused by the worker, the serving one goes on
         broken = keys.ModelVersion(
             version="broken", path=str(model_files["corrupt"]), kind="motion-appearance"

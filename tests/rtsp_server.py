@@ -1,11 +1,12 @@
 """A loopback RTSP server for tests, run with the system Python (GStreamer through `gi`):
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--mount /cam] [--file clip.mp4] [--address 0.0.0.0]
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--mount /cam] [--file clip.mp4 [--once]] [--address 0.0.0.0]
 
 Without --file it serves an endless live test pattern (H.264 from openh264enc, a keyframe every second);
-with --file it streams an H.264 MP4 (or MPEG-TS: .ts) once. It listens on loopback unless --address names
-another interface (containers reach the host through their network's gateway). Prints "ready" when it
-listens; SIGTERM/SIGINT stop it.
+with --file it streams an H.264 MP4 (or MPEG-TS: .ts) once to each client, with --once to the first client
+only (a replay that must not start again when its camera reconnects at the end). It listens on loopback
+unless --address names another interface (containers reach the host through their network's gateway).
+Prints "ready" when it listens; SIGTERM/SIGINT stop it.
 Needs: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 python3-gi (Debian).
 """
@@ -38,6 +39,11 @@ def main() -> None:
     parser.add_argument(
         "--file", help="an H.264 MP4 or MPEG-TS (.ts) to stream (default: a live test pattern)"
     )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="serve the file to the first client only: once that client is done, requests get 404 Not Found",
+    )
     parser.add_argument("--width", type=int, default=360)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--fps", type=int, default=10)
@@ -54,7 +60,13 @@ def main() -> None:
     else:
         pipeline = LIVE_PIPELINE.format(**vars(args))
     factory.set_launch(f"( {pipeline} )")
-    server.get_mount_points().add_factory(args.mount, factory)
+    mounts = server.get_mount_points()
+    mounts.add_factory(args.mount, factory)
+    if args.once:  # once the first client's media is done with, the mount is gone
+        factory.connect(
+            "media-configure",
+            lambda _factory, media: media.connect("unprepared", lambda *_: mounts.remove_factory(args.mount)),
+        )
     if server.attach(None) == 0:
         raise SystemExit(f"cannot listen on {args.address}:{args.port}")
     loop = GLib.MainLoop()

@@ -2,21 +2,25 @@
 measured against the labels as `vigil eval` measures its own, side by side with `vigil eval` of the same model.
 
     python benchmarks/bench_live.py DATASET_DIR --model MODEL.onnx [--cameras 2] [--deal blocks|round-robin]
-        [--offline-report R.json --offline-scores S.csv] [--out REPORT.json]
+        [--session-per-video] [--offline-report R.json --offline-scores S.csv] [--scores-out S.csv] [--out R.json]
 
 The test videos are dealt to the cameras in name order (contiguous blocks, or round robin); each camera's videos
 are concatenated into one H.264 MP4 at the dataset's frame rate and the frames' native size and served once by
-its own loopback RTSP server (tests/rtsp_server.py, GStreamer). `vigil up --site --model` runs with a fresh
-data directory and embedded Redis, self-training off (VIGIL_RETRAIN__ENABLED=false) and a frame buffer longer
-than the replay (nothing trimmed). The k-th frame of a camera's stream session is the k-th frame of its clip.
+its own loopback RTSP server (tests/rtsp_server.py, GStreamer): one stream session, the k-th frame of which is
+the k-th frame of the clip. With --session-per-video each video is its own clip, served to the camera's next
+connection: the camera reconnects between videos (a new session: the detector's past frames and the alert
+hysteresis start afresh, as in `vigil eval`, while the camera's score statistics carry on), and no frame sees
+a cut to another video in its past. `vigil up --site --model` runs with a fresh data directory and embedded
+Redis, self-training off (VIGIL_RETRAIN__ENABLED=false) and a frame buffer longer than the replay (nothing
+trimmed); it is stopped with SIGINT at the end.
 
-Figures, over each camera's whole stream (its statistics and alert hysteresis carry across its videos):
-event recall, alert precision, false alerts per hour of normal footage and the delay to the frame that paged
-(models/evaluation/events.py, as `vigil eval`), the micro AUC of the served scores, frames streamed, scored
-and dropped, and the scoring lag (scored_ts - ts). Beside them: the live scores cut back into videos with the
-hysteresis started afresh per video (what `vigil eval` would count on them), and `vigil eval --mode oneclass`
-itself (each video scored afresh), run after the replay or read from --offline-report / --offline-scores.
-Writes benchmarks/results/live-<dataset>-<machine>-<date>.json (or --out) and prints a table.
+Figures, over each camera's whole stream (its score statistics carry across its videos): event recall, alert
+precision, false alerts per hour of normal footage and the delay to the frame that paged
+(models/evaluation/events.py, as `vigil eval`), the micro AUC of the served scores, frames streamed, scored and
+dropped, and the scoring lag (scored_ts - ts). Beside them: the live raw scores normalized and alerted on as
+`vigil eval` does, each video afresh (what the transport alone changed), and `vigil eval --mode oneclass`
+itself, run after the replay or read from --offline-report / --offline-scores.
+Writes benchmarks/results/live-<dataset>[-sessions]-<machine>-<date>.json (or --out) and prints a table.
 """
 
 from __future__ import annotations
@@ -184,7 +188,6 @@ def summarize(
             s.footage.camera: {
                 **s.facts,
                 "alignment": s.alignment,
-                "shift": s.shift,
                 "lag": lag_figures([s]),
                 "alerts": alert_rows(s, labels),
             }
@@ -241,6 +244,12 @@ def parse_args() -> argparse.Namespace:
         "--deal", choices=("blocks", "round-robin"), default="blocks", help="how videos go to cameras"
     )
     parser.add_argument(
+        "--session-per-video",
+        action="store_true",
+        help="serve each video as its own stream session (the camera reconnects between videos) instead of "
+        "one stream of all its videos",
+    )
+    parser.add_argument(
         "--offline-report", type=Path, help="a `vigil eval --report` of this model instead of a run"
     )
     parser.add_argument(
@@ -277,11 +286,12 @@ def write_live_scores(streams: list[CameraStream], path: Path) -> None:
     with path.open("w") as out:
         out.write("camera,video,frame,seq,score,raw,lag_s\n")
         for s in streams:
+            seq_of = {index: seq for seq, index in s.index_of_seq.items()}
             for index in range(s.footage.frames):
                 video, frame = s.footage.locate(index)
                 scored = np.isfinite(s.score[index])
                 values = (
-                    f"{index - s.shift},{s.score[index]:.7f},{s.raw[index]:.5f},{s.lag_s[index]:.3f}"
+                    f"{seq_of[index]},{s.score[index]:.7f},{s.raw[index]:.5f},{s.lag_s[index]:.3f}"
                     if scored
                     else ",,,"
                 )
@@ -304,7 +314,7 @@ def main() -> int:
 
 def measure(args: argparse.Namespace, work: Path) -> int:
     fps = datasets.dataset_fps(args.dataset)
-    footage = write_footage(args.dataset, args.cameras, args.deal, work)
+    footage = write_footage(args.dataset, args.cameras, args.deal, work, args.session_per_video)
     lengths = {name: range(n) for f in footage for name, n in zip(f.videos, f.lengths, strict=True)}
     labels = datasets.load_labels(args.dataset, lengths)
     if labels is None:
@@ -336,6 +346,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         "model": str(args.model),
         "cameras": args.cameras,
         "deal": args.deal,
+        "streams": "a session per video" if args.session_per_video else "one stream per camera",
         "fps": fps,
         "settings": {
             "threshold": config.threshold,
@@ -350,7 +361,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         "timings": {"replay_s": round(replay_s, 1), "live_wall_s": round(live_wall, 1), **timings},
         "machine": {**machine_info(), "loadavg_before": load_before, "loadavg_after_live": load_after},
     }
-    path = write_report(report, f"live-{args.dataset.resolve().name}", args.out)
+    kind = f"live-{args.dataset.resolve().name}" + ("-sessions" if args.session_per_video else "")
+    path = write_report(report, kind, args.out)
     print(table(results))
     print(f"\nwritten to {path}")
     return 0

@@ -30,13 +30,18 @@ Deal = Literal["blocks", "round-robin"]
 
 @dataclass(frozen=True)
 class CameraFootage:
-    """What one camera plays: its videos back to back, frame k of the clip being frame k of the stream."""
+    """What one camera plays: its videos back to back in one clip (one stream session), or a clip per video
+    served in turn (a session per video: the camera reconnects between them)."""
 
     camera: str
     videos: tuple[str, ...]
     lengths: tuple[int, ...]  # frames of each video
-    clip: Path
+    clips: tuple[Path, ...]
     fps: float
+
+    @property
+    def per_video(self) -> bool:
+        return len(self.clips) > 1
 
     @property
     def frames(self) -> int:
@@ -102,8 +107,11 @@ def concatenated(videos: list[datasets.Video], lengths: list[int]) -> Iterator[n
             yield image
 
 
-def write_footage(dataset: Path, cameras: int, how: Deal, folder: Path) -> list[CameraFootage]:
-    """One MP4 per camera in `folder` (cam1.mp4, ...) from DATASET/testing, at the dataset's frame rate."""
+def write_footage(
+    dataset: Path, cameras: int, how: Deal, folder: Path, per_video: bool
+) -> list[CameraFootage]:
+    """The cameras' clips in `folder` from DATASET/testing at the dataset's frame rate: one per camera
+    (cam1.mp4, ...), or with `per_video` one per video (cam1-<video>.mp4, ...)."""
     videos = {video.name: video for video in datasets.list_videos(dataset, "testing")}
     if not 1 <= cameras <= len(videos):
         raise ValueError(f"{cameras} cameras for {len(videos)} test videos: each camera needs a video")
@@ -112,16 +120,21 @@ def write_footage(dataset: Path, cameras: int, how: Deal, folder: Path) -> list[
         raise ValueError(f"{dataset}: the replay needs a whole frame rate, not {fps}")
     footage = []
     for index, names in enumerate(deal(sorted(videos), cameras, how)):
-        lengths: list[int] = []
-        clip = folder / f"cam{index + 1}.mp4"
-        write_clip(clip, concatenated([videos[name] for name in names], lengths), int(fps))
-        footage.append(CameraFootage(f"cam{index + 1}", tuple(names), tuple(lengths), clip, fps))
+        camera, lengths = f"cam{index + 1}", []
+        groups = [[name] for name in names] if per_video else [names]
+        clips = []
+        for group in groups:
+            clip = folder / (f"{camera}-{group[0]}.mp4" if per_video else f"{camera}.mp4")
+            write_clip(clip, concatenated([videos[name] for name in group], lengths), int(fps))
+            clips.append(clip)
+        footage.append(CameraFootage(camera, tuple(names), tuple(lengths), tuple(clips), fps))
     return footage
 
 
 class RtspReplays:
-    """One tests/rtsp_server.py per camera on loopback, each playing its clip once (--once: a camera that
-    reconnects at the end finds nothing more to play); a context manager that stops them all."""
+    """One tests/rtsp_server.py per camera on loopback, each playing its clips once, one per connection
+    (--once: a camera that reconnects after the last finds nothing more to play); a context manager that
+    stops them all."""
 
     def __init__(self, footage: list[CameraFootage]) -> None:
         self.footage = footage
@@ -146,7 +159,7 @@ class RtspReplays:
     def _start(self, item: CameraFootage) -> None:
         port = free_port()
         command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(port), "--mount", f"/{item.camera}"]
-        command += ["--file", str(item.clip), "--once"]
+        command += [arg for clip in item.clips for arg in ("--file", str(clip))] + ["--once"]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.servers[item.camera] = (port, process)
         assert process.stdout is not None

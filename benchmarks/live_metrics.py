@@ -22,13 +22,15 @@ CUT_FRAMES = 5  # frames after a cut between two videos whose scores still see t
 
 @dataclasses.dataclass
 class CameraStream:
-    """One camera's served stream mapped onto its clip: index k is the clip's k-th frame."""
+    """One camera's served stream mapped onto its footage: index k is the k-th frame of its videos back to
+    back."""
 
     footage: CameraFootage
-    score: np.ndarray  # served score per clip frame (NaN: not scored)
+    score: np.ndarray  # served score per frame (NaN: not scored)
     raw: np.ndarray
-    lag_s: np.ndarray  # scored_ts - ts per clip frame (NaN: not scored)
-    shift: int  # clip index of seq 0 of the session (0 unless frames were missing at its start)
+    lag_s: np.ndarray  # scored_ts - ts per frame (NaN: not scored)
+    segments: list[tuple[int, int]]  # [start, end) of each stream session: where the hysteresis runs on
+    index_of_seq: dict[int, int]
     alignment: str
     episodes: list[Episode]
     alerts: list[dict[str, Any]]
@@ -46,61 +48,89 @@ def align(live: np.ndarray, offline: np.ndarray, most: int) -> int:
     return best
 
 
+def session_segments(
+    item: CameraFootage, scores: list[dict[str, Any]], offline: dict[str, VideoScores] | None
+) -> tuple[dict[int, int], list[tuple[int, int]], str]:
+    """Frame index of each seq, the sessions' index ranges, and how they were found. One stream: its first
+    session is the footage (aligned to the offline scores when frames are missing); a session per video:
+    the n-th session is the n-th video, from its first frame."""
+    by_session: dict[int, list[int]] = {}
+    for point in scores:
+        by_session.setdefault(point["session"], []).append(point["seq"])
+    sessions = sorted(by_session)
+    if not item.per_video:
+        seqs = sorted(by_session[sessions[0]]) if sessions else []
+        scored, shift = len(seqs), 0
+        alignment = "seq k of the first session is frame k (every frame arrived)"
+        if seqs and seqs[-1] - seqs[0] + 1 < item.frames and offline is not None:
+            live = np.full(seqs[-1] - seqs[0] + 1, np.nan)
+            by_seq = {point["seq"]: point["score"] for point in scores if point["session"] == sessions[0]}
+            live[np.array(seqs) - seqs[0]] = [by_seq[seq] for seq in seqs]
+            reference = np.concatenate([offline[name].scores for name in item.videos])
+            shift = align(live, reference, item.frames - len(live))
+            alignment = (
+                f"{item.frames - scored} frames missing: aligned to the offline scores (shift {shift})"
+            )
+        index = {seq: seq - seqs[0] + shift for seq in seqs if 0 <= seq - seqs[0] + shift < item.frames}
+        return index, [(0, item.frames)], alignment
+    index, segments = {}, []
+    for session, start, length in zip(sessions, item.starts, item.lengths, strict=False):
+        seqs = sorted(by_session[session])
+        index |= {seq: start + seq - seqs[0] for seq in seqs if seq - seqs[0] < length}
+        segments.append((start, start + length))
+    counts = [len(by_session[session]) for session in sessions]
+    alignment = "session n is video n from its first frame"
+    if counts != list(item.lengths):
+        alignment += f" (frames per session {counts}, per video {list(item.lengths)})"
+    return index, segments, alignment
+
+
 def camera_stream(
     item: CameraFootage, served: dict[str, Any], offline: dict[str, VideoScores] | None
 ) -> CameraStream:
-    """The camera's first stream session mapped onto its clip, and its alerts onto the same indices."""
+    """The camera's served scores mapped onto its footage, and its alerts onto the same indices."""
     scores = served["scores"]
-    session = scores[0]["session"] if scores else None
-    kept = [point for point in scores if point["session"] == session]
-    seqs = np.array([point["seq"] for point in kept], dtype=int)
-    score = np.full(item.frames, np.nan)
-    raw = np.full(item.frames, np.nan)
-    ingested = int(served["status"].get("frames", 0))
-    shift, alignment = 0, "seq k is clip frame k (every frame arrived)"
-    if ingested < item.frames and offline is not None and len(seqs):
-        live = np.full(seqs[-1] + 1, np.nan)
-        live[seqs] = [point["score"] for point in kept]
-        reference = np.concatenate([offline[name].scores for name in item.videos])
-        shift = align(live, reference, item.frames - len(live))
-        alignment = (
-            f"{item.frames - ingested} frames never arrived: aligned to the offline scores (shift {shift})"
-        )
-    inside = (seqs + shift >= 0) & (seqs + shift < item.frames)
-    placed = [point for point, ok in zip(kept, inside, strict=True) if ok]
-    at = seqs[inside] + shift
+    index, segments, alignment = session_segments(item, scores, offline)
+    placed = [point for point in scores if point["seq"] in index]
+    at = np.array([index[point["seq"]] for point in placed], dtype=int)
+    score, raw, lag = (np.full(item.frames, np.nan) for _ in range(3))
     score[at] = [point["score"] for point in placed]
     raw[at] = [point["raw"] for point in placed]
-    lag = np.full(item.frames, np.nan)
     lag[at] = [point["scored_ts"] - point["ts"] for point in placed]
-    last_seq = int(seqs[-1]) if len(seqs) else -1
-    alerts = [alert for alert in served["alerts"] if alert["start_seq"] <= last_seq]
+    alerts = [alert for alert in served["alerts"] if alert["start_seq"] in index]
+    opened = served["opened"]
+
+    def at_seq(seq: int) -> int:  # an alert's frames are scored frames; its last one may end the footage
+        return index.get(seq, max(index.values()))
+
     found = [
         Episode(
-            start_seq=alert["start_seq"] + shift,
+            start_seq=index[alert["start_seq"]],
             start_ts=alert["start_ts"],
-            opened_seq=served["opened"].get(alert["id"], alert["start_seq"]) + shift,
-            last_seq=alert["last_seq"] + shift,
+            opened_seq=at_seq(opened.get(alert["id"], alert["start_seq"])),
+            last_seq=at_seq(alert["last_seq"]),
             peak_score=alert["peak_score"],
-            peak_seq=alert["peak_seq"] + shift,
+            peak_seq=at_seq(alert["peak_seq"]),
             peak_ts=alert["peak_ts"],
         )
         for alert in alerts
     ]
     facts = {
         "videos": list(item.videos),
-        "clip_kbit_s": round(item.clip.stat().st_size * 8 / 1000 / (item.frames / item.fps), 1),
+        "clip_kbit_s": round(
+            sum(c.stat().st_size for c in item.clips) * 8 / 1000 / (item.frames / item.fps), 1
+        ),
         "frames_streamed": item.frames,
-        "frames_ingested": ingested,
+        "frames_ingested": int(served["status"].get("frames", 0)),
         "frames_scored": int(np.isfinite(score).sum()),
         "frames_dropped": served["dropped"],
         "ingest_dropped": int(served["status"].get("dropped", 0)),
         "reconnects": int(served["status"].get("reconnects", 0)),
         "sessions": sorted({point["session"] for point in scores}),
-        "models": sorted({point["model"] for point in kept}),
-        "first_seq": int(seqs[0]) if len(seqs) else None,
+        "models": sorted({point["model"] for point in placed}),
+        "alerts_outside_the_footage": len(served["alerts"]) - len(alerts),
     }
-    return CameraStream(item, score, raw, lag, shift, alignment, found, alerts, facts)
+    return CameraStream(item, score, raw, lag, segments, index, alignment, found, alerts, facts)
 
 
 def live_events(
@@ -139,12 +169,17 @@ def video_auc(scored: dict[str, VideoScores], labels: dict[str, np.ndarray]) -> 
 
 
 def hysteresis_check(streams: list[CameraStream], config: HysteresisConfig, fps: float) -> dict[str, Any]:
-    """Whether the served alerts are the ones the shared hysteresis raises on the served scores (the tracker
-    times frames by their capture time, this by seq / fps: equal at a steady frame rate)."""
+    """Whether the served alerts are the ones the shared hysteresis raises on the served scores, afresh in each
+    stream session (the tracker times frames by their capture time, this by seq / fps: equal at a steady
+    frame rate)."""
     out = {}
     for s in streams:
         scored = np.nan_to_num(s.score, nan=0.0)
-        replayed = [(e.start_seq, e.opened_seq, e.last_seq) for e in episodes(scored, config, fps)]
+        replayed = [
+            (start + e.start_seq, start + e.opened_seq, start + e.last_seq)
+            for start, end in s.segments
+            for e in episodes(scored[start:end], config, fps)
+        ]
         live = [(e.start_seq, e.opened_seq, e.last_seq) for e in s.episodes]
         out[s.footage.camera] = {"match": replayed == live, "served": live, "replayed": replayed}
     return out

@@ -168,11 +168,10 @@ class VigilUp:
             status = progress.status = item["status"]
             if status["frames"] > 0 and progress.started_s is None:
                 progress.started_s = now
-            if (
-                progress.started_s is not None
-                and progress.ended_s is None
-                and status["state"] in ENDED_STATES
-            ):
+            # its last frame arrived, or its server has nothing more to play (404) for a stream cut short
+            over = status["frames"] >= progress.expected or "404" in status.get("message", "")
+            stopped = status["state"] in ENDED_STATES
+            if progress.started_s is not None and progress.ended_s is None and stopped and over:
                 progress.ended_s = now
             newest = readings[item["id"]].newest_score
             pending = readings[item["id"]].frames_pending

@@ -194,6 +194,9 @@ def summarize(
             for s in streams
         },
     }
+    rows = [row for camera in results["cameras"].values() for row in camera["alerts"]]
+    results["live"]["alerts_at_cuts"] = sum(row["at_cut"] for row in rows)
+    results["live"]["false_alerts_at_cuts"] = sum(row["at_cut"] and not row["true"] for row in rows)
     return results
 
 

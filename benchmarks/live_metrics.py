@@ -17,7 +17,9 @@ from models.evaluation.videos import VideoScores
 from models.scoring.camera import CameraScorer
 from models.scoring.hysteresis import Episode, HysteresisConfig, episodes
 
-CUT_FRAMES = 5  # frames after a cut between two videos whose scores still see the one before (smoothing)
+# one stream of videos back to back: frames after a cut whose scores still see the video before (the detector's
+# past frames, the smoothing)
+CUT_FRAMES = 5
 
 
 @dataclasses.dataclass
@@ -238,7 +240,8 @@ def alert_rows(stream: CameraStream, labels: dict[str, np.ndarray]) -> list[dict
                 "end_reason": alert.get("end_reason"),
                 "true": any(overlaps(episode, start, end) for start, end in ranges),
                 # opened within a video's first frames: their past is the video before (a cut in the replay)
-                "at_cut": stream.footage.locate(episode.start_seq)[1] < CUT_FRAMES,
+                "at_cut": not stream.footage.per_video
+                and stream.footage.locate(episode.start_seq)[1] < CUT_FRAMES,
             }
         )
     return rows

@@ -129,8 +129,11 @@ def replay_timings(progress: dict[str, CameraProgress], started: float) -> dict[
 
 
 # ---------------------------------------------------------------------- offline
-def run_offline(args: argparse.Namespace, env: dict[str, str], work: Path) -> tuple[dict[str, Any], Path]:
-    """`vigil eval DATASET --mode oneclass --model MODEL`: its report and scores CSV."""
+def run_offline(
+    args: argparse.Namespace, env: dict[str, str], work: Path
+) -> tuple[dict[str, Any], Path | None]:
+    """`vigil eval DATASET --mode oneclass --model MODEL`: its report and scores CSV (given ones instead
+    with --offline-report; the CSV may then be missing)."""
     if args.offline_report is not None:
         return json.loads(args.offline_report.read_text()), args.offline_scores
     report, scores = work / "offline.json", work / "offline-scores.csv"
@@ -310,7 +313,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         try:
             return measure(args, work)
-        except (ReplayError, ValueError, datasets.DatasetError) as exc:
+        except (RuntimeError, ValueError) as exc:  # ReplayError, DatasetError, no GStreamer: said plainly
             log.error("bench_live: %s", exc)
             return 1
 

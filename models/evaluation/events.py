@@ -49,27 +49,42 @@ def event_report(
     by_video: dict[str, list[Episode]] = {name: [] for name in labels}
     for alert in alerts:
         by_video.setdefault(alert.video, []).append(alert.episode)
+    ranges = {name: true_ranges(flags) for name, flags in labels.items()}
+    normal_frames = sum(int((~flags).sum()) for flags in labels.values())
+    return ranges_report(by_video, ranges, normal_frames, fps, threshold)
+
+
+def ranges_report(
+    found: dict[str, list[Episode]],
+    ranges: dict[str, list[tuple[int, int]]],
+    normal_frames: int,
+    fps: float,
+    threshold: float,
+) -> dict[str, float | int | None]:
+    """event_report's figures for the alerts of each stream against its ground-truth `ranges` (inclusive;
+    given, not read from flags: on a camera that plays videos back to back, an event that ends one video
+    and one that begins the next are two events) and `normal_frames` frames of normal footage."""
     events = detected = true_alerts = 0
     delays: list[float] = []
-    for name, flags in labels.items():
-        ranges = true_ranges(flags)
-        found = by_video[name]
-        events += len(ranges)
-        for start, end in ranges:
-            hits = [e for e in found if overlaps(e, start, end)]
+    for name, stream_ranges in ranges.items():
+        episodes_here = found.get(name, [])
+        events += len(stream_ranges)
+        for start, end in stream_ranges:
+            hits = [e for e in episodes_here if overlaps(e, start, end)]
             if hits:
                 detected += 1
                 delays.append(max(0, min(e.opened_seq for e in hits) - start) / fps)
-        true_alerts += sum(1 for e in found if any(overlaps(e, s, t) for s, t in ranges))
-    normal_hours = sum(int((~flags).sum()) for flags in labels.values()) / fps / 3600
-    false_alerts = len(alerts) - true_alerts
+        true_alerts += sum(1 for e in episodes_here if any(overlaps(e, s, t) for s, t in stream_ranges))
+    alerts = sum(len(episodes_here) for episodes_here in found.values())
+    normal_hours = normal_frames / fps / 3600
+    false_alerts = alerts - true_alerts
     return {
         "threshold": threshold,
         "fps": fps,
         "events": events,
-        "alerts": len(alerts),
+        "alerts": alerts,
         "event_recall": detected / events if events else None,
-        "alert_precision": true_alerts / len(alerts) if alerts else None,
+        "alert_precision": true_alerts / alerts if alerts else None,
         "false_alerts": false_alerts,
         "false_alerts_per_hour": false_alerts / normal_hours if normal_hours else None,
         "delay_median_s": float(np.median(delays)) if delays else None,

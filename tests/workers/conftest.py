@@ -116,11 +116,20 @@ class RtspServer:
     """tests/rtsp_server.py as a child process on a fixed port (loopback unless `address` says otherwise), so
     it can be stopped and restarted."""
 
-    def __init__(self, mount: str = "/cam", file: Path | None = None, address: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        mount: str = "/cam",
+        file: Path | list[Path] | None = None,
+        address: str = "127.0.0.1",
+        once: bool = False,
+    ) -> None:
         self.port = free_port()
         self.mount = mount
         self.address = address  # the interface it listens on
-        self.file = file  # recorded footage, played once (the server announces its duration); else live
+        # recorded footage, played once per client (the server announces its duration), several files in
+        # turn; else live
+        self.files = [file] if isinstance(file, Path) else list(file or [])
+        self.once = once  # each file to one client only, then 404 Not Found
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, path: str | None = None, credentials: str = "") -> str:
@@ -130,7 +139,8 @@ class RtspServer:
     def start(self) -> RtspServer:
         command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount]
         command += ["--address", self.address]
-        command += ["--file", str(self.file)] if self.file else []
+        command += [arg for file in self.files for arg in ("--file", str(file))]
+        command += ["--once"] if self.once else []
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # "ready", or EOF if it failed

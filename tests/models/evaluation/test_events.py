@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from models.evaluation.datasets import DatasetError, dataset_fps
-from models.evaluation.events import event_report, raise_alerts, true_ranges, write_alerts_csv
+from models.evaluation.events import event_report, raise_alerts, ranges_report, true_ranges, write_alerts_csv
 from models.evaluation.videos import VideoScores
-from models.scoring.hysteresis import HysteresisConfig
+from models.scoring.hysteresis import Episode, HysteresisConfig
 
 CONFIG = HysteresisConfig(threshold=0.5, start_frames=3, end_frames=2, update_interval_s=0.0)
 
@@ -53,6 +53,22 @@ def test_event_metrics_on_constructed_scores() -> None:
     # delays 0.7 s (opened at frame 17 for an event starting at 10) and 0.2 s
     assert report["delay_median_s"] == pytest.approx(0.45)
     assert report["delay_p90_s"] == pytest.approx(0.65)
+
+
+def test_ranges_that_touch_are_two_events() -> None:
+    # a camera playing two videos back to back: one ends in an event at frame 19, the next begins with one
+    spanning = Episode(
+        start_seq=15, start_ts=1.5, opened_seq=17, last_seq=24, peak_score=0.9, peak_seq=20, peak_ts=2.0
+    )
+    report = ranges_report({"cam": [spanning]}, {"cam": [(10, 19), (20, 29)]}, 20, fps=10.0, threshold=0.5)
+    assert (report["events"], report["alerts"], report["event_recall"], report["alert_precision"]) == (
+        2,
+        1,
+        1.0,
+        1.0,
+    )
+    assert report["delay_median_s"] == pytest.approx(0.35)  # 0.7 s into the first, 0 into the second
+    assert report["false_alerts_per_hour"] == 0.0
 
 
 def test_no_alerts_no_events() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import redis
 
@@ -17,6 +18,7 @@ from tests.workers.conftest import RtspServer, RunIngest
 from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
 from workers.bus import keys
 from workers.ingest.demo import write_demo_clip
+from workers.ingest.sources import AvFrame
 from workers.store.cameras import put_camera
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(90)]
@@ -87,6 +89,35 @@ def test_a_camera_announcing_a_duration_reconnects_after_its_server_dies(
         assert wait_for(state_is(redis_client, "yard", "streaming"), 5, "streaming").reconnects >= 1
     finally:
         server.stop()
+
+
+def test_footage_served_once_arrives_frame_for_frame(
+    run_ingest: RunIngest, redis_client: redis.Redis, gstreamer_rtsp: None, tmp_path: Path
+) -> None:
+    """What the live benchmark (benchmarks/bench_live.py) relies on: the k-th frame of a camera's stream session
+    is the k-th frame of the footage its server plays, none lost at the start or the end and none played twice;
+    two files served in turn arrive as two sessions, one after the other."""
+    clips = [
+        write_demo_clip(tmp_path / "first.mp4", seconds=3, fps=10, seed=1),
+        write_demo_clip(tmp_path / "second.mp4", seconds=2, fps=10, seed=2),
+    ]
+    expected = []
+    for session, clip in enumerate(clips):
+        with av.open(str(clip)) as container:
+            expected += [(session, AvFrame(f).analysis(360, 240)) for f in container.decode(video=0)]
+    server = RtspServer(file=clips, once=True).start()
+    try:
+        put_camera(redis_client, keys.CameraConfig(id="replay", source=server.url()))
+        run_ingest()
+        wait_for(lambda: len(frames(redis_client, "replay")) >= len(expected), 30, "every frame")
+        ended = wait_for(state_is(redis_client, "replay", "reconnecting", "error"), 10, "the stream's end")
+        time.sleep(1.5)  # a reconnect or two: the server has nothing more to play
+        assert "404" in status(redis_client, "replay").message, ended
+    finally:
+        server.stop()
+    got = frames(redis_client, "replay")
+    assert [(m.seq, m.session) for m in got] == [(k, s) for k, (s, _) in enumerate(expected)]
+    assert all(np.array_equal(m.array(), image) for m, (_, image) in zip(got, expected, strict=True))
 
 
 def test_wrong_path_and_silent_server_fail_alone(

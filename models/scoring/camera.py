@@ -87,10 +87,10 @@ class ScorerConfig:
     # A frame this many robust spreads or more above the camera's statistics does not enter them: what the
     # camera sees as an outlier must not teach it what normal looks like. Without it, a stretch of
     # anomalies lifts the camera's normal level until they score as normal (live, a stream of Ped2's test
-    # videos, three quarters abnormal, fell from micro AUC 0.974 to 0.870; see the README's live replay)
+    # videos, 82% abnormal, fell from micro AUC 0.974 to 0.871; see the README's Live replay)
     learn_below_z: float = 3.0
-    # ...unless the outliers outnumber the other frames by this many (counted since the camera's frames
-    # last scored as its normal): a lasting change of the view (re-lit, moved) becomes the camera's normal
+    # ...unless the outliers outnumber the other frames by this many (outliers minus other frames, never
+    # below 0: outlier_excess): a lasting change of the view (re-lit, moved) becomes the camera's normal
     # instead of one endless alert, on the prior's time scale (100 s of nothing else at 10 frames/s)
     relearn_after: int = 1000
 
@@ -149,7 +149,7 @@ class CameraScorer:
         return z + (self.calibration.level if self.calibration is not None else 0.0)
 
     def update(self, raw: float) -> float:
-        """Normalized, smoothed score of the newest frame; then remember its raw score."""
+        """Normalized, smoothed score of the newest frame (its raw score remembered as normalize says)."""
         score = float(score_of_z(np.float64(self.normalize(raw)), self.config))
         self.recent_scores.append(score)
         return float(sum(self.recent_scores) / len(self.recent_scores))

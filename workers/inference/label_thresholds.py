@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 REFRESH_S = 10.0
 
 
+def camera_label_threshold(client: redis.Redis, camera: str, ceiling: float) -> float | None:
+    """The threshold the camera's labelled alerts ask for now (None: none, or labels never move one)."""
+    return label_threshold(*alert_verdict_peaks(client, camera), ceiling) if ceiling > 0 else None
+
+
 class LabelThresholds:
     def __init__(self, ceiling: float) -> None:
         self.ceiling = ceiling  # AlertSettings.label_ceiling; 0: labels never move a threshold
@@ -31,7 +36,7 @@ class LabelThresholds:
         if camera in self.by_camera and self._versions.get(camera) == version:
             return self.by_camera[camera]
         self._versions[camera] = version
-        return label_threshold(*alert_verdict_peaks(client, camera), self.ceiling)
+        return camera_label_threshold(client, camera, self.ceiling)
 
     def of(self, client: redis.Redis, camera: str) -> float | None:
         """The camera's threshold asked by its labels (read now for a camera not seen before)."""

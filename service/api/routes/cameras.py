@@ -10,13 +10,13 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from models.scoring.label_threshold import label_threshold
 from service.api.deps import OperatorDep, RedisDep, SettingsDep
 from service.api.errors import invalid_input
 from service.api.schemas import CameraOut, CameraPatch
 from workers.bus.keys import CAMERA_ID_PATTERN, CameraConfig, CameraStatus
 from workers.config import Settings
-from workers.store import cameras, frames, labels
+from workers.inference.label_thresholds import camera_label_threshold
+from workers.store import cameras, frames
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _not_found(camera_id: str) -> HTTPException:
 def _out(
     client: redis.Redis, settings: Settings, config: CameraConfig, state: CameraStatus | None
 ) -> CameraOut:
-    asked = label_threshold(*labels.alert_verdict_peaks(client, config.id), settings.alerts.label_ceiling)
+    asked = camera_label_threshold(client, config.id, settings.alerts.label_ceiling)
     return CameraOut.of(config, state, asked)
 
 

@@ -9,11 +9,10 @@ import redis
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
-from models.scoring.label_threshold import label_threshold
 from service.api.deps import OperatorDep, RedisDep, SettingsDep
 from service.api.schemas import Page
 from workers.bus.keys import CAMERA_ID_PATTERN, FeedbackLabel, FeedbackVerdict
-from workers.inference.label_thresholds import REFRESH_S
+from workers.inference.label_thresholds import REFRESH_S, camera_label_threshold
 from workers.store import frames, labels
 from workers.store.labels import FeedbackRequest, Proposal, UnknownTarget
 
@@ -85,8 +84,7 @@ def add_feedback(
     else:
         response.status_code = status.HTTP_200_OK
         detail = f"Already recorded as label {label.id} ({frames})."
-    peaks = labels.alert_verdict_peaks(client, label.camera)
-    asked = label_threshold(*peaks, settings.alerts.label_ceiling)
+    asked = camera_label_threshold(client, label.camera, settings.alerts.label_ceiling)
     if asked is not None and label.alert_id is not None:
         detail += (
             f" {label.camera} now pages only over a score of {asked:.2f} where its threshold is lower"

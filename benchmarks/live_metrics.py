@@ -161,13 +161,19 @@ def rescored_per_video(
     return out
 
 
-def video_auc(scored: dict[str, VideoScores], labels: dict[str, np.ndarray]) -> dict[str, float]:
-    """micro AUC of the scores and of the raw scores over the frames scored."""
-    flags = np.concatenate([labels[name] for name in scored])
-    scores = np.concatenate([video.scores for video in scored.values()])
-    raw = np.concatenate([video.raw for video in scored.values()])
+def scored_aucs(flags: np.ndarray, scores: np.ndarray, raw: np.ndarray) -> dict[str, float]:
+    """micro AUC of the scores and of the raw scores over the frames scored (finite scores)."""
     ok = np.isfinite(scores)
     return {"micro_auc": roc_auc(flags[ok], scores[ok]), "micro_auc_raw": roc_auc(flags[ok], raw[ok])}
+
+
+def video_auc(scored: dict[str, VideoScores], labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """scored_aucs over the dataset's videos."""
+    return scored_aucs(
+        np.concatenate([labels[name] for name in scored]),
+        np.concatenate([video.scores for video in scored.values()]),
+        np.concatenate([video.raw for video in scored.values()]),
+    )
 
 
 def hysteresis_check(streams: list[CameraStream], config: HysteresisConfig, fps: float) -> dict[str, Any]:
@@ -205,11 +211,12 @@ def score_agreement(streams: list[CameraStream], offline: dict[str, VideoScores]
 
 
 def micro_auc(streams: list[CameraStream], labels: dict[str, np.ndarray]) -> dict[str, float]:
-    flags = np.concatenate([s.footage.flags(labels) for s in streams])
-    score = np.concatenate([s.score for s in streams])
-    raw = np.concatenate([s.raw for s in streams])
-    ok = np.isfinite(score)
-    return {"micro_auc": roc_auc(flags[ok], score[ok]), "micro_auc_raw": roc_auc(flags[ok], raw[ok])}
+    """scored_aucs over the cameras' whole streams."""
+    return scored_aucs(
+        np.concatenate([s.footage.flags(labels) for s in streams]),
+        np.concatenate([s.score for s in streams]),
+        np.concatenate([s.raw for s in streams]),
+    )
 
 
 def lag_figures(streams: list[CameraStream]) -> dict[str, float | None]:

@@ -6,7 +6,8 @@ prediction error does not. The flow is taken over `gap` frames (a displacement o
 measured far more reliably than one under a pixel) and divided by it: pixels per frame.
 
 The settings are DIS's "medium" quality at the finest pyramid level but one, with fewer iterations: on
-2 CPU cores about 4 ms for a 240x360 frame.
+2 CPU cores about 4 ms for a 240x360 frame. Footage that carries the analysis size's pixels (a camera at
+least that large) is measured at full resolution instead (`FlowConfig.for_source`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ class FlowConfig:
     patch_stride: int = 4
     descent_iterations: int = 4
     refinement_iterations: int = 2  # variational refinement: what makes the flow of small objects exact
+
+    @classmethod
+    def for_source(cls, source: tuple[int, int] | None, analysis: tuple[int, int]) -> FlowConfig:
+        """The flow for footage whose frames are `source` (height, width) before they are resized to the
+        `analysis` size (None: not known). Where the footage has at least the analysis size's pixels, the
+        flow is refined down to full resolution, where a far or small object's few pixels of motion are
+        (Ped2 at its native 360x240: raw AUC 0.9698 -> 0.9746), without the variational refinement, which
+        costs that level 3x its time for nothing measured (0.9749 with it). Where the analysis size
+        upscales the footage (Ped1's 238x158 to 360x240), full resolution measures the interpolation, not
+        the scene (Ped1 0.8621 -> 0.8441), and the flow stops at half resolution, as it does when the
+        source is unknown."""
+        if source is None or source[0] < analysis[0] or source[1] < analysis[1]:
+            return cls()
+        return cls(finest_scale=0, refinement_iterations=0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

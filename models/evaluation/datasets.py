@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sized
+from collections.abc import Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,30 @@ def decode_recording(path: Path, height: int, width: int) -> np.ndarray:
     if not frames:
         raise DatasetError(f"{path}: the recording has no frames")
     return np.stack(frames)
+
+
+def source_size(videos: Sequence[Video]) -> tuple[int, int]:
+    """(height, width) of the videos' frames as stored, before any resize (the smallest of their first
+    frames): how much detail the footage carries."""
+    if not videos:
+        raise DatasetError("no videos to size")
+    sizes = []
+    for video in videos:
+        if video.file is not None:
+            try:
+                with av.open(str(video.file)) as container:
+                    context = container.streams.video[0].codec_context
+                    sizes.append((context.height, context.width))
+            except (av.FFmpegError, IndexError, UnicodeDecodeError) as exc:
+                raise DatasetError(
+                    f"{video.file}: not a readable video ({type(exc).__name__}: {exc})"
+                ) from exc
+        else:
+            image = cv2.imread(str(video.frames[0]), cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise DatasetError(f"{video.frames[0]}: not a readable image")
+            sizes.append(image.shape[:2])
+    return min(h for h, _ in sizes), min(w for _, w in sizes)
 
 
 def read_video(video: Video, height: int, width: int, threads: int = 2) -> np.ndarray:

@@ -48,9 +48,11 @@ def train_on_dataset(
     checkpoint: Path | None = None,
     resume: bool = False,
 ) -> TrainedModel:
-    """Fits a detector to DATASET/training (the first `train_videos` videos when given)."""
+    """Fits a detector to DATASET/training (the first `train_videos` videos when given), its flow set by
+    the footage's own size (`DetectorConfig.for_source`)."""
     videos, frames = read_split(dataset, "training", config.height, config.width, train_videos)
     source = {"dataset": dataset.name, "data_hash": datasets.videos_hash(videos), "videos": len(videos)}
+    config = config.for_source(datasets.source_size(videos))
     return train_detector(frames, config, source, fit, checkpoint, resume)
 
 

@@ -20,7 +20,6 @@ PREFIX = "vigil"
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 INFERENCE_GROUP = "inference"
-
 MQTT_GROUP = "mqtt"  # consumer group on ALERT_EVENTS delivering to the MQTT broker
 
 
@@ -212,6 +211,7 @@ class CameraStatus(BaseModel):
     fps: float = 0.0
     width: int | None = None
     height: int | None = None
+    source_size: tuple[int, int] | None = None  # (height, width) of the source's frames, before the resize
     last_frame_ts: float | None = None
     updated_ts: float = Field(default_factory=now)
 

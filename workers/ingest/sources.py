@@ -54,6 +54,7 @@ def describe_error(exc: BaseException) -> str:
 
 class DecodedFrame(Protocol):
     time_s: float | None  # presentation time in the source, seconds; None when the source has none
+    size: tuple[int, int]  # (height, width) as decoded, before any resize
 
     def analysis(self, width: int, height: int) -> np.ndarray:
         """Grayscale uint8 array of shape (height, width)."""
@@ -79,6 +80,7 @@ class AvFrame:
     def __init__(self, frame: av.VideoFrame) -> None:
         self.frame = frame
         self.time_s = frame.time
+        self.size = (frame.height, frame.width)
 
     def analysis(self, width: int, height: int) -> np.ndarray:
         gray = self.frame.to_ndarray(width=width, height=height, format="gray")
@@ -93,6 +95,7 @@ class ImageFrame:
     def __init__(self, bgr: np.ndarray, time_s: float) -> None:
         self.bgr = bgr
         self.time_s = time_s
+        self.size = (bgr.shape[0], bgr.shape[1])
 
     def analysis(self, width: int, height: int) -> np.ndarray:
         gray = cv2.cvtColor(self.bgr, cv2.COLOR_BGR2GRAY)

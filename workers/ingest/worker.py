@@ -215,7 +215,7 @@ class CameraIngest:
                     self._event(
                         "camera_streaming", source=self.description, session=self.session, seq=self.seq - 1
                     )
-                    self._set_status("streaming", f"streaming {self.description}")
+                    self._set_status("streaming", f"streaming {self.description}", source_size=frame.size)
         except SourceError as exc:
             return produced, str(exc)
         finally:

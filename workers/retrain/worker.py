@@ -30,7 +30,7 @@ from workers.config import Settings, online_config
 from workers.inference.categories import categorize_alerts, describe_new_alerts
 from workers.proc.process import WorkerProcess
 from workers.store import model_registry
-from workers.store.cameras import list_cameras
+from workers.store.cameras import list_cameras, source_size
 from workers.store.labels import frame_labels
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,9 @@ class RetrainWorker(WorkerProcess):
                 return
             self._set_state("training", "cold start: a first model from the cameras' own frames")
             windows = self._windows(cameras)
+            detector = self.trainer.config.detector.for_source(source_size(self.redis, cameras))
             result = self.trainer.cold_start(
-                concat_windows([w.window for w in windows]), self.trainer.config.detector, self._baseline()
+                concat_windows([w.window for w in windows]), detector, self._baseline()
             )
             self._finish(windows, result, origin="cold_start", parent=None)
             return

@@ -76,6 +76,16 @@ def camera_statuses(client: redis.Redis) -> dict[str, keys.CameraStatus]:
     return statuses
 
 
+def source_size(client: redis.Redis, cameras: list[str]) -> tuple[int, int] | None:
+    """(height, width) of the smallest frames the cameras' sources give (as their ingest last saw them);
+    None when one of them has not streamed yet."""
+    statuses = camera_statuses(client)
+    known = [size for c in cameras if c in statuses and (size := statuses[c].source_size) is not None]
+    if not cameras or len(known) < len(cameras):
+        return None
+    return min(h for h, _ in known), min(w for _, w in known)
+
+
 def new_camera_id(source: str, taken: set[str]) -> str:
     """An id for a new camera: the source's name when valid and free, else cam1, cam2, ..."""
     candidate = camera_id_from_source(source)

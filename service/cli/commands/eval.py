@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from models.detector.runtime import SUFFIXES, InvalidModelError
-from models.evaluation.datasets import DatasetError, list_videos
+from models.evaluation.datasets import DatasetError, list_videos, source_size
 from service.cli.commands.train import (
     add_training_arguments,
     companion_weights,
@@ -260,6 +260,10 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     config = online_config(settings, seed=args.seed)
     if args.streams:
         config = replace(config, detector=detector_config(args))
+    streamed = list_videos(dataset, "testing") + (
+        list_videos(dataset, "training") if args.mode == "coldstart" else []
+    )  # what a cold start fits to: the flow its pixels call for
+    config = replace(config, detector=config.detector.for_source(source_size(streamed)))
     height, width = settings.analysis.height, settings.analysis.width
     start_model = start_metadata = None
     training = None

@@ -44,6 +44,7 @@ def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Pa
     model = tmp_path / "model.onnx"
     assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
     assert model.is_file() and (tmp_path / "model.pt").is_file()  # the weights self-training adapts
+    assert load_detector(model, "cpu").info.metadata["detector"]["flow"]["finest_scale"] == 0  # native size
     scores, report, alerts = tmp_path / "scores.csv", tmp_path / "report.json", tmp_path / "alerts.csv"
     code = run(
         "eval",

@@ -119,6 +119,7 @@ def test_video_file_is_sampled_resized_and_finished(
     assert len(stored) == final.frames == 20  # 4 s at 5 fps out of a 10 fps file
     assert [m.seq for m in stored] == list(range(20)) and {m.session for m in stored} == {0}
     assert (stored[0].width, stored[0].height) == (360, 240) and len(stored[0].gray) == 360 * 240
+    assert final.source_size == (240, 360)  # what a fit to this camera's frames sizes its flow by
     snapshot = cv2.imdecode(
         np.frombuffer(redis_client.get(keys.snapshot_key("door")), np.uint8), cv2.IMREAD_COLOR
     )
@@ -145,7 +146,8 @@ def test_frame_folder_uses_camera_fps_and_size(
         redis_client, keys.CameraConfig(id="ped", source=str(frame_folder), fps=10, width=64, height=48)
     )
     run_ingest()
-    wait_for(state_is(redis_client, "ped", "finished"), 20, "the end of the folder")
+    final = wait_for(state_is(redis_client, "ped", "finished"), 20, "the end of the folder")
+    assert final.source_size == (120, 160)
     stored = redis_client.xrange(keys.frames_stream("ped"))
     assert len(stored) == 12
     first = gray_frame(stored[0][1])

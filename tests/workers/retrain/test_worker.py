@@ -17,6 +17,7 @@ import redis
 
 from models.detector.export import save_detector
 from models.detector.fitting import FitConfig, train_detector
+from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
 from tests.workers.inference.test_worker import (
     HEIGHT,
@@ -144,12 +145,16 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     retrain.localized_alpha = 2.0  # a still scene: frames differ by noise only, keep more of them
     settings.detector.bank_size = 64
     add_camera(redis_client, "cam1")
+    status = keys.CameraStatus(camera="cam1", state="streaming", source_size=(HEIGHT * 4, WIDTH * 4))
+    redis_client.hset(keys.CAMERA_STATUS, "cam1", status.model_dump_json())  # as its ingest writes it
     write_scored(redis_client, "cam1", range(200), np.zeros(200), anomalous=range(60, 80))
     worker = RetrainWorker(settings, redis_url, worker_id="r1")
     worker.setup()
     worker.step()
     current = model_registry.current_version(redis_client)
     assert current is not None and current.origin == "cold_start" and Path(current.path).is_file()
+    first = load_detector(Path(current.path), "cpu").info.metadata
+    assert first["detector"]["flow"]["finest_scale"] == 0  # the camera has the pixels: full-resolution flow
     assert Path(current.path).with_suffix(".pt").is_file()
     worker.step()
     assert worker.state == "waiting"  # nothing new since the cold start

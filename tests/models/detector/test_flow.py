@@ -10,7 +10,7 @@ def test_full_resolution_flow_only_where_the_footage_has_the_pixels() -> None:
     analysis = (240, 360)
     assert FlowConfig.for_source((240, 360), analysis).finest_scale == 0  # native: full resolution
     assert FlowConfig.for_source((1080, 1920), analysis).finest_scale == 0  # downscaled
-    assert FlowConfig.for_source((1080, 1920), analysis).refinement_iterations == 0
+    assert FlowConfig.for_source((1080, 1920), analysis).refinement_iterations == 0  # what costs most there
     for upscaled in ((158, 238), (240, 300), (200, 360)):  # either side short: interpolated pixels
         assert FlowConfig.for_source(upscaled, analysis) == FlowConfig()
     assert FlowConfig.for_source(None, analysis) == FlowConfig()  # unknown: as before

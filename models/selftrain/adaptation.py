@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from models.detector.base import Detector
 from models.detector.fitting import FitConfig, coreset, extend_coreset, fit_detector, frame_features
-from models.detector.flow import clip_speeds
+from models.detector.flow import FlowConfig, clip_speeds
 from models.detector.predictor_training import gradient_step, running_mean
 from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.detector.runtime import TorchDetector
@@ -220,10 +220,11 @@ def refit_statistics(
     return refitted, calibration if new_streams else blended
 
 
-def fitted_structure(config: DetectorConfig) -> DetectorConfig:
+def fitted_structure(config: DetectorConfig, flow: FlowConfig | None = None) -> DetectorConfig:
     """What a fit to normal footage builds of a model: its streams, without what only cycles and labels
-    add on top (the ordinal head, the per-cell exception)."""
-    return replace(config, streams=tuple(s for s in config.streams if s != "ordinal"), exception_cells=0)
+    add on top (the ordinal head, the per-cell exception), measuring `flow` (None: the model's)."""
+    streams = tuple(s for s in config.streams if s != "ordinal")
+    return replace(config, streams=streams, exception_cells=0, flow=flow or config.flow)
 
 
 def fresh_fit(
@@ -253,7 +254,7 @@ def fresh_fit(
         return None
     fitted = fit_detector(
         run_videos(window, frames),
-        fitted_structure(model.config),
+        fitted_structure(model.config, config.fit_flow),
         FitConfig(seed=config.seed, max_frames=config.memory_frames),
     )
     return fitted.model, fitted.metadata_stats()

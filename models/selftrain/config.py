@@ -3,7 +3,7 @@ settings take their defaults from here), a window of frames, a mined set."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -11,6 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from models.detector.streams import DetectorConfig
 
+from models.detector.flow import FlowConfig
 from models.scoring.camera import padded_clips
 
 
@@ -98,6 +99,9 @@ class SelfTrainConfig:
     # least `refit_min_frames` (0: never)
     refit_normal_z: float = 2.0
     refit_min_frames: int = 50  # five runs of FNmin
+    # the flow a fit afresh (a fresh fit, a replacement) measures: the site's footage's (FlowConfig.for_source),
+    # which a model from another site need not share; None: the model's own
+    fit_flow: FlowConfig | None = None
     steps: int = 300  # prediction stream: fine-tuning steps per cycle
     max_seconds: float = 150.0  # and at most this long
     batch_size: int = 16
@@ -141,6 +145,14 @@ class OnlineConfig:
     # 600-1200 frames, too few to judge by)
     rebase_z: float = 5.0
     rebase_stride: int = 10
+
+    def for_source(self, source: tuple[int, int] | None) -> OnlineConfig:
+        """Fits afresh (a cold start, a cycle's fresh fit, a replacement) measure the flow that footage of
+        `source` (height, width) pixels calls for; not known (None): a cold start as before, the others
+        the model's flow."""
+        detector = self.detector.for_source(source)
+        fit_flow = detector.flow if source is not None else None
+        return replace(self, detector=detector, selftrain=replace(self.selftrain, fit_flow=fit_flow))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -220,7 +220,7 @@ class SelfTrainer:
         new model must find the window's quiet quarter normal (z at most `refit_normal_z`)."""
         assert self.model is not None and self.metadata is not None
         version = self.metadata["version"]
-        structure = fitted_structure(self.model.config)
+        structure = fitted_structure(self.model.config, self.config.selftrain.fit_flow)
         result = self._fit_first(
             window,
             structure,

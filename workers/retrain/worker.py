@@ -155,6 +155,8 @@ class RetrainWorker(WorkerProcess):
         if not cameras:
             self._set_state("idle", "no cameras")
             return
+        # fits afresh follow the cameras' footage (a model from another site need not share its flow)
+        self.trainer.config = online_config(self.settings).for_source(source_size(self.redis, cameras))
         if self.trainer.model is None:
             per_camera = self._per_camera(cameras)
             buffered = sum(min(int(self.redis.xlen(keys.scores_stream(c))), per_camera) for c in cameras)
@@ -165,9 +167,8 @@ class RetrainWorker(WorkerProcess):
                 return
             self._set_state("training", "cold start: a first model from the cameras' own frames")
             windows = self._windows(cameras)
-            detector = self.trainer.config.detector.for_source(source_size(self.redis, cameras))
             result = self.trainer.cold_start(
-                concat_windows([w.window for w in windows]), detector, self._baseline()
+                concat_windows([w.window for w in windows]), self.trainer.config.detector, self._baseline()
             )
             self._finish(windows, result, origin="cold_start", parent=None)
             return

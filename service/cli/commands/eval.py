@@ -262,8 +262,8 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         config = replace(config, detector=detector_config(args))
     streamed = list_videos(dataset, "testing") + (
         list_videos(dataset, "training") if args.mode == "coldstart" else []
-    )  # what a cold start fits to: the flow its pixels call for
-    config = replace(config, detector=config.detector.for_source(source_size(streamed)))
+    )  # what the fits afresh fit to: the flow its pixels call for
+    config = config.for_source(source_size(streamed))
     height, width = settings.analysis.height, settings.analysis.width
     start_model = start_metadata = None
     training = None

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.detector.flow import FlowConfig
 from models.detector.runtime import TorchDetector, load_detector
 from models.detector.scores import ScoreCalibration
+from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.trainer import SelfTrainer, concat_windows
-from tests.models.conftest import TINY_DETECTOR, synthetic_video
+from tests.models.conftest import HEIGHT, TINY_DETECTOR, WIDTH, synthetic_video
 from tests.models.selftrain.test_cycle import CONFIG, fitted
 
 
@@ -65,6 +67,25 @@ def test_a_model_that_does_not_know_the_site_is_replaced_by_a_fresh_cold_start(
     assert onnx_path.is_file() and pt_path.is_file()
     reloaded = load_detector(pt_path, "cpu", 1)
     assert reloaded.info.metadata["parent"] == "site-model"
+
+
+def test_fits_afresh_measure_the_flow_of_the_sites_footage_not_the_models(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    trainer = trainer_with(site_model, tmp_path, rebase_z=-100.0)
+    unknown = trainer.config.for_source(None)
+    assert (
+        unknown.selftrain.fit_flow is None and unknown.detector.flow == FlowConfig()
+    )  # the model's, as before
+    trainer.config = trainer.config.for_source((HEIGHT * 4, WIDTH * 4))  # the site's cameras have the pixels
+    site_flow = FlowConfig.for_source((HEIGHT * 4, WIDTH * 4), (HEIGHT, WIDTH))
+    assert trainer.config.selftrain.fit_flow == trainer.config.detector.flow == site_flow
+    result = trainer.cycle(site_window(seed=12))
+    assert result.accepted and result.report["rebase"] and result.model is not None
+    assert site_model.model.config.flow == FlowConfig() and result.model.config.flow == site_flow
+    # a cycle's fresh fit takes the same structure
+    assert fitted_structure(TINY_DETECTOR, site_flow).flow == site_flow
+    assert fitted_structure(TINY_DETECTOR).flow == TINY_DETECTOR.flow
 
 
 def test_a_fresh_fit_that_does_not_know_the_site_either_is_refused(

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,26 +73,45 @@ def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image
 
 
-def read_frame(path: Path, height: int, width: int) -> np.ndarray:
-    """One frame as grayscale uint8 [height, width]."""
+def _read_image(path: Path) -> np.ndarray:
+    """A frame image as stored, grayscale uint8 [H, W]."""
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise DatasetError(f"{path}: not a readable image")
-    return _fit(image, height, width)
+    return image
+
+
+def read_frame(path: Path, height: int, width: int) -> np.ndarray:
+    """One frame as grayscale uint8 [height, width]."""
+    return _fit(_read_image(path), height, width)
+
+
+@contextmanager
+def _video_stream(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.VideoStream]]:
+    """A recording's container and first video stream; an unreadable file is a DatasetError that says so."""
+    try:
+        with av.open(str(path)) as container:
+            yield container, container.streams.video[0]
+    except (av.FFmpegError, IndexError, UnicodeDecodeError) as exc:  # IndexError: no video stream
+        raise DatasetError(f"{path}: not a readable video ({type(exc).__name__}: {exc})") from exc
 
 
 def decode_recording(path: Path, height: int, width: int) -> np.ndarray:
     """Every frame of a recording's first video stream in decode order, uint8 [T, height, width]."""
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames = [_fit(f.to_ndarray(format="gray"), height, width) for f in container.decode(stream)]
-    except (av.FFmpegError, IndexError, UnicodeDecodeError) as exc:  # IndexError: no video stream
-        raise DatasetError(f"{path}: not a readable video ({type(exc).__name__}: {exc})") from exc
+    with _video_stream(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        frames = [_fit(f.to_ndarray(format="gray"), height, width) for f in container.decode(stream)]
     if not frames:
         raise DatasetError(f"{path}: the recording has no frames")
     return np.stack(frames)
+
+
+def _stored_size(video: Video) -> tuple[int, int]:
+    if video.file is None:
+        height, width = _read_image(video.frames[0]).shape
+        return height, width
+    with _video_stream(video.file) as (_, stream):
+        return stream.codec_context.height, stream.codec_context.width
 
 
 def source_size(videos: Sequence[Video]) -> tuple[int, int]:
@@ -99,22 +119,7 @@ def source_size(videos: Sequence[Video]) -> tuple[int, int]:
     frames): how much detail the footage carries."""
     if not videos:
         raise DatasetError("no videos to size")
-    sizes = []
-    for video in videos:
-        if video.file is not None:
-            try:
-                with av.open(str(video.file)) as container:
-                    context = container.streams.video[0].codec_context
-                    sizes.append((context.height, context.width))
-            except (av.FFmpegError, IndexError, UnicodeDecodeError) as exc:
-                raise DatasetError(
-                    f"{video.file}: not a readable video ({type(exc).__name__}: {exc})"
-                ) from exc
-        else:
-            image = cv2.imread(str(video.frames[0]), cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                raise DatasetError(f"{video.frames[0]}: not a readable image")
-            sizes.append(image.shape[:2])
+    sizes = [_stored_size(video) for video in videos]
     return min(h for h, _ in sizes), min(w for _, w in sizes)
 
 

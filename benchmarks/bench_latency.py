@@ -38,7 +38,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from models.evaluation.jobs import machine_info  # noqa: E402
-from workers.bus import keys  # noqa: E402
+from workers.bus import keys, schemas  # noqa: E402
 from workers.bus.connection import EmbeddedRedis, connect  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
@@ -115,7 +115,7 @@ def write_frames(
             capture.behind_s = max(capture.behind_s, -delay)
         gray = scenes[camera].frame(seq, due, warmup_s)
         ts = time.time()
-        message = keys.FrameMessage(
+        message = schemas.FrameMessage(
             camera=camera, seq=seq, ts=ts, session=0, width=WIDTH, height=HEIGHT, gray=gray.tobytes()
         )
         client.xadd(keys.frames_stream(camera), message.to_fields(), maxlen=maxlen, approximate=True)
@@ -129,7 +129,7 @@ class AlertEventReader:
 
     def __init__(self, redis_url: str) -> None:
         self.client = connect(redis_url)
-        self.arrivals: list[tuple[float, keys.Alert]] = []
+        self.arrivals: list[tuple[float, schemas.Alert]] = []
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="alert-reader", daemon=True)
 
@@ -141,7 +141,7 @@ class AlertEventReader:
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    event = keys.AlertEvent.from_fields(fields)
+                    event = schemas.AlertEvent.from_fields(fields)
                     if event.type == "new":
                         self.arrivals.append((arrived, event.parsed_alert()))
 
@@ -190,7 +190,7 @@ def wait_for_owner(
         if process.poll() is not None:
             raise RuntimeError(f"the inference worker exited: {log_path.read_text()[-2000:]}")
         for raw in client.hgetall(keys.WORKERS).values():
-            beat = keys.WorkerHeartbeat.model_validate_json(raw)
+            beat = schemas.WorkerHeartbeat.model_validate_json(raw)
             if beat.role == "inference" and len(beat.info.get("cameras", [])) == cameras:
                 return str(beat.info.get("model"))
         time.sleep(0.2)
@@ -223,7 +223,7 @@ def run_setting(
     client.flushall()
     camera_ids = [f"cam{index + 1:02d}" for index in range(cameras)]
     for camera in camera_ids:
-        config = keys.CameraConfig(id=camera, source="bench://synthetic", fps=args.fps)
+        config = schemas.CameraConfig(id=camera, source="bench://synthetic", fps=args.fps)
         client.hset(keys.CAMERAS, camera, config.model_dump_json())
     log_path = work / f"infer-{cameras}-{'model' if model else 'baseline'}.log"
     process = start_worker(redis_url, model, args.fps, log_path)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from benchmarks.harness import write_report  # noqa: E402
 from models.evaluation.jobs import machine_info  # noqa: E402
 from tests.redis_cluster import RedisClusterNodes, missing_tools  # noqa: E402
-from workers.bus import keys  # noqa: E402
+from workers.bus import keys, schemas  # noqa: E402
 from workers.bus.connection import EmbeddedRedis, connect, is_cluster  # noqa: E402
 from workers.config import Settings  # noqa: E402
 
@@ -72,7 +72,7 @@ def write_frames(url: str, cameras: int, fps: float, seconds: float, width: int,
         behind = max(behind, -wait)
         with client.pipeline(transaction=False) as pipe:
             for name in names:
-                message = keys.FrameMessage(
+                message = schemas.FrameMessage(
                     camera=name, seq=tick, ts=time.time(), session=0, width=width, height=height,
                     gray=frames[tick % BACKGROUNDS],
                 )  # fmt: skip
@@ -180,7 +180,7 @@ def scored_total(client: redis.Redis, cameras: int) -> int:
 
 def add_cameras(client: redis.Redis, cameras: int, args: argparse.Namespace) -> None:
     for index in range(cameras):
-        config = keys.CameraConfig(id=camera_id(index), source="bench://synthetic", fps=args.fps)
+        config = schemas.CameraConfig(id=camera_id(index), source="bench://synthetic", fps=args.fps)
         client.hset(keys.CAMERAS, config.id, config.model_dump_json())
 
 

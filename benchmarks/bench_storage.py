@@ -25,7 +25,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from workers.bus import keys  # noqa: E402  (after the path setup)
+from workers.bus import keys, schemas  # noqa: E402  (after the path setup)
 from workers.bus.connection import EmbeddedRedis, connect  # noqa: E402
 from workers.config import Settings  # noqa: E402
 from workers.inference.worker import InferenceWorker  # noqa: E402
@@ -79,7 +79,7 @@ def run(seconds: float, videos: list[Path]) -> dict[str, Any]:
         settings = Settings(redis_url=server.url, data_dir=Path(tmp))
         client = connect(server.url)
         for video in videos:
-            put_camera(client, keys.CameraConfig(id=f"v{video.name}", source=str(video), loop=True))
+            put_camera(client, schemas.CameraConfig(id=f"v{video.name}", source=str(video), loop=True))
         workers: list[WorkerProcess] = [
             IngestWorker(settings, server.url),
             InferenceWorker(settings, server.url),

@@ -40,7 +40,7 @@ from websockets.sync.client import connect as ws_connect
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from workers.bus import keys  # noqa: E402  (after the path setup)
+from workers.bus import keys, schemas  # noqa: E402  (after the path setup)
 from workers.bus.connection import EMBEDDED_REDIS_DIR, URL_FILE, connect, free_port  # noqa: E402
 from workers.bus.keys import DROPPED_FIELD  # noqa: E402
 from workers.ingest.demo import write_demo_clip  # noqa: E402
@@ -103,7 +103,7 @@ def lags(client: redis.Redis, cameras: list[str]) -> tuple[dict[str, float], dic
 def dropped_frames(client: redis.Redis, cameras: list[str]) -> dict[str, int]:
     """Frames lost by ingest (Redis unavailable) plus frames never scored (seq gaps seen by inference)."""
     statuses = {
-        name.decode(): keys.CameraStatus.model_validate_json(raw)
+        name.decode(): schemas.CameraStatus.model_validate_json(raw)
         for name, raw in client.hgetall(keys.CAMERA_STATUS).items()
     }
     result = {}
@@ -415,12 +415,13 @@ def main() -> int:
             time.sleep(3.0)  # let the feed deliver the last events
             follower.stop()
             workers = [
-                keys.WorkerHeartbeat.model_validate_json(raw) for raw in client.hgetall(keys.WORKERS).values()
+                schemas.WorkerHeartbeat.model_validate_json(raw)
+                for raw in client.hgetall(keys.WORKERS).values()
             ]
             detector = next((str(w.info.get("model")) for w in workers if w.role == "inference"), "?")
             frames_scored = sum(int(w.info.get("frames_scored", 0)) for w in workers if w.role == "inference")
             stream_events = [entry_id.decode() for entry_id, _ in client.xrange(keys.ALERT_EVENTS)]
-            events = [keys.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
+            events = [schemas.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
             dropped = dropped_frames(client, camera_ids)
             statuses = {
                 c: json.loads(client.hget(keys.CAMERA_STATUS, c) or b"{}").get("state") for c in camera_ids

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from service.cli.main import COMMANDS
-from workers.bus.keys import CameraConfig
+from workers.bus.schemas import CameraConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -24,7 +24,7 @@ import psutil
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port
 from workers.ingest.demo import write_demo_clip
 
@@ -132,6 +132,6 @@ def test_alert_reaches_rest_and_websocket_and_inference_kill_is_survived(
     wait_for(lambda: client.xlen(keys.scores_stream(camera)) >= frames, 30, "all frames scored")
     seqs = [int(fields[b"seq"]) for _, fields in client.xrange(keys.scores_stream(camera))]
     assert sorted(seqs) == list(range(frames)), "a frame was skipped or scored twice"
-    events = [keys.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
+    events = [schemas.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
     new_counts = Counter(e.alert_id for e in events if e.type == "new")
     assert new_counts and max(new_counts.values()) == 1, f"duplicate alert events: {new_counts}"

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.test_end_to_end import child, running_vigil_up, wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect
 from workers.ingest.demo import write_demo_clip
 
@@ -60,7 +60,7 @@ def test_killed_ingest_and_api_are_restarted_and_resume(vigil_up_looping: tuple[
     status = json.loads(client.hget(keys.CAMERA_STATUS, "gate"))
     assert status["state"] == "streaming"
 
-    stored = [keys.FrameMessage.from_fields(f) for _, f in client.xrange(frames)]
+    stored = [schemas.FrameMessage.from_fields(f) for _, f in client.xrange(frames)]
     seqs = [message.seq for message in stored]
     assert seqs == list(range(len(seqs))), "frame numbers repeat or skip across the kill"
     assert stored[-1].session > stored[killed_at - 1].session, "the restart starts a new frame history"

@@ -21,7 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from workers.bus.keys import CameraConfig, CameraRetention
+from workers.bus.schemas import CameraConfig, CameraRetention
 
 if TYPE_CHECKING:
     from models.detector.streams import DetectorConfig

@@ -6,7 +6,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from workers.bus.keys import Alert, AlertEventType, CameraConfig, CameraStatus
+from workers.bus.schemas import Alert, AlertEventType, CameraConfig, CameraStatus
 from workers.proc.redaction import redact
 
 

@@ -32,7 +32,7 @@ from websockets.sync.client import connect as ws_connect
 from tests.deployment.images import BuiltImage, Unavailable, build_images, docker
 from tests.test_deployment import COMPOSE, compose_tool
 from tests.workers.conftest import RtspServer, gstreamer_rtsp  # noqa: F401  (a fixture)
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port
 from workers.ingest.clips import write_clip
 from workers.ingest.demo import demo_frames
@@ -331,7 +331,9 @@ def test_the_retrained_model_reaches_every_inference_container(site: Site) -> No
 
     def scored_by_new_model() -> bool:
         return all(
-            keys.ScoreMessage.from_fields(site.redis.xrevrange(keys.scores_stream(cam), count=1)[0][1]).model
+            schemas.ScoreMessage.from_fields(
+                site.redis.xrevrange(keys.scores_stream(cam), count=1)[0][1]
+            ).model
             == current
             for cam in CAMERAS
         )

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from workers.bus import keys
 from workers.bus.connection import free_port
-from workers.bus.keys import Alert, AlertEvent, AlertEventType, WorkerHeartbeat
+from workers.bus.schemas import Alert, AlertEvent, AlertEventType, WorkerHeartbeat
 from workers.config import Settings
 
 OPERATOR_TOKEN = "s3cret-operator-token"

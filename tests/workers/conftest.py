@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from models.detector.motion import MotionBaseline
-from workers.bus import keys
+from workers.bus import schemas
 from workers.bus.connection import free_port
 from workers.config import AnalysisSettings, Settings
 from workers.inference.worker import InferenceWorker
@@ -172,7 +172,7 @@ def corrupt_copy(clip: Path, target: Path) -> Path:
 
 
 def gray_frame(fields: dict[bytes, bytes]) -> np.ndarray:
-    return keys.FrameMessage.from_fields(fields).array()
+    return schemas.FrameMessage.from_fields(fields).array()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from tests.workers.inference.test_worker import (
     write_frames,
 )
 from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import EmbeddedRedis, connect
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings
@@ -80,7 +80,7 @@ def test_rtsp_stream_that_changes_resolution_keeps_streaming(
     both.write_bytes(small.read_bytes() + large.read_bytes())
     server = FileRtspServer(both).start()
     try:
-        put_camera(redis_client, keys.CameraConfig(id="gate", source=server.url()))
+        put_camera(redis_client, schemas.CameraConfig(id="gate", source=server.url()))
         run_ingest(realtime=True)
         wait_for(lambda: len(frames(redis_client, "gate")) >= 35, 30, "frames from both resolutions")
         stored = frames(redis_client, "gate")
@@ -106,10 +106,10 @@ def test_4k_footage_is_stored_at_the_analysis_size(
     process = psutil.Process()
     baseline = process.memory_info().rss
     peak = [baseline]
-    put_camera(redis_client, keys.CameraConfig(id="uhd", source=str(clip)))
+    put_camera(redis_client, schemas.CameraConfig(id="uhd", source=str(clip)))
     run_ingest()
 
-    def finished_while_sampling_memory() -> keys.CameraStatus | None:
+    def finished_while_sampling_memory() -> schemas.CameraStatus | None:
         peak.append(process.memory_info().rss)
         return state_is(redis_client, "uhd", "finished", "error")()
 
@@ -148,8 +148,8 @@ def test_files_that_are_not_video_fail_alone_with_a_reason(
         "truncated": (truncated, "head.mp4"),
     }
     for camera, (path, _) in bad.items():
-        put_camera(redis_client, keys.CameraConfig(id=camera, source=str(path)))
-    put_camera(redis_client, keys.CameraConfig(id="good", source=str(video_clip)))
+        put_camera(redis_client, schemas.CameraConfig(id=camera, source=str(path)))
+    put_camera(redis_client, schemas.CameraConfig(id="good", source=str(video_clip)))
     worker = run_ingest()
     for camera, (_, reason) in bad.items():
         failed = wait_for(state_is(redis_client, camera, "error"), 15, f"{camera} to fail")
@@ -190,7 +190,7 @@ def test_frames_during_a_redis_restart_are_scored_or_counted(
 ) -> None:
     server: EmbeddedRedis = restartable_redis.first  # type: ignore[attr-defined]
     client = connect(server.url)
-    put_camera(client, keys.CameraConfig(id="door", source=str(video_clip), loop=True))
+    put_camera(client, schemas.CameraConfig(id="door", source=str(video_clip), loop=True))
     settings = ingest_settings(server.url)
     settings.inference.lease_ttl_ms = 600
     ingest = IngestWorker(settings, server.url, realtime=True)
@@ -225,7 +225,7 @@ def test_frames_during_a_redis_restart_are_scored_or_counted(
 
 def heartbeat_info(client: redis.Redis, worker_id: str) -> dict[str, object]:
     raw = client.hget(keys.WORKERS, worker_id)
-    return keys.WorkerHeartbeat.model_validate_json(raw).info if raw else {}
+    return schemas.WorkerHeartbeat.model_validate_json(raw).info if raw else {}
 
 
 def test_frames_trimmed_before_scoring_are_counted(
@@ -262,7 +262,7 @@ def test_a_lost_consumer_group_is_set_up_again(
     # As after a restart of a Redis without persistence: the frame stream and its group are gone.
     redis_client.delete(keys.frames_stream("cam1"))
     for seq in range(10, 30):
-        message = keys.FrameMessage(
+        message = schemas.FrameMessage(
             camera="cam1", seq=seq, ts=1000.0 + seq / 10, session=1, width=WIDTH, height=HEIGHT,
             gray=bytes(WIDTH * HEIGHT),
         )  # fmt: skip
@@ -274,7 +274,7 @@ def test_a_lost_consumer_group_is_set_up_again(
 
 def test_heartbeats_of_killed_workers_are_removed(redis_client: redis.Redis, redis_url: str) -> None:
     def beat(worker_id: str, age_s: float) -> None:
-        heartbeat = keys.WorkerHeartbeat(
+        heartbeat = schemas.WorkerHeartbeat(
             id=worker_id, role="ingest", pid=1, host="h", started_ts=0.0, ts=time.time() - age_s
         )
         redis_client.hset(keys.WORKERS, worker_id, heartbeat.model_dump_json())

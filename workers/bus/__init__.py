@@ -1,1 +1,1 @@
-"""The Redis contract (every key, stream and message schema: keys.py) and the connection (embedded or shared server)."""
+"""The Redis contract (every key and stream: keys.py; every message schema: schemas.py) and the connection (embedded or shared server)."""

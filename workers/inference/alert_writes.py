@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import is_cluster
 from workers.inference.alerts import AlertTracker
 from workers.inference.leases import CameraLeases, LeaseLost
@@ -29,7 +29,7 @@ STOPPED_STATES = frozenset({"reconnecting", "finished", "error", "stopped"})
 CLOCK_SKEW_MS = 60_000
 
 
-def _queue_published(pipe: redis.client.Pipeline, event: keys.AlertEvent) -> None:
+def _queue_published(pipe: redis.client.Pipeline, event: schemas.AlertEvent) -> None:
     alert = event.parsed_alert()
     start_ms = int(alert.start_ts * 1000)
     pipe.hset(keys.ALERTS, alert.id, event.alert)
@@ -39,10 +39,10 @@ def _queue_published(pipe: redis.client.Pipeline, event: keys.AlertEvent) -> Non
 
 
 def queue_alert_event(
-    pipe: redis.client.Pipeline, event_type: keys.AlertEventType, alert: keys.Alert
+    pipe: redis.client.Pipeline, event_type: schemas.AlertEventType, alert: schemas.Alert
 ) -> None:
     """Queue the event on the camera's MULTI: published with it on one Redis, into its outbox on a cluster."""
-    event = keys.AlertEvent.of(event_type, alert)
+    event = schemas.AlertEvent.of(event_type, alert)
     if is_cluster(pipe):
         pipe.xadd(keys.alert_outbox(alert.camera), event.to_fields())
     else:
@@ -61,7 +61,7 @@ def publish_outbox(client: redis.Redis, camera: str, *, recovering: bool = False
     for entry_id, fields in entries:
         event_id = f"{camera}/{entry_id.decode()}"
         if event_id not in published:
-            event = keys.AlertEvent.from_fields(fields).model_copy(update={"event_id": event_id})
+            event = schemas.AlertEvent.from_fields(fields).model_copy(update={"event_id": event_id})
             with client.pipeline(transaction=True) as pipe:
                 _queue_published(pipe, event)
                 pipe.execute()
@@ -83,7 +83,7 @@ def _published_event_ids(client: redis.Redis, camera: str, first_entry: bytes) -
     return found
 
 
-def stop_reason(status: keys.CameraStatus | None) -> str | None:
+def stop_reason(status: schemas.CameraStatus | None) -> str | None:
     """Why a camera's open alert must close now that its ingest stopped, or None while it streams."""
     if status is None or status.state not in STOPPED_STATES:
         return None
@@ -97,7 +97,7 @@ def end_alert(
     tracker: AlertTracker,
     last_scored_seq: int | None,
     reason: str,
-) -> keys.Alert | None:
+) -> schemas.Alert | None:
     """End the camera's open alert with `reason` once every frame it stored is scored (its frames decide
     first); the `end` event and the tracker state land together. None when there is nothing to end yet.
     Raises LeaseLost when the camera changed owner (then nothing is written)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.scoring.hysteresis import Episode, Hysteresis, HysteresisConfig
-from workers.bus.keys import Alert, AlertEventType
+from workers.bus.schemas import Alert, AlertEventType
 
 __all__ = ["AlertTracker", "HysteresisConfig", "alert_id"]
 

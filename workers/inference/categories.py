@@ -12,7 +12,7 @@ import redis
 from models.detector.runtime import TorchDetector
 from models.detector.scores import anomaly_maps
 from models.selftrain.categories import alert_descriptor, fit_categories
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.store.labels import list_labels
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,13 @@ LABELS_SCANNED = 500
 
 
 def _peak_clip(
-    client: redis.Redis, alert: keys.Alert, history: int, size: tuple[int, int]
+    client: redis.Redis, alert: schemas.Alert, history: int, size: tuple[int, int]
 ) -> np.ndarray | None:
     """The peak frame of an alert with its past frames, while the camera's buffer still has them."""
 
     frame_id = None
     for _, fields in client.xrevrange(keys.scores_stream(alert.camera), count=SCORES_SCANNED):
-        message = keys.ScoreMessage.from_fields(fields)
+        message = schemas.ScoreMessage.from_fields(fields)
         if message.seq == alert.peak_seq:
             frame_id = message.frame_id
             break
@@ -40,7 +40,7 @@ def _peak_clip(
         return None
     frames = []
     for _, fields in reversed(entries):
-        frames.append(keys.FrameMessage.from_fields(fields).array(size))
+        frames.append(schemas.FrameMessage.from_fields(fields).array(size))
     frames = [frames[0]] * (history + 1 - len(frames)) + frames  # a stream start: padded as served
     return np.stack(frames)
 
@@ -59,16 +59,16 @@ def describe_new_alerts(client: redis.Redis, detector: TorchDetector) -> int:
     for alert_id, raw_descriptor, raw_alert in zip(ids, known, client.hmget(keys.ALERTS, ids), strict=True):
         if raw_alert is None or (
             raw_descriptor is not None
-            and keys.AlertDescriptor.model_validate_json(raw_descriptor).model == info.version
+            and schemas.AlertDescriptor.model_validate_json(raw_descriptor).model == info.version
         ):
             continue
-        alert = keys.Alert.model_validate_json(raw_alert)
+        alert = schemas.Alert.model_validate_json(raw_alert)
         clip = _peak_clip(client, alert, info.history, (info.height, info.width))
         if clip is None:
             continue  # its frames have left the buffer
         anomaly = anomaly_maps(detector, detector.stream_maps(clip[None]))[0]
         vector = alert_descriptor(detector.model, clip, anomaly)
-        descriptor = keys.AlertDescriptor(model=info.version, vector=[float(v) for v in vector])
+        descriptor = schemas.AlertDescriptor(model=info.version, vector=[float(v) for v in vector])
         client.hset(keys.ALERT_DESCRIPTORS, alert_id, descriptor.model_dump_json())
         added += 1
     return added
@@ -83,7 +83,7 @@ def categorize_alerts(client: redis.Redis, model_version: str) -> int:
         if label.alert_id is not None and label.category:
             labelled[label.alert_id] = label.category  # oldest first: the latest label wins
     descriptors = {
-        key.decode(): keys.AlertDescriptor.model_validate_json(raw)
+        key.decode(): schemas.AlertDescriptor.model_validate_json(raw)
         for key, raw in client.hgetall(keys.ALERT_DESCRIPTORS).items()
     }
     examples = [(alert_id, labelled[alert_id]) for alert_id in labelled if alert_id in descriptors]
@@ -99,7 +99,7 @@ def categorize_alerts(client: redis.Redis, model_version: str) -> int:
             pipe.hset(
                 keys.ALERT_CATEGORIES,
                 alert_id,
-                keys.AlertCategory(category=category, confidence=1.0, source="operator").model_dump_json(),
+                schemas.AlertCategory(category=category, confidence=1.0, source="operator").model_dump_json(),
             )
             written += 1
         if model is not None:
@@ -107,7 +107,7 @@ def categorize_alerts(client: redis.Redis, model_version: str) -> int:
                 if alert_id in labelled or descriptor.model != model_version:
                     continue
                 category, confidence = model.predict(np.array(descriptor.vector, dtype=np.float32))
-                prediction = keys.AlertCategory(
+                prediction = schemas.AlertCategory(
                     category=category, confidence=confidence, source="predicted", examples=len(usable)
                 )
                 pipe.hset(keys.ALERT_CATEGORIES, alert_id, prediction.model_dump_json())

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import is_cluster
 
 StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
@@ -57,9 +57,9 @@ def camera_of(stream_key: bytes | str) -> str:
 
 
 def history_before(
-    client: redis.Redis, camera: str, first: keys.FrameMessage, first_id: str, count: int
-) -> list[keys.FrameMessage]:
+    client: redis.Redis, camera: str, first: schemas.FrameMessage, first_id: str, count: int
+) -> list[schemas.FrameMessage]:
     """Up to `count` frames stored before `first` (entry `first_id`) in its session, oldest first."""
     entries = client.xrevrange(keys.frames_stream(camera), max=f"({first_id}", count=count)
-    past = [keys.FrameMessage.from_fields(fields) for _, fields in reversed(entries)]
+    past = [schemas.FrameMessage.from_fields(fields) for _, fields in reversed(entries)]
     return [frame for frame in past if frame.session == first.session]

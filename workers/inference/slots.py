@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.scoring.camera import CameraStream
-from workers.bus import keys
+from workers.bus import schemas
 from workers.inference.alerts import AlertTracker
 
 
@@ -15,7 +15,7 @@ from workers.inference.alerts import AlertTracker
 class CameraSlot:
     """What a worker holds for a camera it owns."""
 
-    config: keys.CameraConfig
+    config: schemas.CameraConfig
     stream: CameraStream
     tracker: AlertTracker
     mask: np.ndarray | None
@@ -35,9 +35,9 @@ class CameraSlot:
 class ScoredFrame:
     camera: str
     entry_id: str
-    frame: keys.FrameMessage
+    frame: schemas.FrameMessage
     error_map: np.ndarray
     raw: float = 0.0
     score: float = 0.0
     learned: bool = True  # whether the raw score entered the camera's statistics (CameraScorer.learned_last)
-    events: list[tuple[keys.AlertEventType, keys.Alert]] = field(default_factory=list)
+    events: list[tuple[schemas.AlertEventType, schemas.Alert]] = field(default_factory=list)

@@ -7,13 +7,13 @@ import numpy as np
 import redis
 
 from models.detector.scores import ignore_mask
-from workers.bus import keys
+from workers.bus import schemas
 from workers.store.snoozes import active_snoozes
 
 
 class Snoozes:
     def __init__(self) -> None:
-        self.by_camera: dict[str, keys.Snooze] = {}
+        self.by_camera: dict[str, schemas.Snooze] = {}
         self._masks: dict[tuple[str, str], np.ndarray | None] = {}
 
     def refresh(self, client: redis.Redis, now_ts: float) -> None:
@@ -24,7 +24,7 @@ class Snoozes:
         return snooze is not None and ts < snooze.until_ts
 
     def mask(
-        self, config: keys.CameraConfig, base: np.ndarray | None, height: int, width: int
+        self, config: schemas.CameraConfig, base: np.ndarray | None, height: int, width: int
     ) -> np.ndarray | None:
         """The camera's ignore mask with its snoozed zones added (base when none is snoozed)."""
         snooze = self.by_camera.get(config.id)

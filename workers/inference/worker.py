@@ -31,7 +31,7 @@ from models.detector.base import Detector
 from models.detector.motion import MotionBaseline
 from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
 from models.scoring.camera import CameraStream
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import CLUSTER_UNAVAILABLE, is_cluster
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings, hysteresis_config
@@ -147,7 +147,7 @@ class InferenceWorker(WorkerProcess):
         beats = read_heartbeats(self.client)
         return len({self.worker_id} | {b.id for b in beats if b.role == "inference" and b.ts >= horizon})
 
-    def _acquire(self, camera: str, config: keys.CameraConfig) -> None:
+    def _acquire(self, camera: str, config: schemas.CameraConfig) -> None:
         stream_key = keys.frames_stream(camera)
         try:
             self.client.xgroup_create(stream_key, keys.INFERENCE_GROUP, id="0", mkstream=True)
@@ -170,7 +170,7 @@ class InferenceWorker(WorkerProcess):
         self.slots[camera] = slot
         log.info("camera %s: taken by %s (%d pending frames claimed)", camera, self.worker_id, claimed)
 
-    def _new_slot(self, config: keys.CameraConfig) -> CameraSlot:
+    def _new_slot(self, config: schemas.CameraConfig) -> CameraSlot:
         info = self.detector.info
         zones = [zone.points for zone in config.ignore_zones]
         learned = not isinstance(self.detector, MotionBaseline)
@@ -185,7 +185,7 @@ class InferenceWorker(WorkerProcess):
             mask=ignore_mask(info.height, info.width, zones),
         )
 
-    def _reconfigure(self, camera: str, config: keys.CameraConfig) -> None:
+    def _reconfigure(self, camera: str, config: schemas.CameraConfig) -> None:
         old = self.slots[camera]
         slot = self._new_slot(config)
         slot.stream, slot.read_id, slot.needs_history = old.stream, old.read_id, old.needs_history
@@ -238,7 +238,7 @@ class InferenceWorker(WorkerProcess):
         response = frame_reads.read(
             self.client, self.worker_id, streams, per_stream, max(inference.batch_wait_ms, 1), self.wait
         )
-        batch: list[tuple[str, str, keys.FrameMessage]] = []
+        batch: list[tuple[str, str, schemas.FrameMessage]] = []
         with_entries = set()
         for stream_key, entries in response or []:
             camera = frame_reads.camera_of(stream_key)
@@ -247,7 +247,7 @@ class InferenceWorker(WorkerProcess):
             with_entries.add(camera)
             for entry_id, fields in entries:
                 if fields:
-                    batch.append((camera, entry_id.decode(), keys.FrameMessage.from_fields(fields)))
+                    batch.append((camera, entry_id.decode(), schemas.FrameMessage.from_fields(fields)))
                 else:  # a pending entry trimmed away by the stream cap: nothing left to score
                     self.client.xack(stream_key, keys.INFERENCE_GROUP, entry_id)
         for camera, slot in self.slots.items():
@@ -268,10 +268,12 @@ class InferenceWorker(WorkerProcess):
         self.last_batch_size = len(scored)
         return len(scored)
 
-    def _frame_array(self, frame: keys.FrameMessage) -> np.ndarray:
+    def _frame_array(self, frame: schemas.FrameMessage) -> np.ndarray:
         return frame.array((self.detector.info.height, self.detector.info.width))
 
-    def _fill_history(self, camera: str, slot: CameraSlot, first: keys.FrameMessage, first_id: str) -> None:
+    def _fill_history(
+        self, camera: str, slot: CameraSlot, first: schemas.FrameMessage, first_id: str
+    ) -> None:
         """After a takeover or a model swap: the frames before `first` of the same session."""
         slot.needs_history = False
         history = self.detector.info.history
@@ -280,7 +282,7 @@ class InferenceWorker(WorkerProcess):
         for past in frame_reads.history_before(self.client, camera, first, first_id, history):
             slot.stream.push(self._frame_array(past), past.session)
 
-    def _score(self, batch: list[tuple[str, str, keys.FrameMessage]]) -> list[ScoredFrame]:
+    def _score(self, batch: list[tuple[str, str, schemas.FrameMessage]]) -> list[ScoredFrame]:
         clips = []
         for camera, entry_id, frame in batch:
             slot = self.slots[camera]
@@ -288,7 +290,7 @@ class InferenceWorker(WorkerProcess):
                 self._fill_history(camera, slot, frame, entry_id)
             clips.append(slot.stream.push(self._frame_array(frame), frame.session))
         maps = self.detector.stream_maps(np.stack(clips))
-        self.snoozes.refresh(self.client, keys.now())
+        self.snoozes.refresh(self.client, schemas.now())
         info = self.detector.info
         for index, (camera, _, _) in enumerate(batch):
             slot = self.slots[camera]
@@ -406,7 +408,7 @@ class InferenceWorker(WorkerProcess):
         slot = self.slots[item.camera]
         frame = item.frame
         cap = settings.analysis.for_camera(slot.config).buffer_frames
-        message = keys.ScoreMessage(
+        message = schemas.ScoreMessage(
             camera=item.camera,
             seq=frame.seq,
             ts=frame.ts,

@@ -23,7 +23,7 @@ import numpy as np
 import redis
 from pydantic import ValidationError
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.ingest.sources import DecodedFrame, FpsSampler, FrameSource, SourceError, is_live, open_source
 from workers.proc.process import Backoff, WorkerProcess, format_fields
@@ -38,7 +38,7 @@ FPS_WINDOW = 20  # frames over which the reported fps is measured
 REANCHOR_LAG_S = 1.0  # a paced file this far behind real time restarts its clock instead of bursting
 
 
-def _ingest_fields(config: keys.CameraConfig) -> tuple[Any, ...]:
+def _ingest_fields(config: schemas.CameraConfig) -> tuple[Any, ...]:
     """What the ingest thread depends on (its stream caps too): other changes (thresholds, zones) do not
     restart the stream."""
     return (config.source, config.fps, config.width, config.height, config.loop, config.retention)
@@ -49,7 +49,7 @@ class CameraIngest:
 
     def __init__(
         self,
-        config: keys.CameraConfig,
+        config: schemas.CameraConfig,
         settings: Settings,
         client: redis.Redis,
         *,
@@ -70,7 +70,7 @@ class CameraIngest:
         self.display_maxlen = max(1, round(self.display_s / analysis.display_interval_s))
         self.stop_event = threading.Event()
         self._status_lock = threading.Lock()
-        self.status = keys.CameraStatus(
+        self.status = schemas.CameraStatus(
             camera=config.id, state="starting", width=self.width, height=self.height
         )
         self._emit_times: deque[float] = deque(maxlen=FPS_WINDOW)
@@ -100,7 +100,7 @@ class CameraIngest:
     def _event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
         log.log(level, "%s %s", name, format_fields(camera=self.config.id, **fields))
 
-    def _set_status(self, state: keys.CameraState, message: str, **fields: Any) -> None:
+    def _set_status(self, state: schemas.CameraState, message: str, **fields: Any) -> None:
         self.status = self.status.model_copy(update={"state": state, "message": redact(message), **fields})
         self._publish_status()
 
@@ -132,7 +132,7 @@ class CameraIngest:
                 self.stop_event.wait(backoff.next_delay())
                 continue
             if last:
-                message = keys.FrameMessage.from_fields(last[0][1])
+                message = schemas.FrameMessage.from_fields(last[0][1])
                 self.seq, self.session = message.seq + 1, message.session + 1  # the next ones
                 self._last_id_ms = int(last[0][0].split(b"-")[0])
                 self.status.frames = self.seq  # the camera's count goes on, as its seq does
@@ -179,7 +179,7 @@ class CameraIngest:
                 self._set_status("finished", f"end of {self.description}", fps=0.0)
                 return
 
-    def _wait_reconnect(self, backoff: Backoff, reason: str, state: keys.CameraState) -> None:
+    def _wait_reconnect(self, backoff: Backoff, reason: str, state: schemas.CameraState) -> None:
         delay = backoff.next_delay()
         level = logging.INFO if reason == self._last_reconnect_reason else logging.WARNING  # say it loud once
         self._last_reconnect_reason = reason
@@ -236,7 +236,7 @@ class CameraIngest:
     def _write_frame(self, gray: np.ndarray, frame: DecodedFrame) -> None:
         camera = self.config.id
         ts = time.time()
-        message = keys.FrameMessage(
+        message = schemas.FrameMessage(
             camera=camera,
             seq=self.seq,
             ts=ts,
@@ -258,7 +258,7 @@ class CameraIngest:
         )
         if now >= self._next_display_s:
             jpeg = frame.display_jpeg(self.settings.analysis.display_width)
-            display = keys.DisplayMessage(camera=camera, seq=self.seq, ts=ts, jpeg=jpeg)
+            display = schemas.DisplayMessage(camera=camera, seq=self.seq, ts=ts, jpeg=jpeg)
             pipe.set(keys.snapshot_key(camera), jpeg, ex=round(self.display_s))
             pipe.xadd(
                 keys.display_stream(camera), display.to_fields(), maxlen=self.display_maxlen, approximate=True
@@ -321,7 +321,7 @@ class IngestWorker(WorkerProcess):
             self.next_sweep = time.monotonic() + self.settings.retention.sweep_interval_s
             self._sweep(list(configs.values()))
 
-    def _sweep(self, configs: list[keys.CameraConfig]) -> None:
+    def _sweep(self, configs: list[schemas.CameraConfig]) -> None:
         """Remove what is past its span and measure the storage left (workers/store/retention.py)."""
         started = time.monotonic()
         try:
@@ -337,7 +337,7 @@ class IngestWorker(WorkerProcess):
             seconds=f"{time.monotonic() - started:.3f}",
         )  # fmt: skip
 
-    def _follow(self, configs: dict[str, keys.CameraConfig]) -> None:
+    def _follow(self, configs: dict[str, schemas.CameraConfig]) -> None:
         """Start, restart and stop camera threads to match the registry."""
         wanted = {camera_id: config for camera_id, config in configs.items() if config.enabled}
         stopping = []

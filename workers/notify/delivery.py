@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.proc.process import Backoff, WorkerProcess
 
 
@@ -35,7 +35,7 @@ class Delivery:
     last_error: str = field(default="")
 
 
-def event_payload(entry_id: str, event: keys.AlertEvent) -> dict[str, Any]:
+def event_payload(entry_id: str, event: schemas.AlertEvent) -> dict[str, Any]:
     """The JSON body: the same shape as a /ws/alerts message."""
     return {"id": entry_id, "type": event.type, "alert": json.loads(event.alert)}
 
@@ -48,7 +48,7 @@ class EventSink(WorkerProcess):
     deliveries: list[Delivery]
     max_attempts: int
 
-    def send(self, delivery: Delivery, entry_id: str, event: keys.AlertEvent) -> tuple[bool, str]:
+    def send(self, delivery: Delivery, entry_id: str, event: schemas.AlertEvent) -> tuple[bool, str]:
         """Hand one event to the target: (taken, the reason when not)."""
         raise NotImplementedError
 
@@ -82,7 +82,7 @@ class EventSink(WorkerProcess):
                        reason="removed by retention (VIGIL_RETENTION__ALERTS_S)")  # fmt: skip
             delivery.attempts, delivery.next_try = 0, 0.0
             return True
-        ok, reason = self.send(delivery, entry_id, keys.AlertEvent.from_fields(fields))
+        ok, reason = self.send(delivery, entry_id, schemas.AlertEvent.from_fields(fields))
         if ok:
             self.redis.xack(keys.ALERT_EVENTS, delivery.group, raw_id)
             delivery.delivered += 1

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import MqttSettings, Settings
 from workers.ingest.sources import SourceError, expand_credentials
 from workers.notify import mqtt_commands
@@ -202,7 +202,7 @@ class MqttWorker(EventSink):
             return False
         return info.is_published()
 
-    def send(self, delivery: Delivery, entry_id: str, event: keys.AlertEvent) -> tuple[bool, str]:
+    def send(self, delivery: Delivery, entry_id: str, event: schemas.AlertEvent) -> tuple[bool, str]:
         if not self.connected.is_set():
             return False, "broker not connected"
         payload = event_payload(entry_id, event)

@@ -14,7 +14,7 @@ from typing import Self
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workers.bus import keys
+from workers.bus import schemas
 from workers.store import cameras, snoozes
 
 ON_PAYLOADS = frozenset({"on", "enable", "enabled", "true", "1"})
@@ -34,7 +34,7 @@ class CameraCommand(BaseModel):
         None,
         strict=True,
         ge=0,
-        le=keys.MAX_SNOOZE_S,
+        le=schemas.MAX_SNOOZE_S,
         description="Snooze the camera's alerts for this many seconds from now; 0 ends its snoozes.",
     )
 

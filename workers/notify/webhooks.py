@@ -7,7 +7,7 @@ import hashlib
 
 import httpx
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.notify.delivery import Delivery, EventSink, event_payload
 from workers.proc.process import Backoff
@@ -37,7 +37,7 @@ class WebhookWorker(EventSink):
         super().setup()
         self.event("webhooks", urls=",".join(d.target for d in self.deliveries) or "none")
 
-    def send(self, delivery: Delivery, entry_id: str, event: keys.AlertEvent) -> tuple[bool, str]:
+    def send(self, delivery: Delivery, entry_id: str, event: schemas.AlertEvent) -> tuple[bool, str]:
         try:
             response = self.http.post(self.urls[delivery.group], json=event_payload(entry_id, event))
         except httpx.HTTPError as exc:

@@ -10,7 +10,7 @@ API
 - `heartbeat_info()` a dict published with every heartbeat (e.g. cameras served, model version).
 
 `run() -> int` drives it: installs SIGTERM/SIGINT handlers (main thread only) that set `stop_event`, starts
-a heartbeat thread that writes a `keys.WorkerHeartbeat` into `keys.WORKERS` every `settings.heartbeat_s`
+a heartbeat thread that writes a `schemas.WorkerHeartbeat` into `keys.WORKERS` every `settings.heartbeat_s`
 (removed again at exit; entries of workers silent for STALE_HEARTBEAT_S, killed without that chance, are
 removed too), calls `setup()` then `step()` repeatedly, waiting `step_interval_s` between
 steps, and on `redis.ConnectionError` logs once, waits with exponential backoff (capped at
@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Literal
 import redis
 from pydantic import ValidationError
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect
 from workers.config import Settings
 from workers.proc.redaction import redact
@@ -53,12 +53,12 @@ PRUNE_INTERVAL_S = 60.0
 HEARTBEAT_PERIODS_ALIVE = 3  # a worker counts as alive while its last heartbeat is this many periods old
 
 
-def read_heartbeats(client: redis.Redis) -> list[keys.WorkerHeartbeat]:
+def read_heartbeats(client: redis.Redis) -> list[schemas.WorkerHeartbeat]:
     """Every readable heartbeat in keys.WORKERS (one of an incompatible version is skipped)."""
     beats = []
     for raw in client.hgetall(keys.WORKERS).values():
         try:
-            beats.append(keys.WorkerHeartbeat.model_validate_json(raw))
+            beats.append(schemas.WorkerHeartbeat.model_validate_json(raw))
         except ValidationError:
             continue
     return beats
@@ -192,7 +192,7 @@ class WorkerProcess:
         horizon = time.time() - STALE_HEARTBEAT_S
         for worker_id, raw in self.redis.hgetall(keys.WORKERS).items():
             try:
-                stale = keys.WorkerHeartbeat.model_validate_json(raw).ts < horizon
+                stale = schemas.WorkerHeartbeat.model_validate_json(raw).ts < horizon
             except ValidationError:
                 stale = True  # unreadable: no worker can be counted on through it
             if stale:
@@ -203,7 +203,7 @@ class WorkerProcess:
         host = socket.gethostname()
         next_prune = 0.0
         while not self.stop_event.is_set():
-            beat = keys.WorkerHeartbeat(
+            beat = schemas.WorkerHeartbeat(
                 id=self.worker_id,
                 role=self.role,
                 pid=os.getpid(),

@@ -25,7 +25,7 @@ from models.detector.runtime import InvalidModelError, TorchDetector, load_detec
 from models.selftrain.config import Window
 from models.selftrain.cycle import CycleResult
 from models.selftrain.trainer import SelfTrainer, concat_windows
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings, online_config
 from workers.inference.categories import categorize_alerts, describe_new_alerts
 from workers.proc.process import WorkerProcess
@@ -56,12 +56,12 @@ def read_window(client: redis.Redis, camera: str, count: int, height: int, width
     """A camera's newest `count` buffered frames that have been scored, with the operators' labels.
     Segments change at reconnects and at gaps in the frame numbers (frames trimmed or never scored)."""
     scored = {
-        keys.ScoreMessage.from_fields(fields).seq
+        schemas.ScoreMessage.from_fields(fields).seq
         for _, fields in client.xrevrange(keys.scores_stream(camera), count=count)
     }
     frames, seqs, sessions = [], [], []
     for _, fields in reversed(client.xrevrange(keys.frames_stream(camera), count=count)):
-        frame = keys.FrameMessage.from_fields(fields)
+        frame = schemas.FrameMessage.from_fields(fields)
         if frame.seq not in scored:
             continue
         frames.append(frame.array((height, width)))
@@ -87,7 +87,7 @@ def new_scored_frames(client: redis.Redis, camera: str, cursor: int, batch: int 
     while True:
         entries = client.xrevrange(keys.scores_stream(camera), max=upper, count=batch)
         for _, fields in entries:
-            if keys.ScoreMessage.from_fields(fields).seq <= cursor:
+            if schemas.ScoreMessage.from_fields(fields).seq <= cursor:
                 return count
             count += 1
         if len(entries) < batch:
@@ -112,7 +112,7 @@ class RetrainWorker(WorkerProcess):
         self.state = "starting"
         self.reason = ""
         self.trainer: SelfTrainer | None = None
-        self.last_cycle: keys.RetrainCycle | None = None
+        self.last_cycle: schemas.RetrainCycle | None = None
         self._labels_seen: bytes | None = None
 
     def setup(self) -> None:
@@ -256,7 +256,7 @@ class RetrainWorker(WorkerProcess):
         candidate = result.metadata["version"] if result.metadata else report.get("candidate")
         if result.accepted and result.metadata is not None:
             onnx_path, _ = self.trainer.model_paths()
-            version = keys.ModelVersion(
+            version = schemas.ModelVersion(
                 version=result.metadata["version"],
                 path=str(onnx_path.resolve()),
                 parent=parent,
@@ -271,7 +271,7 @@ class RetrainWorker(WorkerProcess):
         if not result.accepted and candidate is not None:
             model_registry.record_rejected(
                 self.redis,
-                keys.ModelVersion(
+                schemas.ModelVersion(
                     version=candidate,
                     path="",
                     parent=parent,
@@ -280,7 +280,7 @@ class RetrainWorker(WorkerProcess):
                     reason=result.reason,
                 ),
             )
-        cycle = keys.RetrainCycle(
+        cycle = schemas.RetrainCycle(
             started_ts=time.time() - float(report.get("seconds", 0.0)),
             seconds=float(report.get("seconds", 0.0)),
             cameras=[w.camera for w in windows],

@@ -1,7 +1,7 @@
 """Alerts and alert events as the API reads them (the inference worker writes them, workers/inference/),
 and how many workers of each role are live.
 
-The key layout and message schemas are those of workers/bus/keys.py.
+The key layout is that of workers/bus/keys.py, the message schemas those of workers/bus/schemas.py.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import redis
 
-from workers.bus import keys
-from workers.bus.keys import Alert, AlertEvent
+from workers.bus import keys, schemas
+from workers.bus.schemas import Alert, AlertEvent
 from workers.proc.process import read_heartbeats
 
 # With a state filter, alerts are scanned from the time index in batches of at least this many ids.
@@ -52,7 +52,7 @@ def with_categories(client: redis.Redis, alerts: list[Alert]) -> list[Alert]:
     out = []
     for alert, raw in zip(alerts, recorded, strict=True):
         if raw is not None:
-            category = keys.AlertCategory.model_validate_json(raw)
+            category = schemas.AlertCategory.model_validate_json(raw)
             alert = alert.model_copy(
                 update={"category": category.category, "category_confidence": category.confidence}
             )

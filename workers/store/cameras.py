@@ -12,18 +12,18 @@ import redis
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.ingest.sources import camera_id_from_source
 
 log = logging.getLogger(__name__)
 
 
-def list_cameras(client: redis.Redis) -> list[keys.CameraConfig]:
+def list_cameras(client: redis.Redis) -> list[schemas.CameraConfig]:
     """Every valid camera config, sorted by id (an invalid stored entry is logged and skipped)."""
     cameras = []
     for camera_id, raw in client.hgetall(keys.CAMERAS).items():
         try:
-            cameras.append(keys.CameraConfig.model_validate_json(raw))
+            cameras.append(schemas.CameraConfig.model_validate_json(raw))
         except ValidationError as exc:
             log.warning(
                 "camera %s: invalid stored config skipped: %s", camera_id.decode(errors="replace"), exc
@@ -31,22 +31,22 @@ def list_cameras(client: redis.Redis) -> list[keys.CameraConfig]:
     return sorted(cameras, key=lambda camera: camera.id)
 
 
-def get_camera(client: redis.Redis, camera_id: str) -> keys.CameraConfig | None:
+def get_camera(client: redis.Redis, camera_id: str) -> schemas.CameraConfig | None:
     raw = client.hget(keys.CAMERAS, camera_id)
-    return None if raw is None else keys.CameraConfig.model_validate_json(raw)
+    return None if raw is None else schemas.CameraConfig.model_validate_json(raw)
 
 
-def put_camera(client: redis.Redis, config: keys.CameraConfig) -> None:
+def put_camera(client: redis.Redis, config: schemas.CameraConfig) -> None:
     """Add a camera or replace its config."""
     client.hset(keys.CAMERAS, config.id, config.model_dump_json())
 
 
-def add_camera(client: redis.Redis, config: keys.CameraConfig) -> bool:
+def add_camera(client: redis.Redis, config: schemas.CameraConfig) -> bool:
     """Add a new camera; False, and nothing written, if the id is taken (one atomic HSETNX)."""
     return bool(client.hsetnx(keys.CAMERAS, config.id, config.model_dump_json()))
 
 
-def replace_camera(client: redis.Redis, config: keys.CameraConfig) -> bool:
+def replace_camera(client: redis.Redis, config: schemas.CameraConfig) -> bool:
     """Replace an existing camera's config; False, and nothing written, if there is no such camera."""
     script = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return -1"
     return client.eval(script, 1, keys.CAMERAS, config.id, config.model_dump_json()) != -1
@@ -66,11 +66,11 @@ def remove_camera(client: redis.Redis, camera_id: str) -> bool:
     return removed
 
 
-def camera_statuses(client: redis.Redis) -> dict[str, keys.CameraStatus]:
+def camera_statuses(client: redis.Redis) -> dict[str, schemas.CameraStatus]:
     statuses = {}
     for camera_id, raw in client.hgetall(keys.CAMERA_STATUS).items():
         try:
-            statuses[camera_id.decode()] = keys.CameraStatus.model_validate_json(raw)
+            statuses[camera_id.decode()] = schemas.CameraStatus.model_validate_json(raw)
         except ValidationError:
             continue  # a status written by an incompatible version: shown as unknown
     return statuses
@@ -89,7 +89,7 @@ def source_size(client: redis.Redis, cameras: list[str]) -> tuple[int, int] | No
 def new_camera_id(source: str, taken: set[str]) -> str:
     """An id for a new camera: the source's name when valid and free, else cam1, cam2, ..."""
     candidate = camera_id_from_source(source)
-    if candidate and re.fullmatch(keys.CAMERA_ID_PATTERN, candidate) and candidate not in taken:
+    if candidate and re.fullmatch(schemas.CAMERA_ID_PATTERN, candidate) and candidate not in taken:
         return candidate
     number = 1
     while f"cam{number}" in taken:
@@ -99,7 +99,7 @@ def new_camera_id(source: str, taken: set[str]) -> str:
 
 def ensure_sources(
     client: redis.Redis, sources: list[str], *, fps: float | None = None, loop: bool = False
-) -> list[keys.CameraConfig]:
+) -> list[schemas.CameraConfig]:
     """Cameras for `sources`: an existing camera with the same source is kept as it is, others are added."""
     existing = {camera.source: camera for camera in list_cameras(client)}
     taken = {camera.id for camera in existing.values()}
@@ -107,7 +107,7 @@ def ensure_sources(
     for source in sources:
         camera = existing.get(source)
         if camera is None:
-            camera = keys.CameraConfig(id=new_camera_id(source, taken), source=source, fps=fps, loop=loop)
+            camera = schemas.CameraConfig(id=new_camera_id(source, taken), source=source, fps=fps, loop=loop)
             put_camera(client, camera)
             existing[source] = camera
             taken.add(camera.id)
@@ -122,10 +122,10 @@ class SiteFileError(ValueError):
 class SiteFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cameras: list[keys.CameraConfig]
+    cameras: list[schemas.CameraConfig]
 
 
-def load_site_file(path: Path) -> list[keys.CameraConfig]:
+def load_site_file(path: Path) -> list[schemas.CameraConfig]:
     """The cameras of a site file (YAML: `cameras: [CameraConfig, ...]`), all validated before any is used."""
     if path.is_dir():
         raise SiteFileError(f"{path} is a folder, not a site file (create it from docker/site.example.yml)")
@@ -145,7 +145,7 @@ def load_site_file(path: Path) -> list[keys.CameraConfig]:
     return site.cameras
 
 
-def apply_site(client: redis.Redis, cameras: list[keys.CameraConfig]) -> None:
+def apply_site(client: redis.Redis, cameras: list[schemas.CameraConfig]) -> None:
     """Create or replace the site file's cameras; cameras added another way are left alone."""
     for camera in cameras:
         put_camera(client, camera)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.store.error_maps import decode_error_map
 
 STORE_DELAY_S = 5.0  # how long after its capture a frame may be stored (decode, queueing, clock steps)
@@ -30,33 +30,33 @@ def _entries_near(client: redis.Redis, stream: str, ts: float, count: int) -> li
 
 def displays_near(
     client: redis.Redis, camera: str, ts: float, count: int
-) -> list[tuple[str, keys.DisplayMessage]]:
+) -> list[tuple[str, schemas.DisplayMessage]]:
     """(entry id, display frame) written around `ts`, nearest in capture time first."""
     entries = _entries_near(client, keys.display_stream(camera), ts, count)
-    near = [(entry_id.decode(), keys.DisplayMessage.from_fields(fields)) for entry_id, fields in entries]
+    near = [(entry_id.decode(), schemas.DisplayMessage.from_fields(fields)) for entry_id, fields in entries]
     return sorted(near, key=lambda pair: abs(pair[1].ts - ts))
 
 
-def frames_near(client: redis.Redis, camera: str, ts: float, count: int) -> list[keys.FrameMessage]:
+def frames_near(client: redis.Redis, camera: str, ts: float, count: int) -> list[schemas.FrameMessage]:
     """Analysis frames written around `ts`, nearest in capture time first."""
     entries = _entries_near(client, keys.frames_stream(camera), ts, count)
-    return sorted((keys.FrameMessage.from_fields(f) for _, f in entries), key=lambda m: abs(m.ts - ts))
+    return sorted((schemas.FrameMessage.from_fields(f) for _, f in entries), key=lambda m: abs(m.ts - ts))
 
 
-def newest_frame(client: redis.Redis, camera: str) -> keys.FrameMessage | None:
+def newest_frame(client: redis.Redis, camera: str) -> schemas.FrameMessage | None:
     newest = client.xrevrange(keys.frames_stream(camera), count=1)
-    return keys.FrameMessage.from_fields(newest[0][1]) if newest else None
+    return schemas.FrameMessage.from_fields(newest[0][1]) if newest else None
 
 
 def frames_between(
     client: redis.Redis, camera: str, start_ts: float | None, end_ts: float | None
-) -> list[keys.FrameMessage]:
+) -> list[schemas.FrameMessage]:
     """The camera's buffered analysis frames captured between two times (None: no bound), oldest first."""
     # entry ids are the times frames were stored, at or a little after their capture
     low = str(int(start_ts * 1000)) if start_ts is not None else "-"
     high = str(int((end_ts + STORE_DELAY_S) * 1000)) if end_ts is not None else "+"
     messages = (
-        keys.FrameMessage.from_fields(fields)
+        schemas.FrameMessage.from_fields(fields)
         for _, fields in client.xrange(keys.frames_stream(camera), low, high)
     )
     return [
@@ -71,7 +71,7 @@ def buffered_runs(
     (height, width), as continuous runs uint8 [T, H, W]: a reconnect or a gap in the frame numbers
     starts a new run, so that no motion is measured across it."""
     runs: list[list[np.ndarray]] = []
-    previous: keys.FrameMessage | None = None
+    previous: schemas.FrameMessage | None = None
     for frame in frames_between(client, camera, since_ts, None):
         if previous is None or frame.session != previous.session or frame.seq != previous.seq + 1:
             runs.append([])
@@ -88,19 +88,19 @@ def error_maps(client: redis.Redis, camera: str, seqs: list[int]) -> dict[int, n
 
 def displays_between(
     client: redis.Redis, camera: str, start_ts: float, end_ts: float
-) -> list[tuple[str, keys.DisplayMessage]]:
+) -> list[tuple[str, schemas.DisplayMessage]]:
     """(entry id, display frame) of every display frame stored between two times, oldest first."""
     entries = client.xrange(keys.display_stream(camera), min=int(start_ts * 1000), max=int(end_ts * 1000))
-    return [(entry_id.decode(), keys.DisplayMessage.from_fields(fields)) for entry_id, fields in entries]
+    return [(entry_id.decode(), schemas.DisplayMessage.from_fields(fields)) for entry_id, fields in entries]
 
 
-def display_frame(client: redis.Redis, camera: str, entry_id: str) -> keys.DisplayMessage | None:
+def display_frame(client: redis.Redis, camera: str, entry_id: str) -> schemas.DisplayMessage | None:
     """One display frame by its stream entry id, None when it is not kept (any more)."""
     try:
         entries = client.xrange(keys.display_stream(camera), min=entry_id, max=entry_id)
     except redis.ResponseError:  # digits beyond a 64-bit stream id: no such entry can exist
         return None
-    return keys.DisplayMessage.from_fields(entries[0][1]) if entries else None
+    return schemas.DisplayMessage.from_fields(entries[0][1]) if entries else None
 
 
 def error_map(client: redis.Redis, camera: str, seq: int) -> np.ndarray | None:
@@ -123,7 +123,7 @@ def page_scores(
     *,
     after: str | None = None,
     before: str | None = None,
-) -> list[tuple[str, keys.ScoreMessage]]:
+) -> list[tuple[str, schemas.ScoreMessage]]:
     """(entry id, score) of the camera's frames captured at or after `since_ts`, oldest first: the first
     `limit` after the entry id `after`, else the last `limit` before `before` (or the newest)."""
     # score entries are written after their frame's capture: ids at or after `since` hold every such frame
@@ -138,7 +138,7 @@ def page_scores(
         if "for the interval" not in str(exc):
             raise
         return []  # an exclusive bound past the first or last possible id: nothing lies beyond it
-    scores = ((entry_id.decode(), keys.ScoreMessage.from_fields(fields)) for entry_id, fields in entries)
+    scores = ((entry_id.decode(), schemas.ScoreMessage.from_fields(fields)) for entry_id, fields in entries)
     return [(entry_id, score) for entry_id, score in scores if since_ts is None or score.ts >= since_ts]
 
 
@@ -149,7 +149,7 @@ class CameraReadings:
     frames_buffered: int
     frames_pending: int
     newest_frame_ts: float | None
-    newest_score: keys.ScoreMessage | None
+    newest_score: schemas.ScoreMessage | None
     frames_dropped: int
     alerts_total: int
     alert_open: bool
@@ -177,7 +177,7 @@ def camera_readings(client: redis.Redis, camera_ids: list[str]) -> dict[str, Cam
             frames_buffered=int(length),
             frames_pending=int(pending["pending"]),
             newest_frame_ts=float(newest_frame[0][1][b"ts"]) if newest_frame else None,
-            newest_score=keys.ScoreMessage.from_fields(newest_score[0][1]) if newest_score else None,
+            newest_score=schemas.ScoreMessage.from_fields(newest_score[0][1]) if newest_score else None,
             frames_dropped=int(dropped or 0),
             alerts_total=int(alerts),
             alert_open=bool(tracker and json.loads(tracker).get("alert")),

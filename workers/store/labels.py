@@ -20,8 +20,8 @@ from typing import Annotated, Self
 import redis
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workers.bus import keys
-from workers.bus.keys import CameraId, FeedbackLabel, FeedbackVerdict
+from workers.bus import keys, schemas
+from workers.bus.schemas import CameraId, FeedbackLabel, FeedbackVerdict
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ LABEL_SCAN_BATCH = 200  # with a verdict filter, index entries read at a time
 FeedbackCategory = Annotated[
     str,
     Field(
-        pattern=keys.FEEDBACK_CATEGORY_PATTERN,
+        pattern=schemas.FEEDBACK_CATEGORY_PATTERN,
         description="Event type, e.g. 'cyclist': 1-40 letters, digits, spaces, '_' or '-'.",
     ),
 ]
@@ -56,7 +56,7 @@ class FeedbackRequest(BaseModel):
     )
     label: FeedbackVerdict
     category: FeedbackCategory | None = None
-    note: str | None = Field(None, max_length=keys.MAX_FEEDBACK_NOTE)
+    note: str | None = Field(None, max_length=schemas.MAX_FEEDBACK_NOTE)
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
@@ -160,7 +160,7 @@ def alert_verdict_peaks(client: redis.Redis, camera: str) -> tuple[list[float], 
     for alert_id, raw in zip(latest, client.hmget(keys.ALERTS, list(latest)), strict=True):
         if raw is None:  # an alert no longer stored: its label no longer counts
             continue
-        peak, label = keys.Alert.model_validate_json(raw).peak_score, latest[alert_id]
+        peak, label = schemas.Alert.model_validate_json(raw).peak_score, latest[alert_id]
         if label.label == "abnormal":
             abnormal.append(peak)
         elif label.category is None:
@@ -213,7 +213,7 @@ def _target(client: redis.Redis, request: FeedbackRequest) -> tuple[str, int, in
         raw = client.hget(keys.ALERTS, request.alert_id)
         if raw is None:
             raise UnknownTarget(f"no alert with id '{request.alert_id}'")
-        alert = keys.Alert.model_validate_json(raw)
+        alert = schemas.Alert.model_validate_json(raw)
         return alert.camera, alert.start_seq, alert.end_seq if alert.end_seq is not None else alert.last_seq
     assert request.camera is not None and request.start_seq is not None and request.end_seq is not None
     if not camera_known(client, request.camera):
@@ -303,23 +303,23 @@ def delete_label(client: redis.Redis, label_id: str) -> FeedbackLabel | None:
 
 
 # ---------------------------------------------------------------- proposals
-def latest_scores(client: redis.Redis, camera: str) -> list[keys.ScoreMessage]:
+def latest_scores(client: redis.Redis, camera: str) -> list[schemas.ScoreMessage]:
     """The camera's scored frames still in its score stream (newest MAX_SCANNED_SCORES), one per seq."""
-    by_seq: dict[int, keys.ScoreMessage] = {}
+    by_seq: dict[int, schemas.ScoreMessage] = {}
     upper = "+"
     while len(by_seq) < MAX_SCANNED_SCORES:
         entries = client.xrevrange(keys.scores_stream(camera), max=upper, min="-", count=SCORE_READ_BATCH)
         if not entries:
             break
         for _, fields in entries:
-            message = keys.ScoreMessage.from_fields(fields)
+            message = schemas.ScoreMessage.from_fields(fields)
             by_seq.setdefault(message.seq, message)  # newest first: a re-scored frame keeps its latest score
         upper = f"({entries[-1][0].decode()}"
     return sorted(by_seq.values(), key=lambda message: message.seq)
 
 
 def pick_proposals(
-    scores: list[keys.ScoreMessage], labelled: set[int], *, k: int, adjacent: int
+    scores: list[schemas.ScoreMessage], labelled: set[int], *, k: int, adjacent: int
 ) -> ProposalSet:
     """Up to k frames to ask an operator about: the highest-scored unlabelled frames among the top
     TOP_FRACTION, no two within `adjacent` frames of each other, each with its adjacent frames."""

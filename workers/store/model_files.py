@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from workers.bus import keys
-from workers.bus.keys import ModelVersion
+from workers.bus.schemas import ModelVersion
 
 log = logging.getLogger(__name__)
 

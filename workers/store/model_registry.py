@@ -11,8 +11,8 @@ from pathlib import Path
 
 import redis
 
-from workers.bus import keys
-from workers.bus.keys import ModelVersion
+from workers.bus import keys, schemas
+from workers.bus.schemas import ModelVersion
 from workers.store import model_files
 
 HISTORY_KEPT = 100
@@ -159,7 +159,7 @@ def publish_file(client: redis.Redis, path: Path, *, only_if_new: bool = False) 
     return version
 
 
-def record_cycle(client: redis.Redis, cycle: keys.RetrainCycle, cursors: dict[str, int]) -> None:
+def record_cycle(client: redis.Redis, cycle: schemas.RetrainCycle, cursors: dict[str, int]) -> None:
     """The cycle's summary (newest first, capped) and the last frame it covered per camera, together."""
     with client.pipeline(transaction=True) as pipe:
         pipe.lpush(keys.RETRAIN_CYCLES, cycle.model_dump_json())
@@ -169,8 +169,9 @@ def record_cycle(client: redis.Redis, cycle: keys.RetrainCycle, cursors: dict[st
         pipe.execute()
 
 
-def recent_cycles(client: redis.Redis, count: int = 10) -> list[keys.RetrainCycle]:
+def recent_cycles(client: redis.Redis, count: int = 10) -> list[schemas.RetrainCycle]:
     """The newest retraining cycles, newest first."""
     return [
-        keys.RetrainCycle.model_validate_json(raw) for raw in client.lrange(keys.RETRAIN_CYCLES, 0, count - 1)
+        schemas.RetrainCycle.model_validate_json(raw)
+        for raw in client.lrange(keys.RETRAIN_CYCLES, 0, count - 1)
     ]

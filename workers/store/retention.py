@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.store import labels
 
@@ -49,7 +49,7 @@ class SweepResult:
     alerts_removed: int = 0
     events_trimmed: int = 0
     labels_removed: int = 0
-    storage: keys.StorageReport = field(default_factory=keys.StorageReport)
+    storage: schemas.StorageReport = field(default_factory=schemas.StorageReport)
 
     @property
     def removed(self) -> int:
@@ -82,7 +82,7 @@ def _camera_keys(client: redis.Redis) -> Iterator[list[tuple[str, str, str]]]:
         yield batch
 
 
-def measure_storage(client: redis.Redis) -> keys.StorageReport:
+def measure_storage(client: redis.Redis) -> schemas.StorageReport:
     """Bytes of Redis memory per camera and kind, and of the site's records (MEMORY USAGE, sampled for
     large streams; one SCAN over the per-camera keys)."""
     cameras: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -106,7 +106,7 @@ def measure_storage(client: redis.Redis) -> keys.StorageReport:
     for names in indexes.values():
         for kind in names:
             site[kind] += int(next(sizes) or 0)
-    return keys.StorageReport(cameras={cam: dict(kinds) for cam, kinds in cameras.items()}, site=site)
+    return schemas.StorageReport(cameras={cam: dict(kinds) for cam, kinds in cameras.items()}, site=site)
 
 
 def _camera_indexes(camera: str) -> dict[str, str]:
@@ -114,13 +114,13 @@ def _camera_indexes(camera: str) -> dict[str, str]:
     return {"alerts": keys.alerts_by_camera(camera), "labels": keys.feedback_labels_by_camera(camera)}
 
 
-def read_storage(client: redis.Redis) -> keys.StorageReport | None:
+def read_storage(client: redis.Redis) -> schemas.StorageReport | None:
     raw = client.get(keys.STORAGE)
-    return keys.StorageReport.model_validate_json(raw) if raw is not None else None
+    return schemas.StorageReport.model_validate_json(raw) if raw is not None else None
 
 
 def trim_camera_media(
-    client: redis.Redis, settings: Settings, registered: dict[str, keys.CameraConfig], now_ts: float
+    client: redis.Redis, settings: Settings, registered: dict[str, schemas.CameraConfig], now_ts: float
 ) -> tuple[int, int]:
     """Display frames past their camera's span; frames and scores of unregistered cameras past the site's
     buffer. Returns (display entries, frame and score entries) removed."""
@@ -153,7 +153,7 @@ def _labelled_alerts(client: redis.Redis) -> set[str]:
     return {
         label.alert_id
         for raw in client.hvals(keys.FEEDBACK_LABELS)
-        if (label := keys.FeedbackLabel.model_validate_json(raw)).alert_id is not None
+        if (label := schemas.FeedbackLabel.model_validate_json(raw)).alert_id is not None
     }
 
 
@@ -172,13 +172,13 @@ def remove_alerts(client: redis.Redis, cutoff_ts: float) -> int:
             break
         if keep is None:
             keep = _labelled_alerts(client)
-        expired: list[keys.Alert] = []
+        expired: list[schemas.Alert] = []
         missing: list[bytes] = []
         for alert_id, raw in zip(ids, client.hmget(keys.ALERTS, ids), strict=True):
             if raw is None:
                 missing.append(alert_id)  # an index entry without its record: dropped from the index
                 continue
-            alert = keys.Alert.model_validate_json(raw)
+            alert = schemas.Alert.model_validate_json(raw)
             ended = alert.end_ts is not None and alert.end_ts < cutoff_ts
             if alert.state == "closed" and ended and alert.id not in keep:
                 expired.append(alert)
@@ -221,7 +221,7 @@ def remove_labels(client: redis.Redis, cutoff_ts: float) -> int:
 
 
 def sweep(
-    client: redis.Redis, settings: Settings, cameras: list[keys.CameraConfig], now_ts: float
+    client: redis.Redis, settings: Settings, cameras: list[schemas.CameraConfig], now_ts: float
 ) -> SweepResult:
     """One retention pass over the whole site (`cameras`: those registered); the storage it leaves is
     stored for /metrics."""

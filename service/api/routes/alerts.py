@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from service.api.deps import RedisDep
 from service.api.errors import invalid_input
 from service.api.schemas import AlertList
-from workers.bus.keys import CAMERA_ID_PATTERN, Alert
+from workers.bus.schemas import CAMERA_ID_PATTERN, Alert
 from workers.store import alerts as alert_store
 from workers.store.alerts import AlertPosition
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from service.api.deps import OperatorDep, RedisDep, SettingsDep
 from service.api.errors import invalid_input
 from service.api.schemas import CameraOut, CameraPatch
-from workers.bus.keys import CAMERA_ID_PATTERN, CameraConfig, CameraStatus
+from workers.bus.schemas import CAMERA_ID_PATTERN, CameraConfig, CameraStatus
 from workers.config import Settings
 from workers.inference.label_thresholds import camera_label_threshold
 from workers.store import cameras, frames

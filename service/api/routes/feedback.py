@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import OperatorDep, RedisDep, SettingsDep
 from service.api.schemas import Page
-from workers.bus.keys import CAMERA_ID_PATTERN, FeedbackLabel, FeedbackVerdict
+from workers.bus.schemas import CAMERA_ID_PATTERN, FeedbackLabel, FeedbackVerdict
 from workers.inference.label_thresholds import REFRESH_S, camera_label_threshold
 from workers.store import frames, labels
 from workers.store.labels import FeedbackRequest, Proposal, UnknownTarget

@@ -9,7 +9,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.api.deps import RedisDep, SettingsDep
 from service.api.schemas import ReadinessOut
-from workers.bus.keys import now
+from workers.bus.schemas import now
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE
 from workers.store import alerts as alert_store
 from workers.store import cameras

@@ -16,13 +16,13 @@ from service.api import rendering
 from service.api.deps import RedisDep, SettingsDep
 from service.api.errors import invalid_input
 from service.api.routes.alerts import parse_since
-from workers.bus import keys
+from workers.bus import schemas
 from workers.store import alerts as alert_store
 from workers.store import cameras, frames
 
 router = APIRouter(tags=["heatmaps"])
 
-CameraIdPath = Annotated[str, Path(pattern=keys.CAMERA_ID_PATTERN, description="Camera id.")]
+CameraIdPath = Annotated[str, Path(pattern=schemas.CAMERA_ID_PATTERN, description="Camera id.")]
 PNG_RESPONSE = {200: {"content": {"image/png": {}}}}
 
 WINDOW_PATTERN = re.compile(r"(\d{1,5})([smhd])")
@@ -35,7 +35,7 @@ DISPLAY_NEAR = 2
 MAX_SCORES = 3000
 CURSOR_PATTERN = r"^\d{1,19}-\d{1,19}$"  # a score's stream entry id
 
-Message = TypeVar("Message", keys.FrameMessage, keys.DisplayMessage)
+Message = TypeVar("Message", schemas.FrameMessage, schemas.DisplayMessage)
 
 
 CLIP_MARGIN_S = 2.0  # clip frames shown before an alert starts and after it ends

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from service.api import rendering
 from service.api.deps import RedisDep, SettingsDep
 from service.api.routes.heatmaps import frame_image
-from workers.bus import keys
+from workers.bus import schemas
 from workers.ingest.clips import write_clip
 from workers.store import alerts as store
 from workers.store import frames
@@ -28,14 +28,14 @@ MAX_FPS = 60
 JPEG_QUALITY = 90
 
 
-def _alert(client: redis.Redis, alert_id: str) -> keys.Alert:
+def _alert(client: redis.Redis, alert_id: str) -> schemas.Alert:
     alert = store.get_alert(client, alert_id)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert with id '{alert_id}'")
     return alert
 
 
-def clip_fps(messages: list[keys.FrameMessage], default: float) -> int:
+def clip_fps(messages: list[schemas.FrameMessage], default: float) -> int:
     """The frame rate the frames were captured at (their mean spacing), else `default`."""
     span = messages[-1].ts - messages[0].ts if len(messages) > 1 else 0.0
     fps = (len(messages) - 1) / span if span > 0 else default
@@ -43,7 +43,7 @@ def clip_fps(messages: list[keys.FrameMessage], default: float) -> int:
 
 
 def clip_images(
-    client: redis.Redis, camera: str, messages: list[keys.FrameMessage], heatmap: bool
+    client: redis.Redis, camera: str, messages: list[schemas.FrameMessage], heatmap: bool
 ) -> list[np.ndarray]:
     """The frames as images of one even size (H.264 needs it), gray or with the error maps overlaid on a
     common scale (frames without a kept map show none)."""

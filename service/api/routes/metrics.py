@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from service.api.deps import RedisDep, SettingsDep
-from workers.bus import keys
+from workers.bus import schemas
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, read_heartbeats
 from workers.proc.redaction import redact
 from workers.store import alerts as alert_store
@@ -22,8 +22,8 @@ from workers.store.frames import camera_readings
 
 router = APIRouter(tags=["metrics"])
 
-CAMERA_STATES: tuple[str, ...] = get_args(keys.CameraState)
-WORKER_ROLES: tuple[str, ...] = get_args(keys.WorkerHeartbeat.model_fields["role"].annotation)
+CAMERA_STATES: tuple[str, ...] = get_args(schemas.CameraState)
+WORKER_ROLES: tuple[str, ...] = get_args(schemas.WorkerHeartbeat.model_fields["role"].annotation)
 
 
 class _Families:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from service.api.deps import OperatorDep, RedisDep
-from workers.bus.keys import ModelVersion, RetrainCycle
+from workers.bus.schemas import ModelVersion, RetrainCycle
 from workers.proc.process import read_heartbeats
 from workers.store import model_registry
 

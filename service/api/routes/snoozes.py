@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import OperatorDep, RedisDep
 from service.api.routes.cameras import CameraIdPath
-from workers.bus.keys import MAX_SNOOZE_S, Snooze, Zone, now
+from workers.bus.schemas import MAX_SNOOZE_S, Snooze, Zone, now
 from workers.store import cameras, snoozes
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service.api.deps import FeedLimiterDep, RedisDep
 from service.api.errors import REDIS_UNAVAILABLE
 from service.api.schemas import AlertEventOut
-from workers.bus.keys import CAMERA_ID_PATTERN, AlertEvent
+from workers.bus.schemas import CAMERA_ID_PATTERN, AlertEvent
 from workers.store import alerts as alert_store
 
 log = logging.getLogger(__name__)

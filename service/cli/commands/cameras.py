@@ -8,7 +8,7 @@ import redis
 from pydantic import ValidationError
 
 from service.cli.commands.common import CommandError, connect_site, require_redis_url
-from workers.bus import keys
+from workers.bus import schemas
 from workers.config import get_settings
 from workers.proc.redaction import redact
 from workers.store.cameras import (
@@ -63,7 +63,7 @@ def _list(client: redis.Redis) -> int:
 
 def _add(client: redis.Redis, args: argparse.Namespace) -> int:
     try:
-        config = keys.CameraConfig(
+        config = schemas.CameraConfig(
             id=args.id,
             source=args.source,
             fps=args.fps,

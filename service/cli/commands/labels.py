@@ -14,7 +14,7 @@ from typing import TextIO
 import redis
 
 from service.cli.commands.common import CommandError, connect_site, require_redis_url
-from workers.bus.keys import CAMERA_ID_PATTERN, FeedbackLabel
+from workers.bus.schemas import CAMERA_ID_PATTERN, FeedbackLabel
 from workers.config import get_settings
 from workers.store.labels import list_labels
 

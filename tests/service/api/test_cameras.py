@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from tests.service.conftest import make_settings
-from workers.bus import keys
-from workers.bus.keys import CameraConfig, CameraStatus
+from workers.bus import keys, schemas
+from workers.bus.schemas import CameraConfig, CameraStatus
 from workers.proc.redaction import redact
 
 RTSP = "rtsp://admin:hunter2@10.0.0.5:554/stream1"
@@ -187,7 +187,7 @@ def test_a_cameras_retention_is_set_through_the_api(
     spans = {"retention": {"display_s": 600, "heat_s": 7 * 86400}}
     assert api.patch("/api/cameras/gate", json=spans, headers=operator_headers).status_code == 200
     stored = CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "gate"))
-    assert stored.retention == keys.CameraRetention(display_s=600, heat_s=7 * 86400)
+    assert stored.retention == schemas.CameraRetention(display_s=600, heat_s=7 * 86400)
     for bad in ({"display_s": 5}, {"display_s": "600"}, {"keep": 60}):
         refused = api.patch("/api/cameras/gate", json={"retention": bad}, headers=operator_headers)
         assert refused.status_code == 422, bad

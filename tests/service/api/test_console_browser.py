@@ -21,7 +21,7 @@ import uvicorn
 
 from models.detector.motion import MotionBaseline
 from service.api.app import create_app
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
@@ -157,12 +157,12 @@ def stream_frames(client: redis.Redis, anomalous: range, count: int, interval_s:
     for seq in range(count):
         gray = scene(seq, rng, square=seq in anomalous)
         ts = time.time()
-        frame = keys.FrameMessage(
+        frame = schemas.FrameMessage(
             camera=CAMERA, seq=seq, ts=ts, session=0, width=WIDTH, height=HEIGHT, gray=gray.tobytes()
         )
         colour = cv2.applyColorMap(cv2.resize(gray, (WIDTH * 5, HEIGHT * 5)), cv2.COLORMAP_BONE)
         jpeg = cv2.imencode(".jpg", colour)[1].tobytes()
-        display = keys.DisplayMessage(camera=CAMERA, seq=seq, ts=ts, jpeg=jpeg)
+        display = schemas.DisplayMessage(camera=CAMERA, seq=seq, ts=ts, jpeg=jpeg)
         pipe = client.pipeline(transaction=False)
         pipe.xadd(keys.frames_stream(CAMERA), frame.to_fields())
         pipe.set(keys.snapshot_key(CAMERA), jpeg)
@@ -172,9 +172,11 @@ def stream_frames(client: redis.Redis, anomalous: range, count: int, interval_s:
 
 
 def add_camera(client: redis.Redis) -> None:
-    config = keys.CameraConfig(id=CAMERA, source="test://frames", width=WIDTH, height=HEIGHT)
+    config = schemas.CameraConfig(id=CAMERA, source="test://frames", width=WIDTH, height=HEIGHT)
     client.hset(keys.CAMERAS, CAMERA, config.model_dump_json())
-    status = keys.CameraStatus(camera=CAMERA, state="streaming", message="streaming test://frames", fps=10.0)
+    status = schemas.CameraStatus(
+        camera=CAMERA, state="streaming", message="streaming test://frames", fps=10.0
+    )
     client.hset(keys.CAMERA_STATUS, CAMERA, status.model_dump_json())
 
 
@@ -275,7 +277,7 @@ def test_console_draws_and_saves_an_ignore_zone(page: sync_api.Page, redis_clien
         "Saved 1 zone; the detector ignores them from now on.", timeout=10_000
     )
     screenshot(page, "zones")
-    config = keys.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, CAMERA))
+    config = schemas.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, CAMERA))
     [zone] = config.ignore_zones
     assert np.allclose(zone.points, [(0.1, 0.1), (0.5, 0.1), (0.5, 0.5), (0.1, 0.5)], atol=0.01)
     assert config.source == "test://frames"  # the rest of the camera's settings unchanged
@@ -297,9 +299,9 @@ def test_console_adds_and_removes_a_camera(page: sync_api.Page, redis_client: re
     expect(page.locator("#camera-message")).to_have_text("Camera door-2 added.")
     expect(page.locator(".tile")).to_have_count(1)
     assert page.locator(".tile .tile-message").get_attribute("title") == "rtsp://***@10.1.1.9/stream"
-    assert keys.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "door-2")).source.startswith(
-        "rtsp://guard:pw@"
-    )
+    assert schemas.CameraConfig.model_validate_json(
+        redis_client.hget(keys.CAMERAS, "door-2")
+    ).source.startswith("rtsp://guard:pw@")
     screenshot(page, "camera-added")
     page.click(".tile .tile-snooze")
     expect(page.locator("#camera-message")).to_have_text("Camera door-2 snoozed for an hour.")
@@ -319,13 +321,13 @@ def test_console_adds_and_removes_a_camera(page: sync_api.Page, redis_client: re
 def write_alert(client: redis.Redis, alert_id: str) -> str:
     """An alert and its `new` event, as the inference worker writes them; returns the event id."""
     now = time.time()
-    alert = keys.Alert(
+    alert = schemas.Alert(
         id=alert_id, camera=CAMERA, state="open", start_ts=now, start_seq=1, last_seq=3, peak_score=0.8,
         peak_seq=2, peak_ts=now, model="motion-baseline",
     )  # fmt: skip
     client.hset(keys.ALERTS, alert.id, alert.model_dump_json())
     client.zadd(keys.ALERTS_BY_TIME, {alert.id: int(now * 1000)})
-    return client.xadd(keys.ALERT_EVENTS, keys.AlertEvent.of("new", alert).to_fields()).decode()
+    return client.xadd(keys.ALERT_EVENTS, schemas.AlertEvent.of("new", alert).to_fields()).decode()
 
 
 def test_the_alert_feed_resumes_after_the_last_event_seen(

@@ -10,7 +10,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import AlertWriter
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.store import labels
 
 CAMERA = "cam1"
@@ -20,7 +20,7 @@ FPS = 10
 
 @pytest.fixture
 def camera(redis_client: redis.Redis) -> str:
-    config = keys.CameraConfig(id=CAMERA, source="test://frames")
+    config = schemas.CameraConfig(id=CAMERA, source="test://frames")
     redis_client.hset(keys.CAMERAS, CAMERA, config.model_dump_json())
     return CAMERA
 
@@ -169,7 +169,7 @@ def test_list_filters_and_cursor_pages(
 def write_scores(client: redis.Redis, camera: str, profile: dict[int, float]) -> None:
     """Score entries as the inference worker adds them (capped stream, one per scored frame)."""
     for seq, score in sorted(profile.items()):
-        message = keys.ScoreMessage(
+        message = schemas.ScoreMessage(
             camera=camera,
             seq=seq,
             ts=T0 + seq / FPS,
@@ -186,7 +186,7 @@ def write_display_frames(client: redis.Redis, camera: str, seqs: range) -> None:
     """Display JPEGs as the ingest worker stores them: stream ids are capture times in ms."""
     for seq in seqs:
         ts = T0 + seq / FPS
-        message = keys.DisplayMessage(camera=camera, seq=seq, ts=ts, jpeg=b"\xff\xd8 not decoded here")
+        message = schemas.DisplayMessage(camera=camera, seq=seq, ts=ts, jpeg=b"\xff\xd8 not decoded here")
         client.xadd(keys.display_stream(camera), message.to_fields(), id=f"{int(ts * 1000)}-0")
 
 

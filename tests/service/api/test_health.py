@@ -14,8 +14,8 @@ from service.api.app import create_app
 from service.cli.commands import api as api_command
 from service.cli.commands.common import CommandError
 from tests.service.conftest import make_settings
-from workers.bus import keys
-from workers.bus.keys import now
+from workers.bus import keys, schemas
+from workers.bus.schemas import now
 from workers.config import Settings
 from workers.store.cameras import put_camera
 
@@ -51,8 +51,8 @@ def test_readyz_names_cameras_that_are_not_streaming(
     heartbeat("ingest-1", "ingest", now())
     heartbeat("inference-1", "inference", now())
     for camera, state in (("yard", "reconnecting"), ("gate", "streaming"), ("old", "finished")):
-        put_camera(redis_client, keys.CameraConfig(id=camera, source=f"rtsp://127.0.0.1/{camera}"))
-        status = keys.CameraStatus(camera=camera, state=state)
+        put_camera(redis_client, schemas.CameraConfig(id=camera, source=f"rtsp://127.0.0.1/{camera}"))
+        status = schemas.CameraStatus(camera=camera, state=state)
         redis_client.hset(keys.CAMERA_STATUS, camera, status.model_dump_json())
     ready = api.get("/readyz")
     assert ready.status_code == 200  # one camera down does not take the API out of service

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from service.api import rendering
 from service.api.app import create_app
 from tests.service.conftest import AlertWriter
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.store.error_maps import encode_error_map
 
@@ -86,7 +86,9 @@ def client(redis_url: str) -> Iterator[TestClient]:
 
 
 def add_camera(client: redis.Redis, camera: str = "cam1") -> None:
-    config = keys.CameraConfig(id=camera, source="rtsp://user:pw@10.0.0.5/live", width=WIDTH, height=HEIGHT)
+    config = schemas.CameraConfig(
+        id=camera, source="rtsp://user:pw@10.0.0.5/live", width=WIDTH, height=HEIGHT
+    )
     client.hset(keys.CAMERAS, camera, config.model_dump_json())
 
 
@@ -96,8 +98,8 @@ def jpeg(width: int, height: int, value: int = 120) -> bytes:
     return data.tobytes()
 
 
-def write_alert(client: redis.Redis, camera: str, peak_seq: int, peak_ts: float) -> keys.Alert:
-    alert = keys.Alert(
+def write_alert(client: redis.Redis, camera: str, peak_seq: int, peak_ts: float) -> schemas.Alert:
+    alert = schemas.Alert(
         id=f"{camera}-{peak_seq - 5}-{int(peak_ts * 1000)}",
         camera=camera,
         state="open",
@@ -115,7 +117,7 @@ def write_alert(client: redis.Redis, camera: str, peak_seq: int, peak_ts: float)
 
 
 def write_frame(client: redis.Redis, camera: str, seq: int, ts: float) -> None:
-    frame = keys.FrameMessage(
+    frame = schemas.FrameMessage(
         camera=camera,
         seq=seq,
         ts=ts,
@@ -139,7 +141,7 @@ def test_alert_heatmap_uses_the_display_image_of_the_peak_frame(
     add_camera(redis_client)
     now = time.time()
     for seq, value in ((10, 30), (20, 200)):  # the peak frame's display image is the bright one
-        display = keys.DisplayMessage(
+        display = schemas.DisplayMessage(
             camera="cam1", seq=seq, ts=now - 2 + seq / 10, jpeg=jpeg(640, 480, value)
         )
         redis_client.xadd(keys.display_stream("cam1"), display.to_fields())
@@ -219,7 +221,7 @@ def test_camera_heatmap_errors(client: TestClient, redis_client: redis.Redis) ->
 
 def write_scores(client: redis.Redis, camera: str, count: int, start_ts: float) -> None:
     for seq in range(count):
-        score = keys.ScoreMessage(
+        score = schemas.ScoreMessage(
             camera=camera,
             seq=seq,
             ts=start_ts + seq,
@@ -296,7 +298,7 @@ def test_alert_clip_lists_display_frames_around_the_alert_and_serves_them(
     assert ok
     for offset in (-3, 0, 2, 4, 10):  # stream ids are capture times in ms, as the ingest worker writes them
         ts = alert.start_ts + offset
-        message = keys.DisplayMessage(camera="cam1", seq=100 + offset, ts=ts, jpeg=jpeg.tobytes())
+        message = schemas.DisplayMessage(camera="cam1", seq=100 + offset, ts=ts, jpeg=jpeg.tobytes())
         redis_client.xadd(keys.display_stream("cam1"), message.to_fields(), id=f"{int(ts * 1000)}-0")
     clip = client.get(f"/api/alerts/{alert.id}/clip").json()
     assert [frame["seq"] for frame in clip] == [100, 102, 104]  # within 2 s of the alert's start and end

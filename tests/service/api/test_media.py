@@ -11,7 +11,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.store.error_maps import encode_error_map
 
 START = 1_700_000_000.0
@@ -24,11 +24,11 @@ def level(k: int) -> int:
 
 
 @pytest.fixture
-def alert(redis_client: redis.Redis) -> keys.Alert:
+def alert(redis_client: redis.Redis) -> schemas.Alert:
     """A closed alert of 5 s on camera `gate` (frames 100 to 150, peak 120), 10 fps analysis frames from
     5 s before it to 2 s after it, and an error map kept for its peak frame."""
     for k in range(-50, 71):
-        frame = keys.FrameMessage(
+        frame = schemas.FrameMessage(
             camera="gate",
             seq=100 + k,
             ts=START + k / 10,
@@ -41,7 +41,7 @@ def alert(redis_client: redis.Redis) -> keys.Alert:
     error_map = np.zeros((HEIGHT // 2, WIDTH // 2), np.float32)
     error_map[5:15, 5:15] = 3.0
     redis_client.set(keys.error_map_key("gate", 120), encode_error_map(error_map))
-    alert = keys.Alert(
+    alert = schemas.Alert(
         id="gate-100",
         camera="gate",
         state="closed",
@@ -67,7 +67,7 @@ def decode(mp4: bytes) -> tuple[list[np.ndarray], str, float]:
         return images, stream.codec_context.name, float(stream.average_rate or 0)
 
 
-def test_clip_runs_from_before_the_alert_to_its_end(api: TestClient, alert: keys.Alert) -> None:
+def test_clip_runs_from_before_the_alert_to_its_end(api: TestClient, alert: schemas.Alert) -> None:
     response = api.get(f"/api/alerts/{alert.id}/clip.mp4")
     assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
     images, codec, fps = decode(response.content)
@@ -77,7 +77,7 @@ def test_clip_runs_from_before_the_alert_to_its_end(api: TestClient, alert: keys
     assert abs(images[0].mean() - level(-30)) < 4 and abs(images[-1].mean() - level(50)) < 4
 
 
-def test_clip_with_the_heat_map_overlay(api: TestClient, alert: keys.Alert) -> None:
+def test_clip_with_the_heat_map_overlay(api: TestClient, alert: schemas.Alert) -> None:
     response = api.get(f"/api/alerts/{alert.id}/clip.mp4", params={"heatmap": "true"})
     images, _, _ = decode(response.content)
     assert len(images) == 81 and images[0].shape[1] == 480  # drawn as the heat map image is
@@ -85,7 +85,7 @@ def test_clip_with_the_heat_map_overlay(api: TestClient, alert: keys.Alert) -> N
     assert colour[50] > 100 and max(colour[:45] + colour[55:]) < 40  # only the peak frame has a kept map
 
 
-def test_snapshot_is_the_peak_frame(api: TestClient, alert: keys.Alert) -> None:
+def test_snapshot_is_the_peak_frame(api: TestClient, alert: schemas.Alert) -> None:
     response = api.get(f"/api/alerts/{alert.id}/snapshot.jpg")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -93,7 +93,7 @@ def test_snapshot_is_the_peak_frame(api: TestClient, alert: keys.Alert) -> None:
 
 
 def test_unknown_alert_and_frames_no_longer_buffered(
-    api: TestClient, alert: keys.Alert, redis_client: redis.Redis
+    api: TestClient, alert: schemas.Alert, redis_client: redis.Redis
 ) -> None:
     for path in ("clip.mp4", "snapshot.jpg"):
         response = api.get(f"/api/alerts/nope/{path}")

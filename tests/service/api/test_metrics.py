@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.app import create_app
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings
 from workers.store import cameras, retention
@@ -44,9 +44,9 @@ def value(found: dict, name: str, **labels: str) -> float:
 def write_site(client: redis.Redis, now: float) -> None:
     """Two cameras, frames read but not all acknowledged, scores behind, workers and an alert."""
     for camera, source in (("gate", SECRET_SOURCE), ("yard", "/videos/yard.mp4")):
-        config = keys.CameraConfig(id=camera, source=source)
+        config = schemas.CameraConfig(id=camera, source=source)
         client.hset(keys.CAMERAS, camera, config.model_dump_json())
-    status = keys.CameraStatus(
+    status = schemas.CameraStatus(
         camera="gate", state="streaming", message=f"streaming {SECRET_SOURCE}", frames=42, reconnects=3,
         fps=9.5, last_frame_ts=now - 0.2,
     )  # fmt: skip
@@ -54,24 +54,24 @@ def write_site(client: redis.Redis, now: float) -> None:
     frames = keys.frames_stream("gate")
     client.xgroup_create(frames, keys.INFERENCE_GROUP, id="0", mkstream=True)
     for seq in range(6):
-        frame = keys.FrameMessage(
+        frame = schemas.FrameMessage(
             camera="gate", seq=seq, ts=now - 1 + seq * 0.1, session=0, width=4, height=2,
             gray=np.zeros(8, dtype=np.uint8).tobytes(),
         )  # fmt: skip
         client.xadd(frames, frame.to_fields())
     client.xreadgroup(keys.INFERENCE_GROUP, "w1", {frames: ">"}, count=4)
-    score = keys.ScoreMessage(
+    score = schemas.ScoreMessage(
         camera="gate", seq=2, ts=now - 0.8, frame_id="1-0", score=0.75, raw=3.0, model="v7", anomalous=True
     )
     client.xadd(keys.scores_stream("gate"), score.to_fields())
-    alert = keys.Alert(
+    alert = schemas.Alert(
         id="gate-1-1", camera="gate", state="open", start_ts=now - 1, start_seq=1, last_seq=2,
         peak_score=0.75, peak_seq=2, peak_ts=now - 0.8, model="v7",
     )  # fmt: skip
     client.hset(keys.ALERTS, alert.id, alert.model_dump_json())
     client.zadd(keys.ALERTS_BY_TIME, {alert.id: 1})
     client.zadd(keys.alerts_by_camera("gate"), {alert.id: 1})
-    client.xadd(keys.ALERT_EVENTS, keys.AlertEvent.of("new", alert).to_fields())
+    client.xadd(keys.ALERT_EVENTS, schemas.AlertEvent.of("new", alert).to_fields())
     client.hset(
         keys.scorer_state_key("gate"),
         mapping={"tracker": json.dumps({"alert": alert.model_dump()}), DROPPED_FIELD: 5},
@@ -85,7 +85,7 @@ def write_site(client: redis.Redis, now: float) -> None:
         ("ing-1", "ingest", now, {"cameras": 2}),
         ("ing-dead", "ingest", now - 60, {}),
     ):
-        beat = keys.WorkerHeartbeat(
+        beat = schemas.WorkerHeartbeat(
             id=worker_id, role=role, pid=os.getpid(), host="test", started_ts=now - 100, ts=ts, info=beat_info
         )
         client.hset(keys.WORKERS, worker_id, beat.model_dump_json())

@@ -22,7 +22,7 @@ from service.api.routes.ws import MAX_CLIENT_MESSAGE_BYTES
 from service.cli.commands.api import is_loopback
 from service.cli.main import configure_logging
 from tests.service.conftest import OPERATOR_TOKEN, AlertWriter, make_settings
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.proc.redaction import RedactingFilter
 from workers.store.cameras import put_camera
 
@@ -189,8 +189,10 @@ def test_cors_allows_only_the_listed_origins(redis_url: str) -> None:
 def test_credentials_appear_in_no_answer(
     api: TestClient, redis_client: redis.Redis, write_alert: AlertWriter
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="cam1", source=SECRET_SOURCE))
-    status = keys.CameraStatus(camera="cam1", state="error", message=f"cannot open {SECRET_SOURCE}: refused")
+    put_camera(redis_client, schemas.CameraConfig(id="cam1", source=SECRET_SOURCE))
+    status = schemas.CameraStatus(
+        camera="cam1", state="error", message=f"cannot open {SECRET_SOURCE}: refused"
+    )
     redis_client.hset(keys.CAMERA_STATUS, "cam1", status.model_dump_json())
     write_alert("a1", camera="cam1")
     for method, path in operations(api):

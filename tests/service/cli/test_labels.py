@@ -13,7 +13,7 @@ import redis
 
 from service.cli.commands.common import CommandError
 from service.cli.main import COMMANDS, build_parser, command_named
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import get_settings
 from workers.store import labels
 from workers.store.labels import FeedbackRequest
@@ -31,7 +31,7 @@ def labelled(redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.Monk
     monkeypatch.setenv("VIGIL_REDIS_URL", redis_url)
     get_settings.cache_clear()
     for camera in ("door", "gate"):
-        config = keys.CameraConfig(id=camera, source="test://frames")
+        config = schemas.CameraConfig(id=camera, source="test://frames")
         redis_client.hset(keys.CAMERAS, camera, config.model_dump_json())
     for camera, start, verdict, category in (
         ("door", 10, "abnormal", "cyclist"),
@@ -70,7 +70,7 @@ def test_export_csv_of_one_camera_to_a_file(
         ("3", "12", "17", ""),
     ]
     assert rows[0]["note"] == "a, b"
-    assert list(rows[0]) == list(keys.FeedbackLabel.model_fields)
+    assert list(rows[0]) == list(schemas.FeedbackLabel.model_fields)
 
 
 def test_list_and_errors(labelled: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

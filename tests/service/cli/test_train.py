@@ -14,7 +14,7 @@ import redis
 from models.detector.runtime import load_detector
 from service.cli.main import build_parser, command_named
 from tests.models.conftest import HEIGHT, WIDTH, synthetic_video
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import get_settings
 
 
@@ -31,14 +31,16 @@ def gate(redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("VIGIL_ANALYSIS__HEIGHT", str(HEIGHT))
     monkeypatch.setenv("VIGIL_ANALYSIS__WIDTH", str(WIDTH))
     get_settings.cache_clear()
-    redis_client.hset(keys.CAMERAS, "gate", keys.CameraConfig(id="gate", source="test://").model_dump_json())
+    redis_client.hset(
+        keys.CAMERAS, "gate", schemas.CameraConfig(id="gate", source="test://").model_dump_json()
+    )
     rng, now = np.random.default_rng(1), time.time()
     sessions = ((0, now - 300.0, synthetic_video(40, rng)), (1, now - 6.0, synthetic_video(60, rng)))
     seq = 0
     for session, first_ts, video in sessions:
         for index, frame in enumerate(video):
             big = np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1)
-            message = keys.FrameMessage(
+            message = schemas.FrameMessage(
                 camera="gate",
                 seq=seq,
                 ts=first_ts + index * 0.1,

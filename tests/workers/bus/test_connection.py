@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from tests.redis_cluster import RedisClusterNodes
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port, is_cluster, is_cluster_url
 
 
@@ -47,5 +47,5 @@ def test_site_wide_groups_never_share_a_slot_with_a_camera() -> None:
     tags = {key[key.index("{") + 1 : key.index("}")] for key in groups}
     assert all(tag.startswith("_") for tag in tags)
     with pytest.raises(ValueError):
-        keys.CameraConfig(id="_alerts", source="rtsp://x")
+        schemas.CameraConfig(id="_alerts", source="rtsp://x")
     assert redis.cluster.key_slot(keys.ALERTS.encode()) == redis.cluster.key_slot(keys.ALERT_EVENTS.encode())

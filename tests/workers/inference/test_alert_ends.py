@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.workers.inference.test_worker import add_camera, frame_message, scene, scored_seqs, wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
 from workers.store.cameras import put_camera
 
@@ -21,8 +21,8 @@ def write_session(client: redis.Redis, seqs: range, session: int, anomalous: ran
         client.xadd(keys.frames_stream("cam1"), message.model_copy(update={"session": session}).to_fields())
 
 
-def events(client: redis.Redis) -> list[keys.AlertEvent]:
-    found = [keys.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
+def events(client: redis.Redis) -> list[schemas.AlertEvent]:
+    found = [schemas.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
     return [event for event in found if event.type != "update"]
 
 
@@ -50,15 +50,15 @@ def test_an_alert_open_when_the_camera_stops_ends_with_the_reason(
     wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 80)
     assert [e.type for e in events(redis_client)] == ["new"]
     if stop == "disabled":
-        config = keys.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "cam1"))
+        config = schemas.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "cam1"))
         put_camera(redis_client, config.model_copy(update={"enabled": False}))
     else:
-        status = keys.CameraStatus(camera="cam1", state="reconnecting", message="stream ended")
+        status = schemas.CameraStatus(camera="cam1", state="reconnecting", message="stream ended")
         redis_client.hset(keys.CAMERA_STATUS, "cam1", status.model_dump_json())
     wait_for(lambda: len(events(redis_client)) == 2, 5)
     ended = events(redis_client)[1]
     assert ended.type == "end" and ended.alert_id == events(redis_client)[0].alert_id
     reason = ended.parsed_alert().end_reason
     assert reason == ("camera disabled" if stop == "disabled" else "camera reconnecting: stream ended")
-    stored = keys.Alert.model_validate_json(redis_client.hget(keys.ALERTS, ended.alert_id))
+    stored = schemas.Alert.model_validate_json(redis_client.hget(keys.ALERTS, ended.alert_id))
     assert stored.state == "closed" and stored.end_reason == reason

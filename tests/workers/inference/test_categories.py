@@ -14,7 +14,7 @@ from models.detector.fitting import FitConfig, train_detector
 from models.detector.streams import DetectorConfig
 from service.api.app import create_app
 from tests.workers.inference.test_worker import BACKGROUND, HEIGHT, WIDTH, add_camera, frame_message
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.inference.categories import categorize_alerts, describe_new_alerts
 from workers.store.labels import FeedbackRequest, add_label
@@ -41,7 +41,7 @@ def write_footage(client: redis.Redis) -> None:
     for seq in range(130):
         frame = frame_message("cam1", seq, event_frame(seq, rng))
         entry = client.xadd(keys.frames_stream("cam1"), frame.to_fields()).decode()
-        score = keys.ScoreMessage(
+        score = schemas.ScoreMessage(
             camera="cam1",
             seq=seq,
             ts=frame.ts,
@@ -53,7 +53,7 @@ def write_footage(client: redis.Redis) -> None:
         )
         client.xadd(keys.scores_stream("cam1"), score.to_fields())
     for alert_id, (start, _) in EVENTS.items():
-        alert = keys.Alert(
+        alert = schemas.Alert(
             id=alert_id,
             camera="cam1",
             state="closed",
@@ -92,7 +92,7 @@ def test_categories_follow_the_operators_and_are_shown_by_the_api(
     add_label(redis_client, FeedbackRequest(alert_id="b1", label="abnormal", category="cart"))
     categorize_alerts(redis_client, detector.info.version)
     recorded = {
-        key.decode(): keys.AlertCategory.model_validate_json(raw)
+        key.decode(): schemas.AlertCategory.model_validate_json(raw)
         for key, raw in redis_client.hgetall(keys.ALERT_CATEGORIES).items()
     }
     assert (recorded["a1"].category, recorded["a1"].source, recorded["a1"].confidence) == (

@@ -22,7 +22,7 @@ from tests.workers.inference.test_worker import (
     wait_for,
     write_frames,
 )
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect
 from workers.inference import alert_writes
 from workers.inference.worker import InferenceWorker
@@ -56,7 +56,7 @@ def test_cameras_on_every_master_are_scored_once_with_their_alerts(
     for camera in CAMERAS:
         wait_for(lambda camera=camera: len(scored(client, camera)) >= 90, 60)
     time.sleep(0.5)
-    events = [keys.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
+    events = [schemas.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
     for camera in CAMERAS:
         assert scored(client, camera) == list(range(90))
         assert client.xpending(keys.frames_stream(camera), keys.INFERENCE_GROUP)["pending"] == 0
@@ -74,11 +74,11 @@ def test_an_outbox_entry_published_before_a_crash_is_not_published_again(
     redis_cluster_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = connect(redis_cluster_url)
-    alert = keys.Alert(
+    alert = schemas.Alert(
         id="cam0-1", camera="cam0", state="open", start_ts=1000.0, start_seq=5, last_seq=7,
         peak_score=0.9, peak_seq=6, peak_ts=1000.6, model="motion",
     )  # fmt: skip
-    client.xadd(keys.alert_outbox("cam0"), keys.AlertEvent.of("new", alert).to_fields())
+    client.xadd(keys.alert_outbox("cam0"), schemas.AlertEvent.of("new", alert).to_fields())
 
     def crash(*_: object) -> None:
         raise redis.ConnectionError("the worker died before it emptied its outbox")
@@ -90,7 +90,7 @@ def test_an_outbox_entry_published_before_a_crash_is_not_published_again(
     assert client.xlen(keys.ALERT_EVENTS) == 1 and client.xlen(keys.alert_outbox("cam0")) == 1
     assert alert_writes.publish_outbox(client, "cam0", recovering=True) == 0  # the next owner
     assert client.xlen(keys.ALERT_EVENTS) == 1 and client.xlen(keys.alert_outbox("cam0")) == 0
-    assert keys.Alert.model_validate_json(client.hget(keys.ALERTS, "cam0-1")) == alert
+    assert schemas.Alert.model_validate_json(client.hget(keys.ALERTS, "cam0-1")) == alert
 
 
 class FrameWriter(threading.Thread):
@@ -112,7 +112,7 @@ class FrameWriter(threading.Thread):
             self.written = seq + 1
             time.sleep(self.period)
 
-    def _write(self, camera: str, entry_id: str, message: keys.FrameMessage) -> None:
+    def _write(self, camera: str, entry_id: str, message: schemas.FrameMessage) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:

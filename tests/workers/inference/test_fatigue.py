@@ -19,15 +19,15 @@ from tests.workers.inference.test_worker import (
     write_frames,
 )
 from tests.workers.store.test_labels import write_alert
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
 from workers.store.labels import FeedbackRequest, add_label
 from workers.store.snoozes import snooze
 
 
-def alert_events(client: redis.Redis) -> list[keys.AlertEvent]:
-    return [keys.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
+def alert_events(client: redis.Redis) -> list[schemas.AlertEvent]:
+    return [schemas.AlertEvent.from_fields(f) for _, f in client.xrange(keys.ALERT_EVENTS)]
 
 
 def test_a_second_anomaly_within_the_cooldown_joins_the_first_alert(
@@ -45,7 +45,7 @@ def test_a_second_anomaly_within_the_cooldown_joins_the_first_alert(
     events = alert_events(redis_client)
     assert [e.type for e in events].count("new") == 1
     assert {e.alert_id for e in events} == {events[0].alert_id}
-    alert = keys.Alert.model_validate_json(redis_client.hget(keys.ALERTS, events[0].alert_id))
+    alert = schemas.Alert.model_validate_json(redis_client.hget(keys.ALERTS, events[0].alert_id))
     assert alert.state == "closed" and alert.start_seq <= 44 and alert.end_seq >= 100
 
 
@@ -65,7 +65,7 @@ def test_a_snoozed_zone_raises_no_alert(
 ) -> None:
     add_camera(redis_client, "cam1")
     # the square races along rows 20..31 of 64: a wide band round them holds its motion too
-    band = keys.Zone(points=[(0.0, 0.1), (1.0, 0.1), (1.0, 0.75), (0.0, 0.75)])
+    band = schemas.Zone(points=[(0.0, 0.1), (1.0, 0.1), (1.0, 0.75), (0.0, 0.75)])
     snooze(redis_client, "cam1", time.time() + 60, time.time(), zone=band)
     write_frames(redis_client, "cam1", anomalous=range(60, 80), count=110)
     start_inference("w1")
@@ -79,7 +79,7 @@ def test_alerts_marked_normal_raise_their_camera_s_threshold_to_their_peak_up_to
     from tests.models.detector.test_runtime import tiny_detector
 
     add_camera(redis_client, "cam1")
-    camera = keys.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "cam1"))
+    camera = schemas.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "cam1"))
     worker = InferenceWorker(Settings(data_dir=tmp_path), redis_url, detector=tiny_detector(0), worker_id="w")
     learned = worker.settings.alerts.threshold
     worker.refresh()  # takes the camera

@@ -16,7 +16,7 @@ from tests.workers.inference.test_worker import (
     wait_for,
     write_frames,
 )
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import EmbeddedRedis, connect, free_port
 from workers.inference.worker import InferenceWorker
 
@@ -45,7 +45,7 @@ def test_inference_resumes_after_redis_restart_and_keeps_alerts(tmp_path: Path) 
 
         # More frames after the restart, continuing the camera's sequence.
         rest = [
-            keys.FrameMessage.from_fields(fields)
+            schemas.FrameMessage.from_fields(fields)
             for _, fields in connect(server.url).xrange(keys.frames_stream("cam1"), count=1)
         ]
         assert rest, "frames did not survive the restart"

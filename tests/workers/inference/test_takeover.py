@@ -12,7 +12,7 @@ import numpy as np
 import redis
 
 from tests.workers.inference.test_worker import add_camera, frame_message, scene, wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
 
 # the worker of the test fixture (motion baseline, short leases), as a process that can be killed
@@ -36,7 +36,7 @@ def write_range(client: redis.Redis, camera: str, seqs: range) -> None:
 
 
 def scores(client: redis.Redis, camera: str) -> dict[int, tuple[float, float, str, int | None]]:
-    entries = [keys.ScoreMessage.from_fields(f) for _, f in client.xrange(keys.scores_stream(camera))]
+    entries = [schemas.ScoreMessage.from_fields(f) for _, f in client.xrange(keys.scores_stream(camera))]
     return {entry.seq: (entry.score, entry.raw, entry.model, entry.session) for entry in entries}
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
 
@@ -28,17 +28,17 @@ def scene(seq: int, rng: np.random.Generator, square: bool) -> np.ndarray:
     return frame
 
 
-def add_camera(client: redis.Redis, camera: str, retention: keys.CameraRetention | None = None) -> None:
-    config = keys.CameraConfig(
+def add_camera(client: redis.Redis, camera: str, retention: schemas.CameraRetention | None = None) -> None:
+    config = schemas.CameraConfig(
         id=camera, source="test://frames", width=WIDTH, height=HEIGHT, retention=retention
     )
     client.hset(keys.CAMERAS, camera, config.model_dump_json())
 
 
-def frame_message(camera: str, seq: int, gray: np.ndarray) -> keys.FrameMessage:
+def frame_message(camera: str, seq: int, gray: np.ndarray) -> schemas.FrameMessage:
     """Frame `seq` of a camera at 10 fps, as the ingest worker writes it."""
     height, width = gray.shape
-    return keys.FrameMessage(
+    return schemas.FrameMessage(
         camera=camera,
         seq=seq,
         ts=1000.0 + seq / 10,
@@ -76,14 +76,14 @@ def scored_seqs(client: redis.Redis, camera: str) -> list[int]:
 def test_every_frame_scored_once_and_one_alert_for_the_anomaly(
     redis_client: redis.Redis, start_inference: Callable[[str], InferenceWorker]
 ) -> None:
-    add_camera(redis_client, "cam1", keys.CameraRetention(heat_s=7200.0))  # its own heat span
+    add_camera(redis_client, "cam1", schemas.CameraRetention(heat_s=7200.0))  # its own heat span
     write_frames(redis_client, "cam1", anomalous=range(60, 80), count=110)
     start_inference("w1")
     wait_for(lambda: len(scored_seqs(redis_client, "cam1")) == 110)
     assert scored_seqs(redis_client, "cam1") == list(range(110))
-    events = [keys.AlertEvent.from_fields(f) for _, f in redis_client.xrange(keys.ALERT_EVENTS)]
+    events = [schemas.AlertEvent.from_fields(f) for _, f in redis_client.xrange(keys.ALERT_EVENTS)]
     assert [e.type for e in events if e.type != "update"] == ["new", "end"]
-    alert = keys.Alert.model_validate_json(redis_client.hget(keys.ALERTS, events[0].alert_id))
+    alert = schemas.Alert.model_validate_json(redis_client.hget(keys.ALERTS, events[0].alert_id))
     # causal smoothing delays both ends by a few frames
     assert alert.state == "closed" and 60 <= alert.start_seq <= 64 and 78 <= alert.end_seq <= 84
     assert redis_client.xpending(keys.frames_stream("cam1"), keys.INFERENCE_GROUP)["pending"] == 0
@@ -171,13 +171,13 @@ def test_a_published_adaptive_threshold_raises_a_camera_s_alert_threshold_never_
 
     site = Settings(data_dir=tmp_path / "site")
     detector = tiny_detector(0)
-    camera = keys.CameraConfig(id="cam", source="test://frames")
+    camera = schemas.CameraConfig(id="cam", source="test://frames")
     current = None
     for version, adaptive, served in [("v1", 0.2, site.alerts.threshold), ("v2", 0.6, 0.6)]:
         path = site.models_dir / f"{version}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_detector(detector.model, detector.info.metadata | {"version": version}, path)
-        published = keys.ModelVersion(
+        published = schemas.ModelVersion(
             version=version, path=str(path), kind=detector.info.kind, alert_threshold=adaptive
         )
         assert model_registry.publish(redis_client, model_files.store(redis_client, published), current)

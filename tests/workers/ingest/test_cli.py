@@ -11,7 +11,7 @@ import redis
 
 from service.cli.commands import cameras, ingest
 from service.cli.commands.common import CommandError
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import get_settings
 
 
@@ -41,7 +41,7 @@ def test_cameras_add_list_remove(
 ) -> None:
     assert call(vigil, "cameras", "add", "door", str(video_clip), "--fps", "5", "--loop") == 0
     assert call(vigil, "cameras", "add", "gate", "rtsp://admin:s3cret@10.0.0.9/live", "--disabled") == 0
-    stored = keys.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "door"))
+    stored = schemas.CameraConfig.model_validate_json(redis_client.hget(keys.CAMERAS, "door"))
     assert stored.fps == 5 and stored.loop and stored.source == str(video_clip)
     capsys.readouterr()
     assert call(vigil, "cameras", "list") == 0

@@ -9,7 +9,7 @@ import redis
 
 from tests.workers.conftest import RunIngest, ingest_settings
 from tests.workers.ingest.test_worker import state_is, wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.ingest.worker import CameraIngest
 from workers.store.cameras import put_camera
 
@@ -17,7 +17,7 @@ from workers.store.cameras import put_camera
 def test_a_restarted_camera_counts_on_and_a_resent_frame_is_stored_once(
     run_ingest: RunIngest, redis_client: redis.Redis, redis_url: str, video_clip: Path
 ) -> None:
-    config = keys.CameraConfig(id="walk", source=str(video_clip))
+    config = schemas.CameraConfig(id="walk", source=str(video_clip))
     put_camera(redis_client, config)
     run_ingest()
     assert wait_for(state_is(redis_client, "walk", "finished"), 20, "the clip").frames == 40

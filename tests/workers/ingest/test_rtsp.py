@@ -16,7 +16,7 @@ import redis
 
 from tests.workers.conftest import RtspServer, RunIngest
 from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.ingest.demo import write_demo_clip
 from workers.ingest.sources import AvFrame
 from workers.store.cameras import put_camera
@@ -36,7 +36,7 @@ def silent_server() -> Iterator[str]:
 def test_stream_survives_a_server_restart(
     run_ingest: RunIngest, redis_client: redis.Redis, rtsp_server: RtspServer
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="gate", source=rtsp_server.url()))
+    put_camera(redis_client, schemas.CameraConfig(id="gate", source=rtsp_server.url()))
     run_ingest()
     streaming = wait_for(
         lambda: (current := status(redis_client, "gate")) and current.frames >= 25 and current, 20, "frames"
@@ -71,7 +71,7 @@ def test_a_camera_announcing_a_duration_reconnects_after_its_server_dies(
     try:
         with av.open(server.url(), options={"rtsp_transport": "tcp"}) as probe:
             assert probe.duration is not None  # what made it look like a file
-        put_camera(redis_client, keys.CameraConfig(id="yard", source=server.url()))
+        put_camera(redis_client, schemas.CameraConfig(id="yard", source=server.url()))
         run_ingest()
         wait_for(lambda: (current := status(redis_client, "yard")) and current.frames >= 20, 20, "frames")
         with caplog.at_level(logging.WARNING, logger="workers.ingest.worker"):
@@ -107,7 +107,7 @@ def test_footage_served_once_arrives_frame_for_frame(
             expected += [(session, AvFrame(f).analysis(360, 240)) for f in container.decode(video=0)]
     server = RtspServer(file=clips, once=True).start()
     try:
-        put_camera(redis_client, keys.CameraConfig(id="replay", source=server.url()))
+        put_camera(redis_client, schemas.CameraConfig(id="replay", source=server.url()))
         run_ingest()
         wait_for(lambda: len(frames(redis_client, "replay")) >= len(expected), 30, "every frame")
         ended = wait_for(state_is(redis_client, "replay", "reconnecting", "error"), 10, "the stream's end")
@@ -129,9 +129,9 @@ def test_wrong_path_and_silent_server_fail_alone(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    put_camera(redis_client, keys.CameraConfig(id="good", source=rtsp_server.url()))
-    put_camera(redis_client, keys.CameraConfig(id="typo", source=rtsp_server.url("/nope", "admin:s3cret")))
-    put_camera(redis_client, keys.CameraConfig(id="silent", source=silent_server))
+    put_camera(redis_client, schemas.CameraConfig(id="good", source=rtsp_server.url()))
+    put_camera(redis_client, schemas.CameraConfig(id="typo", source=rtsp_server.url("/nope", "admin:s3cret")))
+    put_camera(redis_client, schemas.CameraConfig(id="silent", source=silent_server))
     run_ingest(open_timeout_s=1.5)
 
     typo = wait_for(state_is(redis_client, "typo", "error"), 15, "the wrong path to fail")

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.workers.conftest import RunIngest, corrupt_copy, gray_frame, ingest_settings
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import EmbeddedRedis, connect
 from workers.ingest.demo import demo_source, write_demo_clip
 from workers.ingest.sources import FpsSampler, camera_id_from_source, open_source
@@ -43,21 +43,23 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     return result
 
 
-def status(client: redis.Redis, camera: str) -> keys.CameraStatus | None:
+def status(client: redis.Redis, camera: str) -> schemas.CameraStatus | None:
     raw = client.hget(keys.CAMERA_STATUS, camera)
-    return None if raw is None else keys.CameraStatus.model_validate_json(raw)
+    return None if raw is None else schemas.CameraStatus.model_validate_json(raw)
 
 
-def state_is(client: redis.Redis, camera: str, *states: str) -> Callable[[], keys.CameraStatus | None]:
-    def check() -> keys.CameraStatus | None:
+def state_is(client: redis.Redis, camera: str, *states: str) -> Callable[[], schemas.CameraStatus | None]:
+    def check() -> schemas.CameraStatus | None:
         current = status(client, camera)
         return current if current is not None and current.state in states else None
 
     return check
 
 
-def frames(client: redis.Redis, camera: str) -> list[keys.FrameMessage]:
-    return [keys.FrameMessage.from_fields(fields) for _, fields in client.xrange(keys.frames_stream(camera))]
+def frames(client: redis.Redis, camera: str) -> list[schemas.FrameMessage]:
+    return [
+        schemas.FrameMessage.from_fields(fields) for _, fields in client.xrange(keys.frames_stream(camera))
+    ]
 
 
 # ---------------------------------------------------------------- pure parts
@@ -112,7 +114,7 @@ def test_demo_source_is_a_shared_video_else_a_clip_made_in_the_data_dir(tmp_path
 def test_video_file_is_sampled_resized_and_finished(
     run_ingest: RunIngest, redis_client: redis.Redis, video_clip: Path
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="door", source=str(video_clip), fps=5))
+    put_camera(redis_client, schemas.CameraConfig(id="door", source=str(video_clip), fps=5))
     run_ingest()
     final = wait_for(state_is(redis_client, "door", "finished"), 20, "the end of the file")
     stored = frames(redis_client, "door")
@@ -125,11 +127,11 @@ def test_video_file_is_sampled_resized_and_finished(
     )
     assert snapshot.shape[1] == 480 and snapshot.shape[0] == 320
     display = redis_client.xrange(keys.display_stream("door"))
-    assert display and keys.DisplayMessage.from_fields(display[0][1]).jpeg[:2] == b"\xff\xd8"
+    assert display and schemas.DisplayMessage.from_fields(display[0][1]).jpeg[:2] == b"\xff\xd8"
 
 
 def test_files_play_in_real_time(run_ingest: RunIngest, redis_client: redis.Redis, video_clip: Path) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="door", source=str(video_clip), fps=10))
+    put_camera(redis_client, schemas.CameraConfig(id="door", source=str(video_clip), fps=10))
     started = time.monotonic()
     run_ingest(realtime=True)
     wait_for(state_is(redis_client, "door", "finished"), 20, "the end of the file")
@@ -143,7 +145,7 @@ def test_frame_folder_uses_camera_fps_and_size(
     run_ingest: RunIngest, redis_client: redis.Redis, frame_folder: Path
 ) -> None:
     put_camera(
-        redis_client, keys.CameraConfig(id="ped", source=str(frame_folder), fps=10, width=64, height=48)
+        redis_client, schemas.CameraConfig(id="ped", source=str(frame_folder), fps=10, width=64, height=48)
     )
     run_ingest()
     final = wait_for(state_is(redis_client, "ped", "finished"), 20, "the end of the folder")
@@ -176,8 +178,8 @@ def test_bad_inputs_fail_alone(
         "folder": (str(empty_folder), "no frame images"),
     }
     for camera, (source, _) in bad.items():
-        put_camera(redis_client, keys.CameraConfig(id=camera, source=source))
-    put_camera(redis_client, keys.CameraConfig(id="good", source=str(video_clip)))
+        put_camera(redis_client, schemas.CameraConfig(id=camera, source=source))
+    put_camera(redis_client, schemas.CameraConfig(id="good", source=str(video_clip)))
     worker = run_ingest()
     for camera, (_, reason) in bad.items():
         failed = wait_for(state_is(redis_client, camera, "error", "finished"), 10, f"{camera} to fail")
@@ -185,8 +187,8 @@ def test_bad_inputs_fail_alone(
     assert wait_for(state_is(redis_client, "good", "finished"), 20, "the good camera").frames == 40
     assert not worker.stop_event.is_set()
 
-    def heartbeat() -> keys.WorkerHeartbeat:
-        return keys.WorkerHeartbeat.model_validate_json(redis_client.hget(keys.WORKERS, worker.worker_id))
+    def heartbeat() -> schemas.WorkerHeartbeat:
+        return schemas.WorkerHeartbeat.model_validate_json(redis_client.hget(keys.WORKERS, worker.worker_id))
 
     wait_for(lambda: heartbeat().info["cameras"] == 6, 5, "a heartbeat counting the cameras")
     assert heartbeat().role == "ingest"
@@ -196,11 +198,13 @@ def test_cameras_follow_the_registry_at_run_time(
     run_ingest: RunIngest, redis_client: redis.Redis, video_clip: Path
 ) -> None:
     run_ingest(realtime=True)
-    put_camera(redis_client, keys.CameraConfig(id="lobby", source=str(video_clip), loop=True))
+    put_camera(redis_client, schemas.CameraConfig(id="lobby", source=str(video_clip), loop=True))
     wait_for(state_is(redis_client, "lobby", "streaming"), 10, "the new camera")
     wait_for(lambda: redis_client.xlen(keys.frames_stream("lobby")) >= 5, 10, "frames")
 
-    put_camera(redis_client, keys.CameraConfig(id="lobby", source=str(video_clip), loop=True, enabled=False))
+    put_camera(
+        redis_client, schemas.CameraConfig(id="lobby", source=str(video_clip), loop=True, enabled=False)
+    )
     stopped = wait_for(state_is(redis_client, "lobby", "stopped"), 10, "the disabled camera")
     assert stopped.message == "camera disabled"
     count = redis_client.xlen(keys.frames_stream("lobby"))
@@ -208,7 +212,7 @@ def test_cameras_follow_the_registry_at_run_time(
     assert redis_client.xlen(keys.frames_stream("lobby")) == count
 
     # enabled again with another fps: a new session, seq continues
-    put_camera(redis_client, keys.CameraConfig(id="lobby", source=str(video_clip), loop=True, fps=5))
+    put_camera(redis_client, schemas.CameraConfig(id="lobby", source=str(video_clip), loop=True, fps=5))
     wait_for(
         lambda: redis_client.xlen(keys.frames_stream("lobby")) >= count + 3, 10, "frames after re-enabling"
     )
@@ -225,7 +229,7 @@ def test_cameras_follow_the_registry_at_run_time(
 def test_looping_file_starts_new_sessions(
     run_ingest: RunIngest, redis_client: redis.Redis, video_clip: Path
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="loop", source=str(video_clip), loop=True))
+    put_camera(redis_client, schemas.CameraConfig(id="loop", source=str(video_clip), loop=True))
     run_ingest()
     wait_for(lambda: redis_client.xlen(keys.frames_stream("loop")) >= 100, 20, "two passes")
     stored = frames(redis_client, "loop")
@@ -236,7 +240,7 @@ def test_looping_file_starts_new_sessions(
 def test_seq_and_session_continue_after_a_worker_restart(
     run_ingest: RunIngest, redis_client: redis.Redis, video_clip: Path
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="door", source=str(video_clip)))
+    put_camera(redis_client, schemas.CameraConfig(id="door", source=str(video_clip)))
     first = run_ingest()
     wait_for(state_is(redis_client, "door", "finished"), 20, "the first pass")
     first.stop()
@@ -252,7 +256,7 @@ def test_seq_and_session_continue_after_a_worker_restart(
 def test_frame_stream_is_capped_by_buffer_seconds(
     run_ingest: RunIngest, redis_client: redis.Redis, video_clip: Path
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="loop", source=str(video_clip), loop=True))
+    put_camera(redis_client, schemas.CameraConfig(id="loop", source=str(video_clip), loop=True))
     run_ingest(buffer_seconds=3)  # 30 frames at 10 fps
     wait_for(
         lambda: (
@@ -278,7 +282,7 @@ def test_ensure_sources_adds_each_source_once(
 def test_sigterm_stops_the_worker_cleanly(
     redis_url: str, redis_client: redis.Redis, video_clip: Path
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="door", source=str(video_clip), loop=True))
+    put_camera(redis_client, schemas.CameraConfig(id="door", source=str(video_clip), loop=True))
     script = (
         "import sys; from workers.ingest.worker import IngestWorker; from workers.config import Settings;"
         "sys.exit(IngestWorker(Settings(redis_url=sys.argv[1], heartbeat_s=0.2), sys.argv[1]).run())"
@@ -303,7 +307,7 @@ def test_streaming_resumes_after_a_redis_restart(tmp_path: Path, video_clip: Pat
     worker = IngestWorker(ingest_settings(server.url), server.url, realtime=True)
     thread = threading.Thread(target=worker.run, daemon=True)
     try:
-        put_camera(client, keys.CameraConfig(id="door", source=str(video_clip), loop=True))
+        put_camera(client, schemas.CameraConfig(id="door", source=str(video_clip), loop=True))
         thread.start()
         wait_for(lambda: client.xlen(keys.frames_stream("door")) >= 10, 10, "frames")
         server.stop()
@@ -341,8 +345,8 @@ def test_http_recording_plays_like_a_file_and_a_missing_url_retries(
     run_ingest: RunIngest, redis_client: redis.Redis, http_server: str, video_clip: Path
 ) -> None:
     url = f"{http_server}/{video_clip.name}"
-    put_camera(redis_client, keys.CameraConfig(id="web", source=url, recording=True))
-    put_camera(redis_client, keys.CameraConfig(id="gone", source=f"{http_server}/gone.mp4"))
+    put_camera(redis_client, schemas.CameraConfig(id="web", source=url, recording=True))
+    put_camera(redis_client, schemas.CameraConfig(id="gone", source=f"{http_server}/gone.mp4"))
     run_ingest()
     assert wait_for(state_is(redis_client, "web", "finished"), 20, "the HTTP video").frames == 40
     gone = wait_for(state_is(redis_client, "gone", "error"), 10, "the missing URL")

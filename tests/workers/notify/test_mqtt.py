@@ -16,7 +16,7 @@ import redis
 from tests.workers.inference.test_worker import wait_for
 from tests.workers.notify.conftest import Broker, make_tls_files
 from tests.workers.notify.test_webhooks import write_event
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import MqttSettings, Settings
 from workers.notify.mqtt import MqttWorker
 from workers.store.cameras import get_camera, put_camera
@@ -82,7 +82,7 @@ def run_mqtt(
 def test_events_state_discovery_and_availability(
     redis_client: redis.Redis, listener: Listener, run_mqtt: Callable[[], MqttWorker]
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="cam1", source="test://"))
+    put_camera(redis_client, schemas.CameraConfig(id="cam1", source="test://"))
     worker = run_mqtt()
     ids = [
         write_event(redis_client, 0),
@@ -100,7 +100,7 @@ def test_events_state_discovery_and_availability(
     wait_for(lambda: listener.on("homeassistant/sensor/vigil_cam1/score/config"))
     binary = json.loads(listener.on("homeassistant/binary_sensor/vigil_cam1/anomaly/config")[0])
     assert binary["state_topic"] == "vigil/cam1/anomaly" and binary["availability_topic"] == "vigil/available"
-    redis_client.xadd(keys.scores_stream("cam1"), keys.ScoreMessage(camera="cam1", seq=7, ts=1.0, frame_id="1-0", score=0.25,
+    redis_client.xadd(keys.scores_stream("cam1"), schemas.ScoreMessage(camera="cam1", seq=7, ts=1.0, frame_id="1-0", score=0.25,
                       raw=1.0, anomalous=False, model="m").to_fields())  # fmt: skip
     wait_for(lambda: listener.on("vigil/cam1/score") == ["0.250"])
     worker.stop()
@@ -110,7 +110,7 @@ def test_events_state_discovery_and_availability(
 def test_a_camera_is_disabled_enabled_and_snoozed_over_mqtt(
     redis_client: redis.Redis, listener: Listener, run_mqtt: Callable[[], MqttWorker]
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="cam1", source="test://"))
+    put_camera(redis_client, schemas.CameraConfig(id="cam1", source="test://"))
     run_mqtt()
     switch = "homeassistant/switch/vigil_cam1/enabled/config"
     wait_for(lambda: listener.on(switch) and listener.on("vigil/cam1/enabled") == ["ON"])
@@ -149,7 +149,7 @@ def test_bad_commands_are_logged_and_ignored(
     run_mqtt: Callable[[], MqttWorker],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="cam1", source="test://"))
+    put_camera(redis_client, schemas.CameraConfig(id="cam1", source="test://"))
     caplog.set_level(logging.INFO, logger="vigil.notify")
     worker = run_mqtt()
     for topic, payload, _ in BAD_COMMANDS:

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.workers.inference.test_worker import wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings, WebhookSettings
 from workers.notify.webhooks import WebhookWorker
 
@@ -57,12 +57,12 @@ def run_sink(
     return start
 
 
-def write_event(client: redis.Redis, seq: int, kind: keys.AlertEventType = "new") -> str:
-    alert = keys.Alert(
+def write_event(client: redis.Redis, seq: int, kind: schemas.AlertEventType = "new") -> str:
+    alert = schemas.Alert(
         id=f"cam1-{seq}", camera="cam1", state="open", start_ts=1000.0 + seq, start_seq=seq, last_seq=seq,
         peak_score=0.9, peak_seq=seq, peak_ts=1000.0 + seq, model="motion-baseline",
     )  # fmt: skip
-    return client.xadd(keys.ALERT_EVENTS, keys.AlertEvent.of(kind, alert).to_fields()).decode()
+    return client.xadd(keys.ALERT_EVENTS, schemas.AlertEvent.of(kind, alert).to_fields()).decode()
 
 
 def test_events_are_delivered_in_order_once_despite_failures(

@@ -29,7 +29,7 @@ from tests.workers.inference.test_worker import (
     settings_for_test,
     wait_for,
 )
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
 from workers.retrain.worker import RetrainWorker, new_scored_frames, read_window
 from workers.store import model_registry
@@ -70,7 +70,7 @@ def write_scored(
     """Frames and their scores as the ingest and inference workers write them."""
     frames = frames_of(seqs.stop, 3, anomalous)
     for seq, score in zip(seqs, scores, strict=True):
-        frame = keys.FrameMessage(
+        frame = schemas.FrameMessage(
             camera=camera,
             seq=seq,
             ts=1000 + seq / 10,
@@ -80,7 +80,7 @@ def write_scored(
             gray=frames[seq].tobytes(),
         )
         entry = client.xadd(keys.frames_stream(camera), frame.to_fields())
-        message = keys.ScoreMessage(
+        message = schemas.ScoreMessage(
             camera=camera,
             seq=seq,
             ts=frame.ts,
@@ -100,13 +100,13 @@ def test_registry_publish_is_conditional_and_rollback_goes_back(
         model_registry.rollback(redis_client)
     first = model_registry.publish_file(redis_client, model_files["a"])
     assert model_registry.current_version(redis_client).version == first.version == "model-a"
-    second = keys.ModelVersion(
+    second = schemas.ModelVersion(
         version="model-b", path=str(model_files["b"]), kind="motion-appearance", parent="model-a"
     )
     assert not model_registry.publish(redis_client, second, expected_current="something-else")
     assert model_registry.publish(redis_client, second, expected_current="model-a")
     model_registry.record_rejected(
-        redis_client, keys.ModelVersion(version="bad", path="", kind="motion-appearance")
+        redis_client, schemas.ModelVersion(version="bad", path="", kind="motion-appearance")
     )
     with pytest.raises(model_registry.RegistryError, match="rejected"):
         model_registry.rollback(redis_client, "bad")
@@ -145,7 +145,7 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     retrain.localized_alpha = 2.0  # a still scene: frames differ by noise only, keep more of them
     settings.detector.bank_size = 64
     add_camera(redis_client, "cam1")
-    status = keys.CameraStatus(camera="cam1", state="streaming", source_size=(HEIGHT * 4, WIDTH * 4))
+    status = schemas.CameraStatus(camera="cam1", state="streaming", source_size=(HEIGHT * 4, WIDTH * 4))
     redis_client.hset(keys.CAMERA_STATUS, "cam1", status.model_dump_json())  # as its ingest writes it
     write_scored(redis_client, "cam1", range(200), np.zeros(200), anomalous=range(60, 80))
     worker = RetrainWorker(settings, redis_url, worker_id="r1")
@@ -202,7 +202,7 @@ def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_s
         scored = len(scored_seqs(redis_client, "cam1"))
         assert len(worker.slots["cam1"].stream.scorer.recent_raw) >= scored - 50 - 10
         # a published version whose file is broken: refused by the worker, the serving one goes on
-        broken = keys.ModelVersion(
+        broken = schemas.ModelVersion(
             version="broken", path=str(model_files["corrupt"]), kind="motion-appearance"
         )
         assert model_registry.publish(redis_client, broken, expected_current="model-b")
@@ -212,7 +212,9 @@ def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_s
         stop.set()
         worker.stop()
         thread.join(10)
-    messages = [keys.ScoreMessage.from_fields(f) for _, f in redis_client.xrange(keys.scores_stream("cam1"))]
+    messages = [
+        schemas.ScoreMessage.from_fields(f) for _, f in redis_client.xrange(keys.scores_stream("cam1"))
+    ]
     assert [m.seq for m in messages] == list(range(400))  # none skipped, none twice
     models = [m.model for m in messages]
     switch = models.index("model-b")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.store.cameras import source_size
 
 
 def write_status(client: redis.Redis, camera: str, size: tuple[int, int] | None) -> None:
-    status = keys.CameraStatus(camera=camera, state="streaming", source_size=size)
+    status = schemas.CameraStatus(camera=camera, state="streaming", source_size=size)
     client.hset(keys.CAMERA_STATUS, camera, status.model_dump_json())
 
 

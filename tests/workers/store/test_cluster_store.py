@@ -11,7 +11,7 @@ import pytest
 
 from tests.workers.inference.test_worker import add_camera, write_frames
 from tests.workers.store.test_model_files import publish_tiny
-from workers.bus import keys
+from workers.bus import schemas
 from workers.bus.connection import connect
 from workers.config import Settings
 from workers.inference.serving import load_serving_detector
@@ -34,7 +34,7 @@ def test_labels_models_and_cycles_on_a_cluster(redis_cluster_url: str, tmp_path:
     remote = Settings(data_dir=tmp_path / "inference-host")
     assert load_serving_detector(remote, client)[0].info.version == "site-v1"
 
-    cycle = keys.RetrainCycle(
+    cycle = schemas.RetrainCycle(
         started_ts=1.0, seconds=2.0, cameras=["gate"], window_frames=10, accepted=False, reason="test"
     )
     model_registry.record_cycle(client, cycle, {"gate": 10})
@@ -55,7 +55,7 @@ def test_what_the_api_and_the_retention_sweep_read_across_cameras_works_on_a_clu
     )
     assert alerts.list_alerts(client, limit=10).alerts == []
     assert alerts.last_alert_event_id(client) == "0-0"
-    configs = [keys.CameraConfig(id=camera, source="test://frames") for camera in cameras]
+    configs = [schemas.CameraConfig(id=camera, source="test://frames") for camera in cameras]
     retention.sweep(client, Settings(), configs, time.time())  # a SCAN of every node, the alerts' slot
     report = retention.read_storage(client)
     assert report is not None and set(report.cameras) == set(cameras)

@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 import redis
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import connect
-from workers.bus.keys import Alert, AlertCategory, AlertEvent, ModelVersion, RetrainCycle
+from workers.bus.schemas import Alert, AlertCategory, AlertEvent, ModelVersion, RetrainCycle
 from workers.config import Settings
 from workers.proc.process import WorkerProcess
 from workers.store import alerts, labels, model_registry
@@ -57,7 +57,9 @@ def write_site(client: redis.Redis) -> None:
     """A site's records as the store writes them: two cameras' alerts with a category, labels, two model
     versions (the second current) and two retraining cycles."""
     for camera in CAMERAS:
-        client.hset(keys.CAMERAS, camera, keys.CameraConfig(id=camera, source="test://x").model_dump_json())
+        client.hset(
+            keys.CAMERAS, camera, schemas.CameraConfig(id=camera, source="test://x").model_dump_json()
+        )
     for number, camera in enumerate(CAMERAS):
         write_alert(client, make_alert(f"a{number}", camera, 1000.0 + number))
     client.xgroup_create(keys.ALERT_EVENTS, keys.MQTT_GROUP, id="0")

@@ -10,9 +10,9 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.bus.connection import EmbeddedRedis, connect, free_port
-from workers.bus.keys import Alert, FeedbackLabel
+from workers.bus.schemas import Alert, FeedbackLabel
 from workers.store import labels
 from workers.store.labels import FeedbackRequest, UnknownTarget
 
@@ -22,7 +22,7 @@ CAMERA = "cam1"
 @pytest.fixture
 def client(redis_client: redis.Redis) -> redis.Redis:
     """The test Redis with CAMERA registered."""
-    config = keys.CameraConfig(id=CAMERA, source="test://frames")
+    config = schemas.CameraConfig(id=CAMERA, source="test://frames")
     redis_client.hset(keys.CAMERAS, CAMERA, config.model_dump_json())
     return redis_client
 
@@ -179,7 +179,7 @@ def test_pages_cover_every_label_once_newest_first(
     client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(labels, "LABEL_SCAN_BATCH", 2)  # several index reads per page
-    config = keys.CameraConfig(id="cam2", source="test://frames")
+    config = schemas.CameraConfig(id="cam2", source="test://frames")
     client.hset(keys.CAMERAS, "cam2", config.model_dump_json())
     for i in range(11):
         label(
@@ -205,9 +205,9 @@ def test_pages_cover_every_label_once_newest_first(
     assert pages(camera=CAMERA, label="abnormal") == [[10, 4]]
 
 
-def scores(camera: str, profile: dict[int, float]) -> list[keys.ScoreMessage]:
+def scores(camera: str, profile: dict[int, float]) -> list[schemas.ScoreMessage]:
     return [
-        keys.ScoreMessage(
+        schemas.ScoreMessage(
             camera=camera,
             seq=seq,
             ts=1000.0 + seq / 10,
@@ -256,7 +256,7 @@ def test_labels_survive_a_redis_restart_and_a_crash(tmp_path: Path) -> None:
     try:
         write_alert(client, "a1", start_seq=40, last_seq=70, closed=True)
         client.hset(
-            keys.CAMERAS, CAMERA, keys.CameraConfig(id=CAMERA, source="test://frames").model_dump_json()
+            keys.CAMERAS, CAMERA, schemas.CameraConfig(id=CAMERA, source="test://frames").model_dump_json()
         )
         label(client, 0, 99, "normal")
         labels.add_label(client, FeedbackRequest(alert_id="a1", label="abnormal", category="cart"))

@@ -13,14 +13,14 @@ import redis
 
 from models.detector.export import save_detector
 from tests.models.detector.test_runtime import tiny_detector
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.inference.serving import load_serving_detector
 from workers.inference.worker import InferenceWorker
 from workers.store import model_files, model_registry
 
 
-def publish_tiny(client: redis.Redis, site: Settings, version: str, seed: int) -> keys.ModelVersion:
+def publish_tiny(client: redis.Redis, site: Settings, version: str, seed: int) -> schemas.ModelVersion:
     """A detector file written in the publishing site's data directory, published."""
     detector = tiny_detector(seed)
     path = site.models_dir / f"{version}.pt"

@@ -11,7 +11,7 @@ import redis
 
 from tests.workers.conftest import ingest_settings
 from tests.workers.inference.test_worker import wait_for
-from workers.bus import keys
+from workers.bus import keys, schemas
 from workers.config import RetentionSettings, Settings
 from workers.inference.alert_writes import queue_alert_event
 from workers.ingest.worker import IngestWorker
@@ -25,7 +25,7 @@ SETTINGS = Settings(retention=RetentionSettings(display_s=HOUR, alerts_s=30 * DA
 
 
 def add_display(client: redis.Redis, camera: str, ts: float) -> None:
-    message = keys.DisplayMessage(camera=camera, seq=int(ts), ts=ts, jpeg=b"\xff\xd8" + bytes(2000))
+    message = schemas.DisplayMessage(camera=camera, seq=int(ts), ts=ts, jpeg=b"\xff\xd8" + bytes(2000))
     client.xadd(keys.display_stream(camera), message.to_fields(), id=f"{int(ts * 1000)}-0")
 
 
@@ -33,30 +33,32 @@ def display_times(client: redis.Redis, camera: str) -> list[float]:
     return [float(fields[b"ts"]) for _, fields in client.xrange(keys.display_stream(camera))]
 
 
-def add_alert(client: redis.Redis, alert_id: str, start_ts: float, end_ts: float | None) -> keys.Alert:
-    alert = keys.Alert(
+def add_alert(client: redis.Redis, alert_id: str, start_ts: float, end_ts: float | None) -> schemas.Alert:
+    alert = schemas.Alert(
         id=alert_id, camera="cam1", state="open" if end_ts is None else "closed", start_ts=start_ts,
         end_ts=end_ts, start_seq=1, last_seq=5, peak_score=0.9, peak_seq=3, peak_ts=start_ts, model="m",
     )  # fmt: skip
     with client.pipeline(transaction=False) as pipe:
         queue_alert_event(pipe, "new" if end_ts is None else "end", alert)
         pipe.hset(
-            keys.ALERT_DESCRIPTORS, alert_id, keys.AlertDescriptor(model="m", vector=[1.0]).model_dump_json()
+            keys.ALERT_DESCRIPTORS,
+            alert_id,
+            schemas.AlertDescriptor(model="m", vector=[1.0]).model_dump_json(),
         )
-        pipe.hset(keys.ALERT_CATEGORIES, alert_id, keys.AlertCategory(category="x", confidence=0.5, source="predicted").model_dump_json())  # fmt: skip
+        pipe.hset(keys.ALERT_CATEGORIES, alert_id, schemas.AlertCategory(category="x", confidence=0.5, source="predicted").model_dump_json())  # fmt: skip
         pipe.execute()
     return alert
 
 
 def test_display_frames_past_their_span_go_and_a_cameras_own_span_wins(redis_client: redis.Redis) -> None:
     now = time.time()
-    put_camera(redis_client, keys.CameraConfig(id="site", source="test://"))
-    short = keys.CameraRetention(display_s=600.0)
-    put_camera(redis_client, keys.CameraConfig(id="short", source="test://", retention=short))
+    put_camera(redis_client, schemas.CameraConfig(id="site", source="test://"))
+    short = schemas.CameraRetention(display_s=600.0)
+    put_camera(redis_client, schemas.CameraConfig(id="short", source="test://", retention=short))
     for camera in ("site", "short"):
         for age in (2 * HOUR, 0.5 * HOUR, 60.0):
             add_display(redis_client, camera, now - age)
-    cameras = [keys.CameraConfig(id="site", source="test://"), keys.CameraConfig(id="short", source="test://", retention=short)]  # fmt: skip
+    cameras = [schemas.CameraConfig(id="site", source="test://"), schemas.CameraConfig(id="short", source="test://", retention=short)]  # fmt: skip
     result = retention.sweep(redis_client, SETTINGS, cameras, now)
     assert display_times(redis_client, "site") == [now - 0.5 * HOUR, now - 60.0]
     assert display_times(redis_client, "short") == [now - 60.0]
@@ -69,9 +71,11 @@ def test_frames_of_a_removed_camera_age_out_and_a_registered_cameras_stay(redis_
     now = time.time()
     old_ms = int((now - 2 * SETTINGS.analysis.buffer_seconds) * 1000)
     for camera in ("kept", "removed"):
-        frame = keys.FrameMessage(camera=camera, seq=0, ts=now, session=0, width=2, height=2, gray=bytes(4))
+        frame = schemas.FrameMessage(
+            camera=camera, seq=0, ts=now, session=0, width=2, height=2, gray=bytes(4)
+        )
         redis_client.xadd(keys.frames_stream(camera), frame.to_fields(), id=f"{old_ms}-0")
-    result = retention.sweep(redis_client, SETTINGS, [keys.CameraConfig(id="kept", source="test://")], now)
+    result = retention.sweep(redis_client, SETTINGS, [schemas.CameraConfig(id="kept", source="test://")], now)
     assert result.frames_trimmed == 1
     assert redis_client.xlen(keys.frames_stream("kept")) == 1  # the retraining window: capped by count
     assert redis_client.xlen(keys.frames_stream("removed")) == 0
@@ -81,7 +85,7 @@ def test_old_closed_alerts_go_with_their_events_and_open_and_labelled_ones_stay(
     redis_client: redis.Redis,
 ) -> None:
     now = time.time()
-    put_camera(redis_client, keys.CameraConfig(id="cam1", source="test://"))
+    put_camera(redis_client, schemas.CameraConfig(id="cam1", source="test://"))
     old = now - 40 * DAY
     add_alert(redis_client, "expired", old, old + 10)
     add_alert(redis_client, "open", old, None)
@@ -93,7 +97,9 @@ def test_old_closed_alerts_go_with_their_events_and_open_and_labelled_ones_stay(
         redis_client, labels.FeedbackRequest(alert_id="labelled", label="abnormal", category="car")
     )
     events = redis_client.xlen(keys.ALERT_EVENTS)
-    result = retention.sweep(redis_client, SETTINGS, [keys.CameraConfig(id="cam1", source="test://")], later)
+    result = retention.sweep(
+        redis_client, SETTINGS, [schemas.CameraConfig(id="cam1", source="test://")], later
+    )
     assert result.alerts_removed == 1 and result.events_trimmed == events
     assert sorted(m.decode() for m in redis_client.zrange(keys.ALERTS_BY_TIME, 0, -1)) == [
         "labelled",
@@ -111,12 +117,12 @@ def test_old_closed_alerts_go_with_their_events_and_open_and_labelled_ones_stay(
 def test_labels_are_kept_forever_by_default_and_for_their_span_when_one_is_set(
     redis_client: redis.Redis,
 ) -> None:
-    put_camera(redis_client, keys.CameraConfig(id="cam1", source="test://"))
+    put_camera(redis_client, schemas.CameraConfig(id="cam1", source="test://"))
     first, _ = labels.add_label(redis_client, labels.FeedbackRequest(camera="cam1", start_seq=0, end_seq=9, label="normal"))  # fmt: skip
     time.sleep(0.05)
     cutoff = time.time()
     second, _ = labels.add_label(redis_client, labels.FeedbackRequest(camera="cam1", start_seq=20, end_seq=29, label="abnormal"))  # fmt: skip
-    cameras = [keys.CameraConfig(id="cam1", source="test://")]
+    cameras = [schemas.CameraConfig(id="cam1", source="test://")]
     retention.sweep(redis_client, SETTINGS, cameras, time.time() + 10 * 365 * DAY)
     assert [label.id for label in labels.camera_labels(redis_client, "cam1")] == [first.id, second.id]
     assert retention.remove_labels(redis_client, cutoff) == 1
@@ -134,7 +140,7 @@ def test_storage_is_measured_per_camera_and_kind(redis_client: redis.Redis) -> N
     redis_client.set(keys.error_map_key("cam1", 1), encode_error_map(np.random.default_rng(0).random((60, 90), np.float32)))  # fmt: skip
     redis_client.set(keys.heat_bucket_key("cam1", int(now // 60)), b"x" * 500)
     add_alert(redis_client, "a1", now, now + 5)
-    retention.sweep(redis_client, SETTINGS, [keys.CameraConfig(id="cam1", source="test://")], now)
+    retention.sweep(redis_client, SETTINGS, [schemas.CameraConfig(id="cam1", source="test://")], now)
     report = retention.read_storage(redis_client)
     assert report is not None
     kinds = report.cameras["cam1"]
@@ -144,7 +150,9 @@ def test_storage_is_measured_per_camera_and_kind(redis_client: redis.Redis) -> N
 
 
 def test_a_cameras_own_spans_resolve_over_the_sites() -> None:
-    own = keys.CameraConfig(id="c", source="x", retention=keys.CameraRetention(heat_s=7200.0, frames_s=60.0))
+    own = schemas.CameraConfig(
+        id="c", source="x", retention=schemas.CameraRetention(heat_s=7200.0, frames_s=60.0)
+    )
     spans = SETTINGS.retention.for_camera(own)
     assert (spans.display_s, spans.error_maps_s, spans.heat_s) == (HOUR, 3600.0, 7200.0)
     assert SETTINGS.analysis.for_camera(own).buffer_frames == 600  # 10 fps for 60 s
@@ -155,10 +163,10 @@ def test_the_ingest_worker_sweeps_and_keeps_snapshots_for_the_display_span(
 ) -> None:
     settings = ingest_settings(redis_url)
     settings.retention = RetentionSettings(display_s=600.0, sweep_interval_s=0.2)
-    put_camera(redis_client, keys.CameraConfig(id="door", source=str(video_clip), loop=True))
+    put_camera(redis_client, schemas.CameraConfig(id="door", source=str(video_clip), loop=True))
     add_display(redis_client, "gone", time.time() - 2 * HOUR)
     run_worker(IngestWorker(settings, redis_url))
     wait_for(lambda: redis_client.exists(keys.snapshot_key("door")))
     assert 0 < redis_client.ttl(keys.snapshot_key("door")) <= 600
     wait_for(lambda: redis_client.xlen(keys.display_stream("gone")) == 0)
-    wait_for(lambda: "door" in (retention.read_storage(redis_client) or keys.StorageReport()).cameras)
+    wait_for(lambda: "door" in (retention.read_storage(redis_client) or schemas.StorageReport()).cameras)

@@ -40,6 +40,7 @@ from websockets.sync.client import connect as ws_connect
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from tests import waiting  # noqa: E402  (after the path setup)
 from workers.bus import keys, schemas  # noqa: E402  (after the path setup)
 from workers.bus.connection import EMBEDDED_REDIS_DIR, URL_FILE, connect, free_port  # noqa: E402
 from workers.bus.keys import DROPPED_FIELD  # noqa: E402
@@ -148,16 +149,13 @@ class AlertFollower:
 
 
 def wait_for(condition: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except (httpx.HTTPError, OSError, redis.RedisError):
-            result = None
-        if result:
-            return result
-        time.sleep(0.5)
-    raise SystemExit(f"soak: timed out waiting for {what}")
+    """Polls the starting service; a timeout ends the soak with its reason, not a traceback."""
+    try:
+        return waiting.wait_for(
+            condition, timeout_s, what, every_s=0.5, retry_on=(httpx.HTTPError, OSError, redis.RedisError)
+        )
+    except AssertionError as timed_out:
+        raise SystemExit(f"soak: {timed_out}") from None
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -12,18 +12,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+from tests import waiting
 from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port
 from workers.ingest.demo import write_demo_clip
@@ -32,17 +32,8 @@ CLIP_SECONDS = 16
 FPS = 10
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            result = condition()
-        except (httpx.HTTPError, OSError):
-            result = None
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+# the service is polled over HTTP while its processes start and restart: a refused request is "not yet"
+wait_for = partial(waiting.wait_for, every_s=0.2, retry_on=(httpx.HTTPError, OSError))
 
 
 @contextmanager

@@ -17,9 +17,10 @@ import platform
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import redis
 import yaml
 from websockets.sync.client import connect as ws_connect
 
+from tests import waiting
 from tests.deployment.images import BuiltImage, Unavailable, build_images, docker
 from tests.test_deployment import COMPOSE, compose_tool
 from tests.workers.conftest import RtspServer, gstreamer_rtsp  # noqa: F401  (a fixture)
@@ -63,17 +65,8 @@ SERVICES = ("api", "ingest", "inference", "retrain")
 FIGURES: dict[str, Any] = {}
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            result = condition()
-        except (httpx.HTTPError, OSError, redis.RedisError):
-            result = None
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
-        time.sleep(every_s)
+# the site is polled over HTTP and Redis while its containers start and restart: a refusal is "not yet"
+wait_for = partial(waiting.wait_for, every_s=0.5, retry_on=(httpx.HTTPError, OSError, redis.RedisError))
 
 
 @dataclass

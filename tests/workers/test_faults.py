@@ -23,6 +23,7 @@ import torch
 from models.detector.export import save_detector
 from models.detector.motion import MotionBaseline
 from tests.models.detector.test_runtime import tiny_detector
+from tests.waiting import wait_for
 from tests.workers.conftest import RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, RtspServer, RunIngest, ingest_settings
 from tests.workers.inference.test_worker import (
     HEIGHT,
@@ -32,7 +33,7 @@ from tests.workers.inference.test_worker import (
     scored_seqs,
     write_frames,
 )
-from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
+from tests.workers.ingest.test_worker import frames, state_is, status
 from workers.bus import keys, schemas
 from workers.bus.connection import EmbeddedRedis, connect
 from workers.bus.keys import DROPPED_FIELD

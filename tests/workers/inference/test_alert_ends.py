@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import redis
 
-from tests.workers.inference.test_worker import add_camera, frame_message, scene, scored_seqs, wait_for
+from tests.waiting import wait_for
+from tests.workers.inference.test_worker import add_camera, frame_message, scene, scored_seqs
 from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
 from workers.store.cameras import put_camera

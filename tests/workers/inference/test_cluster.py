@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from tests.redis_cluster import RedisClusterNodes, start_redis_cluster
+from tests.waiting import wait_for
 from tests.workers.inference.test_worker import (
     add_camera,
     frame_message,
     scene,
-    wait_for,
     write_frames,
 )
 from workers.bus import keys, schemas

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import redis
 
+from tests.waiting import wait_for
 from tests.workers.inference.test_worker import (
     add_camera,
     frame_message,
     scene,
     scored_seqs,
-    wait_for,
     write_frames,
 )
 from tests.workers.store.test_labels import write_alert

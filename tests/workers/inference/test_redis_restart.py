@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 from models.detector.motion import MotionBaseline
+from tests.waiting import wait_for
 from tests.workers.inference.test_worker import (
     HEIGHT,
     WIDTH,
     add_camera,
     scored_seqs,
     settings_for_test,
-    wait_for,
     write_frames,
 )
 from workers.bus import keys, schemas

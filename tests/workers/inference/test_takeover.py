@@ -11,7 +11,8 @@ from collections.abc import Callable
 import numpy as np
 import redis
 
-from tests.workers.inference.test_worker import add_camera, frame_message, scene, wait_for
+from tests.waiting import wait_for
+from tests.workers.inference.test_worker import add_camera, frame_message, scene
 from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import redis
 
+from tests.waiting import wait_for
 from workers.bus import keys, schemas
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
@@ -60,13 +61,6 @@ def settings_for_test() -> Settings:
     settings = Settings(heartbeat_s=0.2)
     settings.inference.lease_ttl_ms = 600
     return settings
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def scored_seqs(client: redis.Redis, camera: str) -> list[int]:

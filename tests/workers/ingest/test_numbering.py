@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.waiting import wait_for
 from tests.workers.conftest import RunIngest, ingest_settings
-from tests.workers.ingest.test_worker import state_is, wait_for
+from tests.workers.ingest.test_worker import state_is
 from workers.bus import keys, schemas
 from workers.ingest.worker import CameraIngest
 from workers.store.cameras import put_camera

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import redis
 
+from tests.waiting import wait_for
 from tests.workers.conftest import RtspServer, RunIngest
-from tests.workers.ingest.test_worker import frames, state_is, status, wait_for
+from tests.workers.ingest.test_worker import frames, state_is, status
 from workers.bus import keys, schemas
 from workers.ingest.demo import write_demo_clip
 from workers.ingest.sources import AvFrame

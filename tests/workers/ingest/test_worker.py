@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 import redis
 
+from tests.waiting import wait_for
 from tests.workers.conftest import RunIngest, corrupt_copy, gray_frame, ingest_settings
 from workers.bus import keys, schemas
 from workers.bus.connection import EmbeddedRedis, connect
@@ -33,14 +33,6 @@ from workers.store.cameras import ensure_sources, new_camera_id, put_camera, rem
 
 pytestmark = pytest.mark.timeout(60)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return result
 
 
 def status(client: redis.Redis, camera: str) -> schemas.CameraStatus | None:

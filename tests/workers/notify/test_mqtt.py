@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis
 
-from tests.workers.inference.test_worker import wait_for
+from tests.waiting import wait_for
 from tests.workers.notify.conftest import Broker, make_tls_files
 from tests.workers.notify.test_webhooks import write_event
 from workers.bus import keys, schemas

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import redis
 
-from tests.workers.inference.test_worker import wait_for
+from tests.waiting import wait_for
 from workers.bus import keys, schemas
 from workers.config import Settings, WebhookSettings
 from workers.notify.webhooks import WebhookWorker

@@ -19,6 +19,7 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
+from tests.waiting import wait_for
 from tests.workers.inference.test_worker import (
     HEIGHT,
     WIDTH,
@@ -27,7 +28,6 @@ from tests.workers.inference.test_worker import (
     scene,
     scored_seqs,
     settings_for_test,
-    wait_for,
 )
 from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker

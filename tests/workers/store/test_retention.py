@@ -9,8 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import redis
 
+from tests.waiting import wait_for
 from tests.workers.conftest import ingest_settings
-from tests.workers.inference.test_worker import wait_for
 from workers.bus import keys, schemas
 from workers.config import RetentionSettings, Settings
 from workers.inference.alert_writes import queue_alert_event

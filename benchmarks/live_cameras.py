@@ -17,14 +17,10 @@ import numpy as np
 
 from models.evaluation import datasets
 from models.evaluation.events import true_ranges
+from tests.rtsp_process import RTSP_PACKAGES, SYSTEM_PYTHON, start_rtsp_server
 from workers.bus.connection import free_port
 from workers.ingest.clips import write_clip
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RTSP_SERVER_SCRIPT = PROJECT_ROOT / "tests" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's Python bindings come with the system's Python
-RTSP_PACKAGES = "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-gi"
-SERVER_START_TIMEOUT_S = 30.0
 Deal = Literal["blocks", "round-robin"]
 
 
@@ -158,22 +154,7 @@ class RtspReplays:
 
     def _start(self, item: CameraFootage) -> None:
         port = free_port()
-        command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(port), "--mount", f"/{item.camera}"]
-        command += [arg for clip in item.clips for arg in ("--file", str(clip))] + ["--once"]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.servers[item.camera] = (port, process)
-        assert process.stdout is not None
-        try:
-            line = process.stdout.readline()  # "ready", or nothing when it failed
-        except OSError:
-            line = ""
-        if line.strip() != "ready":
-            process.kill()
-            error = process.communicate(timeout=SERVER_START_TIMEOUT_S)[1].strip().splitlines()
-            raise RuntimeError(
-                f"the RTSP server of {item.camera} did not start ({error[-1] if error else 'no output'}); "
-                f"it needs: apt-get install -y {RTSP_PACKAGES}"
-            )
+        self.servers[item.camera] = (port, start_rtsp_server(port, f"/{item.camera}", item.clips, once=True))
 
     def stop(self) -> None:
         for _, process in self.servers.values():

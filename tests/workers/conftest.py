@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from models.detector.motion import MotionBaseline
+from tests.rtsp_process import RTSP_PACKAGES, SYSTEM_PYTHON, start_rtsp_server
 from workers.bus import schemas
 from workers.bus.connection import free_port
 from workers.config import AnalysisSettings, Settings
@@ -22,12 +23,6 @@ from workers.ingest.demo import demo_frames, write_demo_clip
 from workers.ingest.worker import IngestWorker
 from workers.proc.process import WorkerProcess
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-RTSP_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
-RTSP_PACKAGES = (
-    "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad "
-    "gstreamer1.0-tools python3-gi"
-)
 _GST_PROBE = (
     "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
     "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
@@ -137,18 +132,7 @@ class RtspServer:
         return f"rtsp://{auth}127.0.0.1:{self.port}{path or self.mount}"
 
     def start(self) -> RtspServer:
-        command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount]
-        command += ["--address", self.address]
-        command += [arg for file in self.files for arg in ("--file", str(file))]
-        command += ["--once"] if self.once else []
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # "ready", or EOF if it failed
-        if line.strip() != "ready":
-            self.stop()
-            raise RuntimeError(
-                f"RTSP server did not start: {self.process.stderr.read() if self.process.stderr else ''}"
-            )
+        self.process = start_rtsp_server(self.port, self.mount, self.files, self.once, self.address)
         return self
 
     def stop(self) -> None:

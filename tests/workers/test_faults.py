@@ -24,7 +24,7 @@ from models.detector.export import save_detector
 from models.detector.motion import MotionBaseline
 from tests.models.detector.test_runtime import tiny_detector
 from tests.waiting import wait_for
-from tests.workers.conftest import RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, RtspServer, RunIngest, ingest_settings
+from tests.workers.conftest import RtspServer, RunIngest, ingest_settings
 from tests.workers.inference.test_worker import (
     HEIGHT,
     WIDTH,
@@ -56,21 +56,6 @@ def write_ts(path: Path, size: tuple[int, int], seconds: float, fps: int = 10, s
     return path
 
 
-class FileRtspServer(RtspServer):
-    """The loopback RTSP server streaming one file once (then the stream ends, like a camera going away)."""
-
-    def __init__(self, clip: Path) -> None:
-        super().__init__()
-        self.clip = clip
-
-    def start(self) -> FileRtspServer:
-        args = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), "--file", str(self.clip)]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == "ready", "RTSP server did not start"
-        return self
-
-
 @pytest.mark.rtsp
 def test_rtsp_stream_that_changes_resolution_keeps_streaming(
     gstreamer_rtsp: None, run_ingest: RunIngest, redis_client: redis.Redis, tmp_path: Path
@@ -79,7 +64,7 @@ def test_rtsp_stream_that_changes_resolution_keeps_streaming(
     large = write_ts(tmp_path / "large.ts", (640, 360), seconds=3, seed=1)
     both = tmp_path / "both.ts"
     both.write_bytes(small.read_bytes() + large.read_bytes())
-    server = FileRtspServer(both).start()
+    server = RtspServer(file=both).start()  # streams it once, then the stream ends like a camera going away
     try:
         put_camera(redis_client, schemas.CameraConfig(id="gate", source=server.url()))
         run_ingest(realtime=True)

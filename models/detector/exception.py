@@ -19,9 +19,18 @@ as before. A cell is taken for a kept one by one of two tests:
   reach is how close the kept cells of one labelled event lie to those of another
   (models/selftrain/feedback.learn_cell_exception): how far the kind was seen to carry from one event to
   the next, not the spacing of near-identical cells of one event.
+
+Only a cell at least `seed` from the appearance memory is taken (0: any): what is as unusual as the kept
+cells typically are, the bicycle itself. A cyclist's rider looks like the walkers the memory holds, and so
+does a skateboarder beside him: taken by their looks alone, riders' cells take the skateboarder with them,
+while taken from the unusual cells with `spread` cells around them, the cyclist goes whole and the
+skateboarder stays (Ped2, the site accepting bicycles: later bicycle alerts 3 -> 1 with every other event
+kept, where every matching cell took two of the three other events with them).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +53,8 @@ def nearest_distance(queries: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
 class CellException(nn.Module):
     """(cell features [B, C, h, w], cell speed above normal [B, h, w], cell distance to the appearance
     memory [B, h, w]) -> keep [B, h, w]: 0 at cells taken for a kept one (none while the test's
-    threshold, `ratio` or `reach`, is 0) and the `spread` cells around them; 1 elsewhere."""
+    threshold, `ratio` or `reach`, is 0; only those at least `seed` from the memory) and the `spread`
+    cells around them; 1 elsewhere."""
 
     def __init__(self, channels: int, cells: int, spread: int = 0) -> None:
         super().__init__()
@@ -58,6 +68,12 @@ class CellException(nn.Module):
         self.register_buffer("speed_weight", torch.ones(()))
         self.register_buffer("reach", torch.zeros(()))
         self.register_buffer("ratio", torch.zeros(()))
+        self.register_buffer("seed", torch.zeros(()))  # distance to the memory a taken cell needs
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # model files from before the seed test: every matching cell was taken
+        state_dict.setdefault(prefix + "seed", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
     def descriptors(self) -> torch.Tensor:
@@ -65,10 +81,17 @@ class CellException(nn.Module):
         return self.kept + self.center
 
     def set_kept(
-        self, descriptors: torch.Tensor, events: torch.Tensor, speed_weight: float, reach: float, ratio: float
+        self,
+        descriptors: torch.Tensor,
+        events: torch.Tensor,
+        speed_weight: float,
+        reach: float,
+        ratio: float,
+        seed: float = 0.0,
     ) -> None:
         """Keeps `descriptors` [K, C + 1] (features, speed weighted by `speed_weight`) of labelled events
-        `events` [K]; K may differ from the current number (see DetectorNet.set_exception)."""
+        `events` [K], taken where a cell lies at least `seed` from the appearance memory; K may differ from
+        the current number (see DetectorNet.set_exception)."""
         if (
             descriptors.ndim != 2
             or descriptors.shape[1] != self.kept.shape[1]
@@ -85,6 +108,7 @@ class CellException(nn.Module):
         self.speed_weight.fill_(speed_weight)
         self.reach.fill_(reach)
         self.ratio.fill_(ratio)
+        self.seed.fill_(seed)
 
     def describe(self, features: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
         """[B * h * w, C + 1] the joint descriptor of every cell."""
@@ -107,7 +131,10 @@ class CellException(nn.Module):
         by_ratio = (looks < self.ratio * memory_distance.reshape(-1)).to(dtype)
         by_reach = (nearest_distance(joint, self.kept) < self.reach).to(dtype)
         use_ratio = (self.ratio > 0).to(dtype)
-        excepted = (use_ratio * by_ratio + (1.0 - use_ratio) * by_reach).reshape(batch, 1, height, width)
+        unusual = (memory_distance.reshape(-1) >= self.seed).to(dtype)
+        excepted = (unusual * (use_ratio * by_ratio + (1.0 - use_ratio) * by_reach)).reshape(
+            batch, 1, height, width
+        )
         if self.spread:
             excepted = F.max_pool2d(excepted, 2 * self.spread + 1, stride=1, padding=self.spread)
         return 1.0 - excepted[:, 0]

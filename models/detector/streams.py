@@ -301,9 +301,10 @@ class DetectorNet(nn.Module):
         reach: float,
         ratio: float = 0.0,
         spread: int = 0,
+        seed: float = 0.0,
     ) -> None:
         """The per-cell exception replaced by these kept cells (CellException.set_kept), however many,
-        excepting `spread` cells around each match; none removes it. The config follows, as with the memory."""
+        taking cells at least `seed` from the memory and `spread` cells around each; none removes it. The config follows, as with the memory."""
         assert self.appearance is not None
         if len(descriptors) == 0:
             self.exception = None
@@ -311,7 +312,7 @@ class DetectorNet(nn.Module):
             if self.exception is None:
                 self.exception = CellException(self.appearance.backbone.out_channels, len(descriptors))
             self.exception.spread = spread
-            self.exception.set_kept(descriptors, events, speed_weight, reach, ratio)
+            self.exception.set_kept(descriptors, events, speed_weight, reach, ratio, seed)
         self.config = replace(self.config, exception_cells=len(descriptors), exception_spread=spread)
 
     def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,10 @@ class LabelLearning:
     # the appearance memory; 0: where its joint descriptor lies within the reach of a kept one
     exception_ratio: float = 0.95
     exception_reach_quantile: float = 0.5  # of the distances from a kept cell to the nearest of another event
-    exception_spread: int = 0  # cells around a matching one excepted with it (an object's edges)
+    # of the kept cells' distances to the appearance memory: a matching cell at least that unusual is taken
+    # (0: every matching one), with `exception_spread` cells around it (the rest of the object)
+    exception_seed_quantile: float = 0.5
+    exception_spread: int = 1
     exception_max_cells: int = 2048  # the newest kept
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,8 +13,9 @@ it. Here the labelled frames are learned directly, the way the fit learns normal
   faster than normal, while faster motion there, or motion anywhere else, scores as before;
 - per-cell exception (optional, `cell_exception`): the joint descriptors (appearance features, speed
   above normal) of the labelled frames' most anomalous cells are kept in the model, whose cells that
-  look and move like one of them lose their evidence (models/detector/exception.py): what was marked
-  normal stops counting, and a different thing beside it in the same frame still counts.
+  look and move like one of them, and are as unusual as they typically are, lose their evidence with
+  their neighbours (models/detector/exception.py): what was marked normal stops counting, and a
+  different thing beside it in the same frame still counts.
 
 The statistics (the streams' z units, the calibration) are left as they are: a labelled false alert
 scores lower, normal footage scores as it did, and the alert threshold keeps its meaning.
@@ -121,6 +122,17 @@ def exception_reach(descriptors: torch.Tensor, events: torch.Tensor, quantile: f
     return _nearest_other(descriptors, events, quantile)
 
 
+def exception_seed(model: DetectorNet, features: torch.Tensor, quantile: float) -> float:
+    """The `quantile` of the distances from the kept cells' `features` [K, C] to the appearance memory:
+    how unusual a cell must be to be taken for one of them (0 with `quantile` 0: any)."""
+    if quantile <= 0 or len(features) == 0:
+        return 0.0
+    assert model.appearance is not None
+    with torch.inference_mode():  # the K cells as a [1, C, K, 1] grid
+        distances = model.appearance.cell_distances(features.t()[None, :, :, None].float()).flatten()
+    return float(torch.quantile(distances, quantile))
+
+
 def learn_cell_exception(
     model: DetectorNet, clips: np.ndarray, events: np.ndarray, anomaly: np.ndarray, config: LabelLearning
 ) -> dict[str, Any]:
@@ -145,14 +157,16 @@ def learn_cell_exception(
         descriptors = torch.cat([old.descriptors, descriptors])[-config.exception_max_cells :]
         new_events = torch.cat([old.events, new_events])[-config.exception_max_cells :]
     reach = exception_reach(descriptors, new_events, config.exception_reach_quantile)
+    seed = exception_seed(model, descriptors[:, :-1], config.exception_seed_quantile)
     model.set_exception(
-        descriptors, new_events, weight, reach, config.exception_ratio, config.exception_spread
+        descriptors, new_events, weight, reach, config.exception_ratio, config.exception_spread, seed
     )
     return {
         "cells_kept": len(descriptors),
         "events": len(torch.unique(new_events)),
         "speed_weight": round(weight, 4),
         "reach": round(reach, 4),
+        "seed": round(seed, 4),
     }
 
 

@@ -69,6 +69,27 @@ def test_by_ratio_a_cell_is_taken_where_it_looks_more_like_a_kept_one_than_like_
     assert torch.equal(keep, expected)
 
 
+def test_only_a_cell_as_unusual_as_the_seed_is_taken_and_its_neighbours_go_with_it() -> None:
+    # two cells that look like the first kept one (by ratio): the usual one (0.5 from the memory, under
+    # the seed 1.0) stays, the unusual one (2.0) goes with the cells around it
+    features, speed, memory_distance = grid({(1, 1): (1.0, 0.0, 1.0), (4, 4): (1.0, 0.0, 1.0)}, memory=0.5)
+    memory_distance[0, 4, 4] = 2.0
+    module = exception(ratio=0.9, spread=1)
+    module.set_kept(KEPT, torch.tensor([0, 1]), 1.0, 0.0, 0.9, seed=1.0)
+    keep = module(features, speed, memory_distance)[0]
+    expected = torch.ones(6, 6)
+    expected[3:6, 3:6] = 0
+    assert torch.equal(keep, expected)
+
+
+def test_a_model_file_from_before_the_seed_takes_every_matching_cell() -> None:
+    state = exception(ratio=0.9).state_dict()
+    del state["seed"]
+    module = CellException(channels=2, cells=len(KEPT))
+    module.load_state_dict(state)
+    assert float(module.seed) == 0.0 and float(module.ratio) == pytest.approx(0.9)
+
+
 def test_kept_cells_are_checked() -> None:
     with pytest.raises(ValueError, match="descriptors"):
         CellException(channels=2, cells=1).set_kept(torch.zeros(2, 4), torch.zeros(2), 1.0, 1.0, 0.0)

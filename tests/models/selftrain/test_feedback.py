@@ -15,6 +15,7 @@ from models.detector.scores import anomaly_maps
 from models.scoring.camera import padded_clips
 from models.selftrain.config import LabelLearning
 from models.selftrain.feedback import labelled_events, learn_labelled_normal
+from models.selftrain.ordinal import cell_evidence
 from tests.models.conftest import TINY_DETECTOR, synthetic_video
 
 
@@ -100,7 +101,7 @@ def racing_walker(row: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "test",
-    [{"exception_spread": 1}, {"exception_ratio": 0.0, "exception_spread": 1}],
+    [{"exception_seed_quantile": 0.0}, {"exception_ratio": 0.0, "exception_seed_quantile": 0.0}],
     ids=["by ratio", "by reach"],
 )
 def test_the_cell_exception_quiets_what_was_labelled_and_not_a_different_thing(
@@ -113,6 +114,7 @@ def test_the_cell_exception_quiets_what_was_labelled_and_not_a_different_thing(
     config = LabelLearning(memory=False, cell_exception=True, **test)
     report = learn_labelled_normal(model, labelled, config, events, anomaly)["cell_exception"]
     assert report["events"] == 2 and report["cells_kept"] > 0 and report["reach"] > 0
+    assert model.exception is not None and float(model.exception.seed) == report["seed"] == 0.0
     assert model.config.bank_size == TINY_DETECTOR.bank_size  # the memory is left alone
     taught = TorchDetector(model, tiny_model.info.metadata)
     square, walker = racing_square(slice(12, 20)), racing_walker(16)  # elsewhere again
@@ -122,6 +124,22 @@ def test_the_cell_exception_quiets_what_was_labelled_and_not_a_different_thing(
     # learned again (the next cycle's window holds the same labels): nothing new is kept
     again = learn_labelled_normal(model, labelled, config, events, anomaly)["cell_exception"]
     assert again["cells_kept"] == report["cells_kept"] and again["events"] == 2
+
+
+def test_a_cell_is_taken_from_as_unusual_as_the_kept_cells_typically_are(tiny_model: TorchDetector) -> None:
+    labelled = racing_square(slice(4, 12))
+    anomaly = anomaly_maps(tiny_model, tiny_model.stream_maps(labelled))
+    model = copy.deepcopy(tiny_model.model)
+    config = LabelLearning(memory=False, cell_exception=True)  # the default: from the median kept cell
+    report = learn_labelled_normal(model, labelled, config, np.zeros(len(labelled), int), anomaly)
+    assert model.exception is not None
+    kept = model.exception.descriptors[:, :-1]
+    distances = model.appearance.cell_distances(kept.t()[None, :, :, None]).flatten()
+    assert float(model.exception.seed) == pytest.approx(float(distances.median()), rel=0.05)
+    assert report["cell_exception"]["seed"] == pytest.approx(float(model.exception.seed), abs=1e-4)
+    # the kept cells are the labelled frames' most anomalous: more unusual than the footage's own cells
+    normal = model.appearance.cell_distances(cell_evidence(model, racing_square(slice(4, 4)))[0])
+    assert float(model.exception.seed) > float(normal.median())
 
 
 def test_without_events_or_maps_the_cell_exception_is_not_learned(tiny_model: TorchDetector) -> None:

@@ -74,8 +74,8 @@ from workers.config import get_settings, hysteresis_config  # noqa: E402
 ROUNDS = 5
 PER_ROUND = 5
 MECHANISMS = {
-    "memory": LabelLearning(motion_exception=False),
-    "memory+motion": LabelLearning(motion_exception=True),
+    "memory": LabelLearning(motion_exception=False, accepted_exception=False),
+    "memory+motion": LabelLearning(motion_exception=True, accepted_exception=False),
     "cell-exception": LabelLearning(memory=False, cell_exception=True),
 }
 CELL_EXCEPTION = "cell-exception"
@@ -108,9 +108,16 @@ class Arm:
         self.learned: list[dict[str, Any]] = []
         self.detector: Detector = start
 
-    def learn(self, frames: dict[str, np.ndarray], alerts: list[VideoAlert], history: int) -> None:
-        """Learns the frames the alerts cover, labelled normal (with the event each frame belongs to and
-        the anomaly maps of the detector that raised them, for the per-cell exception)."""
+    def learn(
+        self,
+        frames: dict[str, np.ndarray],
+        alerts: list[VideoAlert],
+        history: int,
+        category: str | None = None,
+    ) -> None:
+        """Learns the frames the alerts cover, labelled normal, with `category` when the operator gave one
+        (with the event each frame belongs to and the anomaly maps of the detector that raised them, for
+        the per-cell exception)."""
         clips = labelled_clips(frames, alerts, history)
         if len(clips) == 0:
             return
@@ -122,10 +129,11 @@ class Arm:
         clips, events = clips[picks], events[picks]
         anomaly = (
             anomaly_maps(self.detector, self.detector.stream_maps(clips))
-            if self.learning.cell_exception
+            if self.learning.cell_exception or (self.learning.accepted_exception and category is not None)
             else None
         )
-        report = learn_labelled_normal(self.model, clips, self.learning, events, anomaly)
+        accepted = np.full(len(clips), category is not None)
+        report = learn_labelled_normal(self.model, clips, self.learning, events, anomaly, accepted)
         report["seconds"] = round(time.monotonic() - started, 1)
         self.learned.append(report)
         path = self.work / f"{self.name}-{len(self.learned)}.onnx"
@@ -386,7 +394,7 @@ def normal_here(
             report["arms"][name] = {**unscored.summary(), **result}
         else:
             arm = Arm(name, start, MECHANISMS[name], args.work)
-            arm.learn(frames, marked, start.info.history)
+            arm.learn(frames, marked, start.info.history, category=accepted)
             after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
             result = summary(raise_alerts(after, config, fps))
             report["arms"][name] = {"learned": arm.learned, **result}

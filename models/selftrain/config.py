@@ -55,8 +55,11 @@ class LabelLearning:
     motion_margin: float = 1.0
     memory: bool = True  # the labelled frames' worst-covered cells join the appearance memory
     # the per-cell exception (models/detector/exception.py): the labelled frames' most anomalous cells kept,
-    # and cells that look and move like them taken out of the maps
+    # and cells that look and move like them taken out of the maps; for the frames of every label, or
+    # (accepted_exception) for those of a kind the site accepts (labelled normal with a category), which
+    # then do not join the memory: learned as normal looks, a cyclist still moves like an anomaly
     cell_exception: bool = False
+    accepted_exception: bool = True
     exception_cells_per_frame: int = 16  # most anomalous cells kept of each labelled frame
     exception_peak_share: float = 0.5  # ... among those with at least this share of its peak evidence
     # a cell is taken for a kept one where its features lie nearer them than this times their distance to
@@ -168,6 +171,8 @@ class Window:
     frames: np.ndarray  # uint8 [N, H, W] at the detector's input size
     segments: np.ndarray  # int [N]: frame history restarts where this changes (reconnect, gap)
     labels: np.ndarray | None = None  # int [N]: operator labels, 1 abnormal, 0 normal, -1 none
+    # bool [N]: labelled normal with a category, a kind of event the site accepts (not a false alarm)
+    accepted: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -119,7 +119,7 @@ def run_cycle(
     report["adaptation_s"] = round(time.monotonic() - started - report["mining_s"], 2)
     for candidate in candidates:
         candidate_metadata, validation = _validated(
-            candidate, metadata, current, window, mined, config, model.anchors
+            candidate, metadata, current, window, mined, config, model.anchors, _judged(candidate, model)
         )
         report["candidate"] = candidate_metadata["version"]
         report["candidate_kind"] = candidate_metadata["kind"]
@@ -198,6 +198,7 @@ def _adapted_candidates(
             config.labels,
             labelled_events(labelled_normal, window.segments),
             evidence.maps[labelled_normal],
+            window.accepted[labelled_normal] if window.accepted is not None else None,
         )
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
@@ -225,6 +226,29 @@ def _log_verdict(window: Window, mined: MinedSet, validation: Validation, kind: 
     )
 
 
+def _judged(candidate: DetectorNet, in_service: DetectorNet) -> DetectorNet:
+    """The candidate as validation judges it: with the per-cell exception of the model in service. What
+    the candidate's exception adds was learned from frames an operator labelled a kind the site accepts;
+    the mined anomalies of that kind it takes out do not count against it, as labels override mining."""
+    if candidate.exception is None and in_service.exception is None:
+        return candidate
+    judged = copy.deepcopy(candidate)
+    kept = in_service.exception
+    if kept is None:
+        judged.set_exception(torch.zeros(0, 1), torch.zeros(0), 1.0, 0.0)  # none
+    else:
+        judged.set_exception(
+            kept.descriptors,
+            kept.events,
+            float(kept.speed_weight),
+            float(kept.reach),
+            float(kept.ratio),
+            kept.spread,
+            float(kept.seed),
+        )
+    return judged
+
+
 def _validated(
     candidate: DetectorNet,
     metadata: dict[str, Any],
@@ -233,9 +257,11 @@ def _validated(
     mined: MinedSet,
     config: SelfTrainConfig,
     anchors: np.ndarray | None,
+    judged: DetectorNet | None = None,
 ) -> tuple[dict[str, Any], Validation]:
     """The candidate's metadata (statistics refitted) and its validation against the model in service
-    (with the anomalies set apart from `anchors`, the model's own footage, when given)."""
+    (with the anomalies set apart from `anchors`, the model's own footage, when given), as `judged` (the
+    candidate itself when not given) scores."""
     structure = {**metadata, **model_metadata(candidate.config, {})}  # streams may have grown
     refitted, normal_reference = refit_statistics(
         TorchDetector(candidate, structure), current, window, mined.calibration, config.prior_frames
@@ -250,7 +276,7 @@ def _validated(
     }
     validation = validate(
         current,
-        TorchDetector(candidate, candidate_metadata),
+        TorchDetector(judged if judged is not None else candidate, candidate_metadata),
         window,
         mined,
         config,

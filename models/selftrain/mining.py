@@ -286,6 +286,12 @@ def mine(
     if window.labels is not None:
         normal, abnormal = apply_labels(normal, abnormal, window.labels)
         labelled_normal = window.labels == 0
+    if window.accepted is not None and config.labels.accepted_exception:
+        # a kind of event the site accepts is learned by the per-cell exception alone
+        # (models/selftrain/feedback.py): learned as normal footage, its speed would silence other events
+        # where it went, and it is no anomaly to mine either
+        normal, abnormal = normal & ~window.accepted, abnormal & ~window.accepted
+        labelled_normal &= ~window.accepted
     normal &= ~abnormal
     holdout, train_normal = _holdout_split(normal & ~labelled_normal, params.min_run, config.holdout_share)
     train_normal = np.union1d(train_normal, np.flatnonzero(labelled_normal))

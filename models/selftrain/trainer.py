@@ -42,13 +42,18 @@ def concat_windows(windows: list[Window]) -> Window:
         _, codes = np.unique(window.segments, return_inverse=True)
         segments.append(codes + offset)
         offset += int(codes.max()) + 1 if len(codes) else 0
-    labels = None
+    labels = accepted = None
     if any(w.labels is not None for w in windows):
         labels = np.concatenate([w.labels if w.labels is not None else np.full(len(w), -1) for w in windows])
+    if any(w.accepted is not None for w in windows):
+        accepted = np.concatenate(
+            [w.accepted if w.accepted is not None else np.zeros(len(w), bool) for w in windows]
+        )
     return Window(
         frames=np.concatenate([w.frames for w in windows]),
         segments=np.concatenate(segments),
         labels=labels,
+        accepted=accepted,
     )
 
 

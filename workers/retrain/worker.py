@@ -31,7 +31,7 @@ from workers.inference.categories import categorize_alerts, describe_new_alerts
 from workers.proc.process import WorkerProcess
 from workers.store import model_registry
 from workers.store.cameras import list_cameras, source_size
-from workers.store.labels import frame_labels
+from workers.store.labels import latest_frame_labels
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,14 @@ def read_window(client: redis.Redis, camera: str, count: int, height: int, width
         return None
     seq = np.array(seqs)
     breaks = np.r_[0, (np.diff(seq) != 1) | (np.diff(np.array(sessions)) != 0)].cumsum()
-    labels = np.full(len(seq), -1)
-    for frame_seq, verdict in frame_labels(client, camera, int(seq[0]), int(seq[-1])).items():
+    labels, accepted = np.full(len(seq), -1), np.zeros(len(seq), dtype=bool)
+    for frame_seq, label in latest_frame_labels(client, camera, int(seq[0]), int(seq[-1])).items():
         row = int(np.searchsorted(seq, frame_seq))
         if seq[row] == frame_seq:  # a labelled frame may be missing from the window (gap, never scored)
-            labels[row] = LABEL_CODES[verdict]
-    window = Window(np.stack(frames), breaks, labels)
+            labels[row] = LABEL_CODES[label.label]
+            # normal with a category: a kind of event the site accepts (cyclists), not a false alarm
+            accepted[row] = label.label == "normal" and label.category is not None
+    window = Window(np.stack(frames), breaks, labels, accepted)
     return CameraWindow(camera, window, int(seq[-1]))
 
 

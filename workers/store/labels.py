@@ -129,15 +129,24 @@ def overlaps(label: FeedbackLabel, first_seq: int, last_seq: int) -> bool:
     return label.start_seq <= last_seq and label.end_seq >= first_seq
 
 
-def frame_labels(client: redis.Redis, camera: str, first_seq: int, last_seq: int) -> dict[int, str]:
-    """seq -> "normal" / "abnormal" for each labelled frame of `camera` in first_seq..last_seq (inclusive);
+def latest_frame_labels(
+    client: redis.Redis, camera: str, first_seq: int, last_seq: int
+) -> dict[int, FeedbackLabel]:
+    """seq -> the label in force for each labelled frame of `camera` in first_seq..last_seq (inclusive):
     where labels overlap, the latest wins. Frames no label covers are absent."""
-    verdicts: dict[int, str] = {}
+    latest: dict[int, FeedbackLabel] = {}
     for label in camera_labels(client, camera):  # oldest first: later labels overwrite earlier ones
         if overlaps(label, first_seq, last_seq):
             for seq in range(max(label.start_seq, first_seq), min(label.end_seq, last_seq) + 1):
-                verdicts[seq] = label.label
-    return verdicts
+                latest[seq] = label
+    return latest
+
+
+def frame_labels(client: redis.Redis, camera: str, first_seq: int, last_seq: int) -> dict[int, str]:
+    """seq -> "normal" / "abnormal" for each labelled frame of `camera` in first_seq..last_seq (inclusive)."""
+    return {
+        seq: label.label for seq, label in latest_frame_labels(client, camera, first_seq, last_seq).items()
+    }
 
 
 def labels_version(client: redis.Redis, camera: str) -> tuple[int, float]:

@@ -160,6 +160,32 @@ def test_a_cycle_keeps_the_cells_of_each_labelled_event_in_the_cell_exception(
         assert result.model.config.exception_cells == learned["cells_kept"]
 
 
+def test_a_kind_the_site_accepts_is_served_as_an_exception_that_validation_does_not_hold_against_it(
+    tiny_model: TorchDetector,
+) -> None:
+    window = two_cameras(seed=5)  # a window whose cycle the tiny model accepts without labels too
+    labels, accepted = np.full(len(window), -1), np.zeros(len(window), dtype=bool)
+    labels[40:50] = 0  # the first camera's racing square, marked normal with a category
+    accepted[40:50] = True
+    labelled = replace(window, labels=labels, accepted=accepted)
+    mined = mine(labelled, window_evidence(tiny_model, labelled), CONFIG)
+    assert not (mined.normal[40:50].any() or mined.abnormal[40:50].any())  # neither: the exception's alone
+    result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, labelled, [], CONFIG)
+    learned = result.report["training"]["labelled_normal"]
+    assert learned["accepted_frames"] == 10 and "cells_added" not in learned  # not learned as looks
+    assert result.report["mined"]["abnormal"] > 0  # the second camera's square: the same kind, mined
+    # the exception takes the mined squares (and the pasted pseudo anomalies like them) out, as the operator
+    # asked: the candidate is validated with the exception of the model in service (none)
+    assert result.accepted, result.reason
+    assert result.model is not None and result.model.exception is not None
+    assert result.model.config.exception_cells == learned["cell_exception"]["cells_kept"]
+    plain = copy.deepcopy(result.model)
+    plain.set_exception(torch.zeros(0, 1), torch.zeros(0), 1.0, 0.0)
+    square = window.clips(np.arange(100, 110), TINY_DETECTOR.history)  # the second camera's square
+    served_raw = clip_raw_scores(TorchDetector(result.model, result.metadata), square)
+    assert served_raw.mean() < clip_raw_scores(TorchDetector(plain, result.metadata), square).mean()
+
+
 @pytest.mark.parametrize("site_changed", [True, False])
 def test_a_fresh_fit_competes_only_where_the_site_no_longer_looks_like_the_footage(
     tiny_model: TorchDetector, site_changed: bool

@@ -142,6 +142,25 @@ def test_a_cell_is_taken_from_as_unusual_as_the_kept_cells_typically_are(tiny_mo
     assert float(model.exception.seed) > float(normal.median())
 
 
+def test_a_kind_the_site_accepts_is_excepted_and_a_false_alarm_joins_the_memory(
+    tiny_model: TorchDetector,
+) -> None:
+    square, false_alarm = racing_square(slice(4, 12)), racing_walker(16)
+    clips = np.concatenate([square, false_alarm])
+    accepted = np.repeat([True, False], [len(square), len(false_alarm)])  # the square has a category
+    anomaly = anomaly_maps(tiny_model, tiny_model.stream_maps(clips))
+    model = copy.deepcopy(tiny_model.model)
+    events = np.repeat([0, 1], [len(square), len(false_alarm)])
+    report = learn_labelled_normal(model, clips, LabelLearning(), events, anomaly, accepted)
+    assert report["accepted_frames"] == len(square) and report["cells_added"] > 0
+    assert report["cell_exception"]["events"] == 1  # the square's cells only
+    # without the routing, the accepted kind joins the memory like a false alarm, and nothing is excepted
+    plain = copy.deepcopy(tiny_model.model)
+    config = LabelLearning(accepted_exception=False)
+    assert "cell_exception" not in learn_labelled_normal(plain, clips, config, events, anomaly, accepted)
+    assert plain.exception is None and plain.config.bank_size > model.config.bank_size
+
+
 def test_without_events_or_maps_the_cell_exception_is_not_learned(tiny_model: TorchDetector) -> None:
     model = copy.deepcopy(tiny_model.model)
     report = learn_labelled_normal(model, racing_square(slice(4, 12)), LabelLearning(cell_exception=True))

@@ -31,6 +31,15 @@ def site_window(frames: int = 120, seed: int = 11) -> Window:
     return concat_windows(windows)
 
 
+def test_windows_joined_keep_their_labels_and_accepted_kinds() -> None:
+    frames = np.zeros((3, HEIGHT, WIDTH), np.uint8)
+    labelled = Window(frames, np.zeros(3, int), np.array([0, -1, 0]), np.array([True, False, False]))
+    joined = concat_windows([Window(frames, np.zeros(3, int)), labelled])
+    assert joined.labels is not None and joined.labels.tolist() == [-1, -1, -1, 0, -1, 0]
+    assert joined.accepted is not None and joined.accepted.tolist() == [False] * 3 + [True, False, False]
+    assert concat_windows([Window(frames, np.zeros(3, int))]).accepted is None
+
+
 def trainer_with(model: TorchDetector, tmp_path: Path, **online: float) -> SelfTrainer:
     config = OnlineConfig(
         selftrain=CONFIG, coldstart_frames=100, coldstart_min_frames=20, detector=TINY_DETECTOR, **online

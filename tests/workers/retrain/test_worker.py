@@ -126,11 +126,21 @@ def test_read_window_splits_segments_and_carries_labels(redis_client: redis.Redi
     write_scored(redis_client, "cam1", range(0, 20), np.linspace(0, 1, 20))
     write_scored(redis_client, "cam1", range(25, 40), np.zeros(15), session=1)  # a gap, then a reconnect
     add_label(redis_client, FeedbackRequest(camera="cam1", start_seq=5, end_seq=6, label="abnormal"))
+    # a false alarm, and a kind of event the site accepts (normal with a category), partly relabelled
+    add_label(redis_client, FeedbackRequest(camera="cam1", start_seq=8, end_seq=9, label="normal"))
+    add_label(
+        redis_client,
+        FeedbackRequest(camera="cam1", start_seq=12, end_seq=15, label="normal", category="cyclist"),
+    )
+    add_label(redis_client, FeedbackRequest(camera="cam1", start_seq=15, end_seq=15, label="abnormal"))
     window = read_window(redis_client, "cam1", 1000, HEIGHT, WIDTH)
     assert window is not None and len(window.window) == 35 and window.last_seq == 39
     assert new_scored_frames(redis_client, "cam1", cursor=30) == 9
     assert np.unique(window.window.segments).tolist() == [0, 1]
-    assert np.flatnonzero(window.window.labels == 1).tolist() == [5, 6]
+    assert np.flatnonzero(window.window.labels == 1).tolist() == [5, 6, 15]
+    assert np.flatnonzero(window.window.labels == 0).tolist() == [8, 9, 12, 13, 14]
+    assert window.window.accepted is not None
+    assert np.flatnonzero(window.window.accepted).tolist() == [12, 13, 14]
 
 
 def test_retrain_worker_cold_starts_then_runs_a_cycle(

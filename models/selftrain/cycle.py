@@ -55,9 +55,9 @@ from models.selftrain.adaptation import (
     fresh_fit,
     refit_statistics,
 )
-from models.selftrain.config import MinedSet, SelfTrainConfig, Window
+from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
 from models.selftrain.feedback import labelled_events, learn_labelled_normal
-from models.selftrain.mining import WindowEvidence, mine, window_evidence
+from models.selftrain.mining import WindowEvidence, half_maps, mine, window_evidence
 from models.selftrain.ordinal import cell_examples, train_ordinal, with_ordinal
 from models.selftrain.validation import Validation, validate
 
@@ -98,6 +98,7 @@ def run_cycle(
     mined = mine(window, evidence, config, eta_s)
     report["mined"] = mined.counts()
     report["mask_reference"] = mined.reference_scale
+    labelled = _labelled_normal(model, metadata, window, evidence)
     report["mining_s"] = round(time.monotonic() - started, 2)
     normal_count = len(mined.train) - int(mined.abnormal[mined.train].sum())
     if normal_count < config.min_normal_frames or len(mined.validation) == 0:
@@ -107,10 +108,14 @@ def run_cycle(
             else f"too few confident normal runs to hold one out ({int(mined.normal.sum())} frames)"
         )
         report["seconds"] = round(time.monotonic() - started, 2)
-        return CycleResult(False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal)
+        return _accepted_kinds_only(model, metadata, window, labelled, config, report, reason) or CycleResult(
+            False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
+        )
     adaptation: dict[str, Any] = {}
     report["training"] = adaptation
-    adapted, candidates = _adapted_candidates(model, window, evidence, mined, replay, config, rng, adaptation)
+    adapted, candidates = _adapted_candidates(
+        model, window, evidence, mined, labelled, replay, config, rng, adaptation
+    )
     refit_started = time.monotonic()
     refit = fresh_fit(model, window, evidence, mined, config, adaptation)
     if refit is not None:
@@ -155,7 +160,9 @@ def run_cycle(
     report["seconds"] = round(time.monotonic() - started, 2)
     report["validation_s"] = round(report["seconds"] - report["mining_s"] - report["adaptation_s"], 2)
     if not validation.accepted:
-        return CycleResult(
+        return _accepted_kinds_only(
+            model, metadata, window, labelled, config, report, validation.reason
+        ) or CycleResult(
             False, validation.reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
         )
     candidate_metadata["selftrain"]["validation"] = report["validation"]
@@ -168,11 +175,36 @@ def run_cycle(
     return CycleResult(True, reason, report, candidate, candidate_metadata, mined.normal, mined.abnormal)
 
 
+@dataclass
+class LabelledNormal:
+    """A window's frames labelled normal, with their anomaly maps as the model scores them without its
+    per-cell exception: the cells an exception keeps are chosen by how they stand out, and under the
+    exception the cells it takes stand out no more (each cycle would keep the next ones: edges, crowds)."""
+
+    frames: np.ndarray  # int [L]
+    maps: np.ndarray  # [L, h', w']
+
+
+def _labelled_normal(
+    model: DetectorNet, metadata: dict[str, Any], window: Window, evidence: WindowEvidence
+) -> LabelledNormal:
+    frames = np.flatnonzero(window.labels == 0) if window.labels is not None else np.empty(0, int)
+    if model.exception is None or len(frames) == 0:
+        return LabelledNormal(frames, evidence.maps[frames])
+    plain = TorchDetector(_without_exception(model), metadata)
+    maps = [
+        half_maps(plain, plain.stream_maps(window.clips(frames[start : start + BATCH], plain.info.history)))
+        for start in range(0, len(frames), BATCH)
+    ]
+    return LabelledNormal(frames, np.concatenate(maps))
+
+
 def _adapted_candidates(
     model: DetectorNet,
     window: Window,
     evidence: WindowEvidence,
     mined: MinedSet,
+    labelled: LabelledNormal,
     replay: list[np.ndarray],
     config: SelfTrainConfig,
     rng: np.random.Generator,
@@ -188,17 +220,16 @@ def _adapted_candidates(
         adaptation["cells_offered"] = adapt_appearance(adapted, window, mined, config, rng)
     if adapted.prediction is not None:
         adaptation["prediction"] = fine_tune_prediction(adapted, window, mined, replay, config, rng)
-    labelled_normal = np.flatnonzero(window.labels == 0) if window.labels is not None else np.empty(0, int)
-    if len(labelled_normal):
+    if len(labelled.frames):
         # what an operator said is normal is learned whatever the mining made of it
-        clips = window.clips(labelled_normal, adapted.config.history)
+        clips = window.clips(labelled.frames, adapted.config.history)
         adaptation["labelled_normal"] = learn_labelled_normal(
             adapted,
             clips,
             config.labels,
-            labelled_events(labelled_normal, window.segments),
-            evidence.maps[labelled_normal],
-            window.accepted[labelled_normal] if window.accepted is not None else None,
+            labelled_events(labelled.frames, window.segments),
+            labelled.maps,
+            window.accepted[labelled.frames] if window.accepted is not None else None,
         )
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
@@ -226,27 +257,83 @@ def _log_verdict(window: Window, mined: MinedSet, validation: Validation, kind: 
     )
 
 
+def _child_metadata(
+    candidate: DetectorNet, metadata: dict[str, Any], selftrain: dict[str, Any]
+) -> dict[str, Any]:
+    """The metadata of a candidate descended from the model whose `metadata` (statistics) it keeps."""
+    return {
+        **metadata,
+        **model_metadata(candidate.config, {}),  # streams and the exception may have grown
+        "version": new_version(list(candidate.config.streams)),
+        "parent": metadata["version"],
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "selftrain": selftrain,
+    }
+
+
+def _accepted_kinds_only(
+    model: DetectorNet,
+    metadata: dict[str, Any],
+    window: Window,
+    labelled: LabelledNormal,
+    config: SelfTrainConfig,
+    report: dict[str, Any],
+    refused: str,
+) -> CycleResult | None:
+    """Where the cycle's adaptation is refused (or there was too little to mine), the model in service
+    with the window's frames of kinds the site accepts learned into its per-cell exception, and nothing
+    else: the operator's word, served without waiting for a cycle whose mining validates. None when there
+    are none, or they add nothing to what the exception keeps."""
+    if window.accepted is None or not config.labels.accepted_exception or model.appearance is None:
+        return None
+    of_kind = window.accepted[labelled.frames]
+    accepted = labelled.frames[of_kind]
+    if len(accepted) == 0:
+        return None
+    updated = copy.deepcopy(model).eval()
+    learned = learn_labelled_normal(
+        updated,
+        window.clips(accepted, updated.config.history),
+        config.labels,
+        labelled_events(accepted, window.segments),
+        labelled.maps[of_kind],
+        np.ones(len(accepted), dtype=bool),
+    )
+    if learned.get("cell_exception", {}).get("cells_kept", 0) == model.config.exception_cells:
+        return None  # the same labels as before: nothing new to serve
+    report["accepted_kinds_only"] = learned
+    child = _child_metadata(updated, metadata, {"config": config.to_dict(), "accepted_kinds_only": True})
+    reason = f"kinds the site accepts learned into the per-cell exception (the cycle's adaptation: {refused})"
+    log.info("cycle over %d frames: %s", len(window), reason)
+    return CycleResult(True, reason, report, updated, child)
+
+
 def _judged(candidate: DetectorNet, in_service: DetectorNet) -> DetectorNet:
     """The candidate as validation judges it: with the per-cell exception of the model in service. What
     the candidate's exception adds was learned from frames an operator labelled a kind the site accepts;
     the mined anomalies of that kind it takes out do not count against it, as labels override mining."""
     if candidate.exception is None and in_service.exception is None:
         return candidate
-    judged = copy.deepcopy(candidate)
     kept = in_service.exception
     if kept is None:
-        judged.set_exception(torch.zeros(0, 1), torch.zeros(0), 1.0, 0.0)  # none
-    else:
-        judged.set_exception(
-            kept.descriptors,
-            kept.events,
-            float(kept.speed_weight),
-            float(kept.reach),
-            float(kept.ratio),
-            kept.spread,
-            float(kept.seed),
-        )
+        return _without_exception(candidate)
+    judged = copy.deepcopy(candidate)
+    judged.set_exception(
+        kept.descriptors,
+        kept.events,
+        float(kept.speed_weight),
+        float(kept.reach),
+        float(kept.ratio),
+        kept.spread,
+        float(kept.seed),
+    )
     return judged
+
+
+def _without_exception(model: DetectorNet) -> DetectorNet:
+    plain = copy.deepcopy(model).eval()
+    plain.set_exception(torch.zeros(0, 1), torch.zeros(0), 1.0, 0.0)
+    return plain
 
 
 def _validated(
@@ -266,14 +353,9 @@ def _validated(
     refitted, normal_reference = refit_statistics(
         TorchDetector(candidate, structure), current, window, mined.calibration, config.prior_frames
     )
-    candidate_metadata = {
-        **structure,
-        **refitted,
-        "version": new_version(list(candidate.config.streams)),
-        "parent": metadata["version"],
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "selftrain": {"config": config.to_dict(), "mined": mined.counts()},
-    }
+    candidate_metadata = _child_metadata(
+        candidate, {**metadata, **refitted}, {"config": config.to_dict(), "mined": mined.counts()}
+    )
     validation = validate(
         current,
         TorchDetector(judged if judged is not None else candidate, candidate_metadata),

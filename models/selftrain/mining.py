@@ -197,6 +197,17 @@ class WindowEvidence:
     maps: np.ndarray  # float16 [N, H/2, W/2]: anomaly maps at the resolution the service stores them
 
 
+def half_maps(detector: Detector, stream_maps: np.ndarray) -> np.ndarray:
+    """float16 [B, H/2, W/2]: the anomaly maps of a batch's stream maps, as mining keeps them."""
+    height, width = detector.info.height // 2, detector.info.width // 2
+    return np.stack(
+        [
+            cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
+            for anomaly in anomaly_maps(detector, stream_maps)
+        ]
+    ).astype(np.float16)
+
+
 def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
     """Scores and anomaly maps of every frame of the window under one model (the served scores of a
     window may come from several models, and lag an anomaly by the smoothing). The maps are kept at half
@@ -213,15 +224,13 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
         if info.metadata.get("calibration")
         else None
     )
-    height, width = info.height // 2, info.width // 2
     raw = np.empty(len(window), dtype=np.float64)
-    maps = np.empty((len(window), height, width), dtype=np.float16)
+    maps = np.empty((len(window), info.height // 2, info.width // 2), dtype=np.float16)
     for start in range(0, len(window), BATCH):
         part = np.arange(start, min(start + BATCH, len(window)))
         stream_maps = detector.stream_maps(window.clips(part, info.history))
         raw[part] = raw_scores(detector, stream_maps)
-        for row, anomaly in zip(part, anomaly_maps(detector, stream_maps), strict=True):
-            maps[row] = cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
+        maps[part] = half_maps(detector, stream_maps)
     model_z = (calibration or ScoreCalibration.fit(raw)).z(raw)
     if calibration is None:
         z = model_z

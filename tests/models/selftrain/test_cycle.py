@@ -186,6 +186,26 @@ def test_a_kind_the_site_accepts_is_served_as_an_exception_that_validation_does_
     assert served_raw.mean() < clip_raw_scores(TorchDetector(plain, result.metadata), square).mean()
 
 
+def test_a_refused_cycle_still_serves_the_kinds_the_site_accepts_once(tiny_model: TorchDetector) -> None:
+    window = two_cameras(seed=3)  # a window whose adaptation the tiny model refuses with these labels
+    labels, accepted = np.full(len(window), -1), np.zeros(len(window), dtype=bool)
+    labels[40:50], accepted[40:50] = 0, True
+    labelled = replace(window, labels=labels, accepted=accepted)
+    result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, labelled, [], CONFIG)
+    assert result.accepted and "the cycle's adaptation:" in result.reason
+    assert result.model is not None and result.metadata is not None and result.mined_normal is None
+    assert result.model.exception is not None and result.metadata["selftrain"]["accepted_kinds_only"]
+    assert result.report["accepted_kinds_only"]["cell_exception"]["cells_kept"] > 0
+    # nothing else changed: the memory and the statistics are the parent's
+    assert torch.equal(result.model.appearance.cells, tiny_model.model.appearance.cells)
+    assert result.metadata["stream_stats"] == tiny_model.info.metadata["stream_stats"]
+    assert result.metadata["parent"] == tiny_model.info.version
+    # the next cycle over the same labels has nothing new to serve
+    served = TorchDetector(result.model, result.metadata)
+    again = run_cycle(result.model, result.metadata, served, labelled, [], CONFIG)
+    assert "accepted_kinds_only" not in again.report
+
+
 @pytest.mark.parametrize("site_changed", [True, False])
 def test_a_fresh_fit_competes_only_where_the_site_no_longer_looks_like_the_footage(
     tiny_model: TorchDetector, site_changed: bool

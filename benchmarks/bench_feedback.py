@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import shutil
 import sys
 import tempfile
@@ -47,6 +46,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.bench_alerts import read_scores  # noqa: E402
+from benchmarks.event_classes import (  # noqa: E402
+    PER_ROUND,
+    class_summary,
+    event_classes,
+    marked_of_class,
+    overlaps_any,
+)
 from benchmarks.harness import write_report  # noqa: E402
 from benchmarks.stream_dataset import write_stream_dataset  # noqa: E402
 from models.detector.base import Detector  # noqa: E402
@@ -57,7 +63,6 @@ from models.evaluation import datasets  # noqa: E402
 from models.evaluation.events import (  # noqa: E402
     VideoAlert,
     event_report,
-    overlaps,
     raise_alerts,
     true_ranges,
 )
@@ -72,7 +77,6 @@ from models.selftrain.feedback import learn_labelled_normal  # noqa: E402
 from workers.config import get_settings, hysteresis_config  # noqa: E402
 
 ROUNDS = 5
-PER_ROUND = 5
 MECHANISMS = {
     "memory": LabelLearning(motion_exception=False, accepted_exception=False),
     "memory+motion": LabelLearning(motion_exception=True, accepted_exception=False),
@@ -81,10 +85,6 @@ MECHANISMS = {
 CELL_EXCEPTION = "cell-exception"
 EXCEPTION = "exception"  # measured here only: see Exceptions
 THRESHOLD = "threshold"  # labels raise the camera's threshold: see LabelThreshold
-
-
-def overlaps_any(alert: VideoAlert, ranges: list[tuple[int, int]]) -> bool:
-    return any(overlaps(alert.episode, start, end) for start, end in ranges)
 
 
 def labelled_clips(frames: dict[str, np.ndarray], alerts: list[VideoAlert], history: int) -> np.ndarray:
@@ -133,7 +133,10 @@ class Arm:
             else None
         )
         accepted = np.full(len(clips), category is not None)
-        report = learn_labelled_normal(self.model, clips, self.learning, events, anomaly, accepted)
+        appearance_normal = self.metadata.get("stream_stats", {}).get("appearance")
+        report = learn_labelled_normal(
+            self.model, clips, self.learning, events, anomaly, accepted, appearance_normal
+        )
         report["seconds"] = round(time.monotonic() - started, 1)
         self.learned.append(report)
         path = self.work / f"{self.name}-{len(self.learned)}.onnx"
@@ -321,34 +324,6 @@ def print_against(name: str, arm: dict[str, Any], control: dict[str, Any]) -> No
 
 
 # ---------------------------------------------------------------- this is normal here
-def event_classes(path: Path) -> dict[str, list[tuple[tuple[int, int], set[str]]]]:
-    data = json.loads(path.read_text())
-    return {
-        video: [((r["range"][0], r["range"][1]), set(r["categories"])) for r in ranges]
-        for video, ranges in data["videos"].items()
-    }
-
-
-def alert_classes(alert: VideoAlert, classes: dict[str, list[tuple[tuple[int, int], set[str]]]]) -> set[str]:
-    found: set[str] = set()
-    for (start, end), names in classes.get(alert.video, []):
-        if overlaps(alert.episode, start, end):
-            found |= names
-    return found
-
-
-def class_recall(
-    alerts: list[VideoAlert],
-    classes: dict[str, list[tuple[tuple[int, int], set[str]]]],
-    videos: list[str],
-    accepted: str,
-) -> dict[str, Any]:
-    """Events holding a class other than the accepted one, and how many an alert overlaps."""
-    events = [(v, rng) for v in videos for rng, names in classes.get(v, []) if names - {accepted}]
-    hit = [(v, rng) for v, rng in events if any(a.video == v and overlaps_any(a, [rng]) for a in alerts)]
-    return {"events": len(events), "detected": len(hit), "recall": len(hit) / len(events) if events else None}
-
-
 def normal_here(
     args: argparse.Namespace,
     start: TorchDetector,
@@ -362,21 +337,12 @@ def normal_here(
     names = list(frames)
     control = control_scores(args.control_scores, start, frames, args.work)
     _, control_alerts = alert_report(control, labels, config, fps)
-    of_class = [a for a in control_alerts if alert_classes(a, classes) == {accepted}]
-    marked = of_class[:PER_ROUND]
-    if not marked:
-        raise SystemExit(f"no alert of '{accepted}' alone to mark normal")
+    marked = marked_of_class(control_alerts, classes, accepted)
     last = marked[-1]
     later = names[names.index(last.video) + 1 :]  # the stream after the video of the fifth label
 
     def summary(alerts: list[VideoAlert]) -> dict[str, Any]:
-        return {
-            "later_alerts_of_class": sum(1 for a in alerts if alert_classes(a, classes) == {accepted}),
-            "later_alerts_with_class": sum(1 for a in alerts if accepted in alert_classes(a, classes)),
-            "other_classes": class_recall(alerts, classes, later, accepted),
-            "events": event_report(alerts, {v: labels[v] for v in later}, fps, config.threshold),
-            "alert_list": [[a.video, a.episode.start_seq, a.episode.last_seq] for a in alerts],
-        }
+        return class_summary(alerts, classes, accepted, {v: labels[v] for v in later}, fps, config.threshold)
 
     report: dict[str, Any] = {
         "accepted": accepted,

@@ -20,8 +20,8 @@ as before. A cell is taken for a kept one by one of two tests:
   (models/selftrain/feedback.learn_cell_exception): how far the kind was seen to carry from one event to
   the next, not the spacing of near-identical cells of one event.
 
-Only a cell at least `seed` from the appearance memory is taken (0: any): what is as unusual as the kept
-cells typically are, the bicycle itself. A cyclist's rider looks like the walkers the memory holds, and so
+Only a cell at least `seed` from the appearance memory is taken (0: any): more unusual than the site's
+normal footage looks (models/selftrain/feedback.exception_seed), the bicycle itself. A cyclist's rider looks like the walkers the memory holds, and so
 does a skateboarder beside him: taken by their looks alone, riders' cells take the skateboarder with them,
 while taken from the unusual cells with `spread` cells around them, the cyclist goes whole and the
 skateboarder stays (Ped2, the site accepting bicycles: later bicycle alerts 3 -> 1 with every other event

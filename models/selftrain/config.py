@@ -66,9 +66,10 @@ class LabelLearning:
     # the appearance memory; 0: where its joint descriptor lies within the reach of a kept one
     exception_ratio: float = 0.95
     exception_reach_quantile: float = 0.5  # of the distances from a kept cell to the nearest of another event
-    # of the kept cells' distances to the appearance memory: a matching cell at least that unusual is taken
-    # (0: every matching one), with `exception_spread` cells around it (the rest of the object)
-    exception_seed_quantile: float = 0.5
+    # a matching cell is taken (with `exception_spread` cells around it: the rest of the object) where it
+    # lies this many robust spreads of the appearance stream's normal statistics above their level from
+    # the memory (0: every matching one)
+    exception_seed_z: float = 6.0
     exception_spread: int = 1
     exception_max_cells: int = 2048  # the newest kept
 

@@ -183,20 +183,23 @@ class LabelledNormal:
 
     frames: np.ndarray  # int [L]
     maps: np.ndarray  # [L, h', w']
+    # the model's appearance statistics: how unusual an excepted cell must be (feedback.exception_seed)
+    appearance_normal: dict[str, float] | None
 
 
 def _labelled_normal(
     model: DetectorNet, metadata: dict[str, Any], window: Window, evidence: WindowEvidence
 ) -> LabelledNormal:
     frames = np.flatnonzero(window.labels == 0) if window.labels is not None else np.empty(0, int)
+    appearance_normal = metadata.get("stream_stats", {}).get("appearance")
     if model.exception is None or len(frames) == 0:
-        return LabelledNormal(frames, evidence.maps[frames])
+        return LabelledNormal(frames, evidence.maps[frames], appearance_normal)
     plain = TorchDetector(_without_exception(model), metadata)
     maps = [
         half_maps(plain, plain.stream_maps(window.clips(frames[start : start + BATCH], plain.info.history)))
         for start in range(0, len(frames), BATCH)
     ]
-    return LabelledNormal(frames, np.concatenate(maps))
+    return LabelledNormal(frames, np.concatenate(maps), appearance_normal)
 
 
 def _adapted_candidates(
@@ -230,6 +233,7 @@ def _adapted_candidates(
             labelled_events(labelled.frames, window.segments),
             labelled.maps,
             window.accepted[labelled.frames] if window.accepted is not None else None,
+            labelled.appearance_normal,
         )
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
@@ -298,6 +302,7 @@ def _accepted_kinds_only(
         labelled_events(accepted, window.segments),
         labelled.maps[of_kind],
         np.ones(len(accepted), dtype=bool),
+        labelled.appearance_normal,
     )
     if learned.get("cell_exception", {}).get("cells_kept", 0) == model.config.exception_cells:
         return None  # the same labels as before: nothing new to serve

@@ -15,11 +15,11 @@ it. Here the labelled frames are learned directly, the way the fit learns normal
 - per-cell exception (a kind of event the site accepts: labelled normal with a category, e.g. cyclists,
   whose speed no memory of looks learns away; every label with `cell_exception`): the joint descriptors
   (appearance features, speed above normal) of the labelled frames' most anomalous cells are kept in the
-  model, whose cells that look and move like one of them, and are as unusual as they typically are, lose
-  their evidence with their neighbours (models/detector/exception.py): what was marked normal stops
-  counting, and a different thing beside it in the same frame still counts. False alarms are not learned
-  so: kept cells of normal footage are usual ones, and taken from them the exception spreads over true
-  events (Ped1, one false alert marked: event recall 0.80 -> 0.40).
+  model, whose cells that look and move like one of them, and are more unusual than the site's normal
+  footage looks, lose their evidence with their neighbours (models/detector/exception.py): what was marked normal stops
+  counting, and a different thing beside it in the same frame still counts. False alarms go to the
+  memory (and the label threshold, models/scoring/label_threshold.py, which silenced them in the
+  measurements where the exception left one of three).
 
 The statistics (the streams' z units, the calibration) are left as they are: a labelled false alert
 scores lower, normal footage scores as it did, and the alert threshold keeps its meaning.
@@ -126,19 +126,23 @@ def exception_reach(descriptors: torch.Tensor, events: torch.Tensor, quantile: f
     return _nearest_other(descriptors, events, quantile)
 
 
-def exception_seed(model: DetectorNet, features: torch.Tensor, quantile: float) -> float:
-    """The `quantile` of the distances from the kept cells' `features` [K, C] to the appearance memory:
-    how unusual a cell must be to be taken for one of them (0 with `quantile` 0: any)."""
-    if quantile <= 0 or len(features) == 0:
+def exception_seed(appearance_normal: dict[str, float] | None, z: float) -> float:
+    """The distance to the appearance memory a cell needs to be taken for a kept one: `z` robust spreads
+    above the appearance stream's level on normal footage (its statistics, `stream_stats["appearance"]`:
+    the largest patch mean of held-out normal frames), more unusual than the site's footage ever looks in a
+    patch; 0 (any cell) without them or with `z` 0."""
+    if appearance_normal is None or z <= 0:
         return 0.0
-    assert model.appearance is not None
-    with torch.inference_mode():  # the K cells as a [1, C, K, 1] grid
-        distances = model.appearance.cell_distances(features.t()[None, :, :, None].float()).flatten()
-    return float(torch.quantile(distances, quantile))
+    return float(appearance_normal["median"] + z * appearance_normal["scale"])
 
 
 def learn_cell_exception(
-    model: DetectorNet, clips: np.ndarray, events: np.ndarray, anomaly: np.ndarray, config: LabelLearning
+    model: DetectorNet,
+    clips: np.ndarray,
+    events: np.ndarray,
+    anomaly: np.ndarray,
+    config: LabelLearning,
+    appearance_normal: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Keeps the labelled clips' most anomalous cells in the model's per-cell exception, in place: cells
     it already covers (as closely as its cells lie to each other) are not added again, the newest `exception_max_cells` stay,
@@ -161,7 +165,7 @@ def learn_cell_exception(
         descriptors = torch.cat([old.descriptors, descriptors])[-config.exception_max_cells :]
         new_events = torch.cat([old.events, new_events])[-config.exception_max_cells :]
     reach = exception_reach(descriptors, new_events, config.exception_reach_quantile)
-    seed = exception_seed(model, descriptors[:, :-1], config.exception_seed_quantile)
+    seed = exception_seed(appearance_normal, config.exception_seed_z)
     model.set_exception(
         descriptors, new_events, weight, reach, config.exception_ratio, config.exception_spread, seed
     )
@@ -198,12 +202,15 @@ def learn_labelled_normal(
     events: np.ndarray | None = None,
     anomaly: np.ndarray | None = None,
     accepted: np.ndarray | None = None,
+    appearance_normal: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Learns clips (uint8 [N, history + 1, H, W], each a labelled frame with its past) as normal, in
     place; returns what changed. The per-cell exception needs the clips' labelled events (int [N]) and
     anomaly maps ([N, h', w']); without them it is not learned. `accepted` (bool [N]) marks the frames of a
     kind the site accepts (labelled normal with a category): with `config.accepted_exception` they are
-    learned by the per-cell exception alone, the others (false alarms) by the memory as before."""
+    learned by the per-cell exception alone, the others (false alarms) by the memory as before.
+    `appearance_normal`: the appearance stream's statistics (the model's `stream_stats["appearance"]`),
+    which set how unusual a cell must be to be excepted (exception_seed)."""
     everything = np.arange(len(clips))
     kind = np.zeros(len(clips), bool)
     if accepted is not None and config.accepted_exception:
@@ -220,6 +227,6 @@ def learn_labelled_normal(
     excepted = np.sort(np.r_[plain, of_kind]) if config.cell_exception else of_kind
     if model.appearance is not None and len(excepted) and events is not None and anomaly is not None:
         report["cell_exception"] = learn_cell_exception(
-            model, clips[excepted], events[excepted], anomaly[excepted], config
+            model, clips[excepted], events[excepted], anomaly[excepted], config, appearance_normal
         )
     return report

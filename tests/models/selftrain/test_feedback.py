@@ -14,8 +14,7 @@ from models.detector.runtime import TorchDetector
 from models.detector.scores import anomaly_maps
 from models.scoring.camera import padded_clips
 from models.selftrain.config import LabelLearning
-from models.selftrain.feedback import labelled_events, learn_labelled_normal
-from models.selftrain.ordinal import cell_evidence
+from models.selftrain.feedback import exception_seed, labelled_events, learn_labelled_normal
 from tests.models.conftest import TINY_DETECTOR, synthetic_video
 
 
@@ -101,7 +100,7 @@ def racing_walker(row: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "test",
-    [{"exception_seed_quantile": 0.0}, {"exception_ratio": 0.0, "exception_seed_quantile": 0.0}],
+    [{"exception_seed_z": 0.0}, {"exception_ratio": 0.0, "exception_seed_z": 0.0}],
     ids=["by ratio", "by reach"],
 )
 def test_the_cell_exception_quiets_what_was_labelled_and_not_a_different_thing(
@@ -126,20 +125,21 @@ def test_the_cell_exception_quiets_what_was_labelled_and_not_a_different_thing(
     assert again["cells_kept"] == report["cells_kept"] and again["events"] == 2
 
 
-def test_a_cell_is_taken_from_as_unusual_as_the_kept_cells_typically_are(tiny_model: TorchDetector) -> None:
+def test_a_cell_is_taken_from_more_unusual_than_normal_footage_ever_looks(tiny_model: TorchDetector) -> None:
     labelled = racing_square(slice(4, 12))
     anomaly = anomaly_maps(tiny_model, tiny_model.stream_maps(labelled))
+    normal = tiny_model.info.metadata["stream_stats"]["appearance"]
     model = copy.deepcopy(tiny_model.model)
-    config = LabelLearning(memory=False, cell_exception=True)  # the default: from the median kept cell
-    report = learn_labelled_normal(model, labelled, config, np.zeros(len(labelled), int), anomaly)
+    config = LabelLearning(memory=False, cell_exception=True)  # the default: 6 spreads above the level
+    report = learn_labelled_normal(
+        model, labelled, config, np.zeros(len(labelled), int), anomaly, None, normal
+    )
     assert model.exception is not None
-    kept = model.exception.descriptors[:, :-1]
-    distances = model.appearance.cell_distances(kept.t()[None, :, :, None]).flatten()
-    assert float(model.exception.seed) == pytest.approx(float(distances.median()), rel=0.05)
-    assert report["cell_exception"]["seed"] == pytest.approx(float(model.exception.seed), abs=1e-4)
-    # the kept cells are the labelled frames' most anomalous: more unusual than the footage's own cells
-    normal = model.appearance.cell_distances(cell_evidence(model, racing_square(slice(4, 4)))[0])
-    assert float(model.exception.seed) > float(normal.median())
+    expected = normal["median"] + 6.0 * normal["scale"]
+    assert float(model.exception.seed) == pytest.approx(expected)
+    assert report["cell_exception"]["seed"] == pytest.approx(expected, abs=1e-4)
+    # without the model's statistics, or at z 0, any matching cell is taken
+    assert exception_seed(None, 6.0) == exception_seed(normal, 0.0) == 0.0
 
 
 def test_a_kind_the_site_accepts_is_excepted_and_a_false_alarm_joins_the_memory(

@@ -486,18 +486,32 @@
     }
   }
 
-  for (const button of document.querySelectorAll(".feedback button")) {
+  for (const button of document.querySelectorAll(".feedback button[data-label]")) {
     button.addEventListener("click", () => sendFeedback(button.dataset.label));
   }
 
-  async function sendFeedback(label) {
+  // "this is normal here": the alert's kind of event (cyclists, say) is accepted at this site; the
+  // retraining worker learns it per place in the view, and other events beside it still alert
+  $("accept-kind-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const kind = $("accept-kind").value.trim();
+    if (!kind) {
+      say($("feedback-message"), "Name the kind of event this site accepts, e.g. cyclist.", "error");
+      return;
+    }
+    sendFeedback("normal", kind);
+  });
+
+  async function sendFeedback(label, category = null) {
     const alertId = state.detailAlertId;
     if (!alertId) return;
     const out = $("feedback-message");
     say(out, "sending…");
-    const res = await api("POST", "/api/feedback", { alert_id: alertId, label });
+    const body = category ? { alert_id: alertId, label, category } : { alert_id: alertId, label };
+    const res = await api("POST", "/api/feedback", body);
     if (res.ok) {
-      say(out, `Labelled ${label}: thank you, the detector learns from it.${res.detail ? ` ${res.detail}` : ""}`, "ok");
+      const what = category ? `normal here (${category})` : label;
+      say(out, `Labelled ${what}: thank you, the detector learns from it.${res.detail ? ` ${res.detail}` : ""}`, "ok");
     } else if ((res.status === 404 && res.detail === "Not Found") || res.status === 405) {
       say(out, `Feedback is not available in this version of the API (${res.status}).`, "error");
     } else {

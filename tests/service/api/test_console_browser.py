@@ -25,6 +25,7 @@ from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
+from workers.store import labels
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -239,6 +240,16 @@ def test_console_shows_a_live_alert_with_its_heatmap_and_sends_feedback(
     else:
         assert answered.value.ok, answered.value.text()
         expect(message).to_contain_text("Labelled abnormal")
+        # "this is normal here": a kind of event the site accepts, named
+        page.click("#alert-detail .label-accept-kind")
+        expect(message).to_have_text("Name the kind of event this site accepts, e.g. cyclist.")
+        page.fill("#accept-kind", "cyclist")
+        with page.expect_request(lambda r: r.url.endswith("/api/feedback") and r.method == "POST") as sent:
+            page.click("#alert-detail .label-accept-kind")
+        assert sent.value.post_data_json == {"alert_id": alert_id, "label": "normal", "category": "cyclist"}
+        expect(message).to_contain_text("Labelled normal here (cyclist)")
+        latest = labels.camera_labels(client, CAMERA)[-1]
+        assert (latest.alert_id, latest.label, latest.category) == (alert_id, "normal", "cyclist")
     screenshot(page, "alert-detail")
 
     page.click("#detail-close")

@@ -374,6 +374,21 @@ def normal_here(
     return report
 
 
+def operator_inputs(
+    parser: argparse.ArgumentParser, dataset: Path, model: Path
+) -> tuple[TorchDetector, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The start model (PyTorch weights, which labels can teach), the test videos and their labels (the
+    simulated operator's oracle)."""
+    start = load_detector(model, "cpu")
+    if not isinstance(start, TorchDetector):
+        parser.error(f"{model}: PyTorch weights (.pt) needed, to learn from the labels")
+    _, frames = read_split(dataset, "testing", start.info.height, start.info.width)
+    labels = datasets.load_labels(dataset, frames)
+    if labels is None:
+        raise SystemExit(f"{dataset}: no labels.json, nothing to simulate the operator with")
+    return start, frames, labels
+
+
 def settings_overrides(text: str) -> dict[str, Any]:
     """KEY=VALUE,... of LabelLearning fields, each of its field's type."""
     defaults = LabelLearning()
@@ -427,13 +442,7 @@ def main() -> int:
         parser.error(f"unknown mechanisms {sorted(unknown)}; known: {sorted(MECHANISMS)}")
     if args.benchmark == "normal-here" and args.categories is None:
         parser.error("normal-here needs --categories")
-    start = load_detector(args.model, "cpu")
-    if not isinstance(start, TorchDetector):
-        parser.error(f"{args.model}: PyTorch weights (.pt) needed, to learn from the labels")
-    _, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
-    labels = datasets.load_labels(args.dataset, frames)
-    if labels is None:
-        raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
+    start, frames, labels = operator_inputs(parser, args.dataset, args.model)
     config = hysteresis_config(get_settings().alerts)
     report = {
         "benchmark": args.benchmark,

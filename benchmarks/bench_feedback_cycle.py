@@ -27,13 +27,12 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.bench_feedback import control_scores  # noqa: E402
+from benchmarks.bench_feedback import control_scores, operator_inputs  # noqa: E402
 from benchmarks.event_classes import class_summary, event_classes, marked_of_class  # noqa: E402
 from benchmarks.harness import write_report  # noqa: E402
-from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
 from models.evaluation.events import VideoAlert, raise_alerts  # noqa: E402
-from models.evaluation.jobs import machine_info, read_split  # noqa: E402
+from models.evaluation.jobs import machine_info  # noqa: E402
 from models.evaluation.videos import score_videos  # noqa: E402
 from models.selftrain.config import OnlineConfig, Window  # noqa: E402
 from models.selftrain.trainer import SelfTrainer, concat_windows  # noqa: E402
@@ -63,13 +62,7 @@ def main() -> int:
     parser.add_argument("--control-scores", type=Path, help="the start model's `vigil eval --scores-out` CSV")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    start = load_detector(args.model, "cpu")
-    if not isinstance(start, TorchDetector):
-        parser.error(f"{args.model}: PyTorch weights (.pt) needed, to run a cycle from them")
-    _, frames = read_split(args.dataset, "testing", start.info.height, start.info.width)
-    labels = datasets.load_labels(args.dataset, frames)
-    if labels is None:
-        raise SystemExit(f"{args.dataset}: no labels.json, nothing to simulate the operator with")
+    start, frames, labels = operator_inputs(parser, args.dataset, args.model)
     config, fps = hysteresis_config(get_settings().alerts), datasets.dataset_fps(args.dataset)
     classes = event_classes(args.categories)
     names = list(frames)

@@ -143,9 +143,9 @@ def test_read_window_splits_segments_and_carries_labels(redis_client: redis.Redi
     assert np.flatnonzero(window.window.accepted).tolist() == [12, 13, 14]
 
 
-def test_retrain_worker_cold_starts_then_runs_a_cycle(
-    redis_url: str, redis_client: redis.Redis, tmp_path: Path
-) -> None:
+def cold_started(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> RetrainWorker:
+    """A retraining worker that cold-started a model on a camera's first 200 frames (a racing square at
+    frames 60-79), its first step done."""
     settings = settings_for_test()
     settings.data_dir = tmp_path
     settings.analysis.height, settings.analysis.width = HEIGHT, WIDTH
@@ -161,6 +161,13 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     worker = RetrainWorker(settings, redis_url, worker_id="r1")
     worker.setup()
     worker.step()
+    return worker
+
+
+def test_retrain_worker_cold_starts_then_runs_a_cycle(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    worker = cold_started(redis_url, redis_client, tmp_path)
     current = model_registry.current_version(redis_client)
     assert current is not None and current.origin == "cold_start" and Path(current.path).is_file()
     first = load_detector(Path(current.path), "cpu").info.metadata
@@ -180,6 +187,28 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     else:  # refused by validation: recorded with the reason, the old model goes on serving
         assert latest.version == current.version and versions[cycles[0].candidate].status == "rejected"
     assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 299
+
+
+def test_a_kind_the_site_accepts_is_served_in_the_next_cycle_s_model(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    worker = cold_started(redis_url, redis_client, tmp_path)
+    first = model_registry.current_version(redis_client)
+    # the operator says the racing square is a kind of event this site accepts
+    add_label(
+        redis_client,
+        FeedbackRequest(camera="cam1", start_seq=60, end_seq=79, label="normal", category="racer"),
+    )
+    write_scored(redis_client, "cam1", range(200, 300), np.zeros(100))
+    worker.step()
+    cycle = model_registry.recent_cycles(redis_client)[0]
+    latest = model_registry.current_version(redis_client)
+    # served whether the cycle's adaptation was accepted (with it) or refused (the exception alone)
+    assert cycle.accepted and latest.version != first.version and latest.origin == "self_training"
+    served = load_detector(Path(latest.path), "cpu").info.metadata
+    assert served["detector"]["exception_cells"] > 0
+    learned = cycle.report.get("accepted_kinds_only") or cycle.report["training"]["labelled_normal"]
+    assert learned["accepted_frames"] == 20 and "cells_added" not in learned
 
 
 def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_serves(

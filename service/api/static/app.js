@@ -162,7 +162,8 @@
     return tile;
   }
 
-  // A snoozed camera raises no alert until the snooze ends (the whole camera; zones through the API).
+  // A snoozed camera raises no alert until the snooze ends (the whole camera here; a zone of it from the
+  // zone editor).
   async function showSnooze(id) {
     const res = await api("GET", `${cameraPath(id)}/snooze`);
     const entry = state.cameras.get(id);
@@ -630,6 +631,28 @@
     state.zone.zones = [];
     state.zone.current = [];
     drawZones();
+  });
+
+  // The outline being drawn, snoozed for an hour: an area that pages about something passing (works on a
+  // roof), without ignoring it for good.
+  $("zone-snooze").addEventListener("click", async () => {
+    if (!state.zone) return;
+    const out = $("zone-message");
+    const points = state.zone.current;
+    if (points.length < 3) {
+      say(out, "Outline the area to snooze first (at least 3 points), then snooze it.", "error");
+      return;
+    }
+    const id = state.zone.camera.id;
+    const res = await api("POST", `${cameraPath(id)}/snooze`, { duration_s: 3600, zone: { points } });
+    if (!res.ok) {
+      say(out, `Zone not snoozed: ${errorText(res)}`, "error");
+      return;
+    }
+    state.zone.current = [];
+    drawZones();
+    const until = new Date(Date.now() + 3600 * 1000).toLocaleTimeString();
+    say(out, `No alert from that area until ${until}; the rest of the camera alerts as before.`, "ok");
   });
 
   // Zones are saved with PATCH {ignore_zones}; where the API has no PATCH, with PUT of the whole camera,

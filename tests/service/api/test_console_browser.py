@@ -25,7 +25,7 @@ from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
-from workers.store import labels
+from workers.store import labels, snoozes
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -285,6 +285,20 @@ def test_console_draws_and_saves_an_ignore_zone(page: sync_api.Page, redis_clien
     [zone] = config.ignore_zones
     assert np.allclose(zone.points, [(0.1, 0.1), (0.5, 0.1), (0.5, 0.5), (0.1, 0.5)], atol=0.01)
     assert config.source == "test://frames"  # the rest of the camera's settings unchanged
+
+    # an outline snoozed for an hour instead of ignored for good
+    page.click("#zone-snooze")
+    expect(page.locator("#zone-message")).to_have_text(
+        "Outline the area to snooze first (at least 3 points), then snooze it."
+    )
+    for x, y in ((0.6, 0.6), (0.9, 0.6), (0.9, 0.9)):
+        canvas.click(position={"x": x * box["width"], "y": y * box["height"]})
+    page.click("#zone-snooze")
+    expect(page.locator("#zone-message")).to_contain_text("No alert from that area until", timeout=10_000)
+    snooze = snoozes.get_snooze(redis_client, CAMERA, time.time())
+    [snoozed] = snooze.zones
+    assert np.allclose(snoozed.points, [(0.6, 0.6), (0.9, 0.6), (0.9, 0.9)], atol=0.01)
+    assert 3500 < snoozed.until_ts - time.time() <= 3600 and snooze.until_ts <= time.time()  # the zone only
 
 
 def test_console_adds_and_removes_a_camera(page: sync_api.Page, redis_client: redis.Redis) -> None:

@@ -120,11 +120,20 @@ def run_cycle(
     refit = fresh_fit(model, window, evidence, mined, config, adaptation)
     if refit is not None:
         adaptation["refit_s"] = round(time.monotonic() - refit_started, 2)
+        # what operators accepted at the site (the same backbone's features) outlives a fit afresh
+        refit = (_with_exception_of(refit[0], model), refit[1])
     refit_chosen = False
     report["adaptation_s"] = round(time.monotonic() - started - report["mining_s"], 2)
     for candidate in candidates:
         candidate_metadata, validation = _validated(
-            candidate, metadata, current, window, mined, config, model.anchors, _judged(candidate, model)
+            candidate,
+            metadata,
+            current,
+            window,
+            mined,
+            config,
+            model.anchors,
+            _with_exception_of(candidate, model),
         )
         report["candidate"] = candidate_metadata["version"]
         report["candidate_kind"] = candidate_metadata["kind"]
@@ -313,10 +322,11 @@ def _accepted_kinds_only(
     return CycleResult(True, reason, report, updated, child)
 
 
-def _judged(candidate: DetectorNet, in_service: DetectorNet) -> DetectorNet:
-    """The candidate as validation judges it: with the per-cell exception of the model in service. What
-    the candidate's exception adds was learned from frames an operator labelled a kind the site accepts;
-    the mined anomalies of that kind it takes out do not count against it, as labels override mining."""
+def _with_exception_of(candidate: DetectorNet, in_service: DetectorNet) -> DetectorNet:
+    """The candidate with the per-cell exception of the model in service (a copy; itself when both have
+    none). It is how validation judges a candidate: what the candidate's exception adds was learned from
+    frames an operator labelled a kind the site accepts, and the mined anomalies of that kind it takes
+    out do not count against it, as labels override mining."""
     if candidate.exception is None and in_service.exception is None:
         return candidate
     kept = in_service.exception

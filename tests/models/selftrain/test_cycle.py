@@ -228,6 +228,28 @@ def test_a_fresh_fit_competes_only_where_the_site_no_longer_looks_like_the_foota
         assert report["validation"]["candidate_normal_z"] == report["refit"]["candidate_normal_z"]
 
 
+def test_what_the_site_accepts_outlives_a_fresh_fit(tiny_model: TorchDetector) -> None:
+    window = two_cameras()
+    labels, accepted = np.full(len(window), -1), np.zeros(len(window), dtype=bool)
+    labels[40:50], accepted[40:50] = 0, True
+    first = run_cycle(
+        tiny_model.model,
+        tiny_model.info.metadata,
+        tiny_model,
+        replace(window, labels=labels, accepted=accepted),
+        [],
+        CONFIG,
+    )
+    assert first.model is not None and first.metadata is not None and first.model.exception is not None
+    # the next window has no labels and the site looks changed: a fresh fit competes
+    config = replace(CONFIG, refit_min_frames=5, refit_normal_z=-100.0)
+    served = TorchDetector(first.model, first.metadata)
+    result = run_cycle(first.model, first.metadata, served, two_cameras(seed=10), [], config)
+    assert result.report["refit"]["chosen"], result.report["refit"]["reason"]
+    assert result.model is not None and result.model.exception is not None
+    assert torch.allclose(result.model.exception.descriptors, first.model.exception.descriptors, atol=1e-5)
+
+
 @pytest.mark.parametrize(("memory_frames", "frames_offered"), [(600, 12), (5, 5)])
 def test_at_most_memory_frames_offer_cells_to_the_memory(
     tiny_model: TorchDetector, memory_frames: int, frames_offered: int

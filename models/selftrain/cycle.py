@@ -108,9 +108,7 @@ def run_cycle(
             else f"too few confident normal runs to hold one out ({int(mined.normal.sum())} frames)"
         )
         report["seconds"] = round(time.monotonic() - started, 2)
-        return _accepted_kinds_only(model, metadata, window, labelled, config, report, reason) or CycleResult(
-            False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
-        )
+        return _refused(model, metadata, window, mined, labelled, config, report, reason)
     adaptation: dict[str, Any] = {}
     report["training"] = adaptation
     adapted, candidates = _adapted_candidates(
@@ -169,11 +167,7 @@ def run_cycle(
     report["seconds"] = round(time.monotonic() - started, 2)
     report["validation_s"] = round(report["seconds"] - report["mining_s"] - report["adaptation_s"], 2)
     if not validation.accepted:
-        return _accepted_kinds_only(
-            model, metadata, window, labelled, config, report, validation.reason
-        ) or CycleResult(
-            False, validation.reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
-        )
+        return _refused(model, metadata, window, mined, labelled, config, report, validation.reason)
     candidate_metadata["selftrain"]["validation"] = report["validation"]
     candidate_metadata["selftrain"]["refit"] = refit_chosen
     reason = (
@@ -282,6 +276,22 @@ def _child_metadata(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "selftrain": selftrain,
     }
+
+
+def _refused(
+    model: DetectorNet,
+    metadata: dict[str, Any],
+    window: Window,
+    mined: MinedSet,
+    labelled: LabelledNormal,
+    config: SelfTrainConfig,
+    report: dict[str, Any],
+    reason: str,
+) -> CycleResult:
+    """A cycle whose adaptation is refused: the kinds the site accepts served alone, or nothing."""
+    return _accepted_kinds_only(model, metadata, window, labelled, config, report, reason) or CycleResult(
+        False, reason, report, mined_normal=mined.normal, mined_abnormal=mined.abnormal
+    )
 
 
 def _accepted_kinds_only(

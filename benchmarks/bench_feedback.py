@@ -73,7 +73,7 @@ from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
 from models.scoring.label_threshold import label_threshold  # noqa: E402
 from models.selftrain.categories import alert_descriptor  # noqa: E402
 from models.selftrain.config import LabelLearning  # noqa: E402
-from models.selftrain.feedback import learn_labelled_normal  # noqa: E402
+from models.selftrain.feedback import evenly_spread, learn_labelled_normal  # noqa: E402
 from workers.config import get_settings, hysteresis_config  # noqa: E402
 
 ROUNDS = 5
@@ -125,7 +125,7 @@ class Arm:
         events = np.repeat(
             np.arange(len(alerts)), [a.episode.last_seq - a.episode.start_seq + 1 for a in alerts]
         )
-        picks = np.linspace(0, len(clips) - 1, min(len(clips), self.learning.max_frames)).round().astype(int)
+        picks = evenly_spread(np.arange(len(clips)), self.learning.max_frames)  # before the maps: their cost
         clips, events = clips[picks], events[picks]
         anomaly = (
             anomaly_maps(self.detector, self.detector.stream_maps(clips))

@@ -188,7 +188,7 @@ def labelled_events(indices: np.ndarray, segments: np.ndarray | None = None) -> 
     return np.r_[0, np.cumsum(breaks)].astype(np.int64)
 
 
-def _thinned(indices: np.ndarray, count: int) -> np.ndarray:
+def evenly_spread(indices: np.ndarray, count: int) -> np.ndarray:
     """At most `count` of `indices`, evenly spread (labelled runs are of near-identical frames)."""
     if len(indices) <= count:
         return indices
@@ -215,8 +215,8 @@ def learn_labelled_normal(
     kind = np.zeros(len(clips), bool)
     if accepted is not None and config.accepted_exception:
         kind = np.asarray(accepted, dtype=bool)
-    plain = _thinned(everything[~kind], config.max_frames)
-    of_kind = _thinned(everything[kind], config.max_frames)
+    plain = evenly_spread(everything[~kind], config.max_frames)
+    of_kind = evenly_spread(everything[kind], config.max_frames)
     report: dict[str, Any] = {"frames": len(plain) + len(of_kind)}
     if len(of_kind):
         report["accepted_frames"] = len(of_kind)

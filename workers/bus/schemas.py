@@ -316,6 +316,11 @@ class FeedbackLabel(BaseModel):
     def number(self) -> int:
         return int(self.id)
 
+    @property
+    def accepts_kind(self) -> bool:
+        """Normal with a category: a kind of event the site accepts (cyclists), not a false alarm."""
+        return self.label == "normal" and self.category is not None
+
 
 MAX_SNOOZE_S = 7 * 24 * 3600.0
 

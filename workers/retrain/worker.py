@@ -76,8 +76,7 @@ def read_window(client: redis.Redis, camera: str, count: int, height: int, width
         row = int(np.searchsorted(seq, frame_seq))
         if seq[row] == frame_seq:  # a labelled frame may be missing from the window (gap, never scored)
             labels[row] = LABEL_CODES[label.label]
-            # normal with a category: a kind of event the site accepts (cyclists), not a false alarm
-            accepted[row] = label.label == "normal" and label.category is not None
+            accepted[row] = label.accepts_kind
     window = Window(np.stack(frames), breaks, labels, accepted)
     return CameraWindow(camera, window, int(seq[-1]))
 

@@ -172,7 +172,7 @@ def alert_verdict_peaks(client: redis.Redis, camera: str) -> tuple[list[float], 
         peak, label = schemas.Alert.model_validate_json(raw).peak_score, latest[alert_id]
         if label.label == "abnormal":
             abnormal.append(peak)
-        elif label.category is None:
+        elif not label.accepts_kind:  # a false alarm
             normal.append(peak)
     return normal, abnormal
 

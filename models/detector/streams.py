@@ -24,6 +24,7 @@ one ONNX graph (the flow is its second input).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -314,6 +315,22 @@ class DetectorNet(nn.Module):
             self.exception.spread = spread
             self.exception.set_kept(descriptors, events, speed_weight, reach, ratio, seed)
         self.config = replace(self.config, exception_cells=len(descriptors), exception_spread=spread)
+
+    def copy_exception_from(self, other: DetectorNet) -> None:
+        """The per-cell exception replaced by a copy of `other`'s, whole (kept cells, their centre and events,
+        speed weight, reach, ratio, seed, spread), sharing no tensor with it; none where `other` has none.
+        The config follows, as with set_exception."""
+        source = other.exception
+        if source is None:
+            self.exception = None
+        else:
+            assert self.appearance is not None
+            channels = self.appearance.backbone.out_channels
+            if source.kept.shape[1] != channels + 1:
+                raise ValueError(f"an exception over {source.kept.shape[1] - 1} channels: {channels} needed")
+            self.exception = copy.deepcopy(source).to(self.appearance.memory)
+        cells, spread = (0, 0) if source is None else (len(source.kept), source.spread)
+        self.config = replace(self.config, exception_cells=cells, exception_spread=spread)
 
     def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
         """[B, h, w]: the speed above normal, averaged over each appearance cell (zero without motion)."""

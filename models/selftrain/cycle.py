@@ -339,19 +339,8 @@ def _with_exception_of(candidate: DetectorNet, in_service: DetectorNet) -> Detec
     out do not count against it, as labels override mining."""
     if candidate.exception is None and in_service.exception is None:
         return candidate
-    kept = in_service.exception
-    if kept is None:
-        return _without_exception(candidate)
-    judged = copy.deepcopy(candidate)
-    judged.set_exception(
-        kept.descriptors,
-        kept.events,
-        float(kept.speed_weight),
-        float(kept.reach),
-        float(kept.ratio),
-        kept.spread,
-        float(kept.seed),
-    )
+    judged = copy.deepcopy(candidate).eval()
+    judged.copy_exception_from(in_service)
     return judged
 
 

@@ -147,3 +147,39 @@ def test_removing_the_exception_restores_the_plain_net() -> None:
     net, _, _ = excepting_net()
     net.set_exception(torch.zeros(0, 33), torch.zeros(0), 1.0, 1.0)
     assert net.exception is None and net.config.exception_cells == 0
+
+
+def test_a_copied_exception_scores_as_its_source_and_shares_nothing_with_it() -> None:
+    source, clips, _ = excepting_net("ratio")
+    features, speed = cell_evidence(source, clips)
+    distances = source.appearance.cell_distances(features)
+    # every setting a value of its own, to be carried over (a seed that still takes the square's cells)
+    source.exception.seed.fill_(float(distances.min()))
+    plain = DetectorConfig.from_dict({**source.config.to_dict(), "exception_cells": 0, "exception_spread": 0})
+    candidate = DetectorNet(plain).eval()
+    candidate.load_state_dict(
+        {k: v for k, v in source.state_dict().items() if not k.startswith("exception.")}
+    )
+    candidate.copy_exception_from(source)
+    assert candidate.config == source.config and candidate.exception is not None
+    before = source.exception(features, speed, distances)
+    assert (before == 0).any()
+    assert torch.equal(candidate.exception(features, speed, distances), before)
+    metadata = model_metadata(source.config, {"version": "test"})
+    np.testing.assert_allclose(  # the same maps (to the flow's float noise between two runs)
+        TorchDetector(candidate, metadata).stream_maps(clips),
+        TorchDetector(source, metadata).stream_maps(clips),
+        atol=1e-6,
+    )
+    for name, buffer in source.exception.named_buffers():
+        copied = getattr(candidate.exception, name)
+        assert torch.equal(copied, buffer) and copied.data_ptr() != buffer.data_ptr()
+    candidate.exception.kept.zero_()  # one changed, in its buffers and its settings ...
+    candidate.exception.ratio.fill_(0.0)
+    candidate.exception.spread = 0
+    assert torch.equal(source.exception(features, speed, distances), before)  # ... the other is not
+    assert not torch.equal(candidate.exception(features, speed, distances), before)
+    source.exception.seed.fill_(1e6)  # and the other way round
+    assert float(candidate.exception.seed) == pytest.approx(float(distances.min()))
+    candidate.copy_exception_from(DetectorNet(plain))  # a source without one removes it
+    assert candidate.exception is None and candidate.config == plain

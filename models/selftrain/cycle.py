@@ -314,6 +314,8 @@ def _accepted_kinds_only(
     if len(accepted) == 0:
         return None
     updated = copy.deepcopy(model).eval()
+    # learned again, not taken from a refused candidate: its kept cells' speeds are above its adapted normal
+    # speed (and, with LabelLearning.cell_exception, it keeps false alarms' cells too)
     learned = learn_labelled_normal(
         updated,
         window.clips(accepted, updated.config.history),

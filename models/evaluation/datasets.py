@@ -127,8 +127,82 @@ def read_video(video: Video, height: int, width: int, threads: int = 2) -> np.nd
     """All frames of a video, uint8 [T, height, width] (OpenCV decodes outside the GIL)."""
     if video.file is not None:
         return decode_recording(video.file, height, width)
+    return _read_images(video.frames, height, width, threads)
+
+
+def _read_images(paths: Sequence[Path], height: int, width: int, threads: int) -> np.ndarray:
     with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
-        return np.stack(list(pool.map(lambda p: read_frame(p, height, width), video.frames)))
+        return np.stack(list(pool.map(lambda p: read_frame(p, height, width), paths)))
+
+
+def frame_count(video: Video) -> int:
+    """How many frames a video holds, without decoding a recording (its packets are counted)."""
+    if video.file is None:
+        return len(video.frames)
+    with _video_stream(video.file) as (container, stream):
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+Run = tuple[int, int]  # [start, end) frames of a video
+# training frames a fit reads, about 1.7 GB at 360x240 (longer footage: runs spread evenly over it), so that
+# a large dataset neither exhausts memory nor takes hours to fit; UCSD Ped1 and Ped2 are read whole
+FIT_FOOTAGE_FRAMES = 20000
+RUN_FRAMES = 100  # consecutive frames of one such run
+
+
+def evenly_spread_runs(lengths: Mapping[str, int], budget: int, run: int) -> dict[str, list[Run]]:
+    """The runs of each video to read when the footage holds more than `budget` frames: each video keeps a
+    share of the budget in proportion to its length, as runs of at most `run` consecutive frames (the
+    motion stream needs each frame's past) spread evenly over it. Footage within the budget is kept whole."""
+    if budget < 1 or run < 1:
+        raise ValueError(f"the frame budget and the run length must be positive (got {budget}, {run})")
+    total = sum(lengths.values())
+    if total <= budget:
+        return {name: [(0, count)] for name, count in lengths.items() if count}
+    runs: dict[str, list[Run]] = {}
+    for name, count in lengths.items():
+        share = min(count, round(budget * count / total))
+        if share < 1:
+            continue
+        pieces = -(-share // run)
+        sizes = [share // pieces + (i < share % pieces) for i in range(pieces)]
+        if pieces == 1:  # one run: the middle of the video
+            starts = [(count - share) // 2]
+        else:  # the first and last frames, and the runs between them evenly apart
+            gap = (count - share) / (pieces - 1)
+            starts = [round(i * gap) + sum(sizes[:i]) for i in range(pieces)]
+        runs[name] = [(start, start + size) for start, size in zip(starts, sizes, strict=True)]
+    return runs
+
+
+def read_runs(
+    video: Video, runs: Sequence[Run], height: int, width: int, threads: int = 2
+) -> list[tuple[Run, np.ndarray]]:
+    """Each run of a video with its frames, uint8 [end - start, height, width] (a recording is decoded once,
+    and only the runs' frames are kept; a run past its last frame is cut short or left out)."""
+    if not runs:
+        return []
+    if video.file is None:
+        parts = [(start, video.frames[start:end]) for start, end in runs]
+        return [
+            ((start, start + len(paths)), _read_images(paths, height, width, threads))
+            for start, paths in parts
+            if paths
+        ]
+    kept: list[list[np.ndarray]] = [[] for _ in runs]
+    with _video_stream(video.file) as (container, stream):
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            for part, (start, end) in zip(kept, runs, strict=True):
+                if start <= index < end:
+                    part.append(_fit(frame.to_ndarray(format="gray"), height, width))
+            if index >= runs[-1][1]:
+                break
+    return [
+        ((start, start + len(part)), np.stack(part))
+        for (start, _), part in zip(runs, kept, strict=True)
+        if part
+    ]
 
 
 def load_labels(dataset: Path, videos: Mapping[str, Sized]) -> dict[str, np.ndarray] | None:
@@ -163,12 +237,26 @@ DEFAULT_FPS = 10.0  # UCSD Ped1/Ped2 were filmed at 10 frames/s
 
 
 def dataset_fps(dataset: Path) -> float:
-    """The footage's frame rate: labels.json's "fps" when it has one, else 10."""
+    """The footage's frame rate: labels.json's "fps" when it has one, else the rate its first test
+    recording declares, else 10 (frame folders do not say)."""
     path = dataset / "labels.json"
     try:
-        fps = float(json.loads(path.read_text()).get("fps", DEFAULT_FPS)) if path.is_file() else DEFAULT_FPS
+        declared = json.loads(path.read_text()).get("fps") if path.is_file() else None
+        fps = float(declared) if declared is not None else _recorded_fps(dataset)
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
         raise DatasetError(f"{path}: not a valid labels file ({type(exc).__name__}: {exc})") from exc
     if fps <= 0:
         raise DatasetError(f"{path}: fps must be positive, not {fps}")
     return fps
+
+
+def _recorded_fps(dataset: Path) -> float:
+    try:
+        recordings = [video.file for video in list_videos(dataset, "testing") if video.file is not None]
+    except DatasetError:  # no testing split: the caller says what is missing where it matters
+        return DEFAULT_FPS
+    if not recordings:
+        return DEFAULT_FPS
+    with _video_stream(recordings[0]) as (_, stream):
+        rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else DEFAULT_FPS

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from models.detector.base import Detector
 from models.detector.export import save_detector
@@ -30,14 +31,37 @@ log = logging.getLogger(__name__)
 
 
 def read_split(
-    dataset: Path, split: str, height: int, width: int, limit: int | None = None
+    dataset: Path, split: str, height: int, width: int, limit: int | None = None, budget: int | None = None
 ) -> tuple[list[datasets.Video], dict[str, np.ndarray]]:
+    """The videos of a split and their frames at (height, width). Past `budget` frames in all, each video
+    is read as runs of consecutive frames spread evenly over it (`datasets.evenly_spread_runs`), each run
+    named `<video>@<first frame>`: memory and fitting time stay bounded on long footage."""
     videos = datasets.list_videos(dataset, split)
     if limit is not None:
         if limit < 1:
             raise datasets.DatasetError(f"--train-videos must be at least 1 (got {limit})")
         videos = videos[:limit]
-    return videos, {video.name: datasets.read_video(video, height, width) for video in videos}
+    lengths = {video.name: datasets.frame_count(video) for video in videos} if budget is not None else {}
+    total = sum(lengths.values())
+    if budget is None or total <= budget:
+        return videos, {video.name: datasets.read_video(video, height, width) for video in videos}
+    runs = datasets.evenly_spread_runs(lengths, budget, datasets.RUN_FRAMES)
+    kept = sum(end - start for parts in runs.values() for start, end in parts)
+    log.info(
+        "%s/%s holds %d frames, more than the %d a fit reads: reading %d of them, as runs of up to %d "
+        "consecutive frames spread evenly over each video",
+        dataset.name,
+        split,
+        total,
+        budget,
+        kept,
+        datasets.RUN_FRAMES,
+    )
+    frames: dict[str, np.ndarray] = {}
+    for video in tqdm(videos, desc=f"reading {split}", unit="video", dynamic_ncols=True):
+        for (start, _), part in datasets.read_runs(video, runs.get(video.name, []), height, width):
+            frames[f"{video.name}@{start}"] = part
+    return videos, frames
 
 
 def train_on_dataset(
@@ -45,12 +69,16 @@ def train_on_dataset(
     config: DetectorConfig,
     fit: FitConfig | None = None,
     train_videos: int | None = None,
+    footage_frames: int = datasets.FIT_FOOTAGE_FRAMES,
     checkpoint: Path | None = None,
     resume: bool = False,
 ) -> TrainedModel:
-    """Fits a detector to DATASET/training (the first `train_videos` videos when given), its flow set by
-    the footage's own size (`DetectorConfig.for_source`)."""
-    videos, frames = read_split(dataset, "training", config.height, config.width, train_videos)
+    """Fits a detector to DATASET/training (the first `train_videos` videos when given; past the fit's
+    frame budget, runs spread evenly over them), its flow set by the footage's own size
+    (`DetectorConfig.for_source`)."""
+    videos, frames = read_split(
+        dataset, "training", config.height, config.width, train_videos, footage_frames
+    )
     source = {"dataset": dataset.name, "data_hash": datasets.videos_hash(videos), "videos": len(videos)}
     config = config.for_source(datasets.source_size(videos))
     return train_detector(frames, config, source, fit, checkpoint, resume)

@@ -28,6 +28,7 @@ from service.cli.commands.train import (
     companion_weights,
     detector_config,
     fit_config,
+    footage_frames,
     set_threads,
 )
 from workers.config import get_settings, hysteresis_config
@@ -178,7 +179,11 @@ def _start_detector(
             print("vigil eval: --save-model ignored with --model (nothing is trained)", file=sys.stderr)
         return load_detector(path, inference.device, args.threads), None
     trained = train_on_dataset(
-        dataset, detector_config(args), fit_config(args, args.minutes), train_videos=args.train_videos
+        dataset,
+        detector_config(args),
+        fit_config(args, args.minutes),
+        train_videos=args.train_videos,
+        footage_frames=footage_frames(args),
     )
     training = {**trained.metadata["training"], "total_s": trained.seconds}
     if keep_torch:
@@ -295,7 +300,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
                 write_scores_csv(start_scores, Path(args.start_scores_out))
             stream = dict(test_frames)
         else:
-            _, train_frames = read_split(dataset, "training", height, width)
+            _, train_frames = read_split(dataset, "training", height, width, budget=footage_frames(args))
             names = [("training", n) for n in train_frames] + [("testing", n) for n in test_frames]
             order = np.random.default_rng(args.seed).permutation(len(names))
             stream = {

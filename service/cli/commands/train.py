@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.detector.runtime import PRECISIONS, SUFFIXES, InvalidModelError
-from models.evaluation.datasets import DatasetError
+from models.evaluation.datasets import FIT_FOOTAGE_FRAMES, DatasetError
 from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.config import get_settings
 from workers.store.cameras import get_camera
@@ -46,6 +46,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-videos", type=int, metavar="N", help="train on the first N training videos only"
     )
     parser.add_argument(
+        "--footage-frames",
+        type=int,
+        metavar="N",
+        help=f"training frames a fit reads at most; longer footage is read as runs spread evenly over "
+        f"each video (default {FIT_FOOTAGE_FRAMES}, about 1.7 GB of memory at 360x240)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads for PyTorch/ONNX Runtime (0: all)"
     )
 
@@ -65,6 +72,14 @@ def fit_config(args: argparse.Namespace, minutes: float | None) -> FitConfig:
             raise ValueError("--minutes must be positive")
         train = TrainConfig(minutes=minutes, seed=args.seed)
     return FitConfig(seed=args.seed, train=train)
+
+
+def footage_frames(args: argparse.Namespace) -> int:
+    """How many training frames a fit reads at most (--footage-frames)."""
+    frames = FIT_FOOTAGE_FRAMES if args.footage_frames is None else args.footage_frames
+    if frames < 1:
+        raise ValueError("--footage-frames must be at least 1")
+    return frames
 
 
 def detector_config(args: argparse.Namespace) -> DetectorConfig:
@@ -147,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 config,
                 fit_config(args, args.minutes),
                 train_videos=args.train_videos,
+                footage_frames=footage_frames(args),
                 checkpoint=checkpoint,
                 resume=args.resume,
             )

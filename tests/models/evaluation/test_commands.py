@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,6 +175,21 @@ def test_recordings_train_and_eval_beside_frame_folders(tmp_path: Path) -> None:
     rows = [(r["video"], int(r["frame"])) for r in csv.DictReader(scores.open())]
     assert rows == [("01", i) for i in range(24)] + [("02", i) for i in range(20)]  # decode order
     assert 0.0 <= json.loads(report.read_text())["metrics"]["micro_auc"] <= 1.0
+
+
+def test_footage_past_the_frame_budget_is_fitted_on_runs_spread_over_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = recordings_dataset(tmp_path / "recorded")  # 80 training frames: a folder and a recording
+    model = tmp_path / "model.pt"
+    with caplog.at_level(logging.INFO, logger="models.evaluation.jobs"):
+        assert (
+            run("train", str(dataset), "--out", str(model), "--footage-frames", "50", "--threads", "1") == 0
+        )
+    assert "holds 80 frames, more than the 50 a fit reads: reading 50 of them" in caplog.text
+    assert load_detector(model, "cpu").info.metadata["training"]["frames"] == 50
+    assert run("train", str(dataset), "--out", str(model), "--footage-frames", "0") == 2
+    assert "--footage-frames must be at least 1" in capsys.readouterr().err
 
 
 def test_unreadable_or_ambiguous_recordings_are_clear_errors(

@@ -9,6 +9,7 @@ from models.evaluation.datasets import DatasetError, dataset_fps
 from models.evaluation.events import event_report, raise_alerts, ranges_report, true_ranges, write_alerts_csv
 from models.evaluation.videos import VideoScores
 from models.scoring.hysteresis import Episode, HysteresisConfig
+from workers.ingest.clips import write_clip
 
 CONFIG = HysteresisConfig(threshold=0.5, start_frames=3, end_frames=2, update_interval_s=0.0)
 
@@ -92,3 +93,13 @@ def test_dataset_fps(tmp_path: Path) -> None:
     (tmp_path / "labels.json").write_text(json.dumps({"fps": 0, "videos": {}}))
     with pytest.raises(DatasetError):
         dataset_fps(tmp_path)
+
+
+def test_recordings_give_their_own_rate_unless_labels_say_otherwise(tmp_path: Path) -> None:
+    (tmp_path / "testing").mkdir()
+    write_clip(tmp_path / "testing" / "01.mp4", np.zeros((5, 48, 64), np.uint8), fps=25)
+    assert dataset_fps(tmp_path) == 25.0
+    (tmp_path / "labels.json").write_text(json.dumps({"videos": {}}))
+    assert dataset_fps(tmp_path) == 25.0
+    (tmp_path / "labels.json").write_text(json.dumps({"fps": 10, "videos": {}}))
+    assert dataset_fps(tmp_path) == 10.0

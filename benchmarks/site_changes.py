@@ -1,12 +1,14 @@
 """Copies of a dataset as another camera would see it: zoomed, moved, rotated, re-lit, noisier, at another
-resolution. The self-improvement benchmark changes the testing frames only (a camera moved after its model
+resolution or frame rate. The self-improvement benchmark changes the testing frames only (a camera moved after its model
 was fitted); the held-out benchmark changes training and testing alike (a new camera the detector's
 constants were never chosen on)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,6 +23,7 @@ UNCHANGED = {
     "gamma": 1.0,
     "noise_sigma": 0.0,
     "scale": 1.0,  # of the frame size: 0.5 is a camera of half the resolution
+    "frame_step": 1,  # every n-th frame kept: 2 is a camera at half the frame rate
     "seed": 0,
 }
 SITE_CHANGES = {
@@ -62,23 +65,44 @@ def changed_copy(
     source: Path, target: Path, change: dict[str, float], splits: Sequence[str] = ("testing",)
 ) -> Path:
     """DATASET with the frames of `splits` transformed by `change`; the other splits and the labels link
-    to the source."""
+    to the source (labels at a changed frame rate are rewritten: frame indices and fps)."""
+    step = int(change.get("frame_step", 1))
+    if step > 1 and set(splits) != {"training", "testing"}:
+        raise ValueError("a changed frame rate changes every split")
     target.mkdir(parents=True, exist_ok=True)
     for split in ("training", "testing"):
         if split not in splits:
             (target / split).symlink_to((source / split).resolve())
-    if (source / "labels.json").is_file():
-        (target / "labels.json").symlink_to((source / "labels.json").resolve())
+    labels = source / "labels.json"
+    if labels.is_file() and step > 1:
+        (target / "labels.json").write_text(
+            json.dumps(stepped_labels(json.loads(labels.read_text()), step, datasets.dataset_fps(source)))
+        )
+    elif labels.is_file():
+        (target / "labels.json").symlink_to(labels.resolve())
     rng = np.random.default_rng(int(change["seed"]))
     lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** change["gamma"]), 0, 255).astype(np.uint8)
     for split in splits:
         for video in datasets.list_videos(source, split):
             out = target / split / video.name
             out.mkdir(parents=True)
-            for frame in video.frames:  # frame folders (the benchmark datasets' layout)
+            for frame in video.frames[::step]:  # frame folders (the benchmark datasets' layout)
                 image = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
                 cv2.imwrite(str(out / f"{frame.stem}.png"), _changed_frame(image, change, lut, rng))
     return target
+
+
+def stepped_labels(labels: dict[str, Any], step: int, fps: float) -> dict[str, Any]:
+    """labels.json of the footage with every `step`-th frame kept (frame i becomes i / step): a range keeps
+    the kept frames inside it, and is dropped if it holds none."""
+    videos = {}
+    for name, entry in labels["videos"].items():
+        ranges = [(-(-int(start) // step), int(end) // step) for start, end in entry["abnormal"]]
+        videos[name] = {
+            "frames": -(-int(entry["frames"]) // step),
+            "abnormal": [[start, end] for start, end in ranges if start <= end],
+        }
+    return {**labels, "fps": fps / step, "videos": videos}
 
 
 def _changed_frame(

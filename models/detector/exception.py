@@ -69,10 +69,16 @@ class CellException(nn.Module):
         self.register_buffer("reach", torch.zeros(()))
         self.register_buffer("ratio", torch.zeros(()))
         self.register_buffer("seed", torch.zeros(()))  # distance to the memory a taken cell needs
+        # the kind of event each kept cell was learned for (models/selftrain/feedback.kind_key), so that a
+        # kind the site no longer accepts can be taken out; 0: no kind (a false alarm's cells)
+        self.register_buffer("kinds", torch.zeros(cells, dtype=torch.long))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        # model files from before the seed test: every matching cell was taken
+        # model files from before the seed test: every matching cell was taken; from before kinds: none known
         state_dict.setdefault(prefix + "seed", torch.zeros(()))
+        kept = state_dict.get(prefix + "kept")
+        if kept is not None:
+            state_dict.setdefault(prefix + "kinds", torch.zeros(len(kept), dtype=torch.long))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
@@ -88,23 +94,27 @@ class CellException(nn.Module):
         reach: float,
         ratio: float,
         seed: float = 0.0,
+        kinds: torch.Tensor | None = None,
     ) -> None:
         """Keeps `descriptors` [K, C + 1] (features, speed weighted by `speed_weight`) of labelled events
-        `events` [K], taken where a cell lies at least `seed` from the appearance memory; K may differ from
-        the current number (see DetectorNet.set_exception)."""
+        `events` [K] of `kinds` [K] (None: no kind), taken where a cell lies at least `seed` from the
+        appearance memory; K may differ from the current number (see DetectorNet.set_exception)."""
+        kinds = torch.zeros(len(events), dtype=torch.long) if kinds is None else kinds
         if (
             descriptors.ndim != 2
             or descriptors.shape[1] != self.kept.shape[1]
             or len(descriptors) != len(events)
+            or len(kinds) != len(events)
         ):
             raise ValueError(
-                f"descriptors {tuple(descriptors.shape)} and events {tuple(events.shape)}: "
-                f"[K, {self.kept.shape[1]}] and [K] needed"
+                f"descriptors {tuple(descriptors.shape)}, events {tuple(events.shape)} and kinds "
+                f"{tuple(kinds.shape)}: [K, {self.kept.shape[1]}], [K] and [K] needed"
             )
         center = descriptors.mean(0) if len(descriptors) else torch.zeros_like(self.center)
         self.center.copy_(center)
         self.kept = (descriptors - center).to(self.kept)
         self.events = events.to(torch.long).clone()
+        self.kinds = kinds.to(torch.long).clone()
         self.speed_weight.fill_(speed_weight)
         self.reach.fill_(reach)
         self.ratio.fill_(ratio)

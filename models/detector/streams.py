@@ -303,6 +303,7 @@ class DetectorNet(nn.Module):
         ratio: float = 0.0,
         spread: int = 0,
         seed: float = 0.0,
+        kinds: torch.Tensor | None = None,
     ) -> None:
         """The per-cell exception replaced by these kept cells (CellException.set_kept), however many,
         taking cells at least `seed` from the memory and `spread` cells around each; none removes it. The config follows, as with the memory."""
@@ -313,7 +314,7 @@ class DetectorNet(nn.Module):
             if self.exception is None:
                 self.exception = CellException(self.appearance.backbone.out_channels, len(descriptors))
             self.exception.spread = spread
-            self.exception.set_kept(descriptors, events, speed_weight, reach, ratio, seed)
+            self.exception.set_kept(descriptors, events, speed_weight, reach, ratio, seed, kinds)
         self.config = replace(self.config, exception_cells=len(descriptors), exception_spread=spread)
 
     def copy_exception_from(self, other: DetectorNet) -> None:

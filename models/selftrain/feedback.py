@@ -19,7 +19,9 @@ it. Here the labelled frames are learned directly, the way the fit learns normal
   footage looks, lose their evidence with their neighbours (models/detector/exception.py): what was marked normal stops
   counting, and a different thing beside it in the same frame still counts. False alarms go to the
   memory (and the label threshold, models/scoring/label_threshold.py, which silenced them in the
-  measurements where the exception left one of three).
+  measurements where the exception left one of three). Each kept cell is tagged with its kind
+  (`kind_key`), so that a kind no label accepts any longer (deleted, or its frames labelled again) is
+  taken out of the exception (`withdraw_kinds`) without undoing anything else.
 
 The statistics (the streams' z units, the calibration) are left as they are: a labelled false alert
 scores lower, normal footage scores as it did, and the alert threshold keeps its meaning.
@@ -27,6 +29,8 @@ scores lower, normal footage scores as it did, and the alert threshold keeps its
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
@@ -51,6 +55,13 @@ def _nearest_other(points: torch.Tensor, groups: torch.Tensor, quantile: float) 
 def _memory_spacing(cells: torch.Tensor, quantile: float) -> float:
     """The `quantile` of the distances from each remembered cell to its nearest other one."""
     return _nearest_other(cells, torch.arange(len(cells)), quantile)
+
+
+def kind_key(category: str) -> int:
+    """The number a kind of event (a label's category, case and outer spaces aside) has in a model's
+    per-cell exception: the same in every process, positive, never 0 (cells of no kind)."""
+    digest = hashlib.sha256(category.strip().lower().encode()).digest()
+    return (int.from_bytes(digest[:8], "big") >> 1) | 1
 
 
 def learn_appearance(model: DetectorNet, frames: np.ndarray, config: LabelLearning) -> int:
@@ -143,14 +154,19 @@ def learn_cell_exception(
     anomaly: np.ndarray,
     config: LabelLearning,
     appearance_normal: dict[str, float] | None = None,
+    kinds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Keeps the labelled clips' most anomalous cells in the model's per-cell exception, in place: cells
     it already covers (as closely as its cells lie to each other) are not added again, the newest `exception_max_cells` stay,
     and the reach is taken afresh over all of them. events: int [N], the labelled event of each clip
-    (cells of one event lie close together and say nothing of how far the kind reaches)."""
+    (cells of one event lie close together and say nothing of how far the kind reaches); kinds: int [N],
+    the `kind_key` of each clip's kind (None or 0: no kind)."""
     assert model.appearance is not None
     raw, origins, weight = exception_cells(model, clips, anomaly, config)
     new_events = torch.from_numpy(np.asarray(events))[origins]
+    new_kinds = torch.from_numpy(np.zeros(len(clips), np.int64) if kinds is None else np.asarray(kinds))[
+        origins
+    ]
     old = model.exception
     if old is not None:  # the units of the first exception stay: its speed weight
         weight = float(old.speed_weight)
@@ -160,14 +176,22 @@ def learn_cell_exception(
         # window holds the same labels)
         spacing = _memory_spacing(old.descriptors, 0.5) if len(old.descriptors) > 1 else 0.0
         fresh = old.nearest(descriptors) > spacing
-        descriptors, new_events = descriptors[fresh], new_events[fresh]
+        descriptors, new_events, new_kinds = descriptors[fresh], new_events[fresh], new_kinds[fresh]
         new_events = new_events + int(old.events.max()) + 1
         descriptors = torch.cat([old.descriptors, descriptors])[-config.exception_max_cells :]
         new_events = torch.cat([old.events, new_events])[-config.exception_max_cells :]
+        new_kinds = torch.cat([old.kinds, new_kinds])[-config.exception_max_cells :]
     reach = exception_reach(descriptors, new_events, config.exception_reach_quantile)
     seed = exception_seed(appearance_normal, config.exception_seed_z)
     model.set_exception(
-        descriptors, new_events, weight, reach, config.exception_ratio, config.exception_spread, seed
+        descriptors,
+        new_events,
+        weight,
+        reach,
+        config.exception_ratio,
+        config.exception_spread,
+        seed,
+        new_kinds,
     )
     return {
         "cells_kept": len(descriptors),
@@ -176,6 +200,34 @@ def learn_cell_exception(
         "reach": round(reach, 4),
         "seed": round(seed, 4),
     }
+
+
+def withdraw_kinds(
+    model: DetectorNet, accepted: Iterable[str], config: LabelLearning
+) -> dict[str, Any] | None:
+    """Takes out of the model's per-cell exception, in place, the cells learned for kinds that are not
+    among the `accepted` categories (cells of no kind stay); None when there are none to take out."""
+    exception = model.exception
+    if exception is None:
+        return None
+    in_force = torch.tensor(sorted({kind_key(category) for category in accepted}), dtype=torch.long)
+    withdrawn = (exception.kinds != 0) & ~torch.isin(exception.kinds, in_force)
+    if not bool(withdrawn.any()):
+        return None
+    keep = ~withdrawn
+    descriptors, events, kinds = exception.descriptors[keep], exception.events[keep], exception.kinds[keep]
+    reach = exception_reach(descriptors, events, config.exception_reach_quantile) if len(events) else 0.0
+    model.set_exception(
+        descriptors,
+        events,
+        float(exception.speed_weight),
+        reach,
+        float(exception.ratio),
+        exception.spread,
+        float(exception.seed),
+        kinds,
+    )
+    return {"cells_withdrawn": int(withdrawn.sum()), "cells_kept": int(keep.sum())}
 
 
 def labelled_events(indices: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
@@ -203,6 +255,7 @@ def learn_labelled_normal(
     anomaly: np.ndarray | None = None,
     accepted: np.ndarray | None = None,
     appearance_normal: dict[str, float] | None = None,
+    kinds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Learns clips (uint8 [N, history + 1, H, W], each a labelled frame with its past) as normal, in
     place; returns what changed. The per-cell exception needs the clips' labelled events (int [N]) and
@@ -210,7 +263,8 @@ def learn_labelled_normal(
     kind the site accepts (labelled normal with a category): with `config.accepted_exception` they are
     learned by the per-cell exception alone, the others (false alarms) by the memory as before.
     `appearance_normal`: the appearance stream's statistics (the model's `stream_stats["appearance"]`),
-    which set how unusual a cell must be to be excepted (exception_seed)."""
+    which set how unusual a cell must be to be excepted (exception_seed). `kinds` (int [N]): the kind_key
+    of each accepted frame's category, which its kept cells are tagged with."""
     everything = np.arange(len(clips))
     kind = np.zeros(len(clips), bool)
     if accepted is not None and config.accepted_exception:
@@ -227,6 +281,12 @@ def learn_labelled_normal(
     excepted = np.sort(np.r_[plain, of_kind]) if config.cell_exception else of_kind
     if model.appearance is not None and len(excepted) and events is not None and anomaly is not None:
         report["cell_exception"] = learn_cell_exception(
-            model, clips[excepted], events[excepted], anomaly[excepted], config, appearance_normal
+            model,
+            clips[excepted],
+            events[excepted],
+            anomaly[excepted],
+            config,
+            appearance_normal,
+            None if kinds is None else np.asarray(kinds)[excepted],
         )
     return report

@@ -149,6 +149,37 @@ def frame_labels(client: redis.Redis, camera: str, first_seq: int, last_seq: int
     }
 
 
+def accepted_kinds(client: redis.Redis, cameras: Iterable[str]) -> set[str]:
+    """The kinds of event the site accepts: the categories of labels "normal" with a category that are
+    still the verdict on at least one of their frames, on any of `cameras`. Deleting such a label, or
+    labelling all of its frames again, withdraws its kind unless another label still accepts it."""
+    kinds: set[str] = set()
+    for camera in cameras:
+        history = camera_labels(client, camera)  # oldest first
+        for index, label in enumerate(history):
+            if (
+                label.accepts_kind
+                and label.category not in kinds
+                and not _covered(label, history[index + 1 :])
+            ):
+                assert label.category is not None
+                kinds.add(label.category)
+    return kinds
+
+
+def _covered(label: FeedbackLabel, later: list[FeedbackLabel]) -> bool:
+    """Whether the `later` labels together cover every frame of `label`."""
+    spans = sorted(
+        (other.start_seq, other.end_seq) for other in later if overlaps(other, label.start_seq, label.end_seq)
+    )
+    first_uncovered = label.start_seq
+    for start, end in spans:
+        if start > first_uncovered:
+            return False
+        first_uncovered = max(first_uncovered, end + 1)
+    return first_uncovered > label.end_seq
+
+
 def labels_version(client: redis.Redis, camera: str) -> tuple[int, float]:
     """Changes whenever a label of the camera is added or deleted: how many it has, and the newest's number."""
     index = keys.feedback_labels_by_camera(camera)

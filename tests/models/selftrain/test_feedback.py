@@ -14,7 +14,13 @@ from models.detector.runtime import TorchDetector
 from models.detector.scores import anomaly_maps
 from models.scoring.camera import padded_clips
 from models.selftrain.config import LabelLearning
-from models.selftrain.feedback import exception_seed, labelled_events, learn_labelled_normal
+from models.selftrain.feedback import (
+    exception_seed,
+    kind_key,
+    labelled_events,
+    learn_labelled_normal,
+    withdraw_kinds,
+)
 from tests.models.conftest import TINY_DETECTOR, synthetic_video
 
 
@@ -165,3 +171,52 @@ def test_without_events_or_maps_the_cell_exception_is_not_learned(tiny_model: To
     model = copy.deepcopy(tiny_model.model)
     report = learn_labelled_normal(model, racing_square(slice(4, 12)), LabelLearning(cell_exception=True))
     assert "cell_exception" not in report and model.exception is None
+
+
+def test_a_kind_has_one_number_everywhere_and_never_zero() -> None:
+    assert kind_key("bicycle") == kind_key(" Bicycle ") != kind_key("skateboard")
+    assert all(kind_key(name) > 0 for name in ("bicycle", "skateboard", "", "x" * 40))
+
+
+def test_a_kind_no_longer_accepted_is_withdrawn_and_everything_else_stays(tiny_model: TorchDetector) -> None:
+    """The square accepted twice, under two kinds, then one kind withdrawn: its cells go, the other
+    kind's stay and still quiet its frames; with both withdrawn the square scores exactly as before."""
+    square = racing_square(slice(4, 12))
+    half = len(square) // 2
+    kinds = np.repeat([kind_key("cart"), kind_key("bicycle")], [half, len(square) - half])
+    events = np.repeat([0, 1], [half, len(square) - half])
+    anomaly = anomaly_maps(tiny_model, tiny_model.stream_maps(square))
+    model = copy.deepcopy(tiny_model.model)
+    config = LabelLearning(exception_seed_z=0.0)
+    accepted = np.ones(len(square), bool)
+    learn_labelled_normal(model, square, config, events, anomaly, accepted, None, kinds)
+    assert model.exception is not None
+    tags = model.exception.kinds.clone()
+    assert {int(k) for k in tags} == {kind_key("cart"), kind_key("bicycle")}
+    assert withdraw_kinds(model, ["cart", "bicycle"], config) is None  # both still accepted
+    report = withdraw_kinds(model, ["Bicycle"], config)
+    assert report == {
+        "cells_withdrawn": int((tags == kind_key("cart")).sum()),
+        "cells_kept": int((tags == kind_key("bicycle")).sum()),
+    }
+    assert {int(k) for k in model.exception.kinds} == {kind_key("bicycle")}
+    assert model.config.exception_cells == report["cells_kept"]
+    kept, bicycle = TorchDetector(model, tiny_model.info.metadata), square[half:]
+    assert frame_peaks(kept, bicycle) < 0.75 * frame_peaks(tiny_model, bicycle)  # still acts
+    assert withdraw_kinds(model, [], config) is not None and model.exception is None  # the last kind
+    assert model.config.exception_cells == 0 and withdraw_kinds(model, [], config) is None
+    np.testing.assert_allclose(  # the flow differs by float noise from run to run
+        TorchDetector(model, tiny_model.info.metadata).stream_maps(square),
+        tiny_model.stream_maps(square),
+        atol=1e-5,
+    )
+
+
+def test_cells_of_no_kind_are_never_withdrawn(tiny_model: TorchDetector) -> None:
+    clips = racing_square(slice(4, 12))
+    anomaly = anomaly_maps(tiny_model, tiny_model.stream_maps(clips))
+    model = copy.deepcopy(tiny_model.model)
+    config = LabelLearning(memory=False, cell_exception=True, exception_seed_z=0.0)
+    learn_labelled_normal(model, clips, config, np.zeros(len(clips), int), anomaly)  # a false alarm's
+    assert model.exception is not None and not model.exception.kinds.any()
+    assert withdraw_kinds(model, [], config) is None and model.exception is not None

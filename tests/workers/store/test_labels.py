@@ -308,3 +308,25 @@ def test_the_labels_version_changes_with_every_label_added_or_deleted(client: re
     assert len({empty, one, two, labels.labels_version(client, CAMERA)}) == 4
     label(client, 10, 20, "abnormal")  # the same frames again, another verdict: a new label
     assert labels.labels_version(client, CAMERA) != two
+
+
+def test_a_kind_is_accepted_while_a_label_accepting_it_is_in_force(client: redis.Redis) -> None:
+    config = schemas.CameraConfig(id="cam2", source="test://frames")
+    client.hset(keys.CAMERAS, "cam2", config.model_dump_json())
+    assert labels.accepted_kinds(client, [CAMERA, "cam2"]) == set()
+    bikes, _ = label(client, 0, 9, "normal", category="bicycle")
+    label(client, 20, 29, "normal")  # a false alarm: no kind
+    label(client, 40, 49, "abnormal", category="cart")  # an anomaly: no kind either
+    label(client, 0, 9, "normal", category="skateboard", camera="cam2")
+    assert labels.accepted_kinds(client, [CAMERA, "cam2"]) == {"bicycle", "skateboard"}
+    assert labels.accepted_kinds(client, [CAMERA]) == {"bicycle"}
+    # a later label over part of its frames leaves the kind accepted; over all of them, in two parts, not
+    label(client, 0, 4, "abnormal")
+    assert labels.accepted_kinds(client, [CAMERA]) == {"bicycle"}
+    later, _ = label(client, 3, 12, "abnormal", category="bicycle")
+    assert labels.accepted_kinds(client, [CAMERA]) == set()
+    # deleting the label that covered it brings the kind back; deleting the kind's own label withdraws it
+    labels.delete_label(client, later.id)
+    assert labels.accepted_kinds(client, [CAMERA]) == {"bicycle"}
+    labels.delete_label(client, bikes.id)
+    assert labels.accepted_kinds(client, [CAMERA]) == set()

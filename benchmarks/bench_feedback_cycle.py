@@ -35,19 +35,23 @@ from models.evaluation.events import VideoAlert, raise_alerts  # noqa: E402
 from models.evaluation.jobs import machine_info  # noqa: E402
 from models.evaluation.videos import score_videos  # noqa: E402
 from models.selftrain.config import OnlineConfig, Window  # noqa: E402
+from models.selftrain.feedback import kind_key  # noqa: E402
 from models.selftrain.trainer import SelfTrainer, concat_windows  # noqa: E402
 from workers.config import get_settings, hysteresis_config  # noqa: E402
 
 
-def labelled_window(frames: dict[str, np.ndarray], videos: list[str], marked: list[VideoAlert]) -> Window:
+def labelled_window(
+    frames: dict[str, np.ndarray], videos: list[str], marked: list[VideoAlert], kind: str
+) -> Window:
     """The videos one after another as one camera's window (history restarts at each), the marked alerts'
-    frames labelled normal with a category (a kind the site accepts)."""
+    frames labelled normal with the category `kind` (a kind the site accepts)."""
     parts = []
     for video in videos:
         labels = np.full(len(frames[video]), -1)
         for alert in (a for a in marked if a.video == video):
             labels[alert.episode.start_seq : alert.episode.last_seq + 1] = 0
-        parts.append(Window(frames[video], np.zeros(len(labels), dtype=int), labels, labels == 0))
+        kinds = np.where(labels == 0, kind_key(kind), 0)
+        parts.append(Window(frames[video], np.zeros(len(labels), dtype=int), labels, kinds))
     return concat_windows(parts)
 
 
@@ -72,7 +76,7 @@ def main() -> int:
         marked = marked_of_class(raise_alerts(control, config, fps), classes, args.accept)
         split = names.index(marked[-1].video) + 1
         taught, later = names[:split], names[split:]
-        window = labelled_window(frames, taught, marked)
+        window = labelled_window(frames, taught, marked, args.accept)
         trainer = SelfTrainer(
             OnlineConfig(), work, model=start.model, metadata={**start.info.metadata, "version": "start"}
         )

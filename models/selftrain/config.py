@@ -172,11 +172,17 @@ class Window:
     frames: np.ndarray  # uint8 [N, H, W] at the detector's input size
     segments: np.ndarray  # int [N]: frame history restarts where this changes (reconnect, gap)
     labels: np.ndarray | None = None  # int [N]: operator labels, 1 abnormal, 0 normal, -1 none
-    # bool [N]: labelled normal with a category, a kind of event the site accepts (not a false alarm)
-    accepted: np.ndarray | None = None
+    # int [N]: where a frame is labelled normal with a category (a kind of event the site accepts, not a
+    # false alarm), the kind's number (models/selftrain/feedback.kind_key); 0 elsewhere
+    kinds: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    @property
+    def accepted(self) -> np.ndarray | None:
+        """bool [N]: the frames of a kind the site accepts."""
+        return None if self.kinds is None else self.kinds != 0
 
     def clips(self, indices: np.ndarray, history: int) -> np.ndarray:
         """uint8 [len(indices), history + 1, H, W]: each frame with its past, padded as CameraStream does."""

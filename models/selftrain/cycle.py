@@ -56,7 +56,7 @@ from models.selftrain.adaptation import (
     refit_statistics,
 )
 from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
-from models.selftrain.feedback import labelled_events, learn_labelled_normal
+from models.selftrain.feedback import labelled_events, learn_labelled_normal, withdraw_kinds
 from models.selftrain.mining import WindowEvidence, half_maps, mine, window_evidence
 from models.selftrain.ordinal import cell_examples, train_ordinal, with_ordinal
 from models.selftrain.validation import Validation, validate
@@ -237,6 +237,7 @@ def _adapted_candidates(
             labelled.maps,
             window.accepted[labelled.frames] if window.accepted is not None else None,
             labelled.appearance_normal,
+            window.kinds[labelled.frames] if window.kinds is not None else None,
         )
     candidates = [adapted]
     labelled_anomalies = window.labels is not None and bool((window.labels == 1).any())
@@ -307,9 +308,9 @@ def _accepted_kinds_only(
     with the window's frames of kinds the site accepts learned into its per-cell exception, and nothing
     else: the operator's word, served without waiting for a cycle whose mining validates. None when there
     are none, or they add nothing to what the exception keeps."""
-    if window.accepted is None or not config.labels.accepted_exception or model.appearance is None:
+    if window.kinds is None or not config.labels.accepted_exception or model.appearance is None:
         return None
-    of_kind = window.accepted[labelled.frames]
+    of_kind = window.kinds[labelled.frames] != 0
     accepted = labelled.frames[of_kind]
     if len(accepted) == 0:
         return None
@@ -324,6 +325,7 @@ def _accepted_kinds_only(
         labelled.maps[of_kind],
         np.ones(len(accepted), dtype=bool),
         labelled.appearance_normal,
+        window.kinds[accepted],
     )
     if learned.get("cell_exception", {}).get("cells_kept", 0) == model.config.exception_cells:
         return None  # the same labels as before: nothing new to serve
@@ -331,6 +333,26 @@ def _accepted_kinds_only(
     child = _child_metadata(updated, metadata, {"config": config.to_dict(), "accepted_kinds_only": True})
     reason = f"kinds the site accepts learned into the per-cell exception (the cycle's adaptation: {refused})"
     log.info("cycle over %d frames: %s", len(window), reason)
+    return CycleResult(True, reason, report, updated, child)
+
+
+def withdrawn_kinds(
+    model: DetectorNet, metadata: dict[str, Any], accepted: set[str], config: SelfTrainConfig
+) -> CycleResult | None:
+    """The model without its per-cell exception's cells of kinds the site no longer accepts (`accepted`:
+    the categories that labels in force still accept), and nothing else changed: an operator who deletes
+    or relabels a kind's labels takes it back without a rollback. None when no cell is of such a kind."""
+    updated = copy.deepcopy(model).eval()
+    withdrawn = withdraw_kinds(updated, accepted, config.labels)
+    if withdrawn is None:
+        return None
+    report = {"withdrawn_kinds": withdrawn}
+    child = _child_metadata(updated, metadata, {"config": config.to_dict(), "withdrawn_kinds": True})
+    reason = (
+        f"{withdrawn['cells_withdrawn']} cells of kinds no label accepts any longer taken out of the "
+        f"per-cell exception ({withdrawn['cells_kept']} kept)"
+    )
+    log.info("%s", reason)
     return CycleResult(True, reason, report, updated, child)
 
 

@@ -27,7 +27,7 @@ from models.detector.streams import DetectorConfig, DetectorNet
 from models.scoring.camera import ScorerConfig, score_of_z
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
-from models.selftrain.cycle import CycleResult, run_cycle
+from models.selftrain.cycle import CycleResult, run_cycle, withdrawn_kinds
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.validation import clip_raw_scores
@@ -42,18 +42,18 @@ def concat_windows(windows: list[Window]) -> Window:
         _, codes = np.unique(window.segments, return_inverse=True)
         segments.append(codes + offset)
         offset += int(codes.max()) + 1 if len(codes) else 0
-    labels = accepted = None
+    labels = kinds = None
     if any(w.labels is not None for w in windows):
         labels = np.concatenate([w.labels if w.labels is not None else np.full(len(w), -1) for w in windows])
-    if any(w.accepted is not None for w in windows):
-        accepted = np.concatenate(
-            [w.accepted if w.accepted is not None else np.zeros(len(w), bool) for w in windows]
+    if any(w.kinds is not None for w in windows):
+        kinds = np.concatenate(
+            [w.kinds if w.kinds is not None else np.zeros(len(w), np.int64) for w in windows]
         )
     return Window(
         frames=np.concatenate([w.frames for w in windows]),
         segments=np.concatenate(segments),
         labels=labels,
-        accepted=accepted,
+        kinds=kinds,
     )
 
 
@@ -147,6 +147,25 @@ class SelfTrainer:
         total = sum(len(r) for r in self.replay)
         while self.replay and total - len(self.replay[0]) >= self.config.replay_frames:
             total -= len(self.replay.pop(0))  # the oldest go first
+
+    def withdraw(self, accepted: set[str]) -> CycleResult | None:
+        """The model in service without the exception's cells of kinds no label accepts any longer
+        (`accepted`: those still accepted), written, loaded back and current at once; None when nothing is
+        withdrawn."""
+        from models.detector.runtime import InvalidModelError
+
+        assert self.model is not None and self.metadata is not None
+        result = withdrawn_kinds(self.model, self.metadata, accepted, self.config.selftrain)
+        if result is None or result.model is None or result.metadata is None:
+            return None
+        try:
+            serving = self._materialize(result.model, result.metadata)
+        except InvalidModelError as exc:
+            return replace(
+                result, accepted=False, reason=f"model does not load: {exc}", model=None, metadata=None
+            )
+        self.model, self.metadata, self.serving = result.model, result.metadata, serving
+        return result
 
     def cold_start(self, window: Window, config: DetectorConfig, scored_by: Detector) -> CycleResult:
         """A first model fitted to a camera's own frames, without labels: the frames the detector that

@@ -247,7 +247,8 @@ class ModelVersion(BaseModel):
     parent: str | None = None
     created_ts: float = Field(default_factory=now)
     kind: str = Field(description="Detector kind: its evidence streams, e.g. 'motion-appearance'.")
-    origin: Literal["published", "cold_start", "self_training"] = "published"
+    # feedback: the model in service with kinds of event operators no longer accept taken out
+    origin: Literal["published", "cold_start", "self_training", "feedback"] = "published"
     metrics: dict[str, Any] = Field(
         default_factory=dict, description="Mined counts, validation figures, durations of the cycle."
     )

@@ -24,6 +24,7 @@ from models.detector.motion import MotionBaseline
 from models.detector.runtime import InvalidModelError, TorchDetector, load_detector
 from models.selftrain.config import Window
 from models.selftrain.cycle import CycleResult
+from models.selftrain.feedback import kind_key
 from models.selftrain.trainer import SelfTrainer, concat_windows
 from workers.bus import keys, schemas
 from workers.config import Settings, online_config
@@ -31,7 +32,7 @@ from workers.inference.categories import categorize_alerts, describe_new_alerts
 from workers.proc.process import WorkerProcess
 from workers.store import model_registry
 from workers.store.cameras import list_cameras, source_size
-from workers.store.labels import latest_frame_labels
+from workers.store.labels import accepted_kinds, labels_version, latest_frame_labels
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,15 @@ def read_window(client: redis.Redis, camera: str, count: int, height: int, width
         return None
     seq = np.array(seqs)
     breaks = np.r_[0, (np.diff(seq) != 1) | (np.diff(np.array(sessions)) != 0)].cumsum()
-    labels, accepted = np.full(len(seq), -1), np.zeros(len(seq), dtype=bool)
+    labels, kinds = np.full(len(seq), -1), np.zeros(len(seq), dtype=np.int64)
     for frame_seq, label in latest_frame_labels(client, camera, int(seq[0]), int(seq[-1])).items():
         row = int(np.searchsorted(seq, frame_seq))
         if seq[row] == frame_seq:  # a labelled frame may be missing from the window (gap, never scored)
             labels[row] = LABEL_CODES[label.label]
-            accepted[row] = label.accepts_kind
-    window = Window(np.stack(frames), breaks, labels, accepted)
+            if label.accepts_kind:
+                assert label.category is not None
+                kinds[row] = kind_key(label.category)
+    window = Window(np.stack(frames), breaks, labels, kinds)
     return CameraWindow(camera, window, int(seq[-1]))
 
 
@@ -115,6 +118,7 @@ class RetrainWorker(WorkerProcess):
         self.trainer: SelfTrainer | None = None
         self.last_cycle: schemas.RetrainCycle | None = None
         self._labels_seen: bytes | None = None
+        self._kinds_checked: tuple[Any, ...] | None = None  # the model and labels the kinds were checked for
 
     def setup(self) -> None:
         import torch
@@ -173,6 +177,8 @@ class RetrainWorker(WorkerProcess):
             )
             self._finish(windows, result, origin="cold_start", parent=None)
             return
+        if self._withdraw_kinds():
+            return
         self._categorize()
         cursors = {k.decode(): int(v) for k, v in self.redis.hgetall(keys.RETRAIN_CURSOR).items()}
         new = sum(new_scored_frames(self.redis, camera, cursors.get(camera, -1)) for camera in cameras)
@@ -194,6 +200,27 @@ class RetrainWorker(WorkerProcess):
         detector = TorchDetector(self.trainer.model, self.trainer.metadata)
         if describe_new_alerts(self.redis, detector) or self._labels_changed():
             categorize_alerts(self.redis, detector.info.version)
+
+    def _withdraw_kinds(self) -> bool:
+        """Serves at once the model without the per-cell exception's kinds that no label accepts any longer
+        (an operator deleted or relabelled them), checked whenever the labels or the model change."""
+        assert (
+            self.trainer is not None and self.trainer.model is not None and self.trainer.metadata is not None
+        )
+        exception = self.trainer.model.exception
+        if exception is None or not bool(exception.kinds.any()):
+            return False
+        cameras = [camera.id for camera in list_cameras(self.redis)]  # a kind accepted anywhere on the site
+        checked = (self.trainer.metadata["version"], *(labels_version(self.redis, c) for c in cameras))
+        if checked == self._kinds_checked:
+            return False
+        self._kinds_checked = checked
+        parent = self.trainer.metadata["version"]
+        result = self.trainer.withdraw(accepted_kinds(self.redis, cameras))
+        if result is None:
+            return False
+        self._finish([], result, origin="feedback", parent=parent)
+        return True
 
     def _labels_changed(self) -> bool:
         newest = self.redis.get(keys.FEEDBACK_LABEL_COUNTER)

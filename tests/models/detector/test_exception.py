@@ -90,9 +90,24 @@ def test_a_model_file_from_before_the_seed_takes_every_matching_cell() -> None:
     assert float(module.seed) == 0.0 and float(module.ratio) == pytest.approx(0.9)
 
 
+def test_a_model_file_from_before_kinds_knows_no_kind_of_its_cells() -> None:
+    kept = exception(ratio=0.9)
+    kept.set_kept(KEPT, torch.tensor([0, 1]), 1.0, 0.0, 0.9, kinds=torch.tensor([5, 6]))
+    state = kept.state_dict()
+    assert state["kinds"].tolist() == [5, 6]
+    del state["kinds"]
+    module = CellException(channels=2, cells=len(KEPT))
+    module.load_state_dict(state)
+    assert module.kinds.tolist() == [0, 0]
+
+
 def test_kept_cells_are_checked() -> None:
     with pytest.raises(ValueError, match="descriptors"):
         CellException(channels=2, cells=1).set_kept(torch.zeros(2, 4), torch.zeros(2), 1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="kinds"):
+        CellException(channels=2, cells=2).set_kept(
+            torch.zeros(2, 3), torch.zeros(2), 1.0, 1.0, 0.0, kinds=torch.zeros(1)
+        )
 
 
 def excepting_net(test: str = "reach", seed: int = 0) -> tuple[DetectorNet, np.ndarray, torch.Tensor]:

@@ -31,6 +31,7 @@ from models.selftrain.config import (
     Window,
 )
 from models.selftrain.cycle import run_cycle
+from models.selftrain.feedback import kind_key
 from models.selftrain.mining import mine, window_evidence
 from models.selftrain.trainer import SelfTrainer, concat_windows
 from models.selftrain.validation import Validation, clip_raw_scores, model_z, validate
@@ -164,10 +165,10 @@ def test_a_kind_the_site_accepts_is_served_as_an_exception_that_validation_does_
     tiny_model: TorchDetector,
 ) -> None:
     window = two_cameras(seed=5)  # a window whose cycle the tiny model accepts without labels too
-    labels, accepted = np.full(len(window), -1), np.zeros(len(window), dtype=bool)
+    labels, kinds = np.full(len(window), -1), np.zeros(len(window), dtype=np.int64)
     labels[40:50] = 0  # the first camera's racing square, marked normal with a category
-    accepted[40:50] = True
-    labelled = replace(window, labels=labels, accepted=accepted)
+    kinds[40:50] = kind_key("bicycle")
+    labelled = replace(window, labels=labels, kinds=kinds)
     mined = mine(labelled, window_evidence(tiny_model, labelled), CONFIG)
     assert not (mined.normal[40:50].any() or mined.abnormal[40:50].any())  # neither: the exception's alone
     result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, labelled, [], CONFIG)
@@ -188,9 +189,9 @@ def test_a_kind_the_site_accepts_is_served_as_an_exception_that_validation_does_
 
 def test_a_refused_cycle_still_serves_the_kinds_the_site_accepts_once(tiny_model: TorchDetector) -> None:
     window = two_cameras(seed=3)  # a window whose adaptation the tiny model refuses with these labels
-    labels, accepted = np.full(len(window), -1), np.zeros(len(window), dtype=bool)
-    labels[40:50], accepted[40:50] = 0, True
-    labelled = replace(window, labels=labels, accepted=accepted)
+    labels, kinds = np.full(len(window), -1), np.zeros(len(window), dtype=np.int64)
+    labels[40:50], kinds[40:50] = 0, kind_key("bicycle")
+    labelled = replace(window, labels=labels, kinds=kinds)
     result = run_cycle(tiny_model.model, tiny_model.info.metadata, tiny_model, labelled, [], CONFIG)
     assert result.accepted and "the cycle's adaptation:" in result.reason
     assert result.model is not None and result.metadata is not None and result.mined_normal is None
@@ -230,13 +231,13 @@ def test_a_fresh_fit_competes_only_where_the_site_no_longer_looks_like_the_foota
 
 def test_what_the_site_accepts_outlives_a_fresh_fit(tiny_model: TorchDetector) -> None:
     window = two_cameras()
-    labels, accepted = np.full(len(window), -1), np.zeros(len(window), dtype=bool)
-    labels[40:50], accepted[40:50] = 0, True
+    labels, kinds = np.full(len(window), -1), np.zeros(len(window), dtype=np.int64)
+    labels[40:50], kinds[40:50] = 0, kind_key("bicycle")
     first = run_cycle(
         tiny_model.model,
         tiny_model.info.metadata,
         tiny_model,
-        replace(window, labels=labels, accepted=accepted),
+        replace(window, labels=labels, kinds=kinds),
         [],
         CONFIG,
     )
@@ -248,6 +249,7 @@ def test_what_the_site_accepts_outlives_a_fresh_fit(tiny_model: TorchDetector) -
     assert result.report["refit"]["chosen"], result.report["refit"]["reason"]
     assert result.model is not None and result.model.exception is not None
     assert torch.allclose(result.model.exception.descriptors, first.model.exception.descriptors, atol=1e-5)
+    assert set(result.model.exception.kinds.tolist()) == {kind_key("bicycle")}  # with their kind
 
 
 @pytest.mark.parametrize(("memory_frames", "frames_offered"), [(600, 12), (5, 5)])

@@ -33,10 +33,11 @@ def site_window(frames: int = 120, seed: int = 11) -> Window:
 
 def test_windows_joined_keep_their_labels_and_accepted_kinds() -> None:
     frames = np.zeros((3, HEIGHT, WIDTH), np.uint8)
-    labelled = Window(frames, np.zeros(3, int), np.array([0, -1, 0]), np.array([True, False, False]))
+    labelled = Window(frames, np.zeros(3, int), np.array([0, -1, 0]), np.array([7, 0, 0]))
     joined = concat_windows([Window(frames, np.zeros(3, int)), labelled])
     assert joined.labels is not None and joined.labels.tolist() == [-1, -1, -1, 0, -1, 0]
     assert joined.accepted is not None and joined.accepted.tolist() == [False] * 3 + [True, False, False]
+    assert joined.kinds is not None and joined.kinds.tolist() == [0, 0, 0, 7, 0, 0]
     assert concat_windows([Window(frames, np.zeros(3, int))]).accepted is None
 
 

@@ -19,6 +19,7 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
+from models.selftrain.feedback import kind_key
 from tests.waiting import wait_for
 from tests.workers.inference.test_worker import (
     HEIGHT,
@@ -33,7 +34,7 @@ from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
 from workers.retrain.worker import RetrainWorker, new_scored_frames, read_window
 from workers.store import model_registry
-from workers.store.labels import FeedbackRequest, add_label
+from workers.store.labels import FeedbackRequest, add_label, delete_label
 
 DETECTOR = DetectorConfig(height=HEIGHT, width=WIDTH, bank_size=64)
 
@@ -209,6 +210,38 @@ def test_a_kind_the_site_accepts_is_served_in_the_next_cycle_s_model(
     assert served["detector"]["exception_cells"] > 0
     learned = cycle.report.get("accepted_kinds_only") or cycle.report["training"]["labelled_normal"]
     assert learned["accepted_frames"] == 20 and "cells_added" not in learned
+    assert window_kinds(redis_client) == {kind_key("racer")}
+    worker.step()  # nothing changed: nothing withdrawn, no new model
+    assert model_registry.current_version(redis_client).version == latest.version
+
+
+def window_kinds(client: redis.Redis) -> set[int]:
+    window = read_window(client, "cam1", 1000, HEIGHT, WIDTH)
+    assert window is not None and window.window.kinds is not None
+    return set(window.window.kinds.tolist()) - {0}
+
+
+def test_a_kind_an_operator_takes_back_leaves_the_served_model_at_once(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    worker = cold_started(redis_url, redis_client, tmp_path)
+    accepted, _ = add_label(
+        redis_client,
+        FeedbackRequest(camera="cam1", start_seq=60, end_seq=79, label="normal", category="racer"),
+    )
+    write_scored(redis_client, "cam1", range(200, 300), np.zeros(100))
+    worker.step()
+    with_kind = model_registry.current_version(redis_client)
+    assert load_detector(Path(with_kind.path), "cpu").info.metadata["detector"]["exception_cells"] > 0
+    delete_label(redis_client, accepted.id)  # the operator takes it back: no cycle, no rollback needed
+    worker.step()
+    latest = model_registry.current_version(redis_client)
+    assert latest.origin == "feedback" and latest.parent == with_kind.version
+    assert latest.metrics["withdrawn_kinds"]["cells_kept"] == 0
+    assert load_detector(Path(latest.path), "cpu").info.metadata["detector"]["exception_cells"] == 0
+    assert worker.trainer is not None and worker.trainer.model is not None
+    assert worker.trainer.model.exception is None
+    assert "taken out of the per-cell exception" in model_registry.recent_cycles(redis_client)[0].reason
 
 
 def test_hot_swap_under_load_scores_every_frame_once_and_a_corrupt_model_never_serves(

@@ -82,9 +82,10 @@ class DetectorConfig:
         predictor = self.predictor.history if self.predictor and "prediction" in self.streams else 0
         return max(self.flow.gap, predictor)
 
-    def for_source(self, source: tuple[int, int] | None) -> DetectorConfig:
-        """This detector with the flow that footage of `source` (height, width) pixels calls for."""
-        return replace(self, flow=FlowConfig.for_source(source, (self.height, self.width)))
+    def for_source(self, source: tuple[int, int] | None, fps: float | None = None) -> DetectorConfig:
+        """This detector with the flow that footage of `source` (height, width) pixels at `fps` frames a
+        second calls for."""
+        return replace(self, flow=FlowConfig.for_source(source, (self.height, self.width), fps))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -74,13 +74,13 @@ def train_on_dataset(
     resume: bool = False,
 ) -> TrainedModel:
     """Fits a detector to DATASET/training (the first `train_videos` videos when given; past the fit's
-    frame budget, runs spread evenly over them), its flow set by the footage's own size
+    frame budget, runs spread evenly over them), its flow set by the footage's own size and frame rate
     (`DetectorConfig.for_source`)."""
     videos, frames = read_split(
         dataset, "training", config.height, config.width, train_videos, footage_frames
     )
     source = {"dataset": dataset.name, "data_hash": datasets.videos_hash(videos), "videos": len(videos)}
-    config = config.for_source(datasets.source_size(videos))
+    config = config.for_source(datasets.source_size(videos), datasets.dataset_fps(dataset))
     return train_detector(frames, config, source, fit, checkpoint, resume)
 
 

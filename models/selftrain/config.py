@@ -153,11 +153,11 @@ class OnlineConfig:
     rebase_z: float = 5.0
     rebase_stride: int = 10
 
-    def for_source(self, source: tuple[int, int] | None) -> OnlineConfig:
+    def for_source(self, source: tuple[int, int] | None, fps: float | None = None) -> OnlineConfig:
         """Fits afresh (a cold start, a cycle's fresh fit, a replacement) measure the flow that footage of
-        `source` (height, width) pixels calls for; not known (None): a cold start as before, the others
-        the model's flow."""
-        detector = self.detector.for_source(source)
+        `source` (height, width) pixels at `fps` frames a second calls for; size not known (None): a cold
+        start as before, the others the model's flow."""
+        detector = self.detector.for_source(source, fps)
         fit_flow = detector.flow if source is not None else None
         return replace(self, detector=detector, selftrain=replace(self.selftrain, fit_flow=fit_flow))
 

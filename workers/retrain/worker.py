@@ -31,7 +31,7 @@ from workers.config import Settings, online_config
 from workers.inference.categories import categorize_alerts, describe_new_alerts
 from workers.proc.process import WorkerProcess
 from workers.store import model_registry
-from workers.store.cameras import list_cameras, source_size
+from workers.store.cameras import analysis_fps, list_cameras, source_size
 from workers.store.labels import accepted_kinds, labels_version, latest_frame_labels
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,9 @@ class RetrainWorker(WorkerProcess):
             self._set_state("idle", "no cameras")
             return
         # fits afresh follow the cameras' footage (a model from another site need not share its flow)
-        self.trainer.config = online_config(self.settings).for_source(source_size(self.redis, cameras))
+        self.trainer.config = online_config(self.settings).for_source(
+            source_size(self.redis, cameras), analysis_fps(self.redis, cameras)
+        )
         if self.trainer.model is None:
             per_camera = self._per_camera(cameras)
             buffered = sum(min(int(self.redis.xlen(keys.scores_stream(c))), per_camera) for c in cameras)

@@ -86,6 +86,16 @@ def source_size(client: redis.Redis, cameras: list[str]) -> tuple[int, int] | No
     return min(h for h, _ in known), min(w for _, w in known)
 
 
+def analysis_fps(client: redis.Redis, cameras: list[str]) -> float | None:
+    """The lowest rate at which the cameras' frames reach the detector (their analysis fps, or fewer where
+    a source is slower), as their ingest measures it; None when one of them is not streaming."""
+    statuses = camera_statuses(client)
+    rates = [statuses[c].fps for c in cameras if c in statuses and statuses[c].fps > 0]
+    if not cameras or len(rates) < len(cameras):
+        return None
+    return min(rates)
+
+
 def new_camera_id(source: str, taken: set[str]) -> str:
     """An id for a new camera: the source's name when valid and free, else cam1, cam2, ..."""
     candidate = camera_id_from_source(source)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from models.detector.runtime import SUFFIXES, InvalidModelError
-from models.evaluation.datasets import DatasetError, list_videos, source_size
+from models.evaluation.datasets import DatasetError, dataset_fps, list_videos, source_size
 from service.cli.commands.train import (
     add_training_arguments,
     companion_weights,
@@ -268,7 +268,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     streamed = list_videos(dataset, "testing") + (
         list_videos(dataset, "training") if args.mode == "coldstart" else []
     )  # what the fits afresh fit to: the flow its pixels call for
-    config = config.for_source(source_size(streamed))
+    config = config.for_source(source_size(streamed), dataset_fps(dataset))
     height, width = settings.analysis.height, settings.analysis.width
     start_model = start_metadata = None
     training = None

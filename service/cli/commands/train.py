@@ -14,6 +14,7 @@ from models.detector.runtime import PRECISIONS, SUFFIXES, InvalidModelError
 from models.evaluation.datasets import FIT_FOOTAGE_FRAMES, DatasetError
 from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.config import get_settings
+from workers.store.cameras import analysis_fps as cameras_analysis_fps
 from workers.store.cameras import get_camera
 from workers.store.cameras import source_size as cameras_source_size
 from workers.store.frames import buffered_runs
@@ -117,7 +118,8 @@ def train_on_camera(args: argparse.Namespace, config: DetectorConfig, checkpoint
     client = connect_site(require_redis_url(get_settings(), "train"))
     if get_camera(client, camera) is None:
         raise CommandError(f"no camera {camera!r} (see `vigil cameras list`)")
-    config = config.for_source(cameras_source_size(client, [camera]))  # the flow its pixels call for
+    # the flow its pixels and frame rate call for
+    config = config.for_source(cameras_source_size(client, [camera]), cameras_analysis_fps(client, [camera]))
     since = time.time() - 60.0 * args.minutes if args.minutes is not None else None
     runs = [
         run for run in buffered_runs(client, camera, since, (config.height, config.width)) if len(run) > 1

@@ -192,6 +192,15 @@ def test_footage_past_the_frame_budget_is_fitted_on_runs_spread_over_it(
     assert "--footage-frames must be at least 1" in capsys.readouterr().err
 
 
+def test_the_flow_follows_the_dataset_s_frame_rate(dataset_dir: Path, tmp_path: Path) -> None:
+    labels = json.loads((dataset_dir / "labels.json").read_text())
+    (dataset_dir / "labels.json").write_text(json.dumps({**labels, "fps": 5}))  # a camera at 5 frames/s
+    model = tmp_path / "model.pt"
+    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
+    detector = load_detector(model, "cpu")
+    assert detector.info.metadata["detector"]["flow"]["gap"] == 1 and detector.info.history == 1
+
+
 def test_unreadable_or_ambiguous_recordings_are_clear_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

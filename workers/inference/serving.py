@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from models.detector.base import Detector
+from models.detector.flow import gap_for
 from models.detector.motion import MotionBaseline
 from workers.config import Settings
 from workers.store import model_files, model_registry
@@ -31,4 +32,21 @@ def load_serving_detector(settings: Settings, client: redis.Redis) -> tuple[Dete
         log.info("no model configured or published: scoring with the motion baseline")
         return MotionBaseline(settings.analysis.height, settings.analysis.width), None
     detector = load_detector(Path(path), device=settings.inference.device, threads=settings.inference.threads)
+    _warn_on_frame_rate(detector, settings.analysis.fps)
     return detector, threshold
+
+
+def _warn_on_frame_rate(detector: Detector, analysis_fps: float) -> None:
+    """A model whose flow spans another time at the cameras' analysis rate than at its footage's scores
+    their speeds on another scale: say so (models/detector/flow.gap_for)."""
+    gap = detector.info.metadata.get("detector", {}).get("flow", {}).get("gap")
+    if gap is not None and int(gap) != gap_for(analysis_fps):
+        log.warning(
+            "model %s measures the flow over %d frames (0.2 s of the footage it was fitted to), but cameras "
+            "are analysed at %g frames/s (VIGIL_ANALYSIS__FPS), where that spans %.2f s: fit it to the "
+            "cameras' own footage (vigil train --from-camera) or set their fps to the footage's",
+            detector.info.version,
+            int(gap),
+            analysis_fps,
+            int(gap) / analysis_fps,
+        )

@@ -152,17 +152,20 @@ class SelfTrainer:
         """The model in service without the exception's cells of kinds no label accepts any longer
         (`accepted`: those still accepted), written, loaded back and current at once; None when nothing is
         withdrawn."""
-        from models.detector.runtime import InvalidModelError
-
         assert self.model is not None and self.metadata is not None
         result = withdrawn_kinds(self.model, self.metadata, accepted, self.config.selftrain)
-        if result is None or result.model is None or result.metadata is None:
-            return None
+        return None if result is None else self._serve(result)
+
+    def _serve(self, result: CycleResult) -> CycleResult:
+        """An accepted result's model written, loaded back and made current; refused where it does not load."""
+        from models.detector.runtime import InvalidModelError
+
+        assert result.model is not None and result.metadata is not None
         try:
             serving = self._materialize(result.model, result.metadata)
         except InvalidModelError as exc:
             return replace(
-                result, accepted=False, reason=f"model does not load: {exc}", model=None, metadata=None
+                result, accepted=False, reason=f"candidate does not load: {exc}", model=None, metadata=None
             )
         self.model, self.metadata, self.serving = result.model, result.metadata, serving
         return result
@@ -259,7 +262,6 @@ class SelfTrainer:
 
     def cycle(self, window: Window) -> CycleResult:
         """One self-training cycle; an accepted candidate is written, loaded back and becomes current."""
-        from models.detector.runtime import InvalidModelError
 
         assert self.model is not None and self.metadata is not None and self.serving is not None
         quiet_z = self._foreign(window)
@@ -276,13 +278,10 @@ class SelfTrainer:
         )
         if not result.accepted or result.model is None or result.metadata is None:
             return result
-        try:
-            serving = self._materialize(result.model, result.metadata)
-        except InvalidModelError as exc:
-            return replace(
-                result, accepted=False, reason=f"candidate does not load: {exc}", model=None, metadata=None
-            )
-        self.model, self.metadata, self.serving = result.model, result.metadata, serving
+        result = self._serve(result)
+        if not result.accepted:
+            return result
+        assert result.metadata is not None
         if result.mined_normal is not None:
             self._remember_normal(window, np.flatnonzero(result.mined_normal))
         if self.reference is None or self.consensus is None or not self.consensus.stopped:

@@ -175,34 +175,25 @@ def evenly_spread_runs(lengths: Mapping[str, int], budget: int, run: int) -> dic
     return runs
 
 
-def read_runs(
-    video: Video, runs: Sequence[Run], height: int, width: int, threads: int = 2
-) -> list[tuple[Run, np.ndarray]]:
-    """Each run of a video with its frames, uint8 [end - start, height, width] (a recording is decoded once,
-    and only the runs' frames are kept; a run past its last frame is cut short or left out)."""
-    if not runs:
-        return []
+def read_frames(video: Video, indices: np.ndarray, height: int, width: int, threads: int = 2) -> np.ndarray:
+    """The frames of a video at the sorted `indices`, uint8 [K, height, width] (a recording is decoded once,
+    and only those frames are kept; indices past its last frame are left out)."""
+    indices = np.asarray(indices, dtype=np.int64)
     if video.file is None:
-        parts = [(start, video.frames[start:end]) for start, end in runs]
-        return [
-            ((start, start + len(paths)), _read_images(paths, height, width, threads))
-            for start, paths in parts
-            if paths
-        ]
-    kept: list[list[np.ndarray]] = [[] for _ in runs]
+        paths = [video.frames[i] for i in indices if i < len(video.frames)]
+        return (
+            _read_images(paths, height, width, threads) if paths else np.empty((0, height, width), np.uint8)
+        )
+    wanted, last = set(indices.tolist()), int(indices.max()) if len(indices) else -1
+    kept = []
     with _video_stream(video.file) as (container, stream):
         stream.thread_type = "AUTO"
         for index, frame in enumerate(container.decode(stream)):
-            for part, (start, end) in zip(kept, runs, strict=True):
-                if start <= index < end:
-                    part.append(_fit(frame.to_ndarray(format="gray"), height, width))
-            if index >= runs[-1][1]:
+            if index > last:
                 break
-    return [
-        ((start, start + len(part)), np.stack(part))
-        for (start, _), part in zip(runs, kept, strict=True)
-        if part
-    ]
+            if index in wanted:
+                kept.append(_fit(frame.to_ndarray(format="gray"), height, width))
+    return np.stack(kept) if kept else np.empty((0, height, width), np.uint8)
 
 
 def load_labels(dataset: Path, videos: Mapping[str, Sized]) -> dict[str, np.ndarray] | None:

@@ -6,6 +6,7 @@ inference worker runs), spanning [start_seq, last_seq]. A ground-truth event is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +93,15 @@ def ranges_report(
     }
 
 
-def write_alerts_csv(alerts: list[VideoAlert], path: Path) -> None:
+def write_alerts_csv(
+    alerts: list[VideoAlert], path: Path, native: Callable[[str, int], int] | None = None
+) -> None:
+    """video, start_frame, end_frame, peak_score; `native(video, position)` gives a scored frame's index in
+    its video where only some of its frames were analysed."""
+    frame = native or (lambda _, position: position)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         out.write("video,start_frame,end_frame,peak_score\n")
         for alert in alerts:
-            e = alert.episode
-            out.write(f"{alert.video},{e.start_seq},{e.last_seq},{e.peak_score:.7f}\n")
+            e, video = alert.episode, alert.video
+            out.write(f"{video},{frame(video, e.start_seq)},{frame(video, e.last_seq)},{e.peak_score:.7f}\n")

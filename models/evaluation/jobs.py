@@ -26,42 +26,114 @@ from models.evaluation import datasets
 from models.evaluation.events import VideoAlert, event_report, raise_alerts
 from models.evaluation.videos import VideoScores, auc_report, score_videos
 from models.scoring.hysteresis import HysteresisConfig
+from models.scoring.sampling import sampled_frames
 
 log = logging.getLogger(__name__)
 
 
-def read_split(
-    dataset: Path, split: str, height: int, width: int, limit: int | None = None, budget: int | None = None
-) -> tuple[list[datasets.Video], dict[str, np.ndarray]]:
-    """The videos of a split and their frames at (height, width). Past `budget` frames in all, each video
-    is read as runs of consecutive frames spread evenly over it (`datasets.evenly_spread_runs`), each run
-    named `<video>@<first frame>`: memory and fitting time stay bounded on long footage."""
+@dataclass(frozen=True)
+class Split:
+    """A split's footage as the detector analyses it: entries of frames (each a video, or past a budget a
+    run of one), the frame indices each entry holds in its video (None: every frame of each video), and
+    the rate of those frames."""
+
+    videos: list[datasets.Video]
+    frames: dict[str, np.ndarray]
+    indices: dict[str, np.ndarray] | None
+    fps: float
+
+    def native(self, entry: str, position: int) -> int:
+        """The frame index in its video of an entry's `position`-th frame."""
+        return position if self.indices is None else int(self.indices[entry][position])
+
+
+def read_analysed(
+    dataset: Path,
+    split: str,
+    height: int,
+    width: int,
+    *,
+    limit: int | None = None,
+    budget: int | None = None,
+    analysis_fps: float | None = None,
+) -> Split:
+    """The first `limit` videos of a split at (height, width). Footage faster than `analysis_fps` keeps the
+    frames a camera sampled at that rate keeps (models/scoring/sampling.py), as the service analyses it;
+    past `budget` frames in all, each video is read as runs of consecutive frames spread evenly over it
+    (`datasets.evenly_spread_runs`), each named `<video>@<first frame>`."""
     videos = datasets.list_videos(dataset, split)
     if limit is not None:
         if limit < 1:
             raise datasets.DatasetError(f"--train-videos must be at least 1 (got {limit})")
         videos = videos[:limit]
-    lengths = {video.name: datasets.frame_count(video) for video in videos} if budget is not None else {}
-    total = sum(lengths.values())
-    if budget is None or total <= budget:
-        return videos, {video.name: datasets.read_video(video, height, width) for video in videos}
-    runs = datasets.evenly_spread_runs(lengths, budget, datasets.RUN_FRAMES)
-    kept = sum(end - start for parts in runs.values() for start, end in parts)
-    log.info(
-        "%s/%s holds %d frames, more than the %d a fit reads: reading %d of them, as runs of up to %d "
-        "consecutive frames spread evenly over each video",
-        dataset.name,
-        split,
-        total,
-        budget,
-        kept,
-        datasets.RUN_FRAMES,
-    )
+    footage_fps = datasets.dataset_fps(dataset)
+    sampled = analysis_fps is not None and footage_fps > analysis_fps
+    fps = min(footage_fps, analysis_fps) if analysis_fps is not None else footage_fps
+    counts = {v.name: datasets.frame_count(v) for v in videos} if sampled or budget is not None else {}
+    if not sampled and (budget is None or sum(counts.values()) <= budget):
+        return Split(videos, {v.name: datasets.read_video(v, height, width) for v in videos}, None, fps)
+    kept = {name: sampled_frames(count, footage_fps, fps) for name, count in counts.items()}
+    entries = {name: {name: frames} for name, frames in kept.items()}
+    total = sum(len(k) for k in kept.values())
+    if sampled:
+        log.info(
+            "%s/%s at %g frames/s: analysing %d of its %d frames, at %g frames/s as the service does",
+            dataset.name,
+            split,
+            footage_fps,
+            total,
+            sum(counts.values()),
+            fps,
+        )
+    if budget is not None and total > budget:
+        runs = datasets.evenly_spread_runs({n: len(k) for n, k in kept.items()}, budget, datasets.RUN_FRAMES)
+        entries = {
+            name: {f"{name}@{kept[name][start]}": kept[name][start:end] for start, end in parts}
+            for name, parts in runs.items()
+        }
+        log.info(
+            "%s/%s holds %d frames, more than the %d a fit reads: reading %d of them, as runs of up to %d "
+            "consecutive frames spread evenly over each video",
+            dataset.name,
+            split,
+            total,
+            budget,
+            sum(len(i) for e in entries.values() for i in e.values()),
+            datasets.RUN_FRAMES,
+        )
     frames: dict[str, np.ndarray] = {}
+    indices: dict[str, np.ndarray] = {}
     for video in tqdm(videos, desc=f"reading {split}", unit="video", dynamic_ncols=True):
-        for (start, _), part in datasets.read_runs(video, runs.get(video.name, []), height, width):
-            frames[f"{video.name}@{start}"] = part
-    return videos, frames
+        parts = entries.get(video.name, {})
+        if not parts:
+            continue
+        read = datasets.read_frames(video, np.concatenate(list(parts.values())), height, width)
+        offset = 0
+        for entry, wanted in parts.items():
+            part = read[offset : offset + len(wanted)]  # a recording shorter than counted: fewer
+            offset += len(wanted)
+            if len(part):
+                frames[entry], indices[entry] = part, wanted[: len(part)]
+    return Split(videos, frames, indices, fps)
+
+
+def read_split(
+    dataset: Path, split: str, height: int, width: int, limit: int | None = None, budget: int | None = None
+) -> tuple[list[datasets.Video], dict[str, np.ndarray]]:
+    """The videos of a split and their frames as `read_analysed` reads them, at the footage's own rate."""
+    analysed = read_analysed(dataset, split, height, width, limit=limit, budget=budget)
+    return analysed.videos, analysed.frames
+
+
+def split_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
+    """labels.json's flags of each entry's frames (None without labels)."""
+    if split.indices is None:
+        return datasets.load_labels(dataset, split.frames)
+    counts = {v.name: range(datasets.frame_count(v)) for v in split.videos}
+    labels = datasets.load_labels(dataset, counts)
+    if labels is None:
+        return None
+    return {entry: labels[entry.split("@")[0]][split.indices[entry]] for entry in split.frames}
 
 
 def train_on_dataset(
@@ -70,18 +142,27 @@ def train_on_dataset(
     fit: FitConfig | None = None,
     train_videos: int | None = None,
     footage_frames: int = datasets.FIT_FOOTAGE_FRAMES,
+    analysis_fps: float | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
 ) -> TrainedModel:
-    """Fits a detector to DATASET/training (the first `train_videos` videos when given; past the fit's
-    frame budget, runs spread evenly over them), its flow set by the footage's own size and frame rate
+    """Fits a detector to DATASET/training (the first `train_videos` videos when given; faster than
+    `analysis_fps`, the frames the service would analyse; past the fit's frame budget, runs spread evenly
+    over them), its flow set by the footage's own size and the rate of its analysed frames
     (`DetectorConfig.for_source`)."""
-    videos, frames = read_split(
-        dataset, "training", config.height, config.width, train_videos, footage_frames
+    split = read_analysed(
+        dataset,
+        "training",
+        config.height,
+        config.width,
+        limit=train_videos,
+        budget=footage_frames,
+        analysis_fps=analysis_fps,
     )
+    videos = split.videos
     source = {"dataset": dataset.name, "data_hash": datasets.videos_hash(videos), "videos": len(videos)}
-    config = config.for_source(datasets.source_size(videos), datasets.dataset_fps(dataset))
-    return train_detector(frames, config, source, fit, checkpoint, resume)
+    config = config.for_source(datasets.source_size(videos), split.fps)
+    return train_detector(split.frames, config, source, fit, checkpoint, resume)
 
 
 def save_trained(trained: TrainedModel, path: Path, precision: str = "fp32") -> None:
@@ -107,6 +188,7 @@ class OneClassResult:
     timings: dict[str, float] = field(default_factory=dict)
     events: dict[str, Any] | None = None
     alerts: list[VideoAlert] = field(default_factory=list)
+    split: Split | None = None  # what was read: where each scored frame is in its video
 
 
 def alert_quality(
@@ -114,9 +196,11 @@ def alert_quality(
     scores: dict[str, VideoScores],
     labels: dict[str, np.ndarray] | None,
     hysteresis: HysteresisConfig,
+    fps: float | None = None,
 ) -> tuple[dict[str, Any] | None, list[VideoAlert]]:
-    """The alerts the service's hysteresis raises on the scores, and their event metrics when labelled."""
-    fps = datasets.dataset_fps(dataset)
+    """The alerts the service's hysteresis raises on the scores of frames at `fps` (default: the
+    dataset's), and their event metrics when labelled."""
+    fps = datasets.dataset_fps(dataset) if fps is None else fps
     alerts = raise_alerts(scores, hysteresis, fps)
     if labels is None:
         return None, alerts
@@ -124,13 +208,20 @@ def alert_quality(
 
 
 def score_testing(
-    dataset: Path, detector: Detector, hysteresis: HysteresisConfig | None = None
+    dataset: Path,
+    detector: Detector,
+    hysteresis: HysteresisConfig | None = None,
+    analysis_fps: float | None = None,
 ) -> OneClassResult:
-    """Scores every frame of DATASET/testing; AUCs when labels.json is present, and the alerts (with their
-    event metrics) that this hysteresis raises."""
+    """Scores every frame of DATASET/testing the service would analyse (faster footage: those of
+    `analysis_fps`); AUCs when labels.json is present, and the alerts (with their event metrics) that
+    this hysteresis raises."""
     started = time.monotonic()
-    _, frames = read_split(dataset, "testing", detector.info.height, detector.info.width)
-    labels = datasets.load_labels(dataset, frames)
+    split = read_analysed(
+        dataset, "testing", detector.info.height, detector.info.width, analysis_fps=analysis_fps
+    )
+    frames = split.frames
+    labels = split_labels(dataset, split)
     decoded = time.monotonic()
     scores = score_videos(detector, frames)
     scored = time.monotonic()
@@ -141,7 +232,9 @@ def score_testing(
             log.warning("labels.json marks every test frame the same: no AUC")
         else:
             metrics = auc_report(scores, labels)
-    events, alerts = alert_quality(dataset, scores, labels, hysteresis) if hysteresis else (None, [])
+    events, alerts = (
+        alert_quality(dataset, scores, labels, hysteresis, split.fps) if hysteresis else (None, [])
+    )
     n = sum(len(f) for f in frames.values())
     return OneClassResult(
         scores=scores,
@@ -154,15 +247,18 @@ def score_testing(
             "frames": n,
             "score_fps": n / max(scored - decoded, 1e-9),
         },
+        split=split,
     )
 
 
-def write_scores_csv(scores: dict[str, VideoScores], path: Path) -> None:
+def write_scores_csv(scores: dict[str, VideoScores], path: Path, split: Split | None = None) -> None:
+    """video, frame (its index in the video, also where only some of its frames were analysed), score."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         out.write("video,frame,score\n")
         for name, video in scores.items():
-            for frame, score in enumerate(video.scores):
+            for position, score in enumerate(video.scores):
+                frame = split.native(name, position) if split is not None else position
                 out.write(f"{name},{frame},{score:.7f}\n")
 
 

@@ -24,7 +24,6 @@ from workers.proc.redaction import redact
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 JPEG_QUALITY = 80
-CLOCK_JUMP_S = 10.0  # a source-time step this large restarts the sampling grid
 # TCP: no lost UDP packets; socket timeout in µs
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000"}
 # probe 1 s of a live stream, not FFmpeg's 5 s: faster (re)connects
@@ -213,26 +212,6 @@ def open_source(
     if not is_live(source) and Path(source).is_dir():
         return FolderSource(source, folder_fps)
     return AvSource(source, open_timeout_s=open_timeout_s, recording=recording)
-
-
-class FpsSampler:
-    """Keeps frames spaced 1/fps apart in source time (not every n-th frame: native rates vary and drift)."""
-
-    def __init__(self, fps: float) -> None:
-        self.period_s = 1.0 / fps
-        self.next_due_s: float | None = None
-
-    def keep(self, time_s: float) -> bool:
-        due = self.next_due_s
-        if due is None or time_s < due - 2 * self.period_s or time_s > due + CLOCK_JUMP_S:
-            due = time_s  # first frame, or the source clock jumped (loop, stream reset)
-        # a little early still counts: frames at exactly `fps` with timestamp jitter are all kept
-        if time_s < due - 0.2 * self.period_s:
-            self.next_due_s = due
-            return False
-        due += self.period_s
-        self.next_due_s = due if due > time_s else time_s + self.period_s  # a slower source: no bursts later
-        return True
 
 
 def camera_id_from_source(source: str) -> str:

@@ -23,9 +23,10 @@ import numpy as np
 import redis
 from pydantic import ValidationError
 
+from models.scoring.sampling import FpsSampler
 from workers.bus import keys, schemas
 from workers.config import Settings
-from workers.ingest.sources import DecodedFrame, FpsSampler, FrameSource, SourceError, is_live, open_source
+from workers.ingest.sources import DecodedFrame, FrameSource, SourceError, is_live, open_source
 from workers.proc.process import Backoff, WorkerProcess, format_fields
 from workers.proc.redaction import redact
 from workers.store import retention

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.detector.runtime import SUFFIXES, InvalidModelError
 from models.evaluation.datasets import DatasetError, dataset_fps, list_videos, source_size
@@ -32,6 +32,9 @@ from service.cli.commands.train import (
     set_threads,
 )
 from workers.config import get_settings, hysteresis_config
+
+if TYPE_CHECKING:
+    from models.evaluation.jobs import Split
 
 MODES = ("oneclass", "online", "coldstart")
 
@@ -184,6 +187,7 @@ def _start_detector(
         fit_config(args, args.minutes),
         train_videos=args.train_videos,
         footage_frames=footage_frames(args),
+        analysis_fps=get_settings().analysis.fps,
     )
     training = {**trained.metadata["training"], "total_s": trained.seconds}
     if keep_torch:
@@ -198,11 +202,12 @@ def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
 
     detector, training = _start_detector(args, dataset, keep_torch=False)
     loaded = time.monotonic()
-    result = score_testing(dataset, detector, hysteresis_config(get_settings().alerts))
+    settings = get_settings()
+    result = score_testing(dataset, detector, hysteresis_config(settings.alerts), settings.analysis.fps)
     if args.scores_out:
-        write_scores_csv(result.scores, Path(args.scores_out))
+        write_scores_csv(result.scores, Path(args.scores_out), result.split)
     if args.alerts_out:
-        write_alerts_csv(result.alerts, Path(args.alerts_out))
+        write_alerts_csv(result.alerts, Path(args.alerts_out), result.split.native if result.split else None)
     frames = int(result.timings["frames"])
     print(
         f"scored {frames} frames of {len(result.scores)} videos with {detector.info.version} "
@@ -230,6 +235,7 @@ def _alerts(
     scores: dict[str, Any],
     labels: dict[str, Any] | None,
     adaptive: float | None,
+    split: Split,
 ) -> dict[str, Any] | None:
     """The alerts the service raises on the served scores (with the model's adaptive threshold when it has
     one, as the worker does): printed, written to --alerts-out, and their event metrics returned."""
@@ -237,12 +243,31 @@ def _alerts(
     from models.evaluation.jobs import alert_quality
 
     events, alerts = alert_quality(
-        dataset, scores, labels, hysteresis_config(get_settings().alerts, adaptive=adaptive)
+        dataset, scores, labels, hysteresis_config(get_settings().alerts, adaptive=adaptive), split.fps
     )
     _print_events("", events)
     if args.alerts_out:
-        write_alerts_csv(alerts, Path(args.alerts_out))
+        write_alerts_csv(alerts, Path(args.alerts_out), split.native)
     return events
+
+
+def _coldstart_stream(
+    args: argparse.Namespace, dataset: Path, test_frames: dict[str, Any], size: tuple[int, int]
+) -> dict[str, Any]:
+    """Training and testing videos in a seeded order, each named <split>/<video>."""
+    import numpy as np
+
+    from models.evaluation.jobs import read_analysed
+
+    train_frames = read_analysed(
+        dataset, "training", *size, budget=footage_frames(args), analysis_fps=get_settings().analysis.fps
+    ).frames
+    names = [("training", n) for n in train_frames] + [("testing", n) for n in test_frames]
+    order = np.random.default_rng(args.seed).permutation(len(names))
+    return {
+        f"{split}/{name}": (train_frames if split == "training" else test_frames)[name]
+        for split, name in (names[i] for i in order)
+    }
 
 
 def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
@@ -254,8 +279,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     from tqdm import tqdm
 
     from models.detector.motion import MotionBaseline
-    from models.evaluation.datasets import load_labels
-    from models.evaluation.jobs import read_split, write_scores_csv
+    from models.evaluation.jobs import read_analysed, split_labels, write_scores_csv
     from models.evaluation.online import stream_online
     from models.evaluation.videos import auc_report, score_videos
     from models.selftrain.trainer import SelfTrainer
@@ -268,7 +292,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     streamed = list_videos(dataset, "testing") + (
         list_videos(dataset, "training") if args.mode == "coldstart" else []
     )  # what the fits afresh fit to: the flow its pixels call for
-    config = config.for_source(source_size(streamed), dataset_fps(dataset))
+    config = config.for_source(source_size(streamed), min(dataset_fps(dataset), settings.analysis.fps))
     height, width = settings.analysis.height, settings.analysis.width
     start_model = start_metadata = None
     training = None
@@ -276,8 +300,8 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         start, training = _start_detector(args, dataset, keep_torch=True)
         start_model, start_metadata = start.model, start.info.metadata
         height, width = start.info.height, start.info.width
-    _, test_frames = read_split(dataset, "testing", height, width)
-    labels = load_labels(dataset, test_frames)
+    test = read_analysed(dataset, "testing", height, width, analysis_fps=settings.analysis.fps)
+    test_frames, labels = test.frames, split_labels(dataset, test)
 
     def metrics_of(scores: dict[str, Any]) -> dict[str, float] | None:
         if labels is None:
@@ -297,16 +321,10 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
             report["start_metrics"] = metrics_of(start_scores)
             _print_metrics("start:    ", report["start_metrics"])
             if args.start_scores_out:
-                write_scores_csv(start_scores, Path(args.start_scores_out))
+                write_scores_csv(start_scores, Path(args.start_scores_out), test)
             stream = dict(test_frames)
         else:
-            _, train_frames = read_split(dataset, "training", height, width, budget=footage_frames(args))
-            names = [("training", n) for n in train_frames] + [("testing", n) for n in test_frames]
-            order = np.random.default_rng(args.seed).permutation(len(names))
-            stream = {
-                f"{split}/{name}": (train_frames if split == "training" else test_frames)[name]
-                for split, name in (names[i] for i in order)
-            }
+            stream = _coldstart_stream(args, dataset, test_frames, (height, width))
         cycles: list[dict[str, Any]] = []
         loop_started = time.monotonic()
         with tqdm(
@@ -330,16 +348,16 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         accepted = sum(1 for c in cycles if c["accepted"])
         print(f"{len(cycles)} cycles, {accepted} models accepted; final model {trainer.serving.info.version}")
         if args.scores_out:
-            write_scores_csv(test_streamed or final_scores, Path(args.scores_out))
+            write_scores_csv(test_streamed or final_scores, Path(args.scores_out), test)
         if args.final_scores_out:
-            write_scores_csv(final_scores, Path(args.final_scores_out))
+            write_scores_csv(final_scores, Path(args.final_scores_out), test)
         if args.save_model and trainer.model is not None and trainer.metadata is not None:
             from models.detector.export import save_detector
 
             save_detector(trainer.model, trainer.metadata, Path(args.save_model))
         served = test_streamed or final_scores
         report["adaptive_threshold"] = trainer.alert_threshold()  # None: the consensus has not settled
-        report["events"] = _alerts(args, dataset, served, labels, report["adaptive_threshold"])
+        report["events"] = _alerts(args, dataset, served, labels, report["adaptive_threshold"], test)
     report["metrics"] = report.get("streamed_metrics") or report["final_metrics"]
     report["timings"] = {"frames": sum(len(f) for f in stream.values())}
     return report

@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 fit_config(args, args.minutes),
                 train_videos=args.train_videos,
                 footage_frames=footage_frames(args),
+                analysis_fps=get_settings().analysis.fps,
                 checkpoint=checkpoint,
                 resume=args.resume,
             )

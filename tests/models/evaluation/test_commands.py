@@ -201,6 +201,38 @@ def test_the_flow_follows_the_dataset_s_frame_rate(dataset_dir: Path, tmp_path: 
     assert detector.info.metadata["detector"]["flow"]["gap"] == 1 and detector.info.history == 1
 
 
+def test_footage_faster_than_the_analysis_rate_is_fitted_and_scored_at_it(tmp_path: Path) -> None:
+    """Recordings at 25 frames/s: fitted and scored on the frames a camera sampled at 10 frames/s keeps,
+    the flow over 2 of them; the outputs name each scored frame by its index in the recording."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fast"
+    write_clip(root / "training" / "01.mp4", synthetic_video(100, rng), fps=25)
+    write_clip(root / "testing" / "01.mp4", synthetic_video(75, rng, anomaly=(40, 74)), fps=25)
+    (root / "labels.json").write_text(json.dumps({"videos": {"01": {"frames": 75, "abnormal": [[40, 74]]}}}))
+    model, scores, report = tmp_path / "model.onnx", tmp_path / "scores.csv", tmp_path / "report.json"
+    assert run("train", str(root), "--out", str(model), "--threads", "1") == 0
+    detector = load_detector(model, "cpu")
+    assert detector.info.metadata["training"]["frames"] == 40  # 4 s at 10 frames/s
+    assert detector.info.metadata["detector"]["flow"]["gap"] == 2  # 0.2 s at the analysis rate
+    alerts = tmp_path / "alerts.csv"
+    args = (
+        "--model",
+        str(model),
+        "--scores-out",
+        str(scores),
+        "--report",
+        str(report),
+        "--alerts-out",
+        str(alerts),
+    )
+    assert run("eval", str(root), "--mode", "oneclass", *args) == 0
+    frames = [int(r["frame"]) for r in csv.DictReader(scores.open())]
+    assert len(frames) == 30 and frames[0] == 0 and set(np.diff(frames).tolist()) == {2, 3}
+    figures = json.loads(report.read_text())
+    assert figures["events"]["fps"] == 10.0 and figures["timings"]["frames"] == 30
+    assert all(int(r["start_frame"]) in frames for r in csv.DictReader(alerts.open()))
+
+
 def test_unreadable_or_ambiguous_recordings_are_clear_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

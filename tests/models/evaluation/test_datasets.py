@@ -14,7 +14,7 @@ from models.evaluation.datasets import (
     evenly_spread_runs,
     frame_count,
     list_videos,
-    read_runs,
+    read_frames,
     read_video,
     source_size,
 )
@@ -66,7 +66,7 @@ def test_runs_split_a_share_into_near_equal_pieces_without_overlap() -> None:
         evenly_spread_runs({"01": 10}, budget=0, run=5)
 
 
-def test_runs_of_folders_and_recordings_are_the_frames_read_whole(tmp_path: Path) -> None:
+def test_frames_of_folders_and_recordings_are_those_read_whole(tmp_path: Path) -> None:
     split = tmp_path / "dataset" / "training"
     frames = np.stack([np.full((48, 64), 10 * i, np.uint8) for i in range(20)])
     (split / "01").mkdir(parents=True)
@@ -77,7 +77,10 @@ def test_runs_of_folders_and_recordings_are_the_frames_read_whole(tmp_path: Path
     for video in (folder, recording):
         assert frame_count(video) == 20
         whole = read_video(video, 48, 64)
-        runs = read_runs(video, [(2, 5), (15, 30)], 48, 64)
-        assert [run for run, _ in runs] == [(2, 5), (15, 20)]  # the second run is cut at the last frame
-        np.testing.assert_array_equal(runs[0][1], whole[2:5])
-        np.testing.assert_array_equal(runs[1][1], whole[15:20])
+        np.testing.assert_array_equal(
+            read_frames(video, np.array([2, 3, 4, 15]), 48, 64), whole[[2, 3, 4, 15]]
+        )
+        assert (
+            len(read_frames(video, np.array([18, 19, 20, 25]), 48, 64)) == 2
+        )  # past the last frame: left out
+        assert read_frames(video, np.array([], int), 48, 64).shape == (0, 48, 64)

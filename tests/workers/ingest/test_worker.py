@@ -25,7 +25,7 @@ from tests.workers.conftest import RunIngest, corrupt_copy, gray_frame, ingest_s
 from workers.bus import keys, schemas
 from workers.bus.connection import EmbeddedRedis, connect
 from workers.ingest.demo import demo_source, write_demo_clip
-from workers.ingest.sources import FpsSampler, camera_id_from_source, open_source
+from workers.ingest.sources import camera_id_from_source, open_source
 from workers.ingest.worker import IngestWorker
 from workers.proc.process import Backoff
 from workers.proc.redaction import redact
@@ -55,17 +55,6 @@ def frames(client: redis.Redis, camera: str) -> list[schemas.FrameMessage]:
 
 
 # ---------------------------------------------------------------- pure parts
-def test_sampler_follows_timestamps_not_frame_counts() -> None:
-    for native_fps, expected in ((30, 100), (25, 100), (12, 100), (10, 100), (5, 50)):
-        sampler = FpsSampler(10)
-        kept = sum(sampler.keep(i / native_fps) for i in range(native_fps * 10))
-        assert kept == expected, native_fps
-    sampler = FpsSampler(10)
-    jittered = [i / 10 + (0.004 if i % 2 else -0.004) for i in range(50)]
-    assert all(sampler.keep(t) for t in jittered)
-    assert sampler.keep(0.0), "a clock jump back (a loop) restarts sampling"
-
-
 def test_redact_and_camera_ids(tmp_path: Path) -> None:
     assert redact("cannot open rtsp://admin:s3cret@10.0.0.5:554/live: refused") == (
         "cannot open rtsp://***@10.0.0.5:554/live: refused"

@@ -41,17 +41,14 @@ def run(*argv: str) -> int:
     return args.handler(args)
 
 
-def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Path) -> None:
-    model = tmp_path / "model.onnx"
-    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
-    assert model.is_file() and (tmp_path / "model.pt").is_file()  # the weights self-training adapts
-    assert load_detector(model, "cpu").info.metadata["detector"]["flow"]["finest_scale"] == 0  # native size
-    scores, report, alerts = tmp_path / "scores.csv", tmp_path / "report.json", tmp_path / "alerts.csv"
-    code = run(
-        "eval",
-        str(dataset_dir),
-        "--mode",
-        "oneclass",
+def outputs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Where an eval writes its scores, report and alerts."""
+    return tmp_path / "scores.csv", tmp_path / "report.json", tmp_path / "alerts.csv"
+
+
+def eval_args(model: Path, tmp_path: Path) -> tuple[str, ...]:
+    scores, report, alerts = outputs(tmp_path)
+    return (
         "--model",
         str(model),
         "--scores-out",
@@ -61,7 +58,15 @@ def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Pa
         "--alerts-out",
         str(alerts),
     )
-    assert code == 0
+
+
+def test_train_then_eval_writes_every_test_frame(dataset_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
+    assert model.is_file() and (tmp_path / "model.pt").is_file()  # the weights self-training adapts
+    assert load_detector(model, "cpu").info.metadata["detector"]["flow"]["finest_scale"] == 0  # native size
+    scores, report, alerts = outputs(tmp_path)
+    assert run("eval", str(dataset_dir), "--mode", "oneclass", *eval_args(model, tmp_path)) == 0
     assert next(csv.reader(alerts.open())) == ["video", "start_frame", "end_frame", "peak_score"]
     rows = list(csv.DictReader(scores.open()))
     assert [(r["video"], int(r["frame"])) for r in rows] == [("01", i) for i in range(24)] + [
@@ -209,23 +214,13 @@ def test_footage_faster_than_the_analysis_rate_is_fitted_and_scored_at_it(tmp_pa
     write_clip(root / "training" / "01.mp4", synthetic_video(100, rng), fps=25)
     write_clip(root / "testing" / "01.mp4", synthetic_video(75, rng, anomaly=(40, 74)), fps=25)
     (root / "labels.json").write_text(json.dumps({"videos": {"01": {"frames": 75, "abnormal": [[40, 74]]}}}))
-    model, scores, report = tmp_path / "model.onnx", tmp_path / "scores.csv", tmp_path / "report.json"
+    model = tmp_path / "model.onnx"
     assert run("train", str(root), "--out", str(model), "--threads", "1") == 0
     detector = load_detector(model, "cpu")
     assert detector.info.metadata["training"]["frames"] == 40  # 4 s at 10 frames/s
     assert detector.info.metadata["detector"]["flow"]["gap"] == 2  # 0.2 s at the analysis rate
-    alerts = tmp_path / "alerts.csv"
-    args = (
-        "--model",
-        str(model),
-        "--scores-out",
-        str(scores),
-        "--report",
-        str(report),
-        "--alerts-out",
-        str(alerts),
-    )
-    assert run("eval", str(root), "--mode", "oneclass", *args) == 0
+    scores, report, alerts = outputs(tmp_path)
+    assert run("eval", str(root), "--mode", "oneclass", *eval_args(model, tmp_path)) == 0
     frames = [int(r["frame"]) for r in csv.DictReader(scores.open())]
     assert len(frames) == 30 and frames[0] == 0 and set(np.diff(frames).tolist()) == {2, 3}
     figures = json.loads(report.read_text())

@@ -41,6 +41,7 @@ class Split:
     frames: dict[str, np.ndarray]
     indices: dict[str, np.ndarray] | None
     fps: float
+    sources: dict[str, str] = field(default_factory=dict)  # entry -> its video, where `indices` are given
 
     def native(self, entry: str, position: int) -> int:
         """The frame index in its video of an entry's `position`-th frame."""
@@ -103,6 +104,7 @@ def read_analysed(
         )
     frames: dict[str, np.ndarray] = {}
     indices: dict[str, np.ndarray] = {}
+    sources: dict[str, str] = {}
     for video in tqdm(videos, desc=f"reading {split}", unit="video", dynamic_ncols=True):
         parts = entries.get(video.name, {})
         if not parts:
@@ -113,8 +115,8 @@ def read_analysed(
             part = read[offset : offset + len(wanted)]  # a recording shorter than counted: fewer
             offset += len(wanted)
             if len(part):
-                frames[entry], indices[entry] = part, wanted[: len(part)]
-    return Split(videos, frames, indices, fps)
+                frames[entry], indices[entry], sources[entry] = part, wanted[: len(part)], video.name
+    return Split(videos, frames, indices, fps, sources)
 
 
 def read_split(
@@ -133,7 +135,7 @@ def split_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
     labels = datasets.load_labels(dataset, counts)
     if labels is None:
         return None
-    return {entry: labels[entry.split("@")[0]][split.indices[entry]] for entry in split.frames}
+    return {entry: labels[split.sources[entry]][split.indices[entry]] for entry in split.frames}
 
 
 def train_on_dataset(

@@ -88,12 +88,11 @@ def source_size(client: redis.Redis, cameras: list[str]) -> tuple[int, int] | No
 
 def analysis_fps(client: redis.Redis, cameras: list[str]) -> float | None:
     """The lowest rate at which the cameras' frames reach the detector (their analysis fps, or fewer where
-    a source is slower), as their ingest measures it; None when one of them is not streaming."""
+    a source is slower), as their ingest measures it while they stream (a camera reconnecting does not
+    count: the rate of a site does not flip with it); None when none of them is streaming."""
     statuses = camera_statuses(client)
     rates = [statuses[c].fps for c in cameras if c in statuses and statuses[c].fps > 0]
-    if not cameras or len(rates) < len(cameras):
-        return None
-    return min(rates)
+    return min(rates) if rates else None
 
 
 def new_camera_id(source: str, taken: set[str]) -> str:

@@ -26,7 +26,7 @@ def test_the_source_size_of_cameras_is_the_smallest_and_unknown_until_each_strea
     assert source_size(redis_client, []) is None
 
 
-def test_the_analysis_rate_of_cameras_is_the_lowest_and_unknown_while_one_is_not_streaming(
+def test_the_analysis_rate_of_cameras_is_the_lowest_of_those_streaming(
     redis_client: redis.Redis,
 ) -> None:
     write_status(redis_client, "gate", (1080, 1920), fps=9.8)
@@ -34,6 +34,6 @@ def test_the_analysis_rate_of_cameras_is_the_lowest_and_unknown_while_one_is_not
     write_status(redis_client, "door", (240, 360), fps=0.0)  # reconnecting
     assert analysis_fps(redis_client, ["gate"]) == 9.8
     assert analysis_fps(redis_client, ["gate", "yard"]) == 5.0
-    assert analysis_fps(redis_client, ["gate", "door"]) is None
-    assert analysis_fps(redis_client, ["gate", "never-streamed"]) is None
+    assert analysis_fps(redis_client, ["gate", "door", "never-streamed"]) == 9.8
+    assert analysis_fps(redis_client, ["door", "never-streamed"]) is None
     assert analysis_fps(redis_client, []) is None

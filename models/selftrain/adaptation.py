@@ -188,7 +188,7 @@ def refit_statistics(
     if len(frames) == 0:
         kept = {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
         return kept, old_calibration
-    clips = window.clips(frames, info.history)
+    clips = window.clips(frames, max(info.history, current.info.history))  # both score them
     patch = np.concatenate(
         [
             stream_patch_scores(candidate.stream_maps(clips[i : i + BATCH]), info.stream_patches)
@@ -252,9 +252,12 @@ def fresh_fit(
         or model.prediction is not None
     ):
         return None
+    # the flow the site's footage calls for, over the model's gap: the candidate is validated against the
+    # model in service on the same clips (a replacement, which is not, takes the site's gap too)
+    flow = replace(config.fit_flow, gap=model.config.flow.gap) if config.fit_flow is not None else None
     fitted = fit_detector(
         run_videos(window, frames),
-        fitted_structure(model.config, config.fit_flow),
+        fitted_structure(model.config, flow),
         FitConfig(seed=config.seed, max_frames=config.memory_frames),
     )
     return fitted.model, fitted.metadata_stats()

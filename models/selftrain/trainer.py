@@ -126,6 +126,10 @@ class SelfTrainer:
 
     def _update_consensus(self, window: Window) -> None:
         assert self.serving is not None
+        if self.reference is not None and self.reference.shape[1] <= self.serving.info.history:
+            # a model that reaches further back (another frame rate's flow) cannot score the clips kept:
+            # its threshold's consensus starts again
+            self.reference, self.consensus, self.reference_raw = None, None, []
         if self.reference is None:
             rng = np.random.default_rng(self.config.selftrain.seed)
             count = min(self.config.reference_frames, len(window))

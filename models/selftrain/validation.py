@@ -66,7 +66,7 @@ def validate(
     them as normal scores the held-out frames lower too, and seems to set the anomalies apart as well as
     before; against the anchors it does not.
     """
-    history = current.info.history
+    history = max(current.info.history, candidate.info.history)  # each model takes the past it needs
     held_out = window.clips(mined.validation, history)
     anchored = anchors is not None and len(anchors) > 0
     normal_clips = anchors if anchored else held_out

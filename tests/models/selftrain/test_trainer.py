@@ -14,6 +14,7 @@ from models.detector.runtime import TorchDetector, load_detector
 from models.detector.scores import ScoreCalibration
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
+from models.selftrain.cycle import run_cycle
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.trainer import SelfTrainer, concat_windows
 from tests.models.conftest import HEIGHT, TINY_DETECTOR, WIDTH, synthetic_video
@@ -96,6 +97,36 @@ def test_fits_afresh_measure_the_flow_of_the_sites_footage_not_the_models(
     # a cycle's fresh fit takes the same structure
     assert fitted_structure(TINY_DETECTOR, site_flow).flow == site_flow
     assert fitted_structure(TINY_DETECTOR).flow == TINY_DETECTOR.flow
+
+
+def test_a_site_at_another_frame_rate_is_replaced_with_its_gap_and_cycles_go_on(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    """Cameras at 5 frames/s: the replacement measures the flow over 1 frame, and the next cycles (their
+    fresh fits keep the model's gap, to be validated on the same clips) and the threshold's consensus go on."""
+    trainer = trainer_with(site_model, tmp_path, rebase_z=-100.0)
+    trainer.config = trainer.config.for_source((HEIGHT * 4, WIDTH * 4), fps=5.0)
+    assert trainer.config.selftrain.fit_flow is not None and trainer.config.selftrain.fit_flow.gap == 1
+    trainer.reference = site_window(seed=3).clips(np.arange(5), site_model.info.history)  # the old model's
+    replaced = trainer.cycle(site_window(seed=12))
+    assert replaced.accepted and replaced.report["rebase"] and replaced.model is not None
+    assert replaced.model.config.flow.gap == 1 and trainer.serving is not None
+    trainer.config = replace(trainer.config, rebase_z=0.0)  # the site is known now
+    after = trainer.cycle(site_window(seed=13))
+    assert "rebase" not in after.report
+    if after.model is not None:
+        assert after.model.config.flow.gap == 1
+    model = trainer.model
+    assert model is not None
+    config = replace(CONFIG, refit_min_frames=5, refit_normal_z=-100.0, fit_flow=FlowConfig(gap=2))
+    result = run_cycle(model, trainer.metadata or {}, trainer.serving, site_window(seed=14), [], config)
+    assert "refit" in result.report  # fitted afresh over the model's gap, and judged: no clip too short
+    if result.model is not None:
+        assert result.model.config.flow.gap == 1
+    # a rollback to the model from before (its flow over 2 frames) scores clips of its own for the consensus
+    trainer.adopt(site_model.model, {**site_model.info.metadata, "version": "site-model"}, site_model)
+    trainer._update_consensus(site_window(seed=15))
+    assert trainer.reference is not None and trainer.reference.shape[1] == site_model.info.history + 1
 
 
 def test_a_fresh_fit_that_does_not_know_the_site_either_is_refused(

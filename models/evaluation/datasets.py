@@ -96,11 +96,20 @@ def _video_stream(path: Path) -> Iterator[tuple[av.container.InputContainer, av.
         raise DatasetError(f"{path}: not a readable video ({type(exc).__name__}: {exc})") from exc
 
 
-def decode_recording(path: Path, height: int, width: int) -> np.ndarray:
-    """Every frame of a recording's first video stream in decode order, uint8 [T, height, width]."""
+def _decoded(path: Path) -> Iterator[av.VideoFrame]:
+    """A recording's frames in decode order, each converted by the caller only if it keeps it."""
     with _video_stream(path) as (container, stream):
         stream.thread_type = "AUTO"
-        frames = [_fit(f.to_ndarray(format="gray"), height, width) for f in container.decode(stream)]
+        yield from container.decode(stream)
+
+
+def _gray(frame: av.VideoFrame, height: int, width: int) -> np.ndarray:
+    return _fit(frame.to_ndarray(format="gray"), height, width)
+
+
+def decode_recording(path: Path, height: int, width: int) -> np.ndarray:
+    """Every frame of a recording's first video stream in decode order, uint8 [T, height, width]."""
+    frames = [_gray(frame, height, width) for frame in _decoded(path)]
     if not frames:
         raise DatasetError(f"{path}: the recording has no frames")
     return np.stack(frames)
@@ -186,13 +195,11 @@ def read_frames(video: Video, indices: np.ndarray, height: int, width: int, thre
         )
     wanted, last = set(indices.tolist()), int(indices.max()) if len(indices) else -1
     kept = []
-    with _video_stream(video.file) as (container, stream):
-        stream.thread_type = "AUTO"
-        for index, frame in enumerate(container.decode(stream)):
-            if index > last:
-                break
-            if index in wanted:
-                kept.append(_fit(frame.to_ndarray(format="gray"), height, width))
+    for index, frame in enumerate(_decoded(video.file)):
+        if index > last:
+            break
+        if index in wanted:
+            kept.append(_gray(frame, height, width))
     return np.stack(kept) if kept else np.empty((0, height, width), np.uint8)
 
 

@@ -42,6 +42,7 @@ class Split:
     indices: dict[str, np.ndarray] | None
     fps: float
     sources: dict[str, str] = field(default_factory=dict)  # entry -> its video, where `indices` are given
+    counts: dict[str, int] = field(default_factory=dict)  # frames each video holds, where `indices` are given
 
     def native(self, entry: str, position: int) -> int:
         """The frame index in its video of an entry's `position`-th frame."""
@@ -116,7 +117,7 @@ def read_analysed(
             offset += len(wanted)
             if len(part):
                 frames[entry], indices[entry], sources[entry] = part, wanted[: len(part)], video.name
-    return Split(videos, frames, indices, fps, sources)
+    return Split(videos, frames, indices, fps, sources, counts)
 
 
 def read_split(
@@ -131,8 +132,7 @@ def split_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
     """labels.json's flags of each entry's frames (None without labels)."""
     if split.indices is None:
         return datasets.load_labels(dataset, split.frames)
-    counts = {v.name: range(datasets.frame_count(v)) for v in split.videos}
-    labels = datasets.load_labels(dataset, counts)
+    labels = datasets.load_labels(dataset, {name: range(count) for name, count in split.counts.items()})
     if labels is None:
         return None
     return {entry: labels[split.sources[entry]][split.indices[entry]] for entry in split.frames}

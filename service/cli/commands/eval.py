@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.detector.runtime import SUFFIXES, InvalidModelError
-from models.evaluation.datasets import DatasetError, dataset_fps, list_videos, source_size
+from models.evaluation.datasets import DatasetError, list_videos, source_size
 from service.cli.commands.train import (
     add_training_arguments,
     companion_weights,
@@ -289,10 +289,6 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     config = online_config(settings, seed=args.seed)
     if args.streams:
         config = replace(config, detector=detector_config(args))
-    streamed = list_videos(dataset, "testing") + (
-        list_videos(dataset, "training") if args.mode == "coldstart" else []
-    )  # what the fits afresh fit to: the flow its pixels call for
-    config = config.for_source(source_size(streamed), min(dataset_fps(dataset), settings.analysis.fps))
     height, width = settings.analysis.height, settings.analysis.width
     start_model = start_metadata = None
     training = None
@@ -302,6 +298,9 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         height, width = start.info.height, start.info.width
     test = read_analysed(dataset, "testing", height, width, analysis_fps=settings.analysis.fps)
     test_frames, labels = test.frames, split_labels(dataset, test)
+    streamed = test.videos + (list_videos(dataset, "training") if args.mode == "coldstart" else [])
+    # what the fits afresh fit to: the flow its pixels and the analysed rate call for
+    config = config.for_source(source_size(streamed), test.fps)
 
     def metrics_of(scores: dict[str, Any]) -> dict[str, float] | None:
         if labels is None:

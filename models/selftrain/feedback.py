@@ -216,7 +216,7 @@ def withdraw_kinds(
         return None
     keep = ~withdrawn
     descriptors, events, kinds = exception.descriptors[keep], exception.events[keep], exception.kinds[keep]
-    reach = exception_reach(descriptors, events, config.exception_reach_quantile) if len(events) else 0.0
+    reach = exception_reach(descriptors, events, config.exception_reach_quantile)  # 0 with under 2 events
     model.set_exception(
         descriptors,
         events,

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from models.detector.base import Detector
-from models.detector.flow import gap_for
+from models.detector.flow import FLOW_SECONDS, gap_for
 from models.detector.motion import MotionBaseline
 from workers.config import Settings
 from workers.store import model_files, model_registry
@@ -42,11 +42,12 @@ def _warn_on_frame_rate(detector: Detector, analysis_fps: float) -> None:
     gap = detector.info.metadata.get("detector", {}).get("flow", {}).get("gap")
     if gap is not None and int(gap) != gap_for(analysis_fps):
         log.warning(
-            "model %s measures the flow over %d frames (0.2 s of the footage it was fitted to), but cameras "
+            "model %s measures the flow over %d frames (%g s of the footage it was fitted to), but cameras "
             "are analysed at %g frames/s (VIGIL_ANALYSIS__FPS), where that spans %.2f s: fit it to the "
             "cameras' own footage (vigil train --from-camera) or set their fps to the footage's",
             detector.info.version,
             int(gap),
+            FLOW_SECONDS,
             analysis_fps,
             int(gap) / analysis_fps,
         )

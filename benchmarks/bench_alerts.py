@@ -91,10 +91,11 @@ def main() -> None:
     scores = read_scores(args.scores)
     labels = data.load_labels(args.dataset, {name: video.scores for name, video in scores.items()})
     assert labels is not None, "the dataset has no labels.json"
+    fps = data.dataset_fps(args.dataset)
     rows = []
     for threshold in args.thresholds or [alerts.threshold]:
         for cooldown in args.cooldowns or sorted({0.0, alerts.cooldown_s}):
-            base = replace(hysteresis_config(alerts, threshold), cooldown_s=cooldown)
+            base = replace(hysteresis_config(alerts, threshold, fps=fps), cooldown_s=cooldown)
             for config in rules(base, args.cusum_references, args.cusum_limits):
                 row = measure(args.dataset, scores, labels, config)
                 rows.append(row)

@@ -150,10 +150,10 @@ class Exceptions:
     descriptor, models/selftrain/categories.alert_descriptor, as close to one of them as they typically are
     to each other) would not page."""
 
-    def __init__(self, start: TorchDetector, frames: dict[str, np.ndarray]) -> None:
+    def __init__(self, start: TorchDetector, frames: dict[str, np.ndarray], fps: float) -> None:
         self.start, self.frames = start, frames
         self.exemplars: list[np.ndarray] = []
-        self.config = hysteresis_config(get_settings().alerts)
+        self.config = hysteresis_config(get_settings().alerts, fps=fps)
 
     def describe(self, alert: VideoAlert) -> np.ndarray:
         history = self.start.info.history
@@ -189,9 +189,10 @@ class LabelThreshold:
     camera's threshold to just above their peak, up to the ceiling (models/scoring/label_threshold.py, as
     the inference worker applies it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
         self.marked_peaks: list[float] = []
-        self.config = hysteresis_config(get_settings().alerts)
+        self.config = hysteresis_config(get_settings().alerts, fps=fps)
 
     def learn(self, alerts: list[VideoAlert], category: str | None = None) -> None:
         if category is not None:  # a kind accepted at the site, not a false alert: no threshold moves
@@ -199,7 +200,7 @@ class LabelThreshold:
         self.marked_peaks += [a.episode.peak_score for a in alerts]
         alerts_settings = get_settings().alerts
         asked = label_threshold(self.marked_peaks, [], alerts_settings.label_ceiling)
-        self.config = hysteresis_config(alerts_settings, labelled=asked)
+        self.config = hysteresis_config(alerts_settings, labelled=asked, fps=self.fps)
 
     def pages(self, alerts: list[VideoAlert]) -> list[VideoAlert]:
         return alerts
@@ -222,13 +223,13 @@ def alert_report(
 
 
 def control_scores(
-    path: Path | None, start: TorchDetector, frames: dict[str, np.ndarray], work: Path
+    path: Path | None, start: TorchDetector, frames: dict[str, np.ndarray], work: Path, fps: float
 ) -> dict[str, VideoScores]:
     """The start model's scores: from `vigil eval --scores-out` of the same model when given."""
     if path is None:
         served = work / "start.onnx"
         save_detector(start.model, start.info.metadata, served)
-        return score_videos(load_detector(served, "cpu"), frames, desc="control")
+        return score_videos(load_detector(served, "cpu"), frames, desc="control", fps=fps)
     scores = read_scores(path)
     missing = sorted(set(frames) - set(scores))
     if missing:
@@ -243,12 +244,12 @@ def false_alerts(
     frames: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    config = hysteresis_config(get_settings().alerts)
     fps = datasets.dataset_fps(args.dataset)
+    config = hysteresis_config(get_settings().alerts, fps=fps)
     names = list(frames)
     taught, held = names[: len(names) // 2], names[len(names) // 2 :]
     rounds = [list(part) for part in np.array_split(np.array(taught), ROUNDS)]
-    control = control_scores(args.control_scores, start, frames, args.work)
+    control = control_scores(args.control_scores, start, frames, args.work, fps)
     report: dict[str, Any] = {
         "taught_videos": taught,
         "after_videos": held,
@@ -259,7 +260,7 @@ def false_alerts(
         "arms": {},
     }
     for name in args.mechanisms:
-        if unscored := unscored_arm(name, start, frames):
+        if unscored := unscored_arm(name, start, frames, fps):
             report["arms"][name] = false_alerts_unscored(unscored, labels, rounds, held, control, fps)
             print_against(name, report["arms"][name]["after"], report["control"]["after"])
             continue
@@ -269,7 +270,9 @@ def false_alerts(
             round_scores = (
                 {v: control[v] for v in videos}  # nothing learned yet: the start model's scores
                 if not arm.learned
-                else score_videos(arm.detector, {v: frames[v] for v in videos}, desc=f"{name} round {number}")
+                else score_videos(
+                    arm.detector, {v: frames[v] for v in videos}, desc=f"{name} round {number}", fps=fps
+                )
             )
             alerts = raise_alerts(round_scores, config, fps)
             wrong = [a for a in alerts if not overlaps_any(a, true_ranges(labels[a.video]))][:PER_ROUND]
@@ -283,7 +286,9 @@ def false_alerts(
             )
             print(f"{name} round {number}: {len(alerts)} alerts, {len(wrong)} marked normal", flush=True)
             arm.learn(frames, wrong, start.info.history)
-        after = score_videos(arm.detector, {v: frames[v] for v in held}, desc=f"{name} after the rounds")
+        after = score_videos(
+            arm.detector, {v: frames[v] for v in held}, desc=f"{name} after the rounds", fps=fps
+        )
         result = alert_report(after, labels, config, fps)[0]
         report["arms"][name] = {"rounds": history, "learned": arm.learned, "after": result}
         print_against(name, result, report["control"]["after"])
@@ -310,8 +315,12 @@ def false_alerts_unscored(
     return {"rounds": history, **arm.summary(), "after": after}
 
 
-def unscored_arm(name: str, start: TorchDetector, frames: dict[str, np.ndarray]) -> UnscoredArm | None:
-    return Exceptions(start, frames) if name == EXCEPTION else LabelThreshold() if name == THRESHOLD else None
+def unscored_arm(
+    name: str, start: TorchDetector, frames: dict[str, np.ndarray], fps: float
+) -> UnscoredArm | None:
+    if name == EXCEPTION:
+        return Exceptions(start, frames, fps)
+    return LabelThreshold(fps) if name == THRESHOLD else None
 
 
 def print_against(name: str, arm: dict[str, Any], control: dict[str, Any]) -> None:
@@ -330,12 +339,12 @@ def normal_here(
     frames: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    config = hysteresis_config(get_settings().alerts)
     fps = datasets.dataset_fps(args.dataset)
+    config = hysteresis_config(get_settings().alerts, fps=fps)
     classes = event_classes(args.categories)
     accepted = args.accept
     names = list(frames)
-    control = control_scores(args.control_scores, start, frames, args.work)
+    control = control_scores(args.control_scores, start, frames, args.work, fps)
     _, control_alerts = alert_report(control, labels, config, fps)
     marked = marked_of_class(control_alerts, classes, accepted)
     last = marked[-1]
@@ -352,7 +361,7 @@ def normal_here(
         "arms": {},
     }
     for name in args.mechanisms:
-        if unscored := unscored_arm(name, start, frames):
+        if unscored := unscored_arm(name, start, frames, fps):
             unscored.learn(marked, category=accepted)
             result = summary(
                 unscored.pages(raise_alerts({v: control[v] for v in later}, unscored.config, fps))
@@ -361,7 +370,9 @@ def normal_here(
         else:
             arm = Arm(name, start, MECHANISMS[name], args.work)
             arm.learn(frames, marked, start.info.history, category=accepted)
-            after = score_videos(arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels")
+            after = score_videos(
+                arm.detector, {v: frames[v] for v in later}, desc=f"{name} after the labels", fps=fps
+            )
             result = summary(raise_alerts(after, config, fps))
             report["arms"][name] = {"learned": arm.learned, **result}
         ctrl = report["control"]
@@ -443,7 +454,7 @@ def main() -> int:
     if args.benchmark == "normal-here" and args.categories is None:
         parser.error("normal-here needs --categories")
     start, frames, labels = operator_inputs(parser, args.dataset, args.model)
-    config = hysteresis_config(get_settings().alerts)
+    config = hysteresis_config(get_settings().alerts, fps=datasets.dataset_fps(args.dataset))
     report = {
         "benchmark": args.benchmark,
         "machine": machine_info(),

@@ -67,12 +67,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     start, frames, labels = operator_inputs(parser, args.dataset, args.model)
-    config, fps = hysteresis_config(get_settings().alerts), datasets.dataset_fps(args.dataset)
+    fps = datasets.dataset_fps(args.dataset)
+    config = hysteresis_config(get_settings().alerts, fps=fps)
     classes = event_classes(args.categories)
     names = list(frames)
     with tempfile.TemporaryDirectory(prefix="bench-feedback-cycle-") as tmp:
         work = Path(tmp)
-        control = control_scores(args.control_scores, start, frames, work)
+        control = control_scores(args.control_scores, start, frames, work, fps)
         marked = marked_of_class(raise_alerts(control, config, fps), classes, args.accept)
         split = names.index(marked[-1].video) + 1
         taught, later = names[:split], names[split:]
@@ -87,7 +88,7 @@ def main() -> int:
         result = trainer.cycle(window)
         print(f"cycle: {'accepted' if result.accepted else 'refused'}: {result.reason}", flush=True)
         assert trainer.serving is not None
-        after = score_videos(trainer.serving, {v: frames[v] for v in later}, desc="after the cycle")
+        after = score_videos(trainer.serving, {v: frames[v] for v in later}, desc="after the cycle", fps=fps)
 
     def summary(scores: dict[str, Any]) -> dict[str, Any]:
         alerts = raise_alerts(scores, config, fps)

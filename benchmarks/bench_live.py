@@ -333,7 +333,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     env = service_env(work, fps, replay_s)
     os.environ.update({name: env[name] for name in env if name.startswith("VIGIL_")})  # the settings it runs
     settings = Settings()
-    config = hysteresis_config(settings.alerts)
+    config = hysteresis_config(settings.alerts, fps=fps)
     load_before = os.getloadavg()
     started = time.monotonic()
     served, timings = run_live(args, footage, env, work, fps)

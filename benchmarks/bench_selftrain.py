@@ -82,7 +82,9 @@ def view_ceiling(model: Path, dataset: Path, change: dict[str, float]) -> float:
     )
     _, frames = read_split(dataset, "testing", height, width)
     labels = datasets.load_labels(dataset, frames) or {}
-    scored = score_videos(_StillSeen(detector, visible), frames, desc="ceiling")
+    scored = score_videos(
+        _StillSeen(detector, visible), frames, desc="ceiling", fps=datasets.dataset_fps(dataset)
+    )
     return auc_report(scored, labels)["micro_auc"]
 
 

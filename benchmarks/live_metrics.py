@@ -14,7 +14,7 @@ from models.detector.scores import ScoreCalibration
 from models.evaluation.events import overlaps, ranges_report
 from models.evaluation.metrics import roc_auc
 from models.evaluation.videos import VideoScores
-from models.scoring.camera import CameraScorer
+from models.scoring.camera import CameraScorer, ScorerConfig
 from models.scoring.hysteresis import Episode, HysteresisConfig, episodes
 
 # one stream of videos back to back: frames after a cut whose scores still see the video before (the detector's
@@ -155,7 +155,7 @@ def rescored_per_video(
     for s in streams:
         for name, start, length in zip(s.footage.videos, s.footage.starts, s.footage.lengths, strict=True):
             raw = s.raw[start : start + length]
-            scorer = CameraScorer(calibration)
+            scorer = CameraScorer(calibration, ScorerConfig().at_rate(s.footage.fps))
             scores = np.array([scorer.update(float(x)) if np.isfinite(x) else np.nan for x in raw])
             out[name] = VideoScores(raw=raw, scores=scores)
     return out

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +26,7 @@ from workers.bus.schemas import CameraConfig, CameraRetention
 if TYPE_CHECKING:
     from models.detector.streams import DetectorConfig
 from models.scoring.hysteresis import HysteresisConfig
+from models.scoring.sampling import frames_in
 from models.selftrain.config import MiningParams, OnlineConfig, SelfTrainConfig
 
 CONFIG_ENV = "VIGIL_CONFIG"
@@ -114,8 +115,15 @@ class AlertSettings(BaseModel):
         description="The same while a site has no learned model and the motion baseline scores (nothing "
         "learned: its scores are normalized by the stream's own statistics, and page more at a lower one).",
     )
-    start_frames: int = Field(3, ge=1, description="Consecutive anomalous frames that open an alert.")
-    end_frames: int = Field(10, ge=1, description="Consecutive normal frames that close an alert.")
+    start_s: float = Field(
+        0.3,
+        gt=0,
+        description="Seconds of consecutive anomalous frames that open an alert (3 frames at 10 frames/s; "
+        "counted in frames at each camera's rate, at least 1).",
+    )
+    end_s: float = Field(
+        1.0, gt=0, description="Seconds of consecutive normal frames that close an alert (10 at 10 frames/s)."
+    )
     update_interval_s: float = Field(
         2.0, ge=0, description="Least seconds between update events of an open alert."
     )
@@ -142,6 +150,16 @@ class AlertSettings(BaseModel):
         description="Alerts marked normal without a category raise their camera's threshold to just above "
         "their peak, up to this (models/scoring/label_threshold.py); 0: labels never move a threshold.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frames_became_seconds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (old := {"start_frames", "end_frames"} & set(data)):
+            raise ValueError(
+                f"{' and '.join(sorted(old))} are now given in seconds: VIGIL_ALERTS__START_S (3 frames at 10 "
+                "frames/s is 0.3) and VIGIL_ALERTS__END_S (10 frames: 1.0)"
+            )
+        return data
 
 
 class RetrainSettings(BaseModel):
@@ -395,8 +413,11 @@ def hysteresis_config(
     learned: bool = True,
     adaptive: float | None = None,
     labelled: float | None = None,
+    *,
+    fps: float,
 ) -> HysteresisConfig:
-    """The alert hysteresis of the settings at a threshold: a camera's own, else the setting's for a learned
+    """The alert hysteresis of the settings for a camera analysed at `fps` frames a second (its opening and
+    closing times counted in its frames), at a threshold: a camera's own, else the setting's for a learned
     model or for the motion baseline. A learned model's adaptive threshold (the consensus of self-trained
     models) raises a learned model's, never lowers it; the threshold the camera's labelled alerts ask for
     (`labelled`: models/scoring/label_threshold.py) raises any. The inference worker and `vigil eval` use
@@ -409,8 +430,8 @@ def hysteresis_config(
         threshold = max(threshold, labelled)
     return HysteresisConfig(
         threshold=threshold,
-        start_frames=alerts.start_frames,
-        end_frames=alerts.end_frames,
+        start_frames=frames_in(alerts.start_s, fps),
+        end_frames=frames_in(alerts.end_s, fps),
         update_interval_s=alerts.update_interval_s,
         cooldown_s=alerts.cooldown_s,
         cusum_reference=alerts.cusum_reference,

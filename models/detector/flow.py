@@ -15,7 +15,6 @@ least that large) is measured at full resolution instead (`FlowConfig.for_source
 
 from __future__ import annotations
 
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -23,6 +22,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from models.scoring.sampling import frames_in
 
 FLOW_SECONDS = 0.2  # the time the flow spans: 2 frames at 10 frames/s
 DEFAULT_GAP = 2
@@ -33,7 +34,7 @@ def gap_for(fps: float | None) -> int:
     1; DEFAULT_GAP where the rate is not known."""
     if fps is None or fps <= 0:
         return DEFAULT_GAP
-    return max(1, math.floor(FLOW_SECONDS * fps + 0.5))
+    return frames_in(FLOW_SECONDS, fps)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,12 +213,12 @@ def alert_quality(
 def score_testing(
     dataset: Path,
     detector: Detector,
-    hysteresis: HysteresisConfig | None = None,
+    alert_rule: Callable[[float], HysteresisConfig] | None = None,
     analysis_fps: float | None = None,
 ) -> OneClassResult:
     """Scores every frame of DATASET/testing the service would analyse (faster footage: those of
     `analysis_fps`); AUCs when labels.json is present, and the alerts (with their event metrics) that
-    this hysteresis raises."""
+    the hysteresis `alert_rule` gives for the analysed rate raises."""
     started = time.monotonic()
     split = read_analysed(
         dataset, "testing", detector.info.height, detector.info.width, analysis_fps=analysis_fps
@@ -225,7 +226,7 @@ def score_testing(
     frames = split.frames
     labels = split_labels(dataset, split)
     decoded = time.monotonic()
-    scores = score_videos(detector, frames)
+    scores = score_videos(detector, frames, fps=split.fps)
     scored = time.monotonic()
     metrics = None
     if labels is not None:
@@ -235,7 +236,7 @@ def score_testing(
         else:
             metrics = auc_report(scores, labels)
     events, alerts = (
-        alert_quality(dataset, scores, labels, hysteresis, split.fps) if hysteresis else (None, [])
+        alert_quality(dataset, scores, labels, alert_rule(split.fps), split.fps) if alert_rule else (None, [])
     )
     n = sum(len(f) for f in frames.values())
     return OneClassResult(

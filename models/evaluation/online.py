@@ -12,7 +12,7 @@ import numpy as np
 from models.detector.base import Detector
 from models.detector.scores import raw_scores
 from models.evaluation.videos import VideoScores
-from models.scoring.camera import CameraStream
+from models.scoring.camera import CameraStream, ScorerConfig
 from models.selftrain.config import Window
 from models.selftrain.trainer import ProgressCallback, SelfTrainer
 
@@ -51,8 +51,10 @@ def stream_online(
     cycle_log: list[dict[str, Any]],
     progress: ProgressCallback | None = None,
     batch_size: int = 32,
+    *,
+    fps: float,
 ) -> dict[str, VideoScores]:
-    """Streams `videos` one after another, each as a camera, through the service's scoring and the self-
+    """Streams `videos` (`fps` frames a second) one after another, each as a camera, through the service's scoring and the self-
     training loop: a cycle after every `cycle_frames` new frames over the newest `window_frames`, an
     accepted model swapped in between batches (the camera's statistics carried to it, history refilled), as the
     workers do.
@@ -68,7 +70,7 @@ def stream_online(
     out: dict[str, VideoScores] = {}
     for index, (name, frames) in enumerate(videos.items()):
         detector = trainer.serving or fallback
-        stream = CameraStream(detector.info)
+        stream = CameraStream(detector.info, ScorerConfig().at_rate(fps))
         raw = np.empty(len(frames), dtype=np.float32)
         scores = np.empty(len(frames), dtype=np.float32)
         for start in range(0, len(frames), batch_size):

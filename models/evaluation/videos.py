@@ -11,7 +11,7 @@ from tqdm import tqdm
 from models.detector.base import Detector
 from models.detector.scores import raw_scores
 from models.evaluation.metrics import per_video_minmax, roc_auc
-from models.scoring.camera import CameraStream
+from models.scoring.camera import CameraStream, ScorerConfig
 
 
 @dataclass
@@ -28,9 +28,10 @@ def clip_batches(
         yield start, np.stack([stream.push(frame) for frame in frames[start : start + batch_size]])
 
 
-def score_video(detector: Detector, frames: np.ndarray, batch_size: int = 32) -> VideoScores:
-    """Scores every frame of one video (uint8 [T, H, W]) through a fresh CameraStream, in order."""
-    stream = CameraStream(detector.info)
+def score_video(detector: Detector, frames: np.ndarray, batch_size: int = 32, *, fps: float) -> VideoScores:
+    """Scores every frame of one video (uint8 [T, H, W], `fps` frames a second) through a fresh
+    CameraStream, in order."""
+    stream = CameraStream(detector.info, ScorerConfig().at_rate(fps))
     raw = np.empty(len(frames), dtype=np.float32)
     scores = np.empty(len(frames), dtype=np.float32)
     for start, clips in clip_batches(stream, frames, batch_size):  # a clip holds only past frames
@@ -41,12 +42,17 @@ def score_video(detector: Detector, frames: np.ndarray, batch_size: int = 32) ->
 
 
 def score_videos(
-    detector: Detector, videos: dict[str, np.ndarray], batch_size: int = 32, desc: str = "scoring"
+    detector: Detector,
+    videos: dict[str, np.ndarray],
+    batch_size: int = 32,
+    desc: str = "scoring",
+    *,
+    fps: float,
 ) -> dict[str, VideoScores]:
     out = {}
     with tqdm(total=sum(len(f) for f in videos.values()), unit="frame", desc=desc, dynamic_ncols=True) as bar:
         for name, frames in videos.items():
-            out[name] = score_video(detector, frames, batch_size)
+            out[name] = score_video(detector, frames, batch_size, fps=fps)
             bar.update(len(frames))
     return out
 

@@ -10,7 +10,7 @@ frame is ever looked at.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,12 @@ from models.detector.base import DetectorInfo
 from models.detector.scores import (
     ScoreCalibration,
 )
+from models.scoring.sampling import frames_in
+
+# the score is the mean of the last half second's normalized scores (5 frames at 10 frames/s, where it was
+# chosen): counted in time, an anomaly takes as long to show at every camera rate (measured at 5 frames/s
+# in the README's Alert quality)
+SMOOTHING_S = 0.5
 
 
 def padded_clips(
@@ -83,7 +89,7 @@ class ScorerConfig:
     prior_weight: int = 1000
     z_mid: float = 4.0  # robust z-score that maps to 0.5
     z_width: float = 2.0  # wide enough that strong anomalies still rank among themselves
-    smoothing: int = 5  # causal mean over the last N normalized scores
+    smoothing: int = 5  # causal mean over the last N normalized scores (SMOOTHING_S at 10 frames/s)
     # A frame this many robust spreads or more above the camera's statistics does not enter them: what the
     # camera sees as an outlier must not teach it what normal looks like. Without it, a stretch of
     # anomalies lifts the camera's normal level until they score as normal (live, a stream of Ped2's test
@@ -93,6 +99,10 @@ class ScorerConfig:
     # below 0: outlier_excess): a lasting change of the view (re-lit, moved) becomes the camera's normal
     # instead of one endless alert, on the prior's time scale (100 s of nothing else at 10 frames/s)
     relearn_after: int = 1000
+
+    def at_rate(self, fps: float) -> ScorerConfig:
+        """This config for a camera analysed at `fps`: its smoothing spans SMOOTHING_S."""
+        return replace(self, smoothing=frames_in(SMOOTHING_S, fps))
 
 
 def score_of_z(z: np.ndarray, config: ScorerConfig) -> np.ndarray:
@@ -153,6 +163,12 @@ class CameraScorer:
         score = float(score_of_z(np.float64(self.normalize(raw)), self.config))
         self.recent_scores.append(score)
         return float(sum(self.recent_scores) / len(self.recent_scores))
+
+    def set_rate(self, fps: float) -> None:
+        """Smooths over SMOOTHING_S at `fps` from now on (a camera whose rate changed), the newest scores
+        kept."""
+        self.config = self.config.at_rate(fps)
+        self.recent_scores = deque(self.recent_scores, maxlen=self.config.smoothing)
 
     def carried_to(self, calibration: ScoreCalibration | None) -> CameraScorer:
         """A scorer for another model that goes on from this camera's statistics: the raw scores it

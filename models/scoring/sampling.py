@@ -2,15 +2,24 @@
 
 The ingest worker samples every camera so (workers/ingest), and `vigil eval` samples a dataset whose
 footage is faster than the analysis rate the same way (models/evaluation/jobs.py), so that a model is
-fitted and scored at the rate the service runs it, where every per-frame constant (the flow's gap, the
-score's smoothing, the alerts' opening and closing frames) was chosen.
+fitted and scored at the rate the service runs it. The per-frame constants that were chosen at 10 frames/s
+are stated as times and counted in frames at each camera's rate (`frames_in`): the flow's gap, the
+score's smoothing, the alerts' opening and closing frames.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CLOCK_JUMP_S = 10.0  # a source-time step this large restarts the sampling grid
+
+
+def frames_in(seconds: float, fps: float) -> int:
+    """The frames that span `seconds` at `fps`, at least 1 (half a frame rounds up): a per-frame constant
+    stated as a time, so that it means the same at every camera's rate."""
+    return max(1, math.floor(seconds * fps + 0.5))
 
 
 class FpsSampler:

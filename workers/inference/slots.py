@@ -10,6 +10,14 @@ from models.scoring.camera import CameraStream
 from workers.bus import schemas
 from workers.inference.alerts import AlertTracker
 
+# the rate a camera's ingest measures moves by this share of the slot's before its frame counts follow it,
+# so that a rate that wobbles around a rounding edge does not flip them back and forth
+RATE_TOLERANCE = 0.2
+
+
+def rate_changed(slot_rate: float, measured: float) -> bool:
+    return abs(measured - slot_rate) > RATE_TOLERANCE * slot_rate
+
 
 @dataclass
 class CameraSlot:
@@ -19,6 +27,7 @@ class CameraSlot:
     stream: CameraStream
     tracker: AlertTracker
     mask: np.ndarray | None
+    rate: float  # frames a second that reach the detector: the smoothing and the alerts count frames at it
     read_id: str = "0"  # "0": our pending entries first (claimed from a dead owner); then ">"
     needs_history: bool = True
     scored: int = 0

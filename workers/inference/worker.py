@@ -30,7 +30,7 @@ import redis
 from models.detector.base import Detector
 from models.detector.motion import MotionBaseline
 from models.detector.scores import anomaly_maps, ignore_mask, raw_scores
-from models.scoring.camera import CameraStream
+from models.scoring.camera import CameraStream, ScorerConfig
 from workers.bus import keys, schemas
 from workers.bus.connection import CLUSTER_UNAVAILABLE, is_cluster
 from workers.bus.keys import DROPPED_FIELD
@@ -41,7 +41,7 @@ from workers.inference.alerts import AlertTracker
 from workers.inference.label_thresholds import LabelThresholds
 from workers.inference.leases import CameraLeases, LeaseLost
 from workers.inference.serving import load_serving_detector
-from workers.inference.slots import CameraSlot, ScoredFrame
+from workers.inference.slots import CameraSlot, ScoredFrame, rate_changed
 from workers.inference.snooze import Snoozes
 from workers.proc.process import HEARTBEAT_PERIODS_ALIVE, WorkerProcess, read_heartbeats
 from workers.store.cameras import camera_statuses, list_cameras
@@ -128,8 +128,12 @@ class InferenceWorker(WorkerProcess):
                 self.drop(camera, release=True)
             elif not self.leases.renew(camera, ttl):
                 self.drop(camera, release=False)
-            elif config != self.slots[camera].config or camera in relabelled:
-                self._reconfigure(camera, config)
+            elif (
+                config != self.slots[camera].config
+                or camera in relabelled
+                or rate_changed(self.slots[camera].rate, self._rate(config, statuses.get(camera)))
+            ):
+                self._reconfigure(camera, config, self._rate(config, statuses.get(camera)))
             if camera in self.slots and (reason := stop_reason(statuses.get(camera))):
                 self._close_alert(camera, reason)
         wanted = [cam for cam, cfg in sorted(configs.items()) if cfg.enabled]
@@ -140,14 +144,21 @@ class InferenceWorker(WorkerProcess):
             if len(self.slots) >= share:
                 break
             if camera not in self.slots and self.leases.acquire(camera, ttl):
-                self._acquire(camera, configs[camera])
+                self._acquire(camera, configs[camera], self._rate(configs[camera], statuses.get(camera)))
 
     def _live_workers(self) -> int:
         horizon = time.time() - HEARTBEAT_PERIODS_ALIVE * self.settings.heartbeat_s
         beats = read_heartbeats(self.client)
         return len({self.worker_id} | {b.id for b in beats if b.role == "inference" and b.ts >= horizon})
 
-    def _acquire(self, camera: str, config: schemas.CameraConfig) -> None:
+    def _rate(self, config: schemas.CameraConfig, status: schemas.CameraStatus | None) -> float:
+        """The rate a camera's frames reach the detector: as its ingest measures it while it streams (a
+        slower source gives fewer than the analysis fps), else its analysis fps."""
+        nominal = self.settings.analysis.for_camera(config).fps
+        measured = status.fps if status is not None and status.state == "streaming" else 0.0
+        return min(nominal, measured) if measured > 0 else nominal
+
+    def _acquire(self, camera: str, config: schemas.CameraConfig, rate: float) -> None:
         stream_key = keys.frames_stream(camera)
         try:
             self.client.xgroup_create(stream_key, keys.INFERENCE_GROUP, id="0", mkstream=True)
@@ -155,7 +166,7 @@ class InferenceWorker(WorkerProcess):
             if "BUSYGROUP" not in str(exc):
                 raise
         claimed = frame_reads.claim_pending(self.client, stream_key, self.worker_id)
-        slot = self._new_slot(config)
+        slot = self._new_slot(config, rate)
         saved = self.client.hgetall(keys.scorer_state_key(camera))
         if scorer_state.has_checkpoint(saved):
             slot.session = scorer_state.load(self.client, camera, saved, slot.stream)
@@ -170,24 +181,36 @@ class InferenceWorker(WorkerProcess):
         self.slots[camera] = slot
         log.info("camera %s: taken by %s (%d pending frames claimed)", camera, self.worker_id, claimed)
 
-    def _new_slot(self, config: schemas.CameraConfig) -> CameraSlot:
+    def _new_slot(self, config: schemas.CameraConfig, rate: float) -> CameraSlot:
         info = self.detector.info
         zones = [zone.points for zone in config.ignore_zones]
         learned = not isinstance(self.detector, MotionBaseline)
         labelled = self.label_thresholds.of(self.client, config.id)
         hysteresis = hysteresis_config(
-            self.settings.alerts, config.threshold, learned, self.model_threshold, labelled
+            self.settings.alerts, config.threshold, learned, self.model_threshold, labelled, fps=rate
         )
         return CameraSlot(
             config=config,
-            stream=CameraStream(info),
+            stream=CameraStream(info, ScorerConfig().at_rate(rate)),
             tracker=AlertTracker(config.id, hysteresis),
             mask=ignore_mask(info.height, info.width, zones),
+            rate=rate,
         )
 
-    def _reconfigure(self, camera: str, config: schemas.CameraConfig) -> None:
+    def _reconfigure(self, camera: str, config: schemas.CameraConfig, rate: float) -> None:
         old = self.slots[camera]
-        slot = self._new_slot(config)
+        slot = self._new_slot(config, rate)
+        if rate != old.rate:
+            old.stream.scorer.set_rate(rate)
+            log.info(
+                "camera %s: analysed at %.3g frames/s: scores smoothed over %d frames, alerts opened after %d "
+                "and closed after %d",
+                camera,
+                rate,
+                old.stream.scorer.config.smoothing,
+                slot.tracker.config.start_frames,
+                slot.tracker.config.end_frames,
+            )
         slot.stream, slot.read_id, slot.needs_history = old.stream, old.read_id, old.needs_history
         slot.last_seq, slot.dropped, slot.session = old.last_seq, old.dropped, old.session
         slot.checkpoint_ts = old.checkpoint_ts
@@ -220,7 +243,7 @@ class InferenceWorker(WorkerProcess):
         statistics carried to it; open alerts go on."""
         self.detector = detector
         for camera, slot in list(self.slots.items()):
-            fresh = self._new_slot(slot.config)
+            fresh = self._new_slot(slot.config, slot.rate)
             fresh.stream = slot.stream.carried_to(detector.info)
             fresh.tracker, fresh.read_id = slot.tracker.retuned(fresh.tracker.config), slot.read_id
             fresh.last_seq, fresh.dropped = slot.last_seq, slot.dropped

@@ -203,7 +203,9 @@ def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     detector, training = _start_detector(args, dataset, keep_torch=False)
     loaded = time.monotonic()
     settings = get_settings()
-    result = score_testing(dataset, detector, hysteresis_config(settings.alerts), settings.analysis.fps)
+    result = score_testing(
+        dataset, detector, lambda fps: hysteresis_config(settings.alerts, fps=fps), settings.analysis.fps
+    )
     if args.scores_out:
         write_scores_csv(result.scores, Path(args.scores_out), result.split)
     if args.alerts_out:
@@ -243,7 +245,11 @@ def _alerts(
     from models.evaluation.jobs import alert_quality
 
     events, alerts = alert_quality(
-        dataset, scores, labels, hysteresis_config(get_settings().alerts, adaptive=adaptive), split.fps
+        dataset,
+        scores,
+        labels,
+        hysteresis_config(get_settings().alerts, adaptive=adaptive, fps=split.fps),
+        split.fps,
     )
     _print_events("", events)
     if args.alerts_out:
@@ -315,7 +321,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         )
         if args.mode == "online":
             assert trainer.serving is not None
-            start_scores = score_videos(trainer.serving, test_frames, desc="start model")
+            start_scores = score_videos(trainer.serving, test_frames, desc="start model", fps=test.fps)
             report["start_model"] = trainer.serving.info.version
             report["start_metrics"] = metrics_of(start_scores)
             _print_metrics("start:    ", report["start_metrics"])
@@ -329,14 +335,16 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         with tqdm(
             total=sum(len(f) for f in stream.values()), unit="frame", desc="streaming", dynamic_ncols=True
         ) as bar:
-            streamed = stream_online(stream, trainer, MotionBaseline(height, width), cycles, bar.update)
+            streamed = stream_online(
+                stream, trainer, MotionBaseline(height, width), cycles, bar.update, fps=test.fps
+            )
         report["stream_s"] = time.monotonic() - loop_started
         report["cycles"] = cycles
         if trainer.serving is None:
             raise ValueError(
                 f"the stream was too short for a first model ({config.coldstart_frames} frames needed)"
             )
-        final_scores = score_videos(trainer.serving, test_frames, desc="final model")
+        final_scores = score_videos(trainer.serving, test_frames, desc="final model", fps=test.fps)
         report["final_model"] = trainer.serving.info.version
         report["final_metrics"] = metrics_of(final_scores)
         test_streamed = {name: streamed[name] for name in test_frames} if args.mode == "online" else None

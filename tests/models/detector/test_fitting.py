@@ -76,7 +76,7 @@ def test_a_fitted_detector_separates_an_injected_anomaly(config: DetectorConfig)
     assert metadata["training"]["frames"] == 120
     test = synthetic_video(60, np.random.default_rng(7), anomaly=(30, 59))
     labels = np.arange(60) >= 30
-    scored = score_video(trained.detector, test)
+    scored = score_video(trained.detector, test, fps=10)
     assert roc_auc(labels, scored.raw) > 0.9
     assert roc_auc(labels, scored.scores) > 0.9
 

@@ -45,8 +45,8 @@ def test_every_stream_combination_fits_exports_loads_and_scores(
     assert loaded.info.streams == list(streams)
     test = synthetic_video(12, rng, anomaly=(6, 11))
     served, fitted = (
-        score_video(loaded, test, batch_size=5),
-        score_video(trained.detector, test, batch_size=5),
+        score_video(loaded, test, batch_size=5, fps=10),
+        score_video(trained.detector, test, batch_size=5, fps=10),
     )
     assert np.isfinite(served.scores).all() and ((served.scores >= 0) & (served.scores <= 1)).all()
     np.testing.assert_allclose(served.raw, fitted.raw, atol=1e-2)

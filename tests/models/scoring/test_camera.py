@@ -96,3 +96,12 @@ def test_the_outlier_count_is_kept_by_the_state_and_carried_to_another_model() -
     restored.load_state_dict(scorer.state_dict())
     assert restored.outlier_excess == 2 and list(restored.recent_raw) == [0.5]
     assert scorer.carried_to(ScoreCalibration(median=1.0, scale=2.0)).outlier_excess == 2
+
+
+def test_the_score_is_smoothed_over_half_a_second_at_every_rate() -> None:
+    assert [ScorerConfig().at_rate(fps).smoothing for fps in (10, 5, 25, 1)] == [5, 3, 13, 1]
+    scorer = CameraScorer(None, ScorerConfig().at_rate(10))
+    for raw in range(8):
+        scorer.update(float(raw))
+    scorer.set_rate(5)  # the camera's source slowed down: the newest scores kept
+    assert scorer.config.smoothing == 3 and len(scorer.recent_scores) == 3

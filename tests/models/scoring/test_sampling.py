@@ -27,3 +27,10 @@ def test_a_dataset_faster_than_the_analysis_rate_keeps_the_frames_a_camera_would
     assert len(sampled_frames(300, 30.0, 10.0)) == 100
     sampler = FpsSampler(10)
     assert kept.tolist() == [i for i in range(250) if sampler.keep(i / 25)]  # as the ingest samples
+
+
+def test_a_time_is_counted_in_the_frames_nearest_it_and_at_least_one() -> None:
+    from models.scoring.sampling import frames_in
+
+    assert [frames_in(0.3, fps) for fps in (10, 5, 25, 1)] == [3, 2, 8, 1]
+    assert frames_in(0.5, 5) == 3  # half a frame rounds up

@@ -347,7 +347,7 @@ def test_cold_start_then_cycles_over_a_stream(tmp_path: Path) -> None:
     )
     trainer = SelfTrainer(config, tmp_path)
     cycles: list[dict] = []
-    streamed = stream_online(videos, trainer, MotionBaseline(HEIGHT, WIDTH), cycles)
+    streamed = stream_online(videos, trainer, MotionBaseline(HEIGHT, WIDTH), cycles, fps=10)
     assert set(streamed) == set(videos) and all(len(s.scores) == 60 for s in streamed.values())
     assert cycles[0]["cold_start"] and trainer.serving is not None
     assert len(cycles) >= 2

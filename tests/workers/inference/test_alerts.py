@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from workers.inference.alerts import AlertTracker, HysteresisConfig, alert_id
 
 CONFIG = HysteresisConfig(threshold=0.5, start_frames=3, end_frames=2, update_interval_s=0.0)
@@ -77,9 +79,9 @@ def test_the_motion_baseline_pages_at_its_own_threshold() -> None:
     from workers.config import AlertSettings, hysteresis_config
 
     alerts = AlertSettings()
-    assert hysteresis_config(alerts).threshold == alerts.threshold
-    assert hysteresis_config(alerts, learned=False).threshold == alerts.baseline_threshold
-    assert hysteresis_config(alerts, 0.7, learned=False).threshold == 0.7  # a camera's own
+    assert hysteresis_config(alerts, fps=10).threshold == alerts.threshold
+    assert hysteresis_config(alerts, learned=False, fps=10).threshold == alerts.baseline_threshold
+    assert hysteresis_config(alerts, 0.7, learned=False, fps=10).threshold == 0.7  # a camera's own
 
 
 def test_a_takeover_keeps_the_sustained_evidence_summed_so_far() -> None:
@@ -97,7 +99,24 @@ def test_an_adaptive_threshold_raises_a_learned_model_s_threshold_never_lowers_i
     from workers.config import AlertSettings, hysteresis_config
 
     alerts = AlertSettings()
-    assert hysteresis_config(alerts, adaptive=alerts.threshold - 0.1).threshold == alerts.threshold
-    assert hysteresis_config(alerts, adaptive=0.8).threshold == 0.8
-    assert hysteresis_config(alerts, 0.2, adaptive=0.8).threshold == 0.2  # a camera's own overrides it
-    assert hysteresis_config(alerts, learned=False, adaptive=0.8).threshold == alerts.baseline_threshold
+    assert hysteresis_config(alerts, adaptive=alerts.threshold - 0.1, fps=10).threshold == alerts.threshold
+    assert hysteresis_config(alerts, adaptive=0.8, fps=10).threshold == 0.8
+    assert hysteresis_config(alerts, 0.2, adaptive=0.8, fps=10).threshold == 0.2  # a camera's own overrides it
+    assert hysteresis_config(alerts, learned=False, adaptive=0.8, fps=10).threshold == alerts.baseline_threshold
+
+
+def test_alerts_open_and_close_after_the_same_time_at_every_camera_rate() -> None:
+    from workers.config import AlertSettings, hysteresis_config
+
+    alerts = AlertSettings()
+    counts = {fps: hysteresis_config(alerts, fps=fps) for fps in (10, 5, 25, 1)}
+    assert [(c.start_frames, c.end_frames) for c in counts.values()] == [(3, 10), (2, 5), (8, 25), (1, 1)]
+
+
+def test_the_frame_counts_of_earlier_versions_are_refused_with_their_new_names() -> None:
+    from pydantic import ValidationError
+
+    from workers.config import AlertSettings
+
+    with pytest.raises(ValidationError, match="VIGIL_ALERTS__START_S"):
+        AlertSettings.model_validate({"start_frames": 3})

@@ -105,4 +105,4 @@ def test_alerts_marked_normal_raise_their_camera_s_threshold_to_their_peak_up_to
     off = InferenceWorker(
         Settings(data_dir=tmp_path, alerts={"label_ceiling": 0.0}), redis_url, detector=tiny_detector(0)
     )
-    assert off._new_slot(camera).tracker.config.threshold == learned
+    assert off._new_slot(camera, 10.0).tracker.config.threshold == learned

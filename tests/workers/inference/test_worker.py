@@ -179,6 +179,30 @@ def test_a_published_adaptive_threshold_raises_a_camera_s_alert_threshold_never_
         worker = InferenceWorker(site, redis_url, worker_id="w")
         worker.setup()
         assert worker.model_threshold == adaptive
-        assert worker._new_slot(camera).tracker.config.threshold == served
+        assert worker._new_slot(camera, 10.0).tracker.config.threshold == served
         own = camera.model_copy(update={"threshold": 0.1})  # a camera's own threshold still overrides
-        assert worker._new_slot(own).tracker.config.threshold == 0.1
+        assert worker._new_slot(own, 10.0).tracker.config.threshold == 0.1
+
+
+def test_a_camera_slower_than_the_analysis_rate_smooths_and_alerts_over_the_same_times(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    add_camera(redis_client, "cam1")
+    worker = InferenceWorker(settings_for_test(), redis_url, worker_id="w1")
+    worker.setup()
+    worker.refresh()  # not streaming yet: the analysis rate, 10 frames/s
+    slot = worker.slots["cam1"]
+    assert (slot.rate, slot.stream.scorer.config.smoothing, slot.tracker.config.start_frames) == (10, 5, 3)
+
+    def streaming_at(fps: float) -> None:
+        status = schemas.CameraStatus(camera="cam1", state="streaming", fps=fps)
+        redis_client.hset(keys.CAMERA_STATUS, "cam1", status.model_dump_json())
+        worker.refresh()
+
+    streaming_at(9.2)  # a measurement that wobbles below the rate changes nothing
+    assert worker.slots["cam1"].rate == 10
+    streaming_at(5.0)  # the source gives 5 frames/s
+    slot = worker.slots["cam1"]
+    assert slot.rate == 5 and slot.stream.scorer.config.smoothing == 3
+    assert (slot.tracker.config.start_frames, slot.tracker.config.end_frames) == (2, 5)
+    worker.teardown()

@@ -3,8 +3,8 @@
 Every constant of the detector was chosen on UCSD Ped1's development part and Ped2 as they are. Here each
 dataset is copied as other cameras would see it, training and testing frames alike (a new site fits its
 own model): mounted upside down (far places at the bottom of the view, the perspective reversed) and
-re-lit, a camera of half the resolution, moved and brighter, with a noisier sensor, and a camera at half
-the frame rate. The views were fixed before any of them was scored. All copies are evaluated in one `vigil eval` run.
+re-lit, a camera of half the resolution, moved and brighter, with a noisier sensor, a camera at half
+the frame rate, and a camera that sways. The views were fixed before any of them was scored. All copies are evaluated in one `vigil eval` run.
 
     python benchmarks/bench_heldout.py                     # Ped1 (development part) and Ped2
     python benchmarks/bench_heldout.py --with-unchanged    # and the datasets as they are, for reference
@@ -44,6 +44,8 @@ HELD_OUT_VIEWS = {
     },
     # a camera at half the frame rate (5 frames/s where the source has 10), with its own sensor noise
     "half-frame-rate": {**UNCHANGED, "frame_step": 2, "noise_sigma": 2.0, "seed": 4},
+    # a camera that sways (wind on its pole): each frame shifted at random, 1.5 px (sigma) at the source's size
+    "swaying": {**UNCHANGED, "shake_px": 1.5, "noise_sigma": 2.0, "seed": 6},
 }
 
 

@@ -24,6 +24,7 @@ UNCHANGED = {
     "noise_sigma": 0.0,
     "scale": 1.0,  # of the frame size: 0.5 is a camera of half the resolution
     "frame_step": 1,  # every n-th frame kept: 2 is a camera at half the frame rate
+    "shake_px": 0.0,  # each frame shifted at random by this many pixels (sigma): a camera swaying in the wind
     "seed": 0,
 }
 SITE_CHANGES = {
@@ -109,9 +110,12 @@ def _changed_frame(
     image: np.ndarray, change: dict[str, float], lut: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
     height, width = image.shape
+    warp = change_warp(change, height, width)
+    if change.get("shake_px", 0.0) > 0:
+        warp[:, 2] += rng.normal(0.0, change["shake_px"], 2)
     image = cv2.warpAffine(
         image,
-        change_warp(change, height, width),
+        warp,
         (width, height),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT,

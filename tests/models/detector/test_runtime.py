@@ -75,7 +75,10 @@ def test_score_of_a_frame_ignores_later_frames() -> None:
     video = synthetic_video(30, np.random.default_rng(2))
     changed = video.copy()
     changed[20:] = 255 - changed[20:]
-    before, after = score_video(detector, video, batch_size=8, fps=10), score_video(detector, changed, batch_size=8, fps=10)
+    before, after = (
+        score_video(detector, video, batch_size=8, fps=10),
+        score_video(detector, changed, batch_size=8, fps=10),
+    )
     np.testing.assert_allclose(before.scores[:20], after.scores[:20], atol=1e-6)  # DIS's last bit varies
     assert not np.allclose(before.scores[20:], after.scores[20:])
 

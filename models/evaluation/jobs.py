@@ -129,14 +129,47 @@ def read_split(
     return analysed.videos, analysed.frames
 
 
-def split_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
-    """labels.json's flags of each entry's frames (None without labels)."""
+def video_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
+    """labels.json's flags of every frame of each of the split's videos (None without labels)."""
     if split.indices is None:
         return datasets.load_labels(dataset, split.frames)
-    labels = datasets.load_labels(dataset, {name: range(count) for name, count in split.counts.items()})
+    return datasets.load_labels(dataset, {name: range(count) for name, count in split.counts.items()})
+
+
+def split_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
+    """labels.json's flags of each entry's analysed frames (None without labels)."""
+    labels = video_labels(dataset, split)
+    if labels is None or split.indices is None:
+        return labels
+    return {entry: labels[split.sources[entry]][split.indices[entry]] for entry in split.frames}
+
+
+def every_frame(split: Split, scores: dict[str, VideoScores]) -> dict[str, VideoScores]:
+    """Each video's scores at every one of its frames, where only some were analysed (footage faster than
+    the analysis rate): a frame between two analysed ones holds the score of the one before it, as a
+    camera's score holds until its next analysed frame (its first frame is always analysed)."""
+    if split.indices is None:
+        return scores
+    out = {}
+    for entry, video in scores.items():
+        name, analysed = split.sources[entry], split.indices[entry]
+        held = np.maximum(np.searchsorted(analysed, np.arange(split.counts[name]), side="right") - 1, 0)
+        out[name] = VideoScores(raw=video.raw[held], scores=video.scores[held])
+    return out
+
+
+def frame_metrics(
+    split: Split, scores: dict[str, VideoScores], labels: dict[str, np.ndarray] | None
+) -> dict[str, float] | None:
+    """The AUCs of the scores over every frame of the split's videos (`every_frame`, as `--scores-out`
+    writes them) against their `video_labels`; None without labels or where every frame is labelled the
+    same."""
     if labels is None:
         return None
-    return {entry: labels[split.sources[entry]][split.indices[entry]] for entry in split.frames}
+    if all(flags.all() for flags in labels.values()) or not any(flags.any() for flags in labels.values()):
+        log.warning("labels.json marks every test frame the same: no AUC")
+        return None
+    return auc_report(every_frame(split, scores), labels)
 
 
 def train_on_dataset(
@@ -228,13 +261,7 @@ def score_testing(
     decoded = time.monotonic()
     scores = score_videos(detector, frames, fps=split.fps)
     scored = time.monotonic()
-    metrics = None
-    if labels is not None:
-        flags = np.concatenate(list(labels.values()))
-        if flags.all() or not flags.any():
-            log.warning("labels.json marks every test frame the same: no AUC")
-        else:
-            metrics = auc_report(scores, labels)
+    metrics = frame_metrics(split, scores, video_labels(dataset, split))
     events, alerts = (
         alert_quality(dataset, scores, labels, alert_rule(split.fps), split.fps) if alert_rule else (None, [])
     )
@@ -255,13 +282,13 @@ def score_testing(
 
 
 def write_scores_csv(scores: dict[str, VideoScores], path: Path, split: Split | None = None) -> None:
-    """video, frame (its index in the video, also where only some of its frames were analysed), score."""
+    """video, frame (0-based, in the video), score: every frame of each video, where only some were analysed
+    those between them holding the score before them (`every_frame`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         out.write("video,frame,score\n")
-        for name, video in scores.items():
-            for position, score in enumerate(video.scores):
-                frame = split.native(name, position) if split is not None else position
+        for name, video in (every_frame(split, scores) if split is not None else scores).items():
+            for frame, score in enumerate(video.scores):
                 out.write(f"{name},{frame},{score:.7f}\n")
 
 

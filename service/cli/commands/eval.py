@@ -281,13 +281,18 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     coldstart: no model; training and testing videos streamed in a seeded order from a cold start."""
     import tempfile
 
-    import numpy as np
     from tqdm import tqdm
 
     from models.detector.motion import MotionBaseline
-    from models.evaluation.jobs import read_analysed, split_labels, write_scores_csv
+    from models.evaluation.jobs import (
+        frame_metrics,
+        read_analysed,
+        split_labels,
+        video_labels,
+        write_scores_csv,
+    )
     from models.evaluation.online import stream_online
-    from models.evaluation.videos import auc_report, score_videos
+    from models.evaluation.videos import score_videos
     from models.selftrain.trainer import SelfTrainer
     from workers.config import online_config
 
@@ -308,11 +313,10 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     # what the fits afresh fit to: the flow its pixels and the analysed rate call for
     config = config.for_source(source_size(streamed), test.fps)
 
+    every_label = video_labels(dataset, test)
+
     def metrics_of(scores: dict[str, Any]) -> dict[str, float] | None:
-        if labels is None:
-            return None
-        flags = np.concatenate(list(labels.values()))
-        return None if flags.all() or not flags.any() else auc_report(scores, labels)
+        return frame_metrics(test, scores, every_label)
 
     report: dict[str, Any] = {"online": config.to_dict(), "training": training}
     with tempfile.TemporaryDirectory() as models_dir:

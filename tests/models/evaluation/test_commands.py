@@ -16,6 +16,7 @@ import pytest
 
 from models.detector.runtime import TorchDetector, load_detector
 from models.evaluation.datasets import list_videos
+from models.scoring.sampling import sampled_frames
 from service.cli.commands import eval as eval_command
 from service.cli.commands import train as train_command
 from tests.models.conftest import HEIGHT, WIDTH, synthetic_video
@@ -208,7 +209,8 @@ def test_the_flow_follows_the_dataset_s_frame_rate(dataset_dir: Path, tmp_path: 
 
 def test_footage_faster_than_the_analysis_rate_is_fitted_and_scored_at_it(tmp_path: Path) -> None:
     """Recordings at 25 frames/s: fitted and scored on the frames a camera sampled at 10 frames/s keeps,
-    the flow over 2 of them; the outputs name each scored frame by its index in the recording."""
+    the flow over 2 of them; the scores CSV covers every frame (a frame between two analysed ones holds
+    the score before it), and alerts name frames by their index in the recording."""
     rng = np.random.default_rng(0)
     root = tmp_path / "fast"
     write_clip(root / "training" / "01.mp4", synthetic_video(100, rng), fps=25)
@@ -221,11 +223,15 @@ def test_footage_faster_than_the_analysis_rate_is_fitted_and_scored_at_it(tmp_pa
     assert detector.info.metadata["detector"]["flow"]["gap"] == 2  # 0.2 s at the analysis rate
     scores, report, alerts = outputs(tmp_path)
     assert run("eval", str(root), "--mode", "oneclass", *eval_args(model, tmp_path)) == 0
-    frames = [int(r["frame"]) for r in csv.DictReader(scores.open())]
-    assert len(frames) == 30 and frames[0] == 0 and set(np.diff(frames).tolist()) == {2, 3}
+    rows = list(csv.DictReader(scores.open()))
+    assert [int(r["frame"]) for r in rows] == list(range(75))
+    analysed = sampled_frames(75, 25.0, 10.0)
+    assert len(analysed) == 30 and set(np.diff(analysed).tolist()) == {2, 3}
+    held = [k for k in range(75) if k not in analysed]
+    assert all(rows[k]["score"] == rows[k - 1]["score"] for k in held)
     figures = json.loads(report.read_text())
     assert figures["events"]["fps"] == 10.0 and figures["timings"]["frames"] == 30
-    assert all(int(r["start_frame"]) in frames for r in csv.DictReader(alerts.open()))
+    assert all(int(r["start_frame"]) in analysed for r in csv.DictReader(alerts.open()))
 
 
 def test_unreadable_or_ambiguous_recordings_are_clear_errors(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.detector.flow import FlowConfig, _dis, camera_motion, flow_speed, gap_for
+from models.detector.flow import FlowConfig, _dis, flow_speed, gap_for, view_motion
 from tests.models.conftest import HEIGHT, TINY_DETECTOR, WIDTH
 
 
@@ -52,7 +52,8 @@ def test_a_swaying_camera_s_motion_is_taken_out_and_what_moves_against_it_stays(
     moved = shifted(view, 2.0, -1.0)  # the whole view moved: the camera swayed
     moved[30:70, 40:90] = shifted(view, 6.0, -1.0)[30:70, 40:90]  # and something moved 4 px against it
     steadied, plain = FlowConfig(gap=1), FlowConfig(gap=1, steadied=False)
-    assert np.allclose(camera_motion(_dis(plain).calc(view, moved, None)), (2.0, -1.0), atol=0.2)
+    motion = view_motion(_dis(plain).calc(view, moved, None), gap=1)
+    assert motion is not None and np.allclose(motion, (2.0, -1.0), atol=0.2)
     speed, unsteadied = flow_speed(view, moved, steadied), flow_speed(view, moved, plain)
     assert np.median(unsteadied) > 1.8 and np.median(speed) < 0.3  # the background stands still again
     assert np.median(speed[40:60, 55:75]) > 3.0  # the object's own motion
@@ -64,6 +65,16 @@ def test_a_camera_that_stands_still_keeps_its_flow() -> None:
     moved[40:56, 60:76] = shifted(view, 3.0, 0.0)[40:56, 60:76]
     steadied, plain = FlowConfig(gap=2), FlowConfig(gap=2, steadied=False)
     assert np.allclose(flow_speed(view, moved, steadied), flow_speed(view, moved, plain), atol=1e-5)
+
+
+def test_one_thing_filling_half_the_view_is_not_taken_for_the_camera() -> None:
+    view = textured()
+    moved = view.copy()
+    moved[:, :72] = shifted(view, 3.0, 0.0)[:, :72]  # a train filling 56% of a fixed camera's view
+    steadied, plain = FlowConfig(gap=1), FlowConfig(gap=1, steadied=False)
+    assert np.median(_dis(plain).calc(view, moved, None)[..., 0]) > 2.0  # the median is the train's
+    assert np.allclose(flow_speed(view, moved, steadied), flow_speed(view, moved, plain), atol=1e-5)
+    assert np.median(flow_speed(view, moved, steadied)[:, 90:]) < 0.3  # the platform still stands
 
 
 def test_models_saved_before_the_steadied_flow_score_as_they_did() -> None:

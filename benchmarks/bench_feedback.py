@@ -237,6 +237,12 @@ def control_scores(
     return {v: scores[v] for v in frames}
 
 
+def alert_rule(dataset: Path) -> tuple[HysteresisConfig, float]:
+    """The service's alert hysteresis at the dataset's frame rate, and the rate."""
+    fps = datasets.dataset_fps(dataset)
+    return hysteresis_config(get_settings().alerts, fps=fps), fps
+
+
 # ---------------------------------------------------------------- false alerts
 def false_alerts(
     args: argparse.Namespace,
@@ -244,8 +250,7 @@ def false_alerts(
     frames: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    fps = datasets.dataset_fps(args.dataset)
-    config = hysteresis_config(get_settings().alerts, fps=fps)
+    config, fps = alert_rule(args.dataset)
     names = list(frames)
     taught, held = names[: len(names) // 2], names[len(names) // 2 :]
     rounds = [list(part) for part in np.array_split(np.array(taught), ROUNDS)]
@@ -339,8 +344,7 @@ def normal_here(
     frames: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    fps = datasets.dataset_fps(args.dataset)
-    config = hysteresis_config(get_settings().alerts, fps=fps)
+    config, fps = alert_rule(args.dataset)
     classes = event_classes(args.categories)
     accepted = args.accept
     names = list(frames)
@@ -454,7 +458,7 @@ def main() -> int:
     if args.benchmark == "normal-here" and args.categories is None:
         parser.error("normal-here needs --categories")
     start, frames, labels = operator_inputs(parser, args.dataset, args.model)
-    config = hysteresis_config(get_settings().alerts, fps=datasets.dataset_fps(args.dataset))
+    config, _ = alert_rule(args.dataset)
     report = {
         "benchmark": args.benchmark,
         "machine": machine_info(),

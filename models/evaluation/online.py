@@ -54,10 +54,10 @@ def stream_online(
     *,
     fps: float,
 ) -> dict[str, VideoScores]:
-    """Streams `videos` (`fps` frames a second) one after another, each as a camera, through the service's scoring and the self-
-    training loop: a cycle after every `cycle_frames` new frames over the newest `window_frames`, an
-    accepted model swapped in between batches (the camera's statistics carried to it, history refilled), as the
-    workers do.
+    """Streams `videos` (`fps` frames a second) one after another, each as a camera, through the service's
+    scoring and the self-training loop: a cycle after every `cycle_frames` new frames over the newest
+    `window_frames`, an accepted model swapped in between batches (the camera's statistics carried to it,
+    history refilled), as the workers do.
 
     Until the trainer has a model, frames are scored by `fallback` (the service's motion baseline) and a
     first model is trained once `coldstart_frames` have been seen. Returns the scores as streamed; each

@@ -22,8 +22,8 @@ from models.detector.scores import (
 from models.scoring.sampling import frames_in
 
 # the score is the mean of the last half second's normalized scores (5 frames at 10 frames/s, where it was
-# chosen): counted in time, an anomaly takes as long to show at every camera rate (measured at 5 frames/s
-# in the README's Alert quality)
+# chosen): counted in time, an anomaly takes as long to show at every camera rate (measured at 5 frames/s:
+# the README's "A camera at half the frame rate")
 SMOOTHING_S = 0.5
 
 

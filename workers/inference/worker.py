@@ -128,12 +128,12 @@ class InferenceWorker(WorkerProcess):
                 self.drop(camera, release=True)
             elif not self.leases.renew(camera, ttl):
                 self.drop(camera, release=False)
-            elif (
-                config != self.slots[camera].config
-                or camera in relabelled
-                or rate_changed(self.slots[camera].rate, self._rate(config, statuses.get(camera)))
-            ):
-                self._reconfigure(camera, config, self._rate(config, statuses.get(camera)))
+            else:
+                old_rate = self.slots[camera].rate
+                rate = self._rate(config, statuses.get(camera))
+                rate = rate if rate_changed(old_rate, rate) else old_rate  # a wobble changes nothing
+                if config != self.slots[camera].config or camera in relabelled or rate != old_rate:
+                    self._reconfigure(camera, config, rate)
             if camera in self.slots and (reason := stop_reason(statuses.get(camera))):
                 self._close_alert(camera, reason)
         wanted = [cam for cam, cfg in sorted(configs.items()) if cfg.enabled]

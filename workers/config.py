@@ -156,8 +156,8 @@ class AlertSettings(BaseModel):
     def _frames_became_seconds(cls, data: Any) -> Any:
         if isinstance(data, dict) and (old := {"start_frames", "end_frames"} & set(data)):
             raise ValueError(
-                f"{' and '.join(sorted(old))} are now given in seconds: VIGIL_ALERTS__START_S (3 frames at 10 "
-                "frames/s is 0.3) and VIGIL_ALERTS__END_S (10 frames: 1.0)"
+                f"{' and '.join(sorted(old))}: alerts now open and close after a time, not a count of frames: "
+                "use VIGIL_ALERTS__START_S (3 frames at 10 frames/s is 0.3) and VIGIL_ALERTS__END_S (10: 1.0)"
             )
         return data
 

@@ -101,12 +101,10 @@ def test_an_adaptive_threshold_raises_a_learned_model_s_threshold_never_lowers_i
     alerts = AlertSettings()
     assert hysteresis_config(alerts, adaptive=alerts.threshold - 0.1, fps=10).threshold == alerts.threshold
     assert hysteresis_config(alerts, adaptive=0.8, fps=10).threshold == 0.8
-    assert (
-        hysteresis_config(alerts, 0.2, adaptive=0.8, fps=10).threshold == 0.2
-    )  # a camera's own overrides it
-    assert (
-        hysteresis_config(alerts, learned=False, adaptive=0.8, fps=10).threshold == alerts.baseline_threshold
-    )
+    own = hysteresis_config(alerts, 0.2, adaptive=0.8, fps=10)
+    assert own.threshold == 0.2  # a camera's own overrides it
+    baseline = hysteresis_config(alerts, learned=False, adaptive=0.8, fps=10)
+    assert baseline.threshold == alerts.baseline_threshold
 
 
 def test_alerts_open_and_close_after_the_same_time_at_every_camera_rate() -> None:

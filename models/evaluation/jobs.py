@@ -136,9 +136,8 @@ def video_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
     return datasets.load_labels(dataset, {name: range(count) for name, count in split.counts.items()})
 
 
-def split_labels(dataset: Path, split: Split) -> dict[str, np.ndarray] | None:
-    """labels.json's flags of each entry's analysed frames (None without labels)."""
-    labels = video_labels(dataset, split)
+def analysed_labels(split: Split, labels: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """The flags of each entry's analysed frames, of `video_labels`' flags of every frame."""
     if labels is None or split.indices is None:
         return labels
     return {entry: labels[split.sources[entry]][split.indices[entry]] for entry in split.frames}
@@ -257,11 +256,12 @@ def score_testing(
         dataset, "testing", detector.info.height, detector.info.width, analysis_fps=analysis_fps
     )
     frames = split.frames
-    labels = split_labels(dataset, split)
+    every_label = video_labels(dataset, split)
+    labels = analysed_labels(split, every_label)
     decoded = time.monotonic()
     scores = score_videos(detector, frames, fps=split.fps)
     scored = time.monotonic()
-    metrics = frame_metrics(split, scores, video_labels(dataset, split))
+    metrics = frame_metrics(split, scores, every_label)
     events, alerts = (
         alert_quality(dataset, scores, labels, alert_rule(split.fps), split.fps) if alert_rule else (None, [])
     )

@@ -285,9 +285,9 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
 
     from models.detector.motion import MotionBaseline
     from models.evaluation.jobs import (
+        analysed_labels,
         frame_metrics,
         read_analysed,
-        split_labels,
         video_labels,
         write_scores_csv,
     )
@@ -308,12 +308,11 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         start_model, start_metadata = start.model, start.info.metadata
         height, width = start.info.height, start.info.width
     test = read_analysed(dataset, "testing", height, width, analysis_fps=settings.analysis.fps)
-    test_frames, labels = test.frames, split_labels(dataset, test)
+    every_label = video_labels(dataset, test)
+    test_frames, labels = test.frames, analysed_labels(test, every_label)
     streamed = test.videos + (list_videos(dataset, "training") if args.mode == "coldstart" else [])
     # what the fits afresh fit to: the flow its pixels and the analysed rate call for
     config = config.for_source(source_size(streamed), test.fps)
-
-    every_label = video_labels(dataset, test)
 
     def metrics_of(scores: dict[str, Any]) -> dict[str, float] | None:
         return frame_metrics(test, scores, every_label)

@@ -70,11 +70,11 @@ class CameraAnalysis:
 class DetectorSettings(BaseModel):
     """The detector `vigil train`, `vigil eval` and a cold start build (a trained model file says its own)."""
 
-    streams: list[Literal["motion", "appearance", "prediction"]] = Field(
-        default_factory=lambda: ["motion", "appearance"],
+    streams: list[Literal["motion", "appearance", "place", "prediction"]] = Field(
+        default_factory=lambda: ["motion", "appearance", "place"],
         min_length=1,
         description="Evidence streams: optical-flow speed, pretrained features against a memory of normal "
-        "cells, U-Net frame prediction.",
+        "cells, motion where normal footage rarely moves (needs motion), U-Net frame prediction.",
     )
     bank_size: int = Field(1024, ge=16, le=65536, description="Normal cells the appearance stream remembers.")
 

@@ -10,6 +10,9 @@ import numpy as np
 
 from models.detector.scores import IDENTITY, ScoreCalibration, patch_size_for, perspective_patches
 
+# the streams whose evidence is the flow's: scored in patches that follow the view's perspective
+MOTION_STREAMS = ("motion", "place")
+
 
 @dataclass(frozen=True)
 class DetectorInfo:
@@ -39,11 +42,11 @@ class DetectorInfo:
 
     @property
     def stream_patches(self) -> list[int | np.ndarray]:
-        """Each stream's scoring patch: `patch`, or for the motion stream of a model fitted with the view's
-        row scale (metadata "row_scale"), a side per row that follows the perspective."""
+        """Each stream's scoring patch: `patch`, or for the streams of motion (motion, place) of a model fitted
+        with the view's row scale (metadata "row_scale"), a side per row that follows the perspective."""
         row_scale = self.metadata.get("row_scale")
         return [
-            perspective_patches(self.patch, row_scale) if name == "motion" and row_scale else self.patch
+            perspective_patches(self.patch, row_scale) if name in MOTION_STREAMS and row_scale else self.patch
             for name in self.streams
         ]
 

@@ -3,6 +3,7 @@
 - motion: the mean speed of normal footage at every pixel, and the view's perspective: the apparent size
   of things on each row (models/detector/streams.fit_row_scale), which scales the motion stream's speeds and its
   scoring patches;
+- place: how often something moves at each pixel (models/detector/place.py), its statistics cross-fitted;
 - appearance: a memory of normal image cells, a greedy k-center coreset (PatchCore) of cells sampled
   from every frame, so that rare normal views are remembered as well as common ones;
 - prediction (when selected): the U-Net trained by models/detector/predictor_training.py, and its mean error per pixel;
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from models.detector.backbone import pretrained_features
 from models.detector.export import model_metadata, new_version
 from models.detector.flow import clip_speeds
+from models.detector.place import GATE_Z, moving_counts, place_blur, rarity, typical_speed
 from models.detector.predictor_training import TrainConfig, train_predictor
 from models.detector.pseudo import PseudoAnomalyConfig
 from models.detector.runtime import TorchDetector
@@ -43,6 +45,7 @@ from models.detector.streams import DetectorConfig, DetectorNet, fit_row_scale
 from models.scoring.camera import padded_clips
 
 BATCH = 32
+STREAM_GATES = {"place": GATE_Z}  # the streams that speak only when sure: ScoreCalibration.gate
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def fit_detector(
     patch = patch_size_for(config.height)
     patch_scores: dict[str, dict[str, np.ndarray]] = {}
     if model.motion is not None:
-        patch_scores["motion"] = _fit_motion(model, videos, config)
+        patch_scores.update(_fit_motion(model, videos, config))
     if model.appearance is not None:
         patch_scores["appearance"] = _fit_appearance(model, videos, config, fit, rng, patch)
     if model.prediction is not None:
@@ -173,7 +176,7 @@ def fit_detector(
         training["prediction"] = {"steps": result.steps, "seconds": round(result.seconds, 1)}
         patch_scores["prediction"] = _fit_prediction(model, videos, config)
     stats = {
-        name: ScoreCalibration.fit(np.concatenate(list(by_video.values())))
+        name: ScoreCalibration.fit(np.concatenate(list(by_video.values())), gate=STREAM_GATES.get(name))
         for name, by_video in patch_scores.items()
     }
     # the raw score over the frames every stream scored (the appearance fit may keep only a subsample)
@@ -206,43 +209,73 @@ def anchor_clips(
     return np.stack([padded_clips(videos[places[k][0]], np.array([places[k][1]]), history)[0] for k in picks])
 
 
+def _part_speeds(
+    videos: dict[str, np.ndarray], parts: list[tuple[str, slice]], config: DetectorConfig, bar: Any
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(video, speed maps float32 [B, H, W]) of batches of the frames of `parts`, each with its real past."""
+    for name, part in parts:
+        indices = np.arange(len(videos[name]))[part]
+        for start in range(0, len(indices), BATCH):
+            clips = padded_clips(videos[name], indices[start : start + BATCH], config.history)
+            yield name, clip_speeds(clips, config.flow)
+            bar.update(len(clips))
+
+
 def _fit_motion(
     model: DetectorNet, videos: dict[str, np.ndarray], config: DetectorConfig
-) -> dict[str, np.ndarray]:
-    """The mean speed per pixel and the view's scale per row; returns each video's motion patch scores
-    under them, with patches that follow the row scale (a second pass: the flow is cheaper to compute
-    again than to keep)."""
-    assert model.motion is not None
+) -> dict[str, dict[str, np.ndarray]]:
+    """The mean speed per pixel and the view's scale per row, and where things move (the place stream,
+    when selected); returns each of these streams' patch scores of each video, with patches that follow
+    the row scale. The place stream's are cross-fitted: each half of the footage scored by where the
+    other half moved. The flow is cheaper to compute again for each pass than to keep."""
+    motion, place = model.motion, model.place
+    assert motion is not None
     total = np.zeros((config.height, config.width), dtype=np.float64)
     row_sum = np.zeros(config.height, dtype=np.float64)
     row_squares = np.zeros(config.height, dtype=np.float64)
+    everything = [(name, slice(None)) for name in videos]
+    folds = _folds(videos)
+    counts = [np.zeros_like(total) for _ in folds]
+    fold_frames = [0 for _ in folds]
     count = 0
-    patch: np.ndarray | None = None
-    scores: dict[str, list[np.ndarray]] = {name: [] for name in videos}
-    frames_total = sum(len(f) for f in videos.values())
-    with tqdm(total=2 * frames_total, desc="motion", unit="frame", dynamic_ncols=True) as bar:
-        for second_pass in (False, True):
-            for name, frames in videos.items():
-                for _, clips in video_clips(frames, config.history):
-                    speed = clip_speeds(clips, config.flow)
-                    if second_pass:
-                        with torch.inference_mode():
-                            maps = model.motion(torch.from_numpy(speed)).numpy()
-                        assert patch is not None
-                        scores[name].append(patch_max_scores(maps, patch))
-                    else:
-                        total += speed.sum(axis=0)
-                        row_sum += speed.sum(axis=(0, 2), dtype=np.float64)
-                        row_squares += np.square(speed, dtype=np.float64).sum(axis=(0, 2))
-                        count += len(speed)
-                    bar.update(len(clips))
-            if not second_pass:
-                normal = (total / max(count, 1)).astype(np.float32)
-                model.motion.normal_speed.copy_(torch.from_numpy(normal))
-                row_scale = fit_row_scale(row_sum, row_squares)
-                model.motion.row_scale.copy_(torch.from_numpy(row_scale)[:, None])
-                patch = perspective_patches(patch_size_for(config.height), row_scale)
-    return {name: np.concatenate(parts) for name, parts in scores.items()}
+    scores: dict[str, dict[str, list[np.ndarray]]] = {"motion": {name: [] for name in videos}}
+    passes = 2 if place is None else 3
+    with tqdm(
+        total=passes * sum(len(f) for f in videos.values()), desc="motion", unit="frame", dynamic_ncols=True
+    ) as bar:
+        for _, speed in _part_speeds(videos, everything, config, bar):
+            count += len(speed)
+            total += speed.sum(axis=0)
+            row_sum += speed.sum(axis=(0, 2), dtype=np.float64)
+            row_squares += np.square(speed, dtype=np.float64).sum(axis=(0, 2))
+        motion.normal_speed.copy_(torch.from_numpy((total / max(count, 1)).astype(np.float32)))
+        row_scale = fit_row_scale(row_sum, row_squares)
+        motion.row_scale.copy_(torch.from_numpy(row_scale)[:, None])
+        typical = typical_speed(row_sum, row_squares, row_scale)
+        patch = perspective_patches(patch_size_for(config.height), row_scale)
+        for index, fold in enumerate(folds):
+            for name, speed in _part_speeds(videos, fold, config, bar):
+                with torch.inference_mode():
+                    scores["motion"][name].append(
+                        patch_max_scores(motion(torch.from_numpy(speed)).numpy(), patch)
+                    )
+                if place is not None:
+                    counts[index] += moving_counts(speed, row_scale, typical)
+                    fold_frames[index] += len(speed)
+        if place is not None:
+            blur = place_blur(config.height)
+            scores["place"] = {name: [] for name in videos}
+            for index, fold in enumerate(folds):
+                place.fit(rarity(counts[1 - index], fold_frames[1 - index], blur), typical)
+                for name, speed in _part_speeds(videos, fold, config, bar):
+                    with torch.inference_mode():
+                        maps = place(torch.from_numpy(speed) / motion.row_scale).numpy()
+                    scores["place"][name].append(patch_max_scores(maps, patch))
+            place.fit(rarity(sum(counts), sum(fold_frames), blur), typical)
+    return {
+        stream: {name: np.concatenate(parts) for name, parts in by_video.items()}
+        for stream, by_video in scores.items()
+    }
 
 
 def frame_features(model: DetectorNet, frames: np.ndarray) -> torch.Tensor:

@@ -104,26 +104,36 @@ class ScoreCalibration:
     # the frame score's only: z added to every normalized score, the level at which the site's normal
     # footage scored when this model was swapped in (models/selftrain/adaptation.refit_statistics); 0 for a fit
     level: float = 0.0
+    # a stream's only, where set: the z units its score must pass before it counts, and it counts by how far
+    # it passed them (a stream that speaks only when sure: models/detector/place.py); None: every z counts
+    gate: float | None = None
 
     def to_dict(self) -> dict[str, float]:
-        return {"median": self.median, "scale": self.scale, "level": self.level}
+        out = {"median": self.median, "scale": self.scale, "level": self.level}
+        return out if self.gate is None else {**out, "gate": self.gate}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreCalibration:
+        gate = data.get("gate")
         return cls(
-            median=float(data["median"]), scale=float(data["scale"]), level=float(data.get("level", 0.0))
+            median=float(data["median"]),
+            scale=float(data["scale"]),
+            level=float(data.get("level", 0.0)),
+            gate=None if gate is None else float(gate),
         )
 
     def z(self, raw: np.ndarray) -> np.ndarray:
         return (raw - self.median) / self.scale + self.level
 
     @classmethod
-    def fit(cls, raw_scores: np.ndarray, min_scale: float = 0.0) -> ScoreCalibration:
+    def fit(
+        cls, raw_scores: np.ndarray, min_scale: float = 0.0, gate: float | None = None
+    ) -> ScoreCalibration:
         """From scores of normal footage; `min_scale`: a floor for the spread (of a bounded score that is
-        nearly constant on normal footage, whose z units would otherwise be tiny)."""
+        nearly constant on normal footage, whose z units would otherwise be tiny); `gate`: see the field."""
         median = float(np.median(raw_scores))
         scale = float(1.4826 * np.median(np.abs(raw_scores - median)))
-        return cls(median=median, scale=max(scale, min_scale, 1e-6))
+        return cls(median=median, scale=max(scale, min_scale, 1e-6), gate=gate)
 
 
 IDENTITY = ScoreCalibration(0.0, 1.0)  # a stream without statistics (the motion baseline) scores as it is
@@ -142,17 +152,24 @@ def stream_patch_scores(maps: np.ndarray, patch: int | list[int | np.ndarray]) -
 
 
 def combined_scores(patch_scores: np.ndarray, stats: list[ScoreCalibration]) -> np.ndarray:
-    """float32 [B]: the raw frame score, the sum of the streams' z-scores; patch_scores [B, S]."""
+    """float32 [B]: the raw frame score, the sum of the streams' z-scores (a gated stream's above its
+    gate); patch_scores [B, S]."""
     medians = np.array([s.median for s in stats], dtype=np.float32)
     scales = np.array([s.scale for s in stats], dtype=np.float32)
-    return ((patch_scores - medians) / scales).sum(axis=1).astype(np.float32)
+    z = (patch_scores - medians) / scales
+    for index, stat in enumerate(stats):
+        if stat.gate is not None:
+            z[:, index] = np.maximum(z[:, index] - stat.gate, 0.0)
+    return z.sum(axis=1).astype(np.float32)
 
 
 def combined_anomaly_maps(maps: np.ndarray, stats: list[ScoreCalibration]) -> np.ndarray:
-    """float32 [B, H, W]: evidence above a normal frame's peak, summed over streams in z units."""
+    """float32 [B, H, W]: evidence above a normal frame's peak (a gated stream's above its gate), summed
+    over streams in z units."""
     out = np.zeros((maps.shape[0], *maps.shape[2:]), dtype=np.float32)
     for index, stat in enumerate(stats):
-        out += np.maximum(maps[:, index] - stat.median, 0.0) / stat.scale
+        floor = stat.median + (stat.gate or 0.0) * stat.scale
+        out += np.maximum(maps[:, index] - floor, 0.0) / stat.scale
     return out
 
 

@@ -7,6 +7,8 @@
 - appearance: the distance of each image cell's pretrained MobileNetV2 features to the nearest of a
   memory of normal cells (a coreset of the normal footage's cells, as in PatchCore: Roth et al., CVPR 2022). Things that look
   unlike anything seen there: a cart, a car, a bicycle.
+- place: motion where normal footage rarely moves (models/detector/place.py): a person on a lawn where
+  people keep to the path. It speaks only where that is far beyond normal footage's (a gated stream).
 - prediction: the error of a U-Net predicting the frame from the past ones (models/detector/predictor.py), trained
   with pseudo anomalies it must not reproduce; optional (it measured no gain over the two above, at
   twice their cost).
@@ -36,10 +38,11 @@ from torch.nn import functional as F
 from models.detector.backbone import MobileNetFeatures
 from models.detector.exception import CellException
 from models.detector.flow import FlowConfig
+from models.detector.place import PlaceStream
 from models.detector.predictor import FramePredictor, NetworkConfig
 
-STREAMS = ("motion", "appearance", "prediction", "ordinal")
-DEFAULT_STREAMS = ("motion", "appearance")
+STREAMS = ("motion", "appearance", "place", "prediction", "ordinal")
+DEFAULT_STREAMS = ("motion", "appearance", "place")
 BANK_CHUNK = 512  # memory cells compared at a time: bounds the distance matrix a batch needs
 # the least spread of a stream's statistics: the ordinal head's degree is nearly 0 on normal footage,
 # and a rise to 1 is worth 20 z units, not thousands
@@ -64,6 +67,8 @@ class DetectorConfig:
             raise ValueError(f"streams must be distinct names among {', '.join(STREAMS)}, not {self.streams}")
         if "prediction" in self.streams and self.predictor is None:
             raise ValueError("the prediction stream needs a predictor network")
+        if "place" in self.streams and "motion" not in self.streams:
+            raise ValueError("the place stream counts motion in the motion stream's units: add motion")
         if "ordinal" in self.streams and "appearance" not in self.streams:
             raise ValueError("the ordinal stream scores the appearance stream's features: add appearance")
         if self.exception_cells and "appearance" not in self.streams:
@@ -262,6 +267,7 @@ class DetectorNet(nn.Module):
         super().__init__()
         self.config = config
         self.motion = MotionStream(config.height, config.width) if "motion" in config.streams else None
+        self.place = PlaceStream(config.height, config.width) if "place" in config.streams else None
         self.appearance = (
             AppearanceStream(config.backbone_blocks, config.bank_size, config.height, config.width)
             if "appearance" in config.streams
@@ -347,6 +353,8 @@ class DetectorNet(nn.Module):
         keep: torch.Tensor | None = None
         if self.motion is not None:
             maps["motion"] = self.motion(speed)
+            if self.place is not None:
+                maps["place"] = self.place(speed / self.motion.row_scale)
         if self.appearance is not None:
             features = self.appearance.features(clips[:, -1:].float() / 255.0)
             distances = self.appearance.cell_distances(features)

@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 HEIGHT, WIDTH = 32, 48
 TINY_NETWORK = NetworkConfig(height=HEIGHT, width=WIDTH, history=2, widths=(8, 16))
-TINY_DETECTOR = DetectorConfig(height=HEIGHT, width=WIDTH, bank_size=32)  # motion and appearance
+TINY_DETECTOR = DetectorConfig(height=HEIGHT, width=WIDTH, bank_size=32)  # the default streams
 TINY_PREDICTING = DetectorConfig(
     height=HEIGHT,
     width=WIDTH,

@@ -25,15 +25,15 @@ if TYPE_CHECKING:
 
 DEFAULT_MINUTES = 10.0
 MIN_CAMERA_FRAMES = 50  # fewer leave too little footage to hold out normal frames for the statistics
-STREAM_NAMES = ("motion", "appearance", "prediction")
+STREAM_NAMES = ("motion", "appearance", "place", "prediction")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The training options `vigil train` and `vigil eval` share."""
     parser.add_argument(
         "--streams",
-        help="comma-separated evidence streams among motion, appearance, prediction "
-        "(default: VIGIL_DETECTOR__STREAMS, motion,appearance)",
+        help="comma-separated evidence streams among motion, appearance, place (needs motion), prediction "
+        "(default: VIGIL_DETECTOR__STREAMS, motion,appearance,place)",
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(

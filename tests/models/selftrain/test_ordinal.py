@@ -48,15 +48,17 @@ def labelled_window(seed: int = 3) -> tuple[Window, np.ndarray]:
 
 def test_an_added_head_is_silent_and_changes_no_other_stream(fitted: TorchDetector) -> None:
     extended = with_ordinal(fitted.model)
-    assert extended.config.streams == ("motion", "appearance", "ordinal") and fitted.model.ordinal is None
+    assert (
+        extended.config.streams == (*fitted.model.config.streams, "ordinal") and fitted.model.ordinal is None
+    )
     window, _ = labelled_window()
     clips = window.clips(np.arange(20, 30), fitted.info.history)
     speed = torch.from_numpy(np.zeros((10, *clips.shape[2:]), np.float32))
     with torch.inference_mode():
         before = fitted.model(torch.from_numpy(clips), speed)
         after = extended(torch.from_numpy(clips), speed)
-    torch.testing.assert_close(after[:, :2], before)
-    assert float(after[:, 2].max()) < 0.01
+    torch.testing.assert_close(after[:, :-1], before)
+    assert float(after[:, -1].max()) < 0.01
 
 
 def test_the_head_learns_the_labelled_anomaly(fitted: TorchDetector) -> None:
@@ -71,7 +73,7 @@ def test_the_head_learns_the_labelled_anomaly(fitted: TorchDetector) -> None:
     clips = window.clips(np.arange(80), fitted.info.history)
     with torch.inference_mode():
         maps = model(torch.from_numpy(clips), torch.from_numpy(np.zeros((80, *clips.shape[2:]), np.float32)))
-    degree = maps[:, 2].flatten(1).max(1).values.numpy()
+    degree = maps[:, -1].flatten(1).max(1).values.numpy()
     assert roc_auc(truth, degree) > 0.9
 
 
@@ -83,7 +85,7 @@ def test_a_cycle_with_labelled_anomalies_adds_and_trains_the_head(
     assert result.report["training"]["ordinal"]["positive"] > 0
     if not result.accepted:  # validated like any candidate; this one must at least be well-formed
         pytest.skip(f"candidate refused: {result.reason}")
-    assert result.metadata is not None and result.metadata["streams"] == ["motion", "appearance", "ordinal"]
+    assert result.metadata is not None and result.metadata["streams"] == [*fitted.info.streams, "ordinal"]
     assert result.metadata["stream_stats"]["ordinal"]["scale"] >= 0.05
     for suffix in (".pt", ".onnx"):
         save_detector(result.model, result.metadata, tmp_path / f"head{suffix}")

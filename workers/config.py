@@ -78,6 +78,14 @@ class DetectorSettings(BaseModel):
     )
     bank_size: int = Field(1024, ge=16, le=65536, description="Normal cells the appearance stream remembers.")
 
+    @model_validator(mode="after")
+    def _place_needs_motion(self) -> DetectorSettings:
+        if "place" in self.streams and "motion" not in self.streams:
+            raise ValueError(
+                "the place stream counts motion in the motion stream's units: add motion to streams"
+            )
+        return self
+
     def config(self, height: int, width: int, streams: list[str] | None = None) -> DetectorConfig:
         from models.detector.streams import DetectorConfig  # torch only where a detector is built
 

@@ -4,9 +4,9 @@ A person walking across a lawn, into a flower bed or along a rail track moves li
 motion stream, which asks how much faster than normal a pixel moves, and the appearance stream, which
 asks whether a cell looks like the site's footage, both let it pass. What is unusual is where it moves.
 The stream counts, per pixel, the share of normal frames in which something moved there, and scores a
-frame's motion by how rare motion is at its place: -log10 of that share (occupancy, as in the location
-statistics of scene-specific anomaly detection, e.g. Saligrama and Chen, CVPR 2012, or the velocity and
-position attributes of Reiss and Hoshen's attribute-based VAD, 2022).
+frame's motion by how rare motion is at its place: -log10 of that share (the per-location motion statistics
+of Adam, Rivlin, Shimshoni and Reinitz's fixed-location monitors, IEEE TPAMI 2008, reduced to how often
+anything moves there).
 
 Speeds are taken in units of the view's row scale (models/detector/streams.fit_row_scale), as the motion
 stream takes them, so that a far walker counts as moving as a near one does. A pixel moves when its speed

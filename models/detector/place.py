@@ -62,18 +62,6 @@ def rarity(counts: np.ndarray, frames: int, blur: int) -> np.ndarray:
     return (-np.log10((spread + 1.0) / (frames + 2.0))).astype(np.float32)
 
 
-def blended_rarity(
-    rarity_map: np.ndarray, moving: np.ndarray, seen: np.ndarray, prior: float, blur: int
-) -> np.ndarray:
-    """float32 [H, W]: `rarity_map` after more footage, where each pixel was seen in `seen` frames and moved in
-    `moving` of them (both spread over a `blur` box, as a fit spreads its counts); the share the map
-    holds counts as `prior` frames everywhere."""
-    if blur > 1:
-        moving, seen = cv2.blur(moving, (blur, blur)), cv2.blur(seen, (blur, blur))
-    share = np.power(10.0, -np.asarray(rarity_map, dtype=np.float64))
-    return (-np.log10((prior * share + moving) / (prior + seen))).astype(np.float32)
-
-
 class PlaceStream(nn.Module):
     """Row-scaled speed [B, H, W] -> how rare motion is where it moves: min(speed / typical, 1) times the
     place's rarity (zeros until fitted)."""
@@ -86,10 +74,6 @@ class PlaceStream(nn.Module):
     def fit(self, rarity_map: np.ndarray, typical: float) -> None:
         self.rarity.copy_(torch.from_numpy(np.asarray(rarity_map, dtype=np.float32)))
         self.typical.fill_(float(typical))
-
-    def learn(self, moving: np.ndarray, seen: np.ndarray, prior: float, blur: int) -> None:
-        """The rarity after more footage: blended_rarity."""
-        self.rarity.copy_(torch.from_numpy(blended_rarity(self.rarity.numpy(), moving, seen, prior, blur)))
 
     def forward(self, scaled_speed: torch.Tensor) -> torch.Tensor:
         return (scaled_speed / self.typical).clamp(min=0.0, max=1.0) * self.rarity

@@ -17,7 +17,6 @@ from torch.nn import functional as F
 from models.detector.base import Detector
 from models.detector.fitting import FitConfig, coreset, extend_coreset, fit_detector, frame_features
 from models.detector.flow import FlowConfig, clip_speeds
-from models.detector.place import moving_counts, place_blur
 from models.detector.predictor_training import gradient_step, running_mean
 from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.detector.runtime import TorchDetector
@@ -42,28 +41,23 @@ def _full_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def adapt_motion(candidate: DetectorNet, window: Window, mined: MinedSet, config: SelfTrainConfig) -> None:
     """The normal speed per pixel: the current one (as `prior_frames` frames) and the masked speeds of the
-    mined normal frames; and where things move (the place stream), the same way: a site learns its own
-    paths, and a model brought from another site unlearns that one's."""
-    motion, place = candidate.motion, candidate.place
+    mined normal frames. Where things move (the place stream) is not adapted: a mined "normal" set that
+    holds a person crossing a lawn would teach the lawn as a path (measured in the README); a fresh fit
+    learns the site's paths."""
+    motion = candidate.motion
     assert motion is not None
     detector = candidate.config
-    row_scale = motion.row_scale[:, 0].numpy()
     total = np.zeros((detector.height, detector.width), dtype=np.float64)
     weight = np.zeros_like(total)
-    moving = np.zeros_like(total)
     for start in range(0, len(mined.train), BATCH):
         part = mined.train[start : start + BATCH]
         speed = clip_speeds(window.clips(part, detector.history), detector.flow)
         mask = _full_masks(mined.masks[start : start + BATCH], detector.height, detector.width)
         total += (speed * mask).sum(0)
         weight += mask.sum(0)
-        if place is not None:
-            moving += moving_counts(speed * mask, row_scale, float(place.typical))
     prior = float(config.prior_frames)
     old = motion.normal_speed.double().numpy()
     motion.normal_speed.copy_(torch.from_numpy(((prior * old + total) / (prior + weight)).astype(np.float32)))
-    if place is not None:
-        place.learn(moving, weight, prior, place_blur(detector.height))
 
 
 def adapt_appearance(

@@ -12,7 +12,6 @@ from models.detector.fitting import fit_detector
 from models.detector.flow import clip_speeds
 from models.detector.place import (
     PlaceStream,
-    blended_rarity,
     moving_counts,
     place_blur,
     rarity,
@@ -56,18 +55,6 @@ def test_a_place_never_seen_moving_is_rarer_than_a_path() -> None:
     spread = rarity(counts, frames=100, blur=3)
     assert rare[0, 0] < spread[0, 2] < rare[0, 4]  # the path's edge shares its place
     assert place_blur(240) == 11 and place_blur(16) == 1
-
-
-def test_footage_blends_into_the_rarity_by_frames() -> None:
-    before = np.full((3, 3), np.log10(100.0), dtype=np.float32)  # moving in 1% of frames
-    seen = np.full((3, 3), 100.0)
-    moving = np.zeros((3, 3))
-    moving[0, 0] = 100.0  # moving in every new frame there
-    after = blended_rarity(before, moving, seen, prior=100.0, blur=1)
-    assert after[0, 0] == pytest.approx(-np.log10((1.0 + 100.0) / 200.0))
-    assert after[2, 2] == pytest.approx(-np.log10(1.0 / 200.0))  # still: rarer
-    unseen = blended_rarity(before, np.zeros((3, 3)), np.zeros((3, 3)), prior=100.0, blur=3)
-    np.testing.assert_allclose(unseen, before, rtol=1e-6)
 
 
 def test_the_stream_is_the_rarity_where_things_move_at_typical_speed() -> None:

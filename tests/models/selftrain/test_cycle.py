@@ -407,21 +407,16 @@ def test_a_mined_set_full_of_the_anomaly_is_caught_against_the_model_s_own_foota
     assert unchanged.accepted and kept(unchanged) == pytest.approx(1.0)
 
 
-def test_adaptation_learns_where_the_mined_frames_moved(tiny_model: TorchDetector) -> None:
-    frames = synthetic_video(60, np.random.default_rng(5))
-    frames[:, :, WIDTH // 2 :] = frames[:1, :, WIDTH // 2 :]  # the right half stands still
+def test_adaptation_keeps_where_the_model_learned_things_move(tiny_model: TorchDetector) -> None:
+    # a mined set in which something crosses where the fit saw nothing: not learned as a path
+    frames = synthetic_video(60, np.random.default_rng(5), anomaly=(0, 59))
     window = Window(frames, np.zeros(len(frames), dtype=int))
     normal = np.ones(len(frames), dtype=bool)
     train = np.arange(len(frames))
     masks = np.ones((len(train), HEIGHT // 2, WIDTH // 2), np.float32)
-    masks[:, :, : WIDTH // 8] = 0.0  # the left quarter is masked: not learned
     mined = MinedSet(normal, ~normal, np.arange(0), np.arange(0), train, masks, 1.0)
     candidate = copy.deepcopy(tiny_model.model)
     assert candidate.place is not None and tiny_model.model.place is not None
     adapt_motion(candidate, window, mined, CONFIG)
-    before, after = tiny_model.model.place.rarity.numpy(), candidate.place.rarity.numpy()
-    margin = 4  # the counts' spread across the mask's edge
-    np.testing.assert_allclose(after[:, : WIDTH // 4 - margin], before[:, : WIDTH // 4 - margin], rtol=1e-5)
-    learned = slice(WIDTH // 4 + margin, WIDTH // 2 - margin)
-    assert (after[:, learned] < before[:, learned] - 1e-3).any()  # where the blobs walked
-    assert (after[:, WIDTH // 2 + margin :] > before[:, WIDTH // 2 + margin :]).all()  # still: rarer
+    assert not torch.equal(candidate.motion.normal_speed, tiny_model.model.motion.normal_speed)
+    assert torch.equal(candidate.place.rarity, tiny_model.model.place.rarity)

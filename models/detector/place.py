@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-# chosen on UCSD Ped1 and Ped2 together (the README's "A person where nobody walks"): 0.2-0.3 of the
-# typical speed, a blur of 6-18 px at 240 rows and a gate of 5-7 spreads gave the same alerts on both
+# chosen on UCSD Ped1 and Ped2 together (the README's "A person where nobody walks"): at 0.2-0.3 of the
+# typical speed, spreads of 6-18 px at 240 rows and a gate of 6 spreads, every setting gave the same alerts
 MOVING_FRACTION = 0.2
 GATE_Z = 6.0
 
@@ -49,7 +49,7 @@ def moving_counts(speed: np.ndarray, row_scale: np.ndarray, typical: float) -> n
 
 def place_blur(height: int) -> int:
     """The side of the box that spreads a pixel's counts over its place: a third of the scoring patch of the
-    view (a person near the camera), 10 px at 240 rows; odd, at least 1."""
+    view (a person near the camera), made odd: 11 px at 240 rows; at least 1."""
     side = max(1, round(height / 24))
     return side if side % 2 else side + 1
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.detector.base import MOTION_STREAMS
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.predictor import NetworkConfig
 from models.detector.predictor_training import TrainConfig
@@ -23,6 +24,8 @@ COMBINATIONS = [
     ("motion",),
     ("appearance",),
     ("motion", "appearance"),
+    ("motion", "place"),
+    ("motion", "appearance", "place"),
     ("motion", "appearance", "prediction"),
 ]
 
@@ -53,7 +56,7 @@ def test_every_stream_combination_fits_exports_loads_and_scores(
     if suffix == ".onnx":  # a graph takes the inputs it reads: clips without motion alone, speed with motion
         assert isinstance(loaded, OnnxDetector)
         assert ("speed" in loaded.input_names) == ("motion" in streams)
-        assert ("clips" in loaded.input_names) == (streams != ("motion",))
+        assert ("clips" in loaded.input_names) == bool(set(streams) - set(MOTION_STREAMS))
 
 
 def test_the_row_scale_follows_a_linear_perspective_and_is_floored() -> None:

@@ -25,6 +25,7 @@ from workers.bus.schemas import CameraConfig, CameraRetention
 
 if TYPE_CHECKING:
     from models.detector.streams import DetectorConfig
+from models.detector.base import missing_stream
 from models.scoring.hysteresis import HysteresisConfig
 from models.scoring.sampling import frames_in
 from models.selftrain.config import MiningParams, OnlineConfig, SelfTrainConfig
@@ -79,11 +80,9 @@ class DetectorSettings(BaseModel):
     bank_size: int = Field(1024, ge=16, le=65536, description="Normal cells the appearance stream remembers.")
 
     @model_validator(mode="after")
-    def _place_needs_motion(self) -> DetectorSettings:
-        if "place" in self.streams and "motion" not in self.streams:
-            raise ValueError(
-                "the place stream counts motion in the motion stream's units: add motion to streams"
-            )
+    def _streams_run_together(self) -> DetectorSettings:
+        if problem := missing_stream(self.streams):
+            raise ValueError(problem)
         return self
 
     def config(self, height: int, width: int, streams: list[str] | None = None) -> DetectorConfig:

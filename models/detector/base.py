@@ -12,6 +12,20 @@ from models.detector.scores import IDENTITY, ScoreCalibration, patch_size_for, p
 
 # the streams whose evidence is the flow's: scored in patches that follow the view's perspective
 MOTION_STREAMS = ("motion", "place")
+# a stream that reads another stream's evidence: the one it needs, and why
+STREAM_NEEDS = {
+    "place": ("motion", "the place stream counts motion in the motion stream's units"),
+    "ordinal": ("appearance", "the ordinal stream scores the appearance stream's features"),
+}
+
+
+def missing_stream(streams: list[str] | tuple[str, ...]) -> str | None:
+    """Why `streams` cannot run together (a stream without the one whose evidence it reads), else None.
+    The detector's config and the settings check the same."""
+    for name, (needed, why) in STREAM_NEEDS.items():
+        if name in streams and needed not in streams:
+            return f"{why}: add {needed}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.detector.backbone import MobileNetFeatures
+from models.detector.base import missing_stream
 from models.detector.exception import CellException
 from models.detector.flow import FlowConfig
 from models.detector.place import PlaceStream
@@ -67,10 +68,8 @@ class DetectorConfig:
             raise ValueError(f"streams must be distinct names among {', '.join(STREAMS)}, not {self.streams}")
         if "prediction" in self.streams and self.predictor is None:
             raise ValueError("the prediction stream needs a predictor network")
-        if "place" in self.streams and "motion" not in self.streams:
-            raise ValueError("the place stream counts motion in the motion stream's units: add motion")
-        if "ordinal" in self.streams and "appearance" not in self.streams:
-            raise ValueError("the ordinal stream scores the appearance stream's features: add appearance")
+        if problem := missing_stream(self.streams):
+            raise ValueError(problem)
         if self.exception_cells and "appearance" not in self.streams:
             raise ValueError("the per-cell exception describes cells by their appearance: add appearance")
         if self.height % 8 or self.width % 8:

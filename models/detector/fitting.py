@@ -269,7 +269,7 @@ def _fit_motion(
                 place.fit(rarity(counts[1 - index], fold_frames[1 - index], blur), typical)
                 for name, speed in _part_speeds(videos, fold, config, bar):
                     with torch.inference_mode():
-                        maps = place(torch.from_numpy(speed) / motion.row_scale).numpy()
+                        maps = model.place_map(torch.from_numpy(speed)).numpy()
                     scores["place"][name].append(patch_max_scores(maps, patch))
             place.fit(rarity(sum(counts), sum(fold_frames), blur), typical)
     return {

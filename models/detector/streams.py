@@ -339,6 +339,12 @@ class DetectorNet(nn.Module):
         cells, spread = (0, 0) if source is None else (len(source.kept), source.spread)
         self.config = replace(self.config, exception_cells=cells, exception_spread=spread)
 
+    def place_map(self, speed: torch.Tensor) -> torch.Tensor:
+        """[B, H, W]: the place stream's map of speed maps [B, H, W], their speeds taken in the motion
+        stream's row units."""
+        assert self.motion is not None and self.place is not None
+        return self.place(speed / self.motion.row_scale)
+
     def cell_speed(self, speed: torch.Tensor) -> torch.Tensor:
         """[B, h, w]: the speed above normal, averaged over each appearance cell (zero without motion)."""
         assert self.appearance is not None
@@ -353,7 +359,7 @@ class DetectorNet(nn.Module):
         if self.motion is not None:
             maps["motion"] = self.motion(speed)
             if self.place is not None:
-                maps["place"] = self.place(speed / self.motion.row_scale)
+                maps["place"] = self.place_map(speed)
         if self.appearance is not None:
             features = self.appearance.features(clips[:, -1:].float() / 255.0)
             distances = self.appearance.cell_distances(features)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from models.detector.backbone import pretrained_features
 from models.detector.export import model_metadata, new_version
 from models.detector.flow import clip_speeds
-from models.detector.place import GATE_Z, moving_counts, place_blur, rarity, typical_speed
+from models.detector.place import moving_counts, place_blur, rarity, typical_speed
 from models.detector.predictor_training import TrainConfig, train_predictor
 from models.detector.pseudo import PseudoAnomalyConfig
 from models.detector.runtime import TorchDetector
@@ -41,11 +41,10 @@ from models.detector.scores import (
     patch_size_for,
     perspective_patches,
 )
-from models.detector.streams import DetectorConfig, DetectorNet, fit_row_scale
+from models.detector.streams import STREAM_GATES, DetectorConfig, DetectorNet, fit_row_scale
 from models.scoring.camera import padded_clips
 
 BATCH = 32
-STREAM_GATES = {"place": GATE_Z}  # the streams that speak only when sure: ScoreCalibration.gate
 
 
 @dataclass(frozen=True)

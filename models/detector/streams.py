@@ -39,7 +39,7 @@ from models.detector.backbone import MobileNetFeatures
 from models.detector.base import missing_stream
 from models.detector.exception import CellException
 from models.detector.flow import FlowConfig
-from models.detector.place import PlaceStream
+from models.detector.place import GATE_Z, PlaceStream
 from models.detector.predictor import FramePredictor, NetworkConfig
 
 STREAMS = ("motion", "appearance", "place", "prediction", "ordinal")
@@ -48,6 +48,7 @@ BANK_CHUNK = 512  # memory cells compared at a time: bounds the distance matrix 
 # the least spread of a stream's statistics: the ordinal head's degree is nearly 0 on normal footage,
 # and a rise to 1 is worth 20 z units, not thousands
 STREAM_MIN_SCALE = {"ordinal": 0.05}
+STREAM_GATES = {"place": GATE_Z}  # the streams that speak only when sure: ScoreCalibration.gate
 
 
 @dataclass(frozen=True)

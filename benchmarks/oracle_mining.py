@@ -6,7 +6,11 @@ change: labels.json (which the loop never sees otherwise) decides which frames t
 may keep.
 
 - clean: the rule's own picks, less those that labels.json calls abnormal (the same rule, made precise);
-- all: every frame labels.json calls normal is a candidate (precise, and as many as there are).
+- all: every frame labels.json calls normal is a candidate (precise, and as many as there are);
+- labelled: all, and an operator who labels every abnormal frame of each window as abnormal: labels
+  override mining, so that every anomaly in the window is mined (masked where the model's evidence is)
+  and trains the ordinal head. What the loop could learn from the stream with mining and labels both
+  perfect (frames labelled normal would leave none held out to validate a candidate on).
 
 What a cycle does with its mined frames (the memory's new cells, the normal speed, the statistics,
 validation) is unchanged, so the gap between these runs and the plain one is what cleaner mining could win.
@@ -33,7 +37,7 @@ from models.selftrain import cycle, mining  # noqa: E402
 from models.selftrain.config import Window  # noqa: E402
 from service.cli.main import main as vigil  # noqa: E402
 
-VARIANTS = ("clean", "all")
+VARIANTS = ("clean", "all", "labelled")
 
 
 def told_the_truth(variant: str, dataset: Path) -> None:
@@ -48,6 +52,8 @@ def told_the_truth(variant: str, dataset: Path) -> None:
     def window(seen: Any, count: int) -> Window:  # each window knows where its frames came from
         chosen = window_of(seen, count)
         chosen.ids = seen.ids[-count:]  # type: ignore[attr-defined]
+        if variant == "labelled":
+            chosen.labels = np.array([1 if labels[v][i] else -1 for v, i in chosen.ids])
         return chosen
 
     def mine_told(chosen: Window, *args: Any, **kwargs: Any) -> Any:

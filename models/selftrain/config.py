@@ -144,14 +144,12 @@ class OnlineConfig:
     coldstart_min_frames: int = 200  # confidently normal frames among them needed to fit it
     reference_frames: int = 1000  # fixed frames every model scores for the consensus threshold
     adaptive_threshold: bool = True
-    # a model that finds even the quietest quarter of a window this far from normal (its own z, every
-    # `rebase_stride`-th frame) does not know the site: with `coldstart_frames` or more it is replaced as a
-    # cold start replaces no model, with fewer its calibration's level puts that quarter at z 0
-    # (SelfTrainer.recalibrate) (0: neither). Windows of 1800-3000 frames of Ped1 under the Ped2 model:
+    # a model that finds even the quietest quarter of a window of at least `coldstart_frames` this far
+    # from normal (its own z, every `rebase_stride`-th frame) does not know the site: it is replaced as a
+    # cold start replaces no model (0: never). Windows of 1800-3000 frames of Ped1 under the Ped2 model:
     # 5.9-7.1; the models' own test streams: Ped1 -0.1-0.1, Ped2 (mostly abnormal) 3.0; upside-down copies
     # under their scene's model 3.3-4.4 (the cycle's fresh fit serves those; 5.3-5.8 on Ped1's first
-    # 600-1200 frames, too few to judge a replacement by); with the place stream, Ped1's upside-down copy
-    # 7.5 at 600 frames (recalibrated), 6.4 at 1800 (replaced)
+    # 600-1200 frames, too few to judge by)
     rebase_z: float = 5.0
     rebase_stride: int = 10
 

@@ -356,17 +356,6 @@ def withdrawn_kinds(
     return CycleResult(True, reason, report, updated, child)
 
 
-def recalibrated(
-    model: DetectorNet, metadata: dict[str, Any], level: float, report: dict[str, Any], reason: str
-) -> CycleResult:
-    """The model, its weights and statistics unchanged, with its calibration's level (a z added to every
-    normalized score) set to `level`: a new version that scores the site's footage on another scale."""
-    calibration = {**metadata["calibration"], "level": level}
-    child = _child_metadata(model, {**metadata, "calibration": calibration}, {"recalibrated": True})
-    log.info("%s", reason)
-    return CycleResult(True, reason, report, model, child)
-
-
 def _with_exception_of(candidate: DetectorNet, in_service: DetectorNet) -> DetectorNet:
     """The candidate with the per-cell exception of the model in service (a copy; itself when both have
     none). It is how validation judges a candidate: what the candidate's exception adds was learned from

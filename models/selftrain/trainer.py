@@ -27,7 +27,7 @@ from models.detector.streams import DetectorConfig, DetectorNet
 from models.scoring.camera import ScorerConfig, score_of_z
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
-from models.selftrain.cycle import CycleResult, recalibrated, run_cycle, withdrawn_kinds
+from models.selftrain.cycle import CycleResult, run_cycle, withdrawn_kinds
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.validation import clip_raw_scores
@@ -239,30 +239,10 @@ class SelfTrainer:
 
     def _foreign(self, window: Window) -> float | None:
         """The quiet quarter's z when the model in service does not know the site (None when it does)."""
-        if self.config.rebase_z == 0 or self.serving is None:
+        if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.coldstart_frames:
             return None
         z = self.quiet_z(self.serving, window)
         return z if z > self.config.rebase_z else None
-
-    def recalibrate(self, quiet_z: float) -> CycleResult:
-        """The model in service, weights unchanged, with the level of its calibration set so that the
-        window's quiet quarter scores z 0, written, loaded back and current at once. A model that does not
-        know the site finds all of its footage abnormal (the Ped2 model on Ped1: the quiet quarter at z
-        10), so every frame pages until there is footage enough to replace it (`coldstart_frames`); on
-        this scale its alerts follow what it does tell apart, and its scores lie where its replacement's
-        will (z 0 for the site's quiet footage). Refused when the level is that already (within 0.5)."""
-        assert self.model is not None and self.metadata is not None
-        level = -quiet_z
-        served = float(self.metadata["calibration"].get("level", 0.0))
-        report = {"recalibrated": True, "quiet_z": round(quiet_z, 3), "level": round(level, 3)}
-        if abs(served - level) < 0.5:
-            return CycleResult(False, f"recalibrated already (level {served:.1f})", report)
-        reason = (
-            f"model recalibrated: its quietest quarter of the window scored z {quiet_z:.1f} (over "
-            f"{self.config.rebase_z:g}), too few frames to replace it ({self.config.coldstart_frames} needed); "
-            f"its calibration's level set to {level:.1f}"
-        )
-        return self._serve(recalibrated(self.model, self.metadata, level, report, reason))
 
     def rebase(self, window: Window, quiet_z: float) -> CycleResult:
         """The model in service replaced by one fitted afresh as a cold start fits it: mining the model's
@@ -290,9 +270,7 @@ class SelfTrainer:
         assert self.model is not None and self.metadata is not None and self.serving is not None
         quiet_z = self._foreign(window)
         if quiet_z is not None:
-            if len(window) >= self.config.coldstart_frames:
-                return self.rebase(window, quiet_z)
-            return self.recalibrate(quiet_z)
+            return self.rebase(window, quiet_z)
         result = run_cycle(
             self.model,
             self.metadata,

@@ -49,16 +49,17 @@ def told_the_truth(variant: str, dataset: Path) -> None:
     truth: dict[str, np.ndarray | None] = {"normal": None}
     window_of, mine, normal_rule = online._Seen.window, cycle.mine, mining.localized_normal_frames
 
-    def window(seen: Any, count: int) -> Window:  # each window knows where its frames came from
+    def window(seen: Any, count: int) -> Window:  # each window knows which of its frames are abnormal
         chosen = window_of(seen, count)
-        chosen.ids = seen.ids[-count:]  # type: ignore[attr-defined]
+        abnormal = np.array([labels[v][i] for v, i in seen.ids[-count:]], dtype=bool)
+        chosen.abnormal = abnormal  # type: ignore[attr-defined]
         if variant == "labelled":
-            chosen.labels = np.array([1 if labels[v][i] else -1 for v, i in chosen.ids])
+            chosen.labels = np.where(abnormal, 1, -1)
         return chosen
 
     def mine_told(chosen: Window, *args: Any, **kwargs: Any) -> Any:
-        ids = getattr(chosen, "ids", None)
-        truth["normal"] = None if ids is None else np.array([not labels[v][i] for v, i in ids])
+        abnormal = getattr(chosen, "abnormal", None)
+        truth["normal"] = None if abnormal is None else ~abnormal
         return mine(chosen, *args, **kwargs)
 
     def normal_told(*args: Any, **kwargs: Any) -> np.ndarray:

@@ -261,6 +261,12 @@ class RetrainSettings(BaseModel):
         description="A model that finds the quietest quarter of a window above this z does not know the "
         "site and is replaced by a fresh cold start (0: never).",
     )
+    moved_place_z: float = Field(
+        OnlineConfig.moved_place_z,
+        ge=0,
+        description="A place map whose evidence on a window's quietest quarter lies this far over its gate "
+        "no longer fits the view (the camera moved): the cycle silences it first (0: never).",
+    )
     ordinal_head: Literal["labels", "always", "never"] = Field(
         SelfTrainConfig.ordinal_head,
         description="The ordinal scoring head: added once operators label an anomaly, always, or never.",
@@ -481,5 +487,6 @@ def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
         coldstart_min_frames=settings.coldstart_min_frames,
         adaptive_threshold=settings.adaptive_threshold,
         rebase_z=settings.rebase_z,
+        moved_place_z=settings.moved_place_z,
         detector=all_settings.detector.config(analysis.height, analysis.width),
     )

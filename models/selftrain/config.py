@@ -152,6 +152,9 @@ class OnlineConfig:
     # 600-1200 frames, too few to judge by)
     rebase_z: float = 5.0
     rebase_stride: int = 10
+    # a place map whose evidence on the window's quietest quarter (every `rebase_stride`-th frame) lies
+    # this far over its gate no longer fits the view: it is silenced before the cycle (0: never)
+    moved_place_z: float = 1.0
 
     def for_source(self, source: tuple[int, int] | None, fps: float | None = None) -> OnlineConfig:
         """Fits afresh (a cold start, a cycle's fresh fit, a replacement) measure the flow that footage of

@@ -356,6 +356,26 @@ def withdrawn_kinds(
     return CycleResult(True, reason, report, updated, child)
 
 
+def silenced_place(
+    model: DetectorNet, metadata: dict[str, Any], config: SelfTrainConfig, place_z: float
+) -> CycleResult:
+    """The model with its place map silenced (nothing is rare anywhere) and nothing else changed: a map of
+    where the old view's paths were fires on a moved view's every walker (on Ped2's site change it cost
+    the streamed AUC 0.06, README). A fresh fit (a cycle's refit, a replacement) learns the new view's."""
+    updated = copy.deepcopy(model).eval()
+    assert updated.place is not None
+    updated.place.fit(
+        np.zeros(tuple(updated.place.rarity.shape), dtype=np.float32), float(updated.place.typical)
+    )
+    child = _child_metadata(updated, metadata, {"config": config.to_dict(), "place_silenced": True})
+    reason = (
+        f"the place map silenced: even the window's quietest quarter moved where it says nothing does "
+        f"(z {place_z:.1f} over its gate)"
+    )
+    log.info("%s", reason)
+    return CycleResult(True, reason, {"place_quiet_z": round(place_z, 3)}, updated, child)
+
+
 def _with_exception_of(candidate: DetectorNet, in_service: DetectorNet) -> DetectorNet:
     """The candidate with the per-cell exception of the model in service (a copy; itself when both have
     none). It is how validation judges a candidate: what the candidate's exception adds was learned from

@@ -22,15 +22,15 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig
 from models.detector.motion import MotionBaseline
 from models.detector.runtime import load_detector
-from models.detector.scores import ScoreCalibration, raw_scores
+from models.detector.scores import ScoreCalibration, combined_scores, raw_scores
 from models.detector.streams import DetectorConfig, DetectorNet
 from models.scoring.camera import ScorerConfig, score_of_z
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
-from models.selftrain.cycle import CycleResult, run_cycle, withdrawn_kinds
+from models.selftrain.cycle import CycleResult, run_cycle, silenced_place, withdrawn_kinds
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
 from models.selftrain.thresholds import ConsensusThreshold
-from models.selftrain.validation import clip_raw_scores
+from models.selftrain.validation import quiet_place_z, sampled_patch_scores
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,8 @@ class SelfTrainer:
     def quiet_z(self, detector: Detector, window: Window) -> float:
         """How far from normal `detector` finds the quietest quarter of the window: the first quartile
         of its own z (without the level a swap holds) over every `rebase_stride`-th frame."""
-        picks = np.arange(0, len(window), max(1, self.config.rebase_stride))
-        raw = clip_raw_scores(detector, window.clips(picks, detector.info.history))
+        patch = sampled_patch_scores(detector, window, self.config.rebase_stride)
+        raw = combined_scores(patch, detector.info.stream_stats)
         calibration = replace(ScoreCalibration.from_dict(detector.info.metadata["calibration"]), level=0.0)
         return float(np.quantile(calibration.z(raw), 0.25))
 
@@ -243,6 +243,25 @@ class SelfTrainer:
             return None
         z = self.quiet_z(self.serving, window)
         return z if z > self.config.rebase_z else None
+
+    def _place_quiet_z(self, window: Window) -> float | None:
+        """quiet_place_z of the model in service (None: it has no place stream, or the check is off)."""
+        assert self.serving is not None
+        if self.config.moved_place_z == 0 or "place" not in self.serving.info.streams:
+            return None
+        return quiet_place_z(self.serving, window, self.config.rebase_stride)
+
+    def _silence_place(self, place_z: float) -> CycleResult | None:
+        """The model in service with its place map silenced, written, loaded back and current at once (None
+        where it does not load: the map stays)."""
+        assert self.model is not None and self.metadata is not None
+        result = self._serve(silenced_place(self.model, self.metadata, self.config.selftrain, place_z))
+        if not result.accepted:
+            log.warning("the place map of %s stays: %s", self.metadata["version"], result.reason)
+            return None
+        # the threshold's consensus was of the map's scores
+        self.reference, self.consensus, self.reference_raw = None, None, []
+        return result
 
     def rebase(self, window: Window, quiet_z: float) -> CycleResult:
         """The model in service replaced by one fitted afresh as a cold start fits it: mining the model's
@@ -265,8 +284,30 @@ class SelfTrainer:
         return result
 
     def cycle(self, window: Window) -> CycleResult:
-        """One self-training cycle; an accepted candidate is written, loaded back and becomes current."""
+        """One self-training cycle; an accepted candidate is written, loaded back and becomes current. A
+        place map that no longer fits the view is silenced first (accepted even where the cycle then
+        refuses its candidate: the silenced model is in service)."""
+        assert self.model is not None and self.metadata is not None and self.serving is not None
+        place_z = self._place_quiet_z(window)
+        silenced = None
+        if place_z is not None and place_z > self.config.moved_place_z:
+            silenced = self._silence_place(place_z)
+        result = self._adapt_or_replace(window)
+        result.report["place_quiet_z"] = None if place_z is None else round(place_z, 3)
+        if silenced is None:
+            return result
+        report = {**result.report, "place_silenced": silenced.report}
+        if result.accepted:
+            return replace(result, reason=f"{silenced.reason}; then {result.reason}", report=report)
+        return replace(
+            silenced,
+            reason=f"{silenced.reason}; the cycle's candidate refused: {result.reason}",
+            report=report,
+            mined_normal=result.mined_normal,
+            mined_abnormal=result.mined_abnormal,
+        )
 
+    def _adapt_or_replace(self, window: Window) -> CycleResult:
         assert self.model is not None and self.metadata is not None and self.serving is not None
         quiet_z = self._foreign(window)
         if quiet_z is not None:

@@ -12,7 +12,9 @@ from models.detector.base import Detector
 from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.detector.scores import (
     ScoreCalibration,
+    combined_scores,
     raw_scores,
+    stream_patch_scores,
 )
 from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
 
@@ -34,6 +36,25 @@ def clip_raw_scores(detector: Detector, clips: np.ndarray) -> np.ndarray:
         for start in range(0, len(clips), BATCH)
     ]
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+
+
+def sampled_patch_scores(detector: Detector, window: Window, stride: int) -> np.ndarray:
+    """float32 [N, S]: each stream's patch score of every `stride`-th frame of the window."""
+    clips = window.clips(np.arange(0, len(window), max(1, stride)), detector.info.history)
+    out = [
+        stream_patch_scores(detector.stream_maps(clips[start : start + BATCH]), detector.info.stream_patches)
+        for start in range(0, len(clips), BATCH)
+    ]
+    return np.concatenate(out) if out else np.empty((0, len(detector.info.streams)), dtype=np.float32)
+
+
+def quiet_place_z(detector: Detector, window: Window, stride: int) -> float:
+    """The first quartile of the place stream's evidence over its gate (z units) over every `stride`-th
+    frame: over 0 where more than three quarters of the window move where the model's normal footage
+    did not (the camera moved, or the site's paths changed)."""
+    index = detector.info.streams.index("place")
+    patch = sampled_patch_scores(detector, window, stride)[:, [index]]
+    return float(np.quantile(combined_scores(patch, [detector.info.stream_stats[index]]), 0.25))
 
 
 def model_z(detector: Detector, raw: np.ndarray, calibration: ScoreCalibration | None = None) -> np.ndarray:

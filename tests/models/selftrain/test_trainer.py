@@ -163,3 +163,30 @@ def test_a_settled_adaptive_threshold_bounds_mining_at_0_5_not_alerts(
     # alerts: the service bounds it below by its configured threshold (workers/config.hysteresis_config)
     assert trainer.alert_threshold() == pytest.approx(0.3)
     assert trainer.mining_threshold() == 0.5  # never so low that normal frames are mined as abnormal
+
+
+def test_a_place_map_that_no_longer_fits_the_view_is_silenced_before_the_cycle(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    # every window counts as moved (the tiny model's place evidence never passes its gate)
+    trainer = trainer_with(site_model, tmp_path, rebase_z=0.0, moved_place_z=-1.0)
+    old_reference = trainer.reference = site_window(seed=3).clips(np.arange(5), site_model.info.history)
+    result = trainer.cycle(site_window(seed=12))
+    assert result.accepted, result.reason  # even where the cycle's candidate is refused
+    assert result.reason.startswith("the place map silenced") and result.report["place_quiet_z"] == 0.0
+    assert result.report["place_silenced"]["place_quiet_z"] == 0.0
+    assert trainer.model is result.model and trainer.metadata is result.metadata
+    assert trainer.model is not None and not trainer.model.place.rarity.any()  # nothing is rare anywhere
+    assert site_model.model.place.rarity.any()  # the model in service before is untouched
+    assert trainer.reference is not old_reference  # the threshold's consensus starts again
+    served = load_detector(trainer.model_paths()[0], "cpu", 1)
+    maps = served.stream_maps(site_window(seed=13).clips(np.arange(10, 20), served.info.history))
+    assert not maps[:, served.info.streams.index("place")].any()
+
+
+def test_a_place_map_that_fits_the_view_is_kept(site_model: TorchDetector, tmp_path: Path) -> None:
+    trainer = trainer_with(site_model, tmp_path, rebase_z=0.0)
+    assert trainer._place_quiet_z(site_window()) == 0.0  # the quiet quarter moves where the footage did
+    (tmp_path / "off").mkdir()
+    off = trainer_with(site_model, tmp_path / "off", rebase_z=0.0, moved_place_z=0.0)
+    assert off._place_quiet_z(site_window()) is None

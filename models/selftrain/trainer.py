@@ -237,12 +237,19 @@ class SelfTrainer:
         calibration = replace(ScoreCalibration.from_dict(detector.info.metadata["calibration"]), level=0.0)
         return float(np.quantile(calibration.z(raw), 0.25))
 
-    def _foreign(self, window: Window) -> float | None:
-        """The quiet quarter's z when the model in service does not know the site (None when it does)."""
+    def _foreign(self, window: Window) -> tuple[str, float] | None:
+        """Why the model in service does not know the site, and its quiet quarter's z (None when it does):
+        even the window's quietest quarter scores above `rebase_z`, or its place map was silenced (the view
+        moved) and no fit has learned the new view's since."""
         if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.coldstart_frames:
             return None
         z = self.quiet_z(self.serving, window)
-        return z if z > self.config.rebase_z else None
+        if z > self.config.rebase_z:
+            return f"its quietest quarter of the window scored z {z:.1f} (over {self.config.rebase_z:g})", z
+        place = self.model.place if self.model is not None else None
+        if place is not None and not bool(place.rarity.any()):  # a fitted map is rare somewhere
+            return f"its view moved (its place map silenced; the quietest quarter scored z {z:.1f})", z
+        return None
 
     def _place_quiet_z(self, window: Window) -> float | None:
         """quiet_place_z of the model in service (None: it has no place stream, or the check is off)."""
@@ -263,7 +270,7 @@ class SelfTrainer:
         self.reference, self.consensus, self.reference_raw = None, None, []
         return result
 
-    def rebase(self, window: Window, quiet_z: float) -> CycleResult:
+    def rebase(self, window: Window, why: str, quiet_z: float) -> CycleResult:
         """The model in service replaced by one fitted afresh as a cold start fits it: mining the model's
         own scores would keep little but its blind spots (on Ped1 under the Ped2 model, 14-113 frames a
         window mined normal, 26-77% of them normal); the motion baseline assumes nothing of the scene. The
@@ -275,8 +282,7 @@ class SelfTrainer:
             window,
             structure,
             MotionBaseline(structure.height, structure.width),
-            f"model replaced: its quietest quarter of the window scored z {quiet_z:.1f} "
-            f"(over {self.config.rebase_z:g}); a first model fitted to the site's confidently normal footage",
+            f"model replaced: {why}; a first model fitted to the site's confidently normal footage",
             {"rebase": True, "parent": version, "quiet_z": round(quiet_z, 3)},
             max_quiet_z=self.config.selftrain.refit_normal_z,
         )
@@ -309,9 +315,9 @@ class SelfTrainer:
 
     def _adapt_or_replace(self, window: Window) -> CycleResult:
         assert self.model is not None and self.metadata is not None and self.serving is not None
-        quiet_z = self._foreign(window)
-        if quiet_z is not None:
-            return self.rebase(window, quiet_z)
+        foreign = self._foreign(window)
+        if foreign is not None:
+            return self.rebase(window, *foreign)
         result = run_cycle(
             self.model,
             self.metadata,

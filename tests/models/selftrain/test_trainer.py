@@ -190,3 +190,19 @@ def test_a_place_map_that_fits_the_view_is_kept(site_model: TorchDetector, tmp_p
     (tmp_path / "off").mkdir()
     off = trainer_with(site_model, tmp_path / "off", rebase_z=0.0, moved_place_z=0.0)
     assert off._place_quiet_z(site_window()) is None
+
+
+def test_a_model_whose_view_moved_is_replaced_once_the_window_is_long_enough(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    """A silenced place map says the camera moved: once the window holds what a cold start needs, the model
+    is replaced as a cold start fits a site, however quiet its quarter (rebase_z out of reach)."""
+    trainer = trainer_with(site_model, tmp_path, rebase_z=100.0, moved_place_z=-1.0)
+    result = trainer.cycle(site_window(seed=12))
+    assert result.accepted, result.reason
+    assert result.reason.startswith("the place map silenced") and "its view moved" in result.reason
+    assert result.report["rebase"] and result.model is not None and result.model.place is not None
+    assert result.model.place.rarity.any()  # the fresh fit learned the new view's map
+    (tmp_path / "short").mkdir()
+    short = trainer_with(site_model, tmp_path / "short", rebase_z=100.0, moved_place_z=-1.0)
+    assert "rebase" not in short.cycle(site_window(frames=60)).report  # fewer frames than a cold start needs

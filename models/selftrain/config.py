@@ -153,7 +153,9 @@ class OnlineConfig:
     rebase_z: float = 5.0
     rebase_stride: int = 10
     # a place map whose evidence on the window's quietest quarter (every `rebase_stride`-th frame) lies
-    # this far over its gate no longer fits the view: it is silenced before the cycle (0: never)
+    # this far over its gate no longer fits the view: it is silenced before the cycle (0: never). That
+    # first quartile: 0 on every window of Ped1's and Ped2's own test streams; 2.0-6.1 on their moved and
+    # upside-down copies and on Ped1 under the Ped2 model
     moved_place_z: float = 1.0
 
     def for_source(self, source: tuple[int, int] | None, fps: float | None = None) -> OnlineConfig:

@@ -360,8 +360,9 @@ def silenced_place(
     model: DetectorNet, metadata: dict[str, Any], config: SelfTrainConfig, place_z: float
 ) -> CycleResult:
     """The model with its place map silenced (nothing is rare anywhere) and nothing else changed: a map of
-    where the old view's paths were fires on a moved view's every walker (on Ped2's site change it cost
-    the streamed AUC 0.06, README). A fresh fit (a cycle's refit, a replacement) learns the new view's."""
+    where the old view's paths were fires on a moved view's every walker, and the loop then takes the
+    moved camera for another site (Ped2's site change, README). A fresh fit (a cycle's refit, a
+    replacement) learns the new view's."""
     updated = copy.deepcopy(model).eval()
     assert updated.place is not None
     updated.place.fit(

@@ -258,8 +258,9 @@ class RetrainSettings(BaseModel):
     rebase_z: float = Field(
         OnlineConfig.rebase_z,
         ge=0,
-        description="A model that finds the quietest quarter of a window above this z does not know the "
-        "site and is replaced by a fresh cold start (0: never).",
+        description="A model that finds the quietest quarter of a window above this z, or whose place map "
+        "was silenced (its view moved), does not know the site and is replaced by a fresh cold start "
+        "(0: never).",
     )
     moved_place_z: float = Field(
         OnlineConfig.moved_place_z,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from tests.workers.inference.test_worker import (
 )
 from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
+from workers.retrain import worker as retrain_worker
 from workers.retrain.worker import RetrainWorker, new_scored_frames, read_window
 from workers.store import model_registry
 from workers.store.labels import FeedbackRequest, add_label, delete_label
@@ -188,6 +190,33 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
     else:  # refused by validation: recorded with the reason, the old model goes on serving
         assert latest.version == current.version and versions[cycles[0].candidate].status == "rejected"
     assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 299
+
+
+def test_a_place_map_that_no_longer_fits_the_view_is_published_silenced(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The camera moved: the cycle serves the model with its place map silenced, whatever its candidate's
+    verdict, and the inference workers load it from the registry like any other."""
+    worker = cold_started(redis_url, redis_client, tmp_path)
+    current = model_registry.current_version(redis_client)
+    assert current is not None
+    # every window counts as moved (the tiny model's place evidence never passes its gate)
+    configured = retrain_worker.online_config
+    monkeypatch.setattr(
+        retrain_worker,
+        "online_config",
+        lambda settings: replace(configured(settings), moved_place_z=-1.0, rebase_z=0.0),
+    )
+    write_scored(redis_client, "cam1", range(200, 300), np.zeros(100))
+    worker.step()
+    cycles = model_registry.recent_cycles(redis_client)
+    assert cycles[0].accepted and cycles[0].reason.startswith("the place map silenced")
+    latest = model_registry.current_version(redis_client)
+    assert latest is not None and latest.version != current.version and latest.parent == current.version
+    assert latest.origin == "self_training" and latest.reason.startswith("the place map silenced")
+    served = load_detector(Path(latest.path), "cpu")
+    clips = np.stack([frames_of(served.info.history + 1, seed=5)] * 2)
+    assert not served.stream_maps(clips)[:, served.info.streams.index("place")].any()
 
 
 def test_a_kind_the_site_accepts_is_served_in_the_next_cycle_s_model(

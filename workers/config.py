@@ -268,6 +268,12 @@ class RetrainSettings(BaseModel):
         description="A place map whose evidence on a window's quietest quarter lies this far over its gate "
         "no longer fits the view (the camera moved): the cycle silences it first (0: never).",
     )
+    view_check_frames: int = Field(
+        OnlineConfig.view_check_frames,
+        ge=0,
+        description="Between cycles, every this many new frames, the newest as many are checked for a view "
+        "that moved (moved_place_z) (0: at cycles only).",
+    )
     ordinal_head: Literal["labels", "always", "never"] = Field(
         SelfTrainConfig.ordinal_head,
         description="The ordinal scoring head: added once operators label an anomaly, always, or never.",
@@ -489,5 +495,6 @@ def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
         adaptive_threshold=settings.adaptive_threshold,
         rebase_z=settings.rebase_z,
         moved_place_z=settings.moved_place_z,
+        view_check_frames=settings.view_check_frames,
         detector=all_settings.detector.config(analysis.height, analysis.width),
     )

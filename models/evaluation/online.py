@@ -56,8 +56,9 @@ def stream_online(
 ) -> dict[str, VideoScores]:
     """Streams `videos` (`fps` frames a second) one after another, each as a camera, through the service's
     scoring and the self-training loop: a cycle after every `cycle_frames` new frames over the newest
-    `window_frames`, an accepted model swapped in between batches (the camera's statistics carried to it,
-    history refilled), as the workers do.
+    `window_frames`, and between cycles the check of a view that moved (`view_check_frames`), an accepted
+    model swapped in between batches (the camera's statistics carried to it, history refilled), as the
+    workers do.
 
     Until the trainer has a model, frames are scored by `fallback` (the service's motion baseline) and a
     first model is trained once `coldstart_frames` have been seen. Returns the scores as streamed; each
@@ -66,7 +67,7 @@ def stream_online(
     """
     config = trainer.config
     seen = _Seen()
-    since_cycle = 0
+    since_cycle = since_check = 0
     out: dict[str, VideoScores] = {}
     for index, (name, frames) in enumerate(videos.items()):
         detector = trainer.serving or fallback
@@ -81,33 +82,47 @@ def stream_online(
                 scores[i] = stream.score(float(raw[i]))
             seen.add(chunk, index, name, start, config.window_frames)
             since_cycle += len(chunk)
+            since_check += len(chunk)
             if progress is not None:
                 progress(len(chunk))
             due = config.coldstart_frames if trainer.model is None else config.cycle_frames
-            if (len(seen) if trainer.model is None else since_cycle) < due:
-                continue
-            window = seen.window(config.window_frames)
-            ids = seen.ids[-len(window) :]
-            if trainer.model is None:
-                result = trainer.cold_start(window, config.detector, fallback)
-            else:
-                result = trainer.cycle(window)
-            since_cycle = 0
-            mined = {
-                kind: [list(ids[i]) for i in np.flatnonzero(flags)]
-                for kind, flags in (("normal", result.mined_normal), ("abnormal", result.mined_abnormal))
-                if flags is not None
-            }
-            cycle_log.append(
-                {
-                    "after_frames": len(seen),
-                    "accepted": result.accepted,
-                    "reason": result.reason,
-                    **result.report,
-                    "mined_frames": mined,
+            result = None
+            if (len(seen) if trainer.model is None else since_cycle) >= due:
+                window = seen.window(config.window_frames)
+                ids = seen.ids[-len(window) :]
+                if trainer.model is None:
+                    result = trainer.cold_start(window, config.detector, fallback)
+                else:
+                    result = trainer.cycle(window)
+                since_cycle = since_check = 0
+                mined = {
+                    kind: [list(ids[i]) for i in np.flatnonzero(flags)]
+                    for kind, flags in (("normal", result.mined_normal), ("abnormal", result.mined_abnormal))
+                    if flags is not None
                 }
-            )
-            if result.accepted and trainer.serving is not None:
+                cycle_log.append(
+                    {
+                        "after_frames": len(seen),
+                        "accepted": result.accepted,
+                        "reason": result.reason,
+                        **result.report,
+                        "mined_frames": mined,
+                    }
+                )
+            elif trainer.model is not None and 0 < config.view_check_frames <= since_check:
+                since_check = 0
+                result = trainer.check_view(seen.window(config.view_check_frames))
+                if result is not None:
+                    cycle_log.append(
+                        {
+                            "after_frames": len(seen),
+                            "accepted": result.accepted,
+                            "reason": result.reason,
+                            "view_check": True,
+                            **result.report,
+                        }
+                    )
+            if result is not None and result.accepted and trainer.serving is not None:
                 # swap: the camera's statistics carried to the new model; history refilled from the stream
                 detector = trainer.serving
                 stream = stream.carried_to(detector.info)

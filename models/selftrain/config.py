@@ -157,6 +157,10 @@ class OnlineConfig:
     # first quartile: 0 on every window of Ped1's and Ped2's own test streams; 2.0-6.1 on their moved and
     # upside-down copies and on Ped1 under the Ped2 model
     moved_place_z: float = 1.0
+    # and between cycles, every this many new frames, over as many of the newest (0: at cycles only). On
+    # 200-frame windows the first quartile stays 0 on both scenes' own test streams (their videos: at
+    # most 23% of the frames over the gate) and is 4.1-6.0 on each video of Ped2's site change
+    view_check_frames: int = 200
 
     def for_source(self, source: tuple[int, int] | None, fps: float | None = None) -> OnlineConfig:
         """Fits afresh (a cold start, a cycle's fresh fit, a replacement) measure the flow that footage of

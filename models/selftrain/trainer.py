@@ -258,6 +258,18 @@ class SelfTrainer:
             return None
         return quiet_place_z(self.serving, window, self.config.rebase_stride)
 
+    def check_view(self, window: Window) -> CycleResult | None:
+        """The model in service with its place map silenced, written, loaded back and current at once,
+        where the map no longer fits the view (see `cycle`); None where it does. Between cycles too, over
+        the newest `view_check_frames` frames: a camera that moved pages on every walker until then."""
+        return self._check_place(window)[1]
+
+    def _check_place(self, window: Window) -> tuple[float | None, CycleResult | None]:
+        place_z = self._place_quiet_z(window)
+        if place_z is None or place_z <= self.config.moved_place_z:
+            return place_z, None
+        return place_z, self._silence_place(place_z)
+
     def _silence_place(self, place_z: float) -> CycleResult | None:
         """The model in service with its place map silenced, written, loaded back and current at once (None
         where it does not load: the map stays)."""
@@ -294,10 +306,7 @@ class SelfTrainer:
         place map that no longer fits the view is silenced first (accepted even where the cycle then
         refuses its candidate: the silenced model is in service)."""
         assert self.model is not None and self.metadata is not None and self.serving is not None
-        place_z = self._place_quiet_z(window)
-        silenced = None
-        if place_z is not None and place_z > self.config.moved_place_z:
-            silenced = self._silence_place(place_z)
+        place_z, silenced = self._check_place(window)
         result = self._adapt_or_replace(window)
         result.report["place_quiet_z"] = None if place_z is None else round(place_z, 3)
         if silenced is None:

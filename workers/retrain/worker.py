@@ -119,6 +119,7 @@ class RetrainWorker(WorkerProcess):
         self.last_cycle: schemas.RetrainCycle | None = None
         self._labels_seen: bytes | None = None
         self._kinds_checked: tuple[Any, ...] | None = None  # the model and labels the kinds were checked for
+        self._view_checked_at = 0  # new frames since the last cycle when the view was last checked
 
     def setup(self) -> None:
         import torch
@@ -185,14 +186,32 @@ class RetrainWorker(WorkerProcess):
         cursors = {k.decode(): int(v) for k, v in self.redis.hgetall(keys.RETRAIN_CURSOR).items()}
         new = sum(new_scored_frames(self.redis, camera, cursors.get(camera, -1)) for camera in cameras)
         if new < settings.cycle_frames:
+            if self._check_view(cameras, new):
+                return
             self._set_state("waiting", f"next cycle after {settings.cycle_frames} new frames ({new} so far)")
             return
+        self._view_checked_at = 0
         windows = self._windows(cameras)
         total = sum(len(w.window) for w in windows)
         self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
         result = self.trainer.cycle(concat_windows([w.window for w in windows]))
         self._finish(windows, result, origin="self_training", parent=parent)
+
+    def _check_view(self, cameras: list[str], new: int) -> bool:
+        """Between cycles, every `view_check_frames` new frames: the model served with its place map
+        silenced at once where the newest frames show that the view moved (SelfTrainer.check_view)."""
+        assert self.trainer is not None
+        count = self.trainer.config.view_check_frames
+        if count == 0 or new - self._view_checked_at < count:
+            return False
+        self._view_checked_at = new
+        parent = self.trainer.metadata["version"] if self.trainer.metadata else None
+        result = self.trainer.check_view(concat_windows([w.window for w in self._windows(cameras, count)]))
+        if result is None:
+            return False
+        self._finish([], result, origin="self_training", parent=parent)
+        return True
 
     def _categorize(self) -> None:
         """Descriptors of new alerts, and their categories once operators have named some."""
@@ -264,9 +283,10 @@ class RetrainWorker(WorkerProcess):
     def _per_camera(self, cameras: list[str]) -> int:
         return max(self.settings.retrain.window_frames // len(cameras), 1)
 
-    def _windows(self, cameras: list[str]) -> list[CameraWindow]:
+    def _windows(self, cameras: list[str], per_camera: int | None = None) -> list[CameraWindow]:
+        """Each camera's newest `per_camera` scored frames (None: its share of the cycle's window)."""
         assert self.trainer is not None
-        per_camera = self._per_camera(cameras)
+        per_camera = per_camera or self._per_camera(cameras)
         metadata = self.trainer.metadata
         height = int(metadata["height"]) if metadata else self.settings.analysis.height
         width = int(metadata["width"]) if metadata else self.settings.analysis.width

@@ -355,6 +355,32 @@ def test_cold_start_then_cycles_over_a_stream(tmp_path: Path) -> None:
     assert onnx_path.is_file() and pt_path.is_file()
 
 
+def test_the_view_is_checked_between_cycles_and_a_moved_one_served_at_once(
+    tiny_model: TorchDetector, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(6)
+    videos = {f"v{i}": synthetic_video(60, rng) for i in range(2)}
+    config = OnlineConfig(
+        selftrain=CONFIG,
+        window_frames=120,
+        cycle_frames=100,
+        view_check_frames=20,
+        moved_place_z=-1.0,  # every view counts as moved (the tiny model's place evidence never passes its gate)
+        rebase_z=0.0,
+        detector=TINY_DETECTOR,
+    )
+    metadata = {**tiny_model.info.metadata, "version": "site-model"}
+    trainer = SelfTrainer(config, tmp_path, model=tiny_model.model, metadata=metadata)
+    cycles: list[dict] = []
+    stream_online(videos, trainer, MotionBaseline(HEIGHT, WIDTH), cycles, batch_size=10, fps=10)
+    checks = [c["after_frames"] for c in cycles if c.get("view_check")]
+    assert checks[:4] == [20, 40, 60, 80] and 100 not in checks  # the cycle at 100 checks the view itself
+    assert [c["after_frames"] for c in cycles if not c.get("view_check")] == [100]
+    first = next(c for c in cycles if c.get("view_check"))
+    assert first["accepted"] and first["reason"].startswith("the place map silenced")
+    assert trainer.metadata is not None and trainer.metadata["version"] != "site-model"
+
+
 def test_the_model_keeps_anchors_of_its_footage_in_its_weights_file_only(
     tiny_model: TorchDetector, tmp_path: Path
 ) -> None:

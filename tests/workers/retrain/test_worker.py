@@ -195,8 +195,9 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
 def test_a_place_map_that_no_longer_fits_the_view_is_published_silenced(
     redis_url: str, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The camera moved: the cycle serves the model with its place map silenced, whatever its candidate's
-    verdict, and the inference workers load it from the registry like any other."""
+    """The camera moved: the model is served with its place map silenced between cycles (every
+    `view_check_frames` new frames) and at each cycle, whatever its candidate's verdict, and the inference
+    workers load it from the registry like any other."""
     worker = cold_started(redis_url, redis_client, tmp_path)
     current = model_registry.current_version(redis_client)
     assert current is not None
@@ -205,9 +206,12 @@ def test_a_place_map_that_no_longer_fits_the_view_is_published_silenced(
     monkeypatch.setattr(
         retrain_worker,
         "online_config",
-        lambda settings: replace(configured(settings), moved_place_z=-1.0, rebase_z=0.0),
+        lambda settings: replace(
+            configured(settings), moved_place_z=-1.0, rebase_z=0.0, view_check_frames=10
+        ),
     )
-    write_scored(redis_client, "cam1", range(200, 300), np.zeros(100))
+    cursor = redis_client.hget(keys.RETRAIN_CURSOR, "cam1")
+    write_scored(redis_client, "cam1", range(200, 220), np.zeros(20))  # fewer than a cycle needs (40)
     worker.step()
     cycles = model_registry.recent_cycles(redis_client)
     assert cycles[0].accepted and cycles[0].reason.startswith("the place map silenced")
@@ -217,6 +221,15 @@ def test_a_place_map_that_no_longer_fits_the_view_is_published_silenced(
     served = load_detector(Path(latest.path), "cpu")
     clips = np.stack([frames_of(served.info.history + 1, seed=5)] * 2)
     assert not served.stream_maps(clips)[:, served.info.streams.index("place")].any()
+    # a check between cycles takes no frame from the next cycle, and waits for new frames
+    assert redis_client.hget(keys.RETRAIN_CURSOR, "cam1") == cursor
+    worker.step()
+    assert model_registry.current_version(redis_client).version == latest.version
+    assert worker.state == "waiting"
+    write_scored(redis_client, "cam1", range(220, 260), np.zeros(40))
+    worker.step()  # a cycle, which checks the view first
+    assert model_registry.recent_cycles(redis_client)[0].reason.startswith("the place map silenced")
+    assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 259
 
 
 def test_a_kind_the_site_accepts_is_served_in_the_next_cycle_s_model(

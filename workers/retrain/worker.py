@@ -205,9 +205,12 @@ class RetrainWorker(WorkerProcess):
         count = self.trainer.config.view_check_frames
         if count == 0 or new - self._view_checked_at < count:
             return False
+        windows = self._windows(cameras, count)
+        if not windows:  # trimmed or not yet scored: the next step looks again
+            return False
         self._view_checked_at = new
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        result = self.trainer.check_view(concat_windows([w.window for w in self._windows(cameras, count)]))
+        result = self.trainer.check_view(concat_windows([w.window for w in windows]))
         if result is None:
             return False
         self._finish([], result, origin="self_training", parent=parent)

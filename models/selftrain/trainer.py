@@ -229,21 +229,23 @@ class SelfTrainer:
         report["seconds"] = round(time.monotonic() - started, 2)
         return CycleResult(True, reason, report, self.model, metadata, mined.normal, mined.abnormal)
 
-    def quiet_z(self, detector: Detector, window: Window) -> float:
+    def quiet_z(self, detector: Detector, window: Window, patch: np.ndarray | None = None) -> float:
         """How far from normal `detector` finds the quietest quarter of the window: the first quartile
-        of its own z (without the level a swap holds) over every `rebase_stride`-th frame."""
-        patch = sampled_patch_scores(detector, window, self.config.rebase_stride)
+        of its own z (without the level a swap holds) over every `rebase_stride`-th frame (`patch`: their
+        patch scores under `detector`, when already computed)."""
+        if patch is None:
+            patch = sampled_patch_scores(detector, window, self.config.rebase_stride)
         raw = combined_scores(patch, detector.info.stream_stats)
         calibration = replace(ScoreCalibration.from_dict(detector.info.metadata["calibration"]), level=0.0)
         return float(np.quantile(calibration.z(raw), 0.25))
 
-    def _foreign(self, window: Window) -> tuple[str, float] | None:
+    def _foreign(self, window: Window, patch: np.ndarray | None = None) -> tuple[str, float] | None:
         """Why the model in service does not know the site, and its quiet quarter's z (None when it does):
         even the window's quietest quarter scores above `rebase_z`, or its place map was silenced (the view
-        moved) and no fit has learned the new view's since."""
+        moved) and no fit has learned the new view's since. `patch`: as for quiet_z."""
         if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.coldstart_frames:
             return None
-        z = self.quiet_z(self.serving, window)
+        z = self.quiet_z(self.serving, window, patch)
         if z > self.config.rebase_z:
             return f"its quietest quarter of the window scored z {z:.1f} (over {self.config.rebase_z:g})", z
         place = self.model.place if self.model is not None else None
@@ -251,12 +253,20 @@ class SelfTrainer:
             return f"its view moved (its place map silenced; the quietest quarter scored z {z:.1f})", z
         return None
 
-    def _place_quiet_z(self, window: Window) -> float | None:
-        """quiet_place_z of the model in service (None: it has no place stream, or the check is off)."""
+    def _checks_place(self) -> bool:
+        """Whether the view is checked: the model in service has a place stream and the check is on."""
         assert self.serving is not None
-        if self.config.moved_place_z == 0 or "place" not in self.serving.info.streams:
+        return self.config.moved_place_z != 0 and "place" in self.serving.info.streams
+
+    def _place_quiet_z(self, window: Window, patch: np.ndarray | None = None) -> float | None:
+        """quiet_place_z of the model in service (None: it has no place stream, or the check is off);
+        `patch`: as for quiet_z."""
+        assert self.serving is not None
+        if not self._checks_place():
             return None
-        return quiet_place_z(self.serving, window, self.config.rebase_stride)
+        if patch is None:
+            patch = sampled_patch_scores(self.serving, window, self.config.rebase_stride)
+        return quiet_place_z(self.serving, patch)
 
     def check_view(self, window: Window) -> CycleResult | None:
         """The model in service with its place map silenced, written, loaded back and current at once,
@@ -264,8 +274,10 @@ class SelfTrainer:
         the newest `view_check_frames` frames: a camera that moved pages on every walker until then."""
         return self._check_place(window)[1]
 
-    def _check_place(self, window: Window) -> tuple[float | None, CycleResult | None]:
-        place_z = self._place_quiet_z(window)
+    def _check_place(
+        self, window: Window, patch: np.ndarray | None = None
+    ) -> tuple[float | None, CycleResult | None]:
+        place_z = self._place_quiet_z(window, patch)
         if place_z is None or place_z <= self.config.moved_place_z:
             return place_z, None
         return place_z, self._silence_place(place_z)
@@ -306,8 +318,15 @@ class SelfTrainer:
         place map that no longer fits the view is silenced first (accepted even where the cycle then
         refuses its candidate: the silenced model is in service)."""
         assert self.model is not None and self.metadata is not None and self.serving is not None
-        place_z, silenced = self._check_place(window)
-        result = self._adapt_or_replace(window)
+        # every rebase_stride-th frame scored once by the model in service: the place check and the check
+        # for a model that does not know the site both read it (unless the map is silenced in between)
+        patch = (
+            sampled_patch_scores(self.serving, window, self.config.rebase_stride)
+            if self._checks_place()
+            else None
+        )
+        place_z, silenced = self._check_place(window, patch)
+        result = self._adapt_or_replace(window, patch if silenced is None else None)
         result.report["place_quiet_z"] = None if place_z is None else round(place_z, 3)
         if silenced is None:
             return result
@@ -322,9 +341,9 @@ class SelfTrainer:
             mined_abnormal=result.mined_abnormal,
         )
 
-    def _adapt_or_replace(self, window: Window) -> CycleResult:
+    def _adapt_or_replace(self, window: Window, patch: np.ndarray | None) -> CycleResult:
         assert self.model is not None and self.metadata is not None and self.serving is not None
-        foreign = self._foreign(window)
+        foreign = self._foreign(window, patch)
         if foreign is not None:
             return self.rebase(window, *foreign)
         result = run_cycle(

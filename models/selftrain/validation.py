@@ -48,13 +48,14 @@ def sampled_patch_scores(detector: Detector, window: Window, stride: int) -> np.
     return np.concatenate(out) if out else np.empty((0, len(detector.info.streams)), dtype=np.float32)
 
 
-def quiet_place_z(detector: Detector, window: Window, stride: int) -> float:
-    """The first quartile of the place stream's evidence over its gate (z units) over every `stride`-th
-    frame: over 0 where more than three quarters of the window move where the model's normal footage
-    did not (the camera moved, or the site's paths changed)."""
+def quiet_place_z(detector: Detector, patch: np.ndarray) -> float:
+    """The first quartile of the place stream's evidence over its gate (z units) over frames whose patch
+    scores under `detector` are `patch` ([N, S], sampled_patch_scores): over 0 where more than three
+    quarters of them move where the model's normal footage did not (the camera moved, or the site's paths
+    changed)."""
     index = detector.info.streams.index("place")
-    patch = sampled_patch_scores(detector, window, stride)[:, [index]]
-    return float(np.quantile(combined_scores(patch, [detector.info.stream_stats[index]]), 0.25))
+    gated = combined_scores(patch[:, [index]], [detector.info.stream_stats[index]])
+    return float(np.quantile(gated, 0.25))
 
 
 def model_z(detector: Detector, raw: np.ndarray, calibration: ScoreCalibration | None = None) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Copies of a dataset as another camera would see it: zoomed, moved, rotated, re-lit, noisier, at another
-resolution or frame rate. The self-improvement benchmark changes the testing frames only (a camera moved after its model
+resolution or frame rate, its exposure hunting. The self-improvement benchmark changes the testing frames only (a camera moved after its model
 was fitted); the held-out benchmark changes training and testing alike (a new camera the detector's
 constants were never chosen on)."""
 
@@ -25,8 +25,13 @@ UNCHANGED = {
     "scale": 1.0,  # of the frame size: 0.5 is a camera of half the resolution
     "frame_step": 1,  # every n-th frame kept: 2 is a camera at half the frame rate
     "shake_px": 0.0,  # each frame shifted at random by this many pixels (sigma): a camera swaying in the wind
+    # a camera whose automatic exposure hunts: every `exposure_period` frames the image's gain moves, over
+    # 3 frames, to a new one drawn from 1 -/+ this share (0: a steady exposure)
+    "exposure_swing": 0.0,
+    "exposure_period": 30,
     "seed": 0,
 }
+EXPOSURE_RAMP = 3  # frames a change of exposure takes
 SITE_CHANGES = {
     # as if the camera was zoomed in, moved a little and re-lit, with a noisier sensor: the frame's edges
     # (and what happens there) leave the view
@@ -51,6 +56,8 @@ SITE_CHANGES = {
     },
     # as if the camera was mounted upside down: nothing leaves the view, every place and look changes
     "upside_down": {**UNCHANGED, "angle": 180.0},
+    # the same camera, its exposure hunting: the image's gain swings by up to 40% every 3 s
+    "hunting_exposure": {**UNCHANGED, "exposure_swing": 0.4, "seed": 7},
 }
 
 
@@ -87,9 +94,10 @@ def changed_copy(
         for video in datasets.list_videos(source, split):
             out = target / split / video.name
             out.mkdir(parents=True)
-            for frame in video.frames[::step]:  # frame folders (the benchmark datasets' layout)
+            frames = video.frames[::step]  # frame folders (the benchmark datasets' layout)
+            for frame, gain in zip(frames, exposure_gains(len(frames), change, rng), strict=True):
                 image = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
-                cv2.imwrite(str(out / f"{frame.stem}.png"), _changed_frame(image, change, lut, rng))
+                cv2.imwrite(str(out / f"{frame.stem}.png"), _changed_frame(image, change, lut, rng, gain))
     return target
 
 
@@ -106,8 +114,30 @@ def stepped_labels(labels: dict[str, Any], step: int, fps: float) -> dict[str, A
     return {**labels, "fps": fps / step, "videos": videos}
 
 
+def exposure_gains(count: int, change: dict[str, float], rng: np.random.Generator) -> np.ndarray:
+    """float64 [count]: the image gain of each frame of a video (ones for a steady exposure): every
+    `exposure_period` frames, from the first on, it moves linearly over EXPOSURE_RAMP frames from where
+    it was to a new gain drawn uniformly from 1 -/+ `exposure_swing`."""
+    swing = float(change.get("exposure_swing", 0.0))
+    gains = np.ones(count)
+    if swing <= 0:
+        return gains
+    period = int(change.get("exposure_period", UNCHANGED["exposure_period"]))
+    level = 1.0
+    for start in range(0, count, period):
+        target = rng.uniform(1.0 - swing, 1.0 + swing)
+        steps = np.minimum(np.arange(1, min(period, count - start) + 1) / EXPOSURE_RAMP, 1.0)
+        gains[start : start + len(steps)] = level + (target - level) * steps
+        level = target
+    return gains
+
+
 def _changed_frame(
-    image: np.ndarray, change: dict[str, float], lut: np.ndarray, rng: np.random.Generator
+    image: np.ndarray,
+    change: dict[str, float],
+    lut: np.ndarray,
+    rng: np.random.Generator,
+    gain: float = 1.0,
 ) -> np.ndarray:
     height, width = image.shape
     warp = change_warp(change, height, width)
@@ -124,5 +154,5 @@ def _changed_frame(
     if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    noisy = lut[image].astype(np.float32) + rng.normal(0.0, change["noise_sigma"], image.shape)
+    noisy = lut[image].astype(np.float32) * gain + rng.normal(0.0, change["noise_sigma"], image.shape)
     return np.clip(noisy, 0, 255).astype(np.uint8)

@@ -303,6 +303,9 @@ def _fit_appearance(
     appearance.backbone.load_state_dict(backbone.state_dict())
     picks = _frame_picks(videos, fit.max_frames)
     kept = sum(len(p) for p in picks.values())
+    # every frame's features are taken at the kept frames' mean brightness (AppearanceStream.exposed)
+    means = np.concatenate([frames.mean(axis=(1, 2))[picks[name]] for name, frames in videos.items()])
+    appearance.brightness.fill_(float(means.mean()) / 255.0 if len(means) else 0.0)
     features: dict[str, torch.Tensor] = {}
     with tqdm(total=kept, desc="appearance", unit="frame", dynamic_ncols=True) as bar:
         for name, frames in videos.items():

@@ -188,6 +188,8 @@ class AppearanceStream(nn.Module):
         channels = self.backbone.out_channels
         self.register_buffer("memory", torch.zeros(channels + 1, bank_size))
         self.register_buffer("center", torch.zeros(channels))
+        # the mean brightness of the footage the memory was fitted on (0: frames taken as they come)
+        self.register_buffer("brightness", torch.zeros(()))
 
     @property
     def cells(self) -> torch.Tensor:
@@ -204,8 +206,25 @@ class AppearanceStream(nn.Module):
         self.memory = torch.cat([-2.0 * relative.t(), (relative * relative).sum(1)[None]]).to(self.memory)
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
-        """[B, C, h, w] cell features."""
-        return self.backbone(frames)
+        """[B, C, h, w] cell features of `frames` brought to the fitted footage's brightness."""
+        return self.backbone(self.exposed(frames))
+
+    def exposed(self, frames: torch.Tensor) -> torch.Tensor:
+        """`frames` [B, 1, H, W] each scaled to the mean brightness of the footage the memory was fitted on
+        (where fitted): a camera's automatic exposure and the light of the day change the gain of the whole
+        image, and the backbone's features with it, so that every cell of a darker or brighter frame lies
+        farther from the memory (Ped2 with its gain swung by up to 40% every 3 s: the appearance stream's
+        normal frames from z 1.5 to 2.1). What moves is measured by the flow, which the gain barely moves."""
+        mean = frames.mean(dim=(1, 2, 3), keepdim=True).clamp(min=1.0 / 255.0)
+        gain = torch.where(self.brightness > 0, self.brightness / mean, torch.ones_like(mean))
+        return (frames * gain).clamp(0.0, 1.0)
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # weights saved before frames were brought to their footage's brightness score as they did
+        state_dict.setdefault(prefix + "brightness", torch.zeros_like(self.brightness))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cell_distances(self, features: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] -> [B, h, w] Euclidean distance to the nearest remembered cell."""

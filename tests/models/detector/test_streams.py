@@ -96,3 +96,28 @@ def test_motion_weights_saved_before_the_row_scale_load_with_one_scale() -> None
     fresh.motion.row_scale.fill_(0.5)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.motion.row_scale, torch.ones(HEIGHT, 1))
+
+
+def test_the_appearance_stream_takes_frames_at_its_footage_s_brightness() -> None:
+    rng = np.random.default_rng(1)
+    config = replace(TINY_DETECTOR, streams=("appearance",))
+    videos = {"a": synthetic_video(24, rng), "b": synthetic_video(24, rng)}
+    trained = train_detector(videos, config, {"dataset": "synthetic"}, FitConfig())
+    appearance = trained.detector.model.appearance
+    mean = np.mean([v.mean() for v in videos.values()]) / 255.0
+    assert float(appearance.brightness) == pytest.approx(mean, rel=1e-3)
+    frame = torch.from_numpy(synthetic_video(1, rng)).float()[:, None] / 255.0
+    darker = frame * 0.6  # the camera's exposure turned down: nothing saturates
+    with torch.inference_mode():
+        np.testing.assert_allclose(appearance(darker).numpy(), appearance(frame).numpy(), atol=1e-3)
+        appearance.brightness.zero_()  # as weights saved before: frames taken as they come
+        assert not np.allclose(appearance(darker).numpy(), appearance(frame).numpy(), atol=1e-2)
+
+
+def test_appearance_weights_saved_before_the_brightness_take_frames_as_they_come() -> None:
+    model = DetectorNet(replace(TINY_DETECTOR, streams=("appearance",)))
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("brightness")}
+    fresh = DetectorNet(replace(TINY_DETECTOR, streams=("appearance",)))
+    fresh.appearance.brightness.fill_(0.5)
+    fresh.load_state_dict(state)
+    assert float(fresh.appearance.brightness) == 0.0

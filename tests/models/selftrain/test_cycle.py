@@ -242,10 +242,10 @@ def test_what_the_site_accepts_outlives_a_fresh_fit(tiny_model: TorchDetector) -
         CONFIG,
     )
     assert first.model is not None and first.metadata is not None and first.model.exception is not None
-    # the next window has no labels and the site looks changed: a fresh fit competes
+    # the next window has no labels and the site looks changed: a fresh fit competes (and wins there)
     config = replace(CONFIG, refit_min_frames=5, refit_normal_z=-100.0)
     served = TorchDetector(first.model, first.metadata)
-    result = run_cycle(first.model, first.metadata, served, two_cameras(seed=10), [], config)
+    result = run_cycle(first.model, first.metadata, served, two_cameras(seed=11), [], config)
     assert result.report["refit"]["chosen"], result.report["refit"]["reason"]
     assert result.model is not None and result.model.exception is not None
     assert torch.allclose(result.model.exception.descriptors, first.model.exception.descriptors, atol=1e-5)

@@ -170,6 +170,11 @@ class MotionStream(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+# the most a frame's brightness is scaled by, either way: a covered lens or a night view is not lit up into
+# its sensor's noise (a camera's exposure swings far less)
+MAX_EXPOSURE_GAIN = 4.0
+
+
 class AppearanceStream(nn.Module):
     """frames [B, 1, H, W] in [0, 1] -> distance of each cell's features to the nearest normal cell,
     upsampled to [B, H, W].
@@ -216,8 +221,8 @@ class AppearanceStream(nn.Module):
         farther from the memory (Ped2 with its gain swung by up to 40% every 3 s: the appearance stream's
         normal frames from z 1.5 to 2.1). What moves is measured by the flow, which the gain barely moves."""
         mean = frames.mean(dim=(1, 2, 3), keepdim=True).clamp(min=1.0 / 255.0)
-        gain = torch.where(self.brightness > 0, self.brightness / mean, torch.ones_like(mean))
-        return (frames * gain).clamp(0.0, 1.0)
+        gain = (self.brightness / mean).clamp(1.0 / MAX_EXPOSURE_GAIN, MAX_EXPOSURE_GAIN)
+        return (frames * torch.where(self.brightness > 0, gain, torch.ones_like(gain))).clamp(0.0, 1.0)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any

@@ -110,6 +110,8 @@ def test_the_appearance_stream_takes_frames_at_its_footage_s_brightness() -> Non
     darker = frame * 0.6  # the camera's exposure turned down: nothing saturates
     with torch.inference_mode():
         np.testing.assert_allclose(appearance(darker).numpy(), appearance(frame).numpy(), atol=1e-3)
+        black = torch.full_like(frame, 1.0 / 255.0)  # a covered lens is not lit up into noise
+        assert float(appearance.exposed(black).max()) == pytest.approx(4.0 / 255.0)
         appearance.brightness.zero_()  # as weights saved before: frames taken as they come
         assert not np.allclose(appearance(darker).numpy(), appearance(frame).numpy(), atol=1e-2)
 

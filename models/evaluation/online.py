@@ -14,6 +14,7 @@ from models.detector.scores import raw_scores
 from models.evaluation.videos import VideoScores
 from models.scoring.camera import CameraStream, ScorerConfig
 from models.selftrain.config import Window
+from models.selftrain.cycle import CycleResult
 from models.selftrain.trainer import ProgressCallback, SelfTrainer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,17 @@ class _Seen:
         return Window(
             frames=np.concatenate(self.frames)[-count:], segments=np.concatenate(self.segments)[-count:]
         )
+
+
+def _log_entry(result: CycleResult, after_frames: int, **extra: Any) -> dict[str, Any]:
+    """A cycle's (or a check's) entry in the online log: its verdict, its report, and `extra`."""
+    return {
+        "after_frames": after_frames,
+        "accepted": result.accepted,
+        "reason": result.reason,
+        **result.report,
+        **extra,
+    }
 
 
 def stream_online(
@@ -100,28 +112,12 @@ def stream_online(
                     for kind, flags in (("normal", result.mined_normal), ("abnormal", result.mined_abnormal))
                     if flags is not None
                 }
-                cycle_log.append(
-                    {
-                        "after_frames": len(seen),
-                        "accepted": result.accepted,
-                        "reason": result.reason,
-                        **result.report,
-                        "mined_frames": mined,
-                    }
-                )
+                cycle_log.append(_log_entry(result, len(seen), mined_frames=mined))
             elif trainer.model is not None and 0 < config.view_check_frames <= since_check:
                 since_check = 0
                 result = trainer.check_view(seen.window(config.view_check_frames))
                 if result is not None:
-                    cycle_log.append(
-                        {
-                            "after_frames": len(seen),
-                            "accepted": result.accepted,
-                            "reason": result.reason,
-                            "view_check": True,
-                            **result.report,
-                        }
-                    )
+                    cycle_log.append(_log_entry(result, len(seen), view_check=True))
             if result is not None and result.accepted and trainer.serving is not None:
                 # swap: the camera's statistics carried to the new model; history refilled from the stream
                 detector = trainer.serving

@@ -1,5 +1,5 @@
 """Copies of a dataset as another camera would see it: zoomed, moved, rotated, re-lit, noisier, at another
-resolution or frame rate, its exposure hunting. The self-improvement benchmark changes the testing frames only (a camera moved after its model
+resolution or frame rate, its exposure hunting, in fog or under a shadow. The self-improvement benchmark changes the testing frames only (a camera moved after its model
 was fitted); the held-out benchmark changes training and testing alike (a new camera the detector's
 constants were never chosen on)."""
 
@@ -29,9 +29,12 @@ UNCHANGED = {
     # 3 frames, to a new one drawn from 1 -/+ this share (0: a steady exposure)
     "exposure_swing": 0.0,
     "exposure_period": 30,
+    "haze": 0.0,  # share of each pixel replaced by a bright veil (HAZE_LEVEL): fog, a dirty lens, glare
+    "shadow_gain": 1.0,  # the light left on the view's left third (soft-edged): a building's shadow
     "seed": 0,
 }
 EXPOSURE_RAMP = 3  # frames a change of exposure takes
+HAZE_LEVEL = 200.0  # grey level of fog's veil
 SITE_CHANGES = {
     # as if the camera was zoomed in, moved a little and re-lit, with a noisier sensor: the frame's edges
     # (and what happens there) leave the view
@@ -58,6 +61,12 @@ SITE_CHANGES = {
     "upside_down": {**UNCHANGED, "angle": 180.0},
     # the same camera, its exposure hunting: the image's gain swings by up to 40% every 3 s
     "hunting_exposure": {**UNCHANGED, "exposure_swing": 0.4, "seed": 7},
+    # the same camera in fog: half of every pixel's light is the veil's, the contrast halved
+    "fog": {**UNCHANGED, "haze": 0.5},
+    # the same camera at dusk: a darker, steeper tone curve
+    "dusk": {**UNCHANGED, "gamma": 1.6},
+    # the same camera, a shadow over the left third of its view
+    "shadow": {**UNCHANGED, "shadow_gain": 0.55},
 }
 
 
@@ -97,7 +106,7 @@ def changed_copy(
             frames = video.frames[::step]  # frame folders (the benchmark datasets' layout)
             for frame, gain in zip(frames, exposure_gains(len(frames), change, rng), strict=True):
                 image = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
-                cv2.imwrite(str(out / f"{frame.stem}.png"), _changed_frame(image, change, lut, rng, gain))
+                cv2.imwrite(str(out / f"{frame.stem}.png"), changed_frame(image, change, lut, rng, gain))
     return target
 
 
@@ -132,7 +141,7 @@ def exposure_gains(count: int, change: dict[str, float], rng: np.random.Generato
     return gains
 
 
-def _changed_frame(
+def changed_frame(
     image: np.ndarray,
     change: dict[str, float],
     lut: np.ndarray,
@@ -154,5 +163,19 @@ def _changed_frame(
     if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    noisy = lut[image].astype(np.float32) * gain + rng.normal(0.0, change["noise_sigma"], image.shape)
-    return np.clip(noisy, 0, 255).astype(np.uint8)
+    lit = lut[image].astype(np.float32) * gain * shadow_light(image.shape, change)
+    haze = change.get("haze", 0.0)
+    lit = lit * (1.0 - haze) + haze * HAZE_LEVEL
+    return np.clip(lit + rng.normal(0.0, change["noise_sigma"], image.shape), 0, 255).astype(np.uint8)
+
+
+def shadow_light(shape: tuple[int, ...], change: dict[str, float]) -> np.ndarray | float:
+    """float32 [H, W]: the light on each pixel under the change's shadow, `shadow_gain` over the left third
+    of the view and 1 elsewhere, the edge blurred over a 40th of the width (1.0 without a shadow)."""
+    shade = change.get("shadow_gain", 1.0)
+    if shade == 1.0:
+        return 1.0
+    height, width = shape
+    light = np.ones((height, width), np.float32)
+    light[:, : width // 3] = shade
+    return cv2.GaussianBlur(light, (0, 0), width / 40)

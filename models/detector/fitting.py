@@ -54,6 +54,8 @@ class FitConfig:
     pool_cells: int = 60000  # cells the coreset is chosen from
     train: TrainConfig | None = None  # the prediction stream's training
     pseudo: PseudoAnomalyConfig | None = None
+    # frames brought to the footage's contrast as well as its brightness (AppearanceStream.exposed)
+    match_contrast: bool = True
 
 
 def video_clips(frames: np.ndarray, history: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -288,6 +290,12 @@ def frame_features(model: DetectorNet, frames: np.ndarray) -> torch.Tensor:
     return torch.cat(out)
 
 
+def frame_light(frames: np.ndarray) -> np.ndarray:
+    """float64 [T, 2]: the mean brightness and contrast (standard deviation) of each uint8 frame [T, H, W]."""
+    flat = frames.reshape(len(frames), -1)
+    return np.stack([flat.mean(axis=1), flat.std(axis=1)], axis=1)
+
+
 def _fit_appearance(
     model: DetectorNet,
     videos: dict[str, np.ndarray],
@@ -303,9 +311,12 @@ def _fit_appearance(
     appearance.backbone.load_state_dict(backbone.state_dict())
     picks = _frame_picks(videos, fit.max_frames)
     kept = sum(len(p) for p in picks.values())
-    # every frame's features are taken at the kept frames' mean brightness (AppearanceStream.exposed)
-    means = np.concatenate([frames.mean(axis=(1, 2))[picks[name]] for name, frames in videos.items()])
-    appearance.brightness.fill_(float(means.mean()) / 255.0 if len(means) else 0.0)
+    # every frame's features are taken at the kept frames' mean brightness and contrast
+    # (AppearanceStream.exposed)
+    if kept:
+        light = np.concatenate([frame_light(frames[picks[name]]) for name, frames in videos.items()])
+        appearance.brightness.fill_(float(light[:, 0].mean()) / 255.0)
+        appearance.contrast.fill_(float(light[:, 1].mean()) / 255.0 if fit.match_contrast else 0.0)
     features: dict[str, torch.Tensor] = {}
     with tqdm(total=kept, desc="appearance", unit="frame", dynamic_ncols=True) as bar:
         for name, frames in videos.items():

@@ -170,8 +170,8 @@ class MotionStream(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-# the most a frame's brightness is scaled by, either way: a covered lens or a night view is not lit up into
-# its sensor's noise (a camera's exposure swings far less)
+# the most a frame's brightness (or contrast) is scaled by, either way: a covered lens or a night view is
+# not lit up into its sensor's noise (a camera's exposure swings far less)
 MAX_EXPOSURE_GAIN = 4.0
 
 
@@ -195,6 +195,8 @@ class AppearanceStream(nn.Module):
         self.register_buffer("center", torch.zeros(channels))
         # the mean brightness of the footage the memory was fitted on (0: frames taken as they come)
         self.register_buffer("brightness", torch.zeros(()))
+        # the mean contrast (a frame's spread of brightness) of that footage (0: only the gain is matched)
+        self.register_buffer("contrast", torch.zeros(()))
 
     @property
     def cells(self) -> torch.Tensor:
@@ -215,20 +217,29 @@ class AppearanceStream(nn.Module):
         return self.backbone(self.exposed(frames))
 
     def exposed(self, frames: torch.Tensor) -> torch.Tensor:
-        """`frames` [B, 1, H, W] each scaled to the mean brightness of the footage the memory was fitted on
-        (where fitted): a camera's automatic exposure and the light of the day change the gain of the whole
-        image, and the backbone's features with it, so that every cell of a darker or brighter frame lies
-        farther from the memory (Ped2 with its gain swung by up to 40% every 3 s: the appearance stream's
-        normal frames from z 1.5 to 2.1). What moves is measured by the flow, which the gain barely moves."""
+        """`frames` [B, 1, H, W] each brought to the mean brightness and contrast of the footage the memory
+        was fitted on (where fitted): a camera's automatic exposure and the light of the day change the
+        gain of the whole image, fog and dusk its contrast, and the backbone's features with them, so that
+        every cell lies farther from the memory (Ped2 with its gain swung by up to 40% every 3 s: the
+        appearance stream's normal frames from z 1.5 to 2.1; in fog, its anomalies from z 5.4 to 3.3).
+        What moves is measured by the flow, which neither barely moves. One affine map of the frame's grey
+        levels: its mean and spread (standard deviation) to the footage's. Weights fitted before the
+        contrast was matched (`contrast` 0) scale each frame by one gain to the brightness alone."""
         mean = frames.mean(dim=(1, 2, 3), keepdim=True).clamp(min=1.0 / 255.0)
         gain = (self.brightness / mean).clamp(1.0 / MAX_EXPOSURE_GAIN, MAX_EXPOSURE_GAIN)
-        return (frames * torch.where(self.brightness > 0, gain, torch.ones_like(gain))).clamp(0.0, 1.0)
+        gained = frames * torch.where(self.brightness > 0, gain, torch.ones_like(gain))
+        spread = frames.std(dim=(1, 2, 3), keepdim=True).clamp(min=1.0 / 255.0)
+        stretch = (self.contrast / spread).clamp(1.0 / MAX_EXPOSURE_GAIN, MAX_EXPOSURE_GAIN)
+        stretched = self.brightness + (frames - mean) * stretch
+        return torch.where(self.contrast > 0, stretched, gained).clamp(0.0, 1.0)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        # weights saved before frames were brought to their footage's brightness score as they did
+        # weights saved before frames were brought to their footage's brightness (or contrast) score as
+        # they did
         state_dict.setdefault(prefix + "brightness", torch.zeros_like(self.brightness))
+        state_dict.setdefault(prefix + "contrast", torch.zeros_like(self.contrast))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cell_distances(self, features: torch.Tensor) -> torch.Tensor:

@@ -98,28 +98,44 @@ def test_motion_weights_saved_before_the_row_scale_load_with_one_scale() -> None
     assert torch.equal(fresh.motion.row_scale, torch.ones(HEIGHT, 1))
 
 
-def test_the_appearance_stream_takes_frames_at_its_footage_s_brightness() -> None:
+def test_the_appearance_stream_takes_frames_at_its_footage_s_brightness_and_contrast() -> None:
     rng = np.random.default_rng(1)
     config = replace(TINY_DETECTOR, streams=("appearance",))
     videos = {"a": synthetic_video(24, rng), "b": synthetic_video(24, rng)}
     trained = train_detector(videos, config, {"dataset": "synthetic"}, FitConfig())
     appearance = trained.detector.model.appearance
-    mean = np.mean([v.mean() for v in videos.values()]) / 255.0
-    assert float(appearance.brightness) == pytest.approx(mean, rel=1e-3)
+    frames = np.concatenate(list(videos.values())).reshape(48, -1)
+    assert float(appearance.brightness) == pytest.approx(frames.mean() / 255.0, rel=1e-3)
+    assert float(appearance.contrast) == pytest.approx(frames.std(axis=1).mean() / 255.0, rel=1e-3)
     frame = torch.from_numpy(synthetic_video(1, rng)).float()[:, None] / 255.0
     darker = frame * 0.6  # the camera's exposure turned down: nothing saturates
+    fogged = frame * 0.5 + 0.4  # half the contrast under a bright veil
     with torch.inference_mode():
+        for changed in (darker, fogged):
+            np.testing.assert_allclose(appearance(changed).numpy(), appearance(frame).numpy(), atol=1e-3)
+        # a covered lens is not lit up into noise: its sensor's noise is stretched 4 times at most
+        covered = 1.0 / 255.0 + torch.from_numpy(rng.normal(0.0, 0.5 / 255.0, frame.shape)).float()
+        assert float(appearance.exposed(covered).std()) <= 4.0 * float(covered.std()) + 1e-6
+        appearance.contrast.zero_()  # as weights fitted before the contrast: one gain to the brightness
         np.testing.assert_allclose(appearance(darker).numpy(), appearance(frame).numpy(), atol=1e-3)
-        black = torch.full_like(frame, 1.0 / 255.0)  # a covered lens is not lit up into noise
-        assert float(appearance.exposed(black).max()) == pytest.approx(4.0 / 255.0)
-        appearance.brightness.zero_()  # as weights saved before: frames taken as they come
+        assert not np.allclose(appearance(fogged).numpy(), appearance(frame).numpy(), atol=1e-2)
+        appearance.brightness.zero_()  # as weights saved before either: frames taken as they come
         assert not np.allclose(appearance(darker).numpy(), appearance(frame).numpy(), atol=1e-2)
 
 
 def test_appearance_weights_saved_before_the_brightness_take_frames_as_they_come() -> None:
     model = DetectorNet(replace(TINY_DETECTOR, streams=("appearance",)))
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("brightness")}
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("brightness", "contrast"))}
     fresh = DetectorNet(replace(TINY_DETECTOR, streams=("appearance",)))
     fresh.appearance.brightness.fill_(0.5)
+    fresh.appearance.contrast.fill_(0.2)
     fresh.load_state_dict(state)
-    assert float(fresh.appearance.brightness) == 0.0
+    assert float(fresh.appearance.brightness) == 0.0 and float(fresh.appearance.contrast) == 0.0
+
+
+def test_a_fit_may_match_the_brightness_alone() -> None:
+    rng = np.random.default_rng(2)
+    videos = {"a": synthetic_video(16, rng)}
+    config = replace(TINY_DETECTOR, streams=("appearance",))
+    appearance = train_detector(videos, config, {}, FitConfig(match_contrast=False)).detector.model.appearance
+    assert float(appearance.brightness) > 0 and float(appearance.contrast) == 0.0

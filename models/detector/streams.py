@@ -222,7 +222,7 @@ class AppearanceStream(nn.Module):
         gain of the whole image, fog and dusk its contrast, and the backbone's features with them, so that
         every cell lies farther from the memory (Ped2 with its gain swung by up to 40% every 3 s: the
         appearance stream's normal frames from z 1.5 to 2.1; in fog, its anomalies from z 5.4 to 3.3).
-        What moves is measured by the flow, which neither barely moves. One affine map of the frame's grey
+        What moves is measured by the flow, which none of these moves much. One affine map of the frame's grey
         levels: its mean and spread (standard deviation) to the footage's. Weights fitted before the
         contrast was matched (`contrast` 0) scale each frame by one gain to the brightness alone."""
         mean = frames.mean(dim=(1, 2, 3), keepdim=True).clamp(min=1.0 / 255.0)

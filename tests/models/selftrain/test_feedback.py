@@ -29,8 +29,8 @@ def tiny_model() -> TorchDetector:
     rng = np.random.default_rng(0)
     videos = {"a": synthetic_video(40, rng), "b": synthetic_video(40, rng)}
     # frames taken at the footage's brightness alone, not its contrast: what labels teach is tested here,
-    # and in these 32x48 views of a few grey levels' contrast the racing square alone triples a frame's
-    # spread, so that matching it would recast every other cell of the frame (the match: test_streams)
+    # and in these 32x48 views the racing square alone doubles a frame's spread (16 grey levels to 31),
+    # so that matching it would recast every other cell of the frame (the match: test_streams)
     return train_detector(videos, TINY_DETECTOR, {}, FitConfig(match_contrast=False)).detector
 
 

@@ -1,7 +1,7 @@
 """Copies of a dataset as another camera would see it: zoomed, moved, rotated, re-lit, noisier, at another
-resolution or frame rate, its exposure hunting, in fog or under a shadow. The self-improvement benchmark changes the testing frames only (a camera moved after its model
-was fitted); the held-out benchmark changes training and testing alike (a new camera the detector's
-constants were never chosen on)."""
+resolution or frame rate, its exposure hunting, in fog or under a shadow. The self-improvement benchmark
+changes the testing frames only (a camera moved after its model was fitted); the held-out benchmark
+changes training and testing alike (a new camera the detector's constants were never chosen on)."""
 
 from __future__ import annotations
 

@@ -213,7 +213,7 @@ class AppearanceStream(nn.Module):
         self.memory = torch.cat([-2.0 * relative.t(), (relative * relative).sum(1)[None]]).to(self.memory)
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
-        """[B, C, h, w] cell features of `frames` brought to the fitted footage's brightness."""
+        """[B, C, h, w] cell features of `frames` brought to the fitted footage's brightness and contrast."""
         return self.backbone(self.exposed(frames))
 
     def exposed(self, frames: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,8 @@ Writes benchmarks/results/selftrain-<machine>-<date>.json and prints a summary.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
+from benchmarks.harness import run_eval, write_report  # noqa: E402
 from benchmarks.site_changes import SITE_CHANGES, change_warp, changed_copy  # noqa: E402
 from models.detector.base import Detector  # noqa: E402
 from models.detector.runtime import load_detector  # noqa: E402
@@ -86,17 +84,6 @@ def view_ceiling(model: Path, dataset: Path, change: dict[str, float]) -> float:
         _StillSeen(detector, visible), frames, desc="ceiling", fps=datasets.dataset_fps(dataset)
     )
     return auc_report(scored, labels)["micro_auc"]
-
-
-def run_eval(dataset: Path, work: Path, name: str, *arguments: str) -> dict[str, Any]:
-    """`vigil eval` in a fresh process; its JSON report, with the process wall time."""
-    report = work / f"{name}.json"
-    command = [sys.executable, "-c", EVAL_RUNNER, "eval", str(dataset), "--report", str(report), *arguments]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
-    figures = json.loads(report.read_text())
-    figures["process_wall_s"] = time.perf_counter() - started
-    return figures
 
 
 def mining_precision(report: dict[str, Any], dataset: Path) -> list[dict[str, Any]]:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 # `python -c EVAL_RUNNER eval DATASET ...` runs `vigil eval` as the CLI does, without needing the entry point
 EVAL_RUNNER = (
     "import argparse, sys; from service.cli.commands import eval as command; "
@@ -26,3 +30,14 @@ def write_report(results: dict[str, Any], kind: str, out: Path | None = None) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     return path
+
+
+def run_eval(dataset: Path, work: Path, name: str, *arguments: str) -> dict[str, Any]:
+    """`vigil eval` in a fresh process; its JSON report, with the process wall time."""
+    report = work / f"{name}.json"
+    command = [sys.executable, "-c", EVAL_RUNNER, "eval", str(dataset), "--report", str(report), *arguments]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+    figures = json.loads(report.read_text())
+    figures["process_wall_s"] = time.perf_counter() - started
+    return figures

@@ -59,6 +59,8 @@ SITE_CHANGES = {
     },
     # as if the camera was mounted upside down: nothing leaves the view, every place and look changes
     "upside_down": {**UNCHANGED, "angle": 180.0},
+    # as if the camera was knocked: turned 8 degrees and shifted, the light and sensor as they were
+    "knocked": {**UNCHANGED, "angle": 8.0, "shift_y": 0.05, "shift_x": 0.04},
     # the same camera, its exposure hunting: the image's gain swings by up to 40% every 3 s
     "hunting_exposure": {**UNCHANGED, "exposure_swing": 0.4, "seed": 7},
     # the same camera in fog: half of every pixel's light is the veil's, the contrast halved

@@ -7,7 +7,7 @@ environment, e.g. VIGIL_ALERTS__START_FRAMES=5.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -274,6 +274,11 @@ class RetrainSettings(BaseModel):
         description="Between cycles, every this many new frames, the newest as many are checked for a view "
         "that moved (moved_place_z) (0: at cycles only).",
     )
+    register_moved_view: bool = Field(
+        OnlineConfig.register_moved_view,
+        description="A moved view's maps (normal speeds, place map) carried to it where an affine map registers "
+        "it to the model's view; off, or where none does, its place map is silenced until a fit learns it.",
+    )
     ordinal_head: Literal["labels", "always", "never"] = Field(
         SelfTrainConfig.ordinal_head,
         description="The ordinal scoring head: added once operators label an anomaly, always, or never.",
@@ -459,42 +464,20 @@ def hysteresis_config(
     )
 
 
+def _same_named(settings: BaseModel, config: type) -> dict[str, Any]:
+    """The settings that a field of the dataclass `config` of the same name takes (the settings mirror them)."""
+    names = {field.name for field in fields(config)}
+    return {name: getattr(settings, name) for name in type(settings).model_fields if name in names}
+
+
 def online_config(all_settings: Settings, seed: int = 0) -> OnlineConfig:
     """The self-training parameters of the settings (the worker and `vigil eval` use the same)."""
     settings = all_settings.retrain
     analysis = all_settings.analysis
-    mining = MiningParams(
-        eta_s=settings.eta_s,
-        eta_p=settings.eta_p,
-        alpha=settings.alpha,
-        min_run=settings.min_run,
-        eta_a=settings.eta_a,
-    )
-    selftrain = SelfTrainConfig(
-        policy=settings.policy,
-        mining=mining,
-        localized_alpha=settings.localized_alpha,
-        memory_frames=settings.memory_frames,
-        memory_growth=settings.memory_growth,
-        memory_max_cells=settings.memory_max_cells,
-        refit_normal_z=settings.refit_normal_z,
-        refit_min_frames=settings.refit_min_frames,
-        steps=settings.steps,
-        max_seconds=settings.max_seconds,
-        prior_frames=settings.prior_frames,
-        ordinal_head=settings.ordinal_head,
-        seed=seed,
-    )
+    mining = MiningParams(**_same_named(settings, MiningParams))
+    selftrain = SelfTrainConfig(mining=mining, seed=seed, **_same_named(settings, SelfTrainConfig))
     return OnlineConfig(
         selftrain=selftrain,
-        window_frames=settings.window_frames,
-        cycle_frames=settings.cycle_frames,
-        replay_frames=settings.replay_frames,
-        coldstart_frames=settings.coldstart_frames,
-        coldstart_min_frames=settings.coldstart_min_frames,
-        adaptive_threshold=settings.adaptive_threshold,
-        rebase_z=settings.rebase_z,
-        moved_place_z=settings.moved_place_z,
-        view_check_frames=settings.view_check_frames,
+        **_same_named(settings, OnlineConfig),
         detector=all_settings.detector.config(analysis.height, analysis.width),
     )

@@ -161,6 +161,11 @@ class OnlineConfig:
     # 200-frame windows the first quartile stays 0 on both scenes' own test streams (their videos: at
     # most 23% of the frames over the gate) and is 4.1-6.0 on each video of Ped2's site change
     view_check_frames: int = 200
+    # a moved view's maps carried to it where an affine map registers it to the model's (models/selftrain/
+    # registration.py), before the place check. Off: it scores the moved copies better under a fixed model
+    # (+0.007 to +0.016 one-class) but online it steers the cycles off the fresh fit that relearns the view
+    # (Ped2's site change streamed 0.9041 against 0.9256 and its start's 0.9260; README)
+    register_moved_view: bool = False
 
     def for_source(self, source: tuple[int, int] | None, fps: float | None = None) -> OnlineConfig:
         """Fits afresh (a cold start, a cycle's fresh fit, a replacement) measure the flow that footage of

@@ -265,7 +265,7 @@ def _log_verdict(window: Window, mined: MinedSet, validation: Validation, kind: 
     )
 
 
-def _child_metadata(
+def child_metadata(
     candidate: DetectorNet, metadata: dict[str, Any], selftrain: dict[str, Any]
 ) -> dict[str, Any]:
     """The metadata of a candidate descended from the model whose `metadata` (statistics) it keeps."""
@@ -330,7 +330,7 @@ def _accepted_kinds_only(
     if learned.get("cell_exception", {}).get("cells_kept", 0) == model.config.exception_cells:
         return None  # the same labels as before: nothing new to serve
     report["accepted_kinds_only"] = learned
-    child = _child_metadata(updated, metadata, {"config": config.to_dict(), "accepted_kinds_only": True})
+    child = child_metadata(updated, metadata, {"config": config.to_dict(), "accepted_kinds_only": True})
     reason = f"kinds the site accepts learned into the per-cell exception (the cycle's adaptation: {refused})"
     log.info("cycle over %d frames: %s", len(window), reason)
     return CycleResult(True, reason, report, updated, child)
@@ -347,7 +347,7 @@ def withdrawn_kinds(
     if withdrawn is None:
         return None
     report = {"withdrawn_kinds": withdrawn}
-    child = _child_metadata(updated, metadata, {"config": config.to_dict(), "withdrawn_kinds": True})
+    child = child_metadata(updated, metadata, {"config": config.to_dict(), "withdrawn_kinds": True})
     reason = (
         f"{withdrawn['cells_withdrawn']} cells of kinds no label accepts any longer taken out of the "
         f"per-cell exception ({withdrawn['cells_kept']} kept)"
@@ -368,7 +368,7 @@ def silenced_place(
     updated.place.fit(
         np.zeros(tuple(updated.place.rarity.shape), dtype=np.float32), float(updated.place.typical)
     )
-    child = _child_metadata(updated, metadata, {"config": config.to_dict(), "place_silenced": True})
+    child = child_metadata(updated, metadata, {"config": config.to_dict(), "place_silenced": True})
     reason = (
         f"the place map silenced: even the window's quietest quarter moved where it says nothing does "
         f"(z {place_z:.1f} over its gate)"
@@ -412,7 +412,7 @@ def _validated(
     refitted, normal_reference = refit_statistics(
         TorchDetector(candidate, structure), current, window, mined.calibration, config.prior_frames
     )
-    candidate_metadata = _child_metadata(
+    candidate_metadata = child_metadata(
         candidate, {**metadata, **refitted}, {"config": config.to_dict(), "mined": mined.counts()}
     )
     validation = validate(

@@ -29,6 +29,7 @@ from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
 from models.selftrain.cycle import CycleResult, run_cycle, silenced_place, withdrawn_kinds
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
+from models.selftrain.registration import MIN_MOVE_PX, registered_view, view_move
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.validation import quiet_place_z, sampled_patch_scores
 
@@ -269,24 +270,37 @@ class SelfTrainer:
         return quiet_place_z(self.serving, patch)
 
     def check_view(self, window: Window) -> CycleResult | None:
-        """The model in service with its place map silenced, written, loaded back and current at once,
-        where the map no longer fits the view (see `cycle`); None where it does. Between cycles too, over
-        the newest `view_check_frames` frames: a camera that moved pages on every walker until then."""
+        """The model in service with its maps carried to a moved view, or with its place map silenced where
+        it no longer fits the view, written, loaded back and current at once (see `cycle`); None where the
+        view is as the model knows it. Between cycles too, over the newest `view_check_frames` frames: a
+        camera that moved pages on every walker until then."""
         return self._check_place(window)[1]
 
     def _check_place(
         self, window: Window, patch: np.ndarray | None = None
     ) -> tuple[float | None, CycleResult | None]:
+        """The place map's quiet z (None: not checked) and the model served for a moved view (None: none).
+        A view that an affine map registers to the model's is served with the model's maps carried to it;
+        one that no map registers (upside down, another site) with its place map silenced, where even the
+        window's quietest quarter moves where the map says nothing does. `patch`: as for quiet_z."""
+        assert self.model is not None and self.metadata is not None
+        move = view_move(self.model, window) if self.config.register_moved_view else None
+        if move is not None and move.shift > MIN_MOVE_PX:
+            return None, self._serve_view(
+                registered_view(self.model, self.metadata, move, self.config.selftrain)
+            )
         place_z = self._place_quiet_z(window, patch)
         if place_z is None or place_z <= self.config.moved_place_z:
             return place_z, None
-        return place_z, self._silence_place(place_z)
+        return place_z, self._serve_view(
+            silenced_place(self.model, self.metadata, self.config.selftrain, place_z)
+        )
 
-    def _silence_place(self, place_z: float) -> CycleResult | None:
-        """The model in service with its place map silenced, written, loaded back and current at once (None
-        where it does not load: the map stays)."""
-        assert self.model is not None and self.metadata is not None
-        result = self._serve(silenced_place(self.model, self.metadata, self.config.selftrain, place_z))
+    def _serve_view(self, result: CycleResult) -> CycleResult | None:
+        """The model in service with its maps carried to the moved view or its place map silenced (`result`),
+        written, loaded back and current at once (None where it does not load: the map stays)."""
+        assert self.metadata is not None
+        result = self._serve(result)
         if not result.accepted:
             log.warning("the place map of %s stays: %s", self.metadata["version"], result.reason)
             return None
@@ -315,27 +329,27 @@ class SelfTrainer:
 
     def cycle(self, window: Window) -> CycleResult:
         """One self-training cycle; an accepted candidate is written, loaded back and becomes current. A
-        place map that no longer fits the view is silenced first (accepted even where the cycle then
-        refuses its candidate: the silenced model is in service)."""
+        view that moved is served first, its maps carried to it or its place map silenced (accepted even where
+        the cycle then refuses its candidate: that model is in service)."""
         assert self.model is not None and self.metadata is not None and self.serving is not None
         # every rebase_stride-th frame scored once by the model in service: the place check and the check
-        # for a model that does not know the site both read it (unless the map is silenced in between)
+        # for a model that does not know the site both read it (unless the view moved)
         patch = (
             sampled_patch_scores(self.serving, window, self.config.rebase_stride)
             if self._checks_place()
             else None
         )
-        place_z, silenced = self._check_place(window, patch)
-        result = self._adapt_or_replace(window, patch if silenced is None else None)
+        place_z, moved = self._check_place(window, patch)
+        result = self._adapt_or_replace(window, patch if moved is None else None)
         result.report["place_quiet_z"] = None if place_z is None else round(place_z, 3)
-        if silenced is None:
+        if moved is None:
             return result
-        report = {**result.report, "place_silenced": silenced.report}
+        report = {**result.report, "view_changed": moved.report}
         if result.accepted:
-            return replace(result, reason=f"{silenced.reason}; then {result.reason}", report=report)
+            return replace(result, reason=f"{moved.reason}; then {result.reason}", report=report)
         return replace(
-            silenced,
-            reason=f"{silenced.reason}; the cycle's candidate refused: {result.reason}",
+            moved,
+            reason=f"{moved.reason}; the cycle's candidate refused: {result.reason}",
             report=report,
             mined_normal=result.mined_normal,
             mined_abnormal=result.mined_abnormal,

@@ -199,8 +199,9 @@ class RetrainWorker(WorkerProcess):
         self._finish(windows, result, origin="self_training", parent=parent)
 
     def _check_view(self, cameras: list[str], new: int) -> bool:
-        """Between cycles, every `view_check_frames` new frames: the model served with its place map
-        silenced at once where the newest frames show that the view moved (SelfTrainer.check_view)."""
+        """Between cycles, every `view_check_frames` new frames: the model served with its maps carried to
+        the view, or its place map silenced, at once where the newest frames show that the view moved
+        (SelfTrainer.check_view)."""
         assert self.trainer is not None
         count = self.trainer.config.view_check_frames
         if count == 0 or new - self._view_checked_at < count:

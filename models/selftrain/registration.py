@@ -30,7 +30,8 @@ from models.selftrain.cycle import CycleResult, child_metadata
 log = logging.getLogger(__name__)
 
 # the least correlation of the two backgrounds once warped: the moved copies of both scenes (zoomed,
-# shifted, re-lit, turned 8 degrees) register at 0.97-1.00; a view upside down is not an affine map away
+# shifted, re-lit, turned 8 degrees) register at 0.97-1.00, either scene's model on the other's footage at
+# 0.64-0.81; a view upside down is not an affine map away (ECC does not converge)
 BACKGROUND_CORRELATION = 0.9
 # frames at each end of a window whose medians show the view (a cycle's window may reach back to before a
 # move). Own test streams' 100-frame windows register within 0.95 px of their training footage, 200-frame

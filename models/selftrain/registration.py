@@ -121,8 +121,8 @@ def registered_model(
     if registered.anchors is not None:
         anchors = registered.anchors
         flat = anchors.reshape(-1, *anchors.shape[-2:])
-        registered.anchors = np.stack([warped_map(frame, warp) for frame in flat]).round().clip(0, 255)
-        registered.anchors = registered.anchors.astype(np.uint8).reshape(anchors.shape)
+        carried = np.stack([warped_map(frame, warp) for frame in flat])
+        registered.anchors = carried.round().clip(0, 255).astype(np.uint8).reshape(anchors.shape)
     return registered, updated
 
 
@@ -150,6 +150,7 @@ class ViewMove:
     shift: float  # pixels the farthest corner moved
 
     def report(self) -> dict[str, Any]:
+        """What a cycle's report and the model's metadata say of the move."""
         return {
             "zoom": round(warp_zoom(self.warp), 4),
             "turned_degrees": round(float(np.degrees(np.arctan2(-self.warp[0, 1], self.warp[0, 0]))), 2),

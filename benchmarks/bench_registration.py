@@ -83,21 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             copy = changed_copy(args.dataset, work / name, SITE_CHANGES[name])
             threads = ("--threads", str(args.threads))
             fitted = figures(run_eval(copy, work, f"{name}-fitted", "--model", str(args.model), *threads))
-            move = registered_copy(detector, copy, work / f"{name}-registered.pt")
-            registered = (
-                figures(
-                    run_eval(
-                        copy,
-                        work,
-                        f"{name}-registered",
-                        "--model",
-                        str(work / f"{name}-registered.pt"),
-                        *threads,
-                    )
-                )
-                if move is not None
-                else None
-            )
+            registered_path = work / f"{name}-registered.pt"
+            move = registered_copy(detector, copy, registered_path)
+            registered = None
+            if move is not None:
+                report = run_eval(copy, work, f"{name}-registered", "--model", str(registered_path), *threads)
+                registered = figures(report)
             results["changes"][name] = {"move": move, "fitted": fitted, "registered": registered}
             after = f"{registered['micro_auc']:.4f}" if registered else "-"
             rows.append(f"| {name} | {move or 'none'} | {fitted['micro_auc']:.4f} | {after} |")

@@ -298,11 +298,11 @@ class SelfTrainer:
 
     def _serve_view(self, result: CycleResult) -> CycleResult | None:
         """The model in service with its maps carried to the moved view or its place map silenced (`result`),
-        written, loaded back and current at once (None where it does not load: the map stays)."""
+        written, loaded back and current at once (None where it does not load: the model in service stays)."""
         assert self.metadata is not None
         result = self._serve(result)
         if not result.accepted:
-            log.warning("the place map of %s stays: %s", self.metadata["version"], result.reason)
+            log.warning("%s stays in service for the moved view: %s", self.metadata["version"], result.reason)
             return None
         # the threshold's consensus was of the map's scores
         self.reference, self.consensus, self.reference_raw = None, None, []

@@ -22,7 +22,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.harness import run_eval, write_report  # noqa: E402
+from benchmarks.harness import run_eval, write_with_table  # noqa: E402
 from benchmarks.site_changes import SITE_CHANGES, changed_copy  # noqa: E402
 from models.detector.export import save_detector  # noqa: E402
 from models.detector.runtime import TorchDetector, load_detector  # noqa: E402
@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             results["changes"][name] = {"move": move, "fitted": fitted, "registered": registered}
             after = f"{registered['micro_auc']:.4f}" if registered else "-"
             rows.append(f"| {name} | {move or 'none'} | {fitted['micro_auc']:.4f} | {after} |")
-    out = write_report(results, "registration", args.out)
-    print("\n".join(rows))
-    print(f"\nwritten to {out}")
+    write_with_table(results, "registration", args.out, rows)
     return 0
 
 

@@ -32,6 +32,13 @@ def write_report(results: dict[str, Any], kind: str, out: Path | None = None) ->
     return path
 
 
+def write_with_table(results: dict[str, Any], kind: str, out: Path | None, rows: list[str]) -> None:
+    """write_report, then the benchmark's table (markdown rows) and where the report went, printed."""
+    path = write_report(results, kind, out)
+    print("\n".join(rows))
+    print(f"\nwritten to {path}")
+
+
 def run_eval(dataset: Path, work: Path, name: str, *arguments: str) -> dict[str, Any]:
     """`vigil eval` in a fresh process; its JSON report, with the process wall time."""
     report = work / f"{name}.json"

@@ -265,8 +265,9 @@ class RetrainSettings(BaseModel):
     moved_place_z: float = Field(
         OnlineConfig.moved_place_z,
         ge=0,
-        description="A place map whose evidence on a window's quietest quarter lies this far over its gate "
-        "no longer fits the view (the camera moved): the cycle silences it first (0: never).",
+        description="A place map whose evidence on a window's quietest quarter, or on one camera's own frames' "
+        "(at least 200 of them), lies this far over its gate no longer fits the view (the camera moved): the "
+        "cycle silences it first (0: never).",
     )
     view_check_frames: int = Field(
         OnlineConfig.view_check_frames,

@@ -152,10 +152,11 @@ class OnlineConfig:
     # 600-1200 frames, too few to judge by)
     rebase_z: float = 5.0
     rebase_stride: int = 10
-    # a place map whose evidence on the window's quietest quarter (every `rebase_stride`-th frame) lies
-    # this far over its gate no longer fits the view: it is silenced before the cycle (0: never). That
-    # first quartile: 0 on every window of Ped1's and Ped2's own test streams; 2.0-6.1 on their moved and
-    # upside-down copies and on Ped1 under the Ped2 model
+    # a place map whose evidence on the window's quietest quarter (every `rebase_stride`-th frame), or on
+    # the quietest quarter of one camera's own frames where the window joins several cameras'
+    # (validation.quiet_place_z_by_camera), lies this far over its gate no longer fits the view: it is
+    # silenced before the cycle (0: never). That first quartile: 0 on every window of Ped1's and Ped2's own
+    # test streams; 2.0-6.1 on their moved and upside-down copies and on Ped1 under the Ped2 model
     moved_place_z: float = 1.0
     # and between cycles, every this many new frames, over as many of the newest (0: at cycles only). On
     # 200-frame windows the first quartile stays 0 on both scenes' own test streams (their videos: at
@@ -189,6 +190,10 @@ class Window:
     # int [N]: where a frame is labelled normal with a category (a kind of event the site accepts, not a
     # false alarm), the kind's number (models/selftrain/feedback.kind_key); 0 elsewhere
     kinds: np.ndarray | None = None
+    # int [N]: which of `camera_names` each frame came from, where several cameras' windows are joined
+    # (models/selftrain/trainer.concat_windows); None: one camera's
+    cameras: np.ndarray | None = None
+    camera_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frames)

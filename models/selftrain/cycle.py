@@ -357,24 +357,34 @@ def withdrawn_kinds(
 
 
 def silenced_place(
-    model: DetectorNet, metadata: dict[str, Any], config: SelfTrainConfig, place_z: float
+    model: DetectorNet,
+    metadata: dict[str, Any],
+    config: SelfTrainConfig,
+    place_z: float,
+    camera: str | None = None,
 ) -> CycleResult:
     """The model with its place map silenced (nothing is rare anywhere) and nothing else changed: a map of
     where the old view's paths were fires on a moved view's every walker, and the loop then takes the
     moved camera for another site (Ped2's site change, README). A fresh fit (a cycle's refit, a
-    replacement) learns the new view's."""
+    replacement) learns the new view's. `camera`: the one of several whose own frames showed it (None:
+    the window's)."""
     updated = copy.deepcopy(model).eval()
     assert updated.place is not None
     updated.place.fit(
         np.zeros(tuple(updated.place.rarity.shape), dtype=np.float32), float(updated.place.typical)
     )
     child = child_metadata(updated, metadata, {"config": config.to_dict(), "place_silenced": True})
+    # one camera of several moved: the others' views are as the model knows them, so the model is kept,
+    # not replaced as for a site whose view moved (SelfTrainer._foreign); its descendants say so too
+    child["place_silenced_for"] = camera
+    frames = "the window's" if camera is None else f"camera {camera}'s"
     reason = (
-        f"the place map silenced: even the window's quietest quarter moved where it says nothing does "
+        f"the place map silenced: even {frames} quietest quarter moved where it says nothing does "
         f"(z {place_z:.1f} over its gate)"
     )
     log.info("%s", reason)
-    return CycleResult(True, reason, {"place_quiet_z": round(place_z, 3)}, updated, child)
+    report = {"place_quiet_z": round(place_z, 3), **({} if camera is None else {"camera": camera})}
+    return CycleResult(True, reason, report, updated, child)
 
 
 def _with_exception_of(candidate: DetectorNet, in_service: DetectorNet) -> DetectorNet:

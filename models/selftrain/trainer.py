@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,14 @@ from models.selftrain.cycle import CycleResult, run_cycle, silenced_place, withd
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
 from models.selftrain.registration import MIN_MOVE_PX, registered_view, view_move
 from models.selftrain.thresholds import ConsensusThreshold
-from models.selftrain.validation import quiet_place_z, sampled_patch_scores
+from models.selftrain.validation import quiet_place_z, quiet_place_z_by_camera, sampled_patch_scores
 
 log = logging.getLogger(__name__)
 
 
-def concat_windows(windows: list[Window]) -> Window:
-    """One window of several cameras' windows: history and runs never cross from one to the next."""
+def concat_windows(windows: list[Window], names: Sequence[str] | None = None) -> Window:
+    """One window of several cameras' windows (`names`: theirs, in order; by default their numbers from 1):
+    history and runs never cross from one to the next, and each frame says which camera it came from."""
     segments, offset = [], 0
     for window in windows:
         _, codes = np.unique(window.segments, return_inverse=True)
@@ -50,11 +51,14 @@ def concat_windows(windows: list[Window]) -> Window:
         kinds = np.concatenate(
             [w.kinds if w.kinds is not None else np.zeros(len(w), np.int64) for w in windows]
         )
+    joined = len(windows) > 1
     return Window(
         frames=np.concatenate([w.frames for w in windows]),
         segments=np.concatenate(segments),
         labels=labels,
         kinds=kinds,
+        cameras=np.repeat(np.arange(len(windows)), [len(w) for w in windows]) if joined else None,
+        camera_names=tuple(names or (str(i + 1) for i in range(len(windows)))) if joined else (),
     )
 
 
@@ -242,15 +246,18 @@ class SelfTrainer:
 
     def _foreign(self, window: Window, patch: np.ndarray | None = None) -> tuple[str, float] | None:
         """Why the model in service does not know the site, and its quiet quarter's z (None when it does):
-        even the window's quietest quarter scores above `rebase_z`, or its place map was silenced (the view
-        moved) and no fit has learned the new view's since. `patch`: as for quiet_z."""
+        even the window's quietest quarter scores above `rebase_z`, or its place map was silenced over the
+        whole window (the site's view moved) and no fit has learned the new view's since. A map silenced for
+        one camera of several leaves the model to the others, whose views it knows: replaced by a fit to
+        the joined window, their figures fell (README). `patch`: as for quiet_z."""
         if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.coldstart_frames:
             return None
         z = self.quiet_z(self.serving, window, patch)
         if z > self.config.rebase_z:
             return f"its quietest quarter of the window scored z {z:.1f} (over {self.config.rebase_z:g})", z
         place = self.model.place if self.model is not None else None
-        if place is not None and not bool(place.rarity.any()):  # a fitted map is rare somewhere
+        silenced = place is not None and not bool(place.rarity.any())  # a fitted map is rare somewhere
+        if silenced and self.metadata is not None and self.metadata.get("place_silenced_for") is None:
             return f"its view moved (its place map silenced; the quietest quarter scored z {z:.1f})", z
         return None
 
@@ -259,15 +266,24 @@ class SelfTrainer:
         assert self.serving is not None
         return self.config.moved_place_z != 0 and "place" in self.serving.info.streams
 
-    def _place_quiet_z(self, window: Window, patch: np.ndarray | None = None) -> float | None:
-        """quiet_place_z of the model in service (None: it has no place stream, or the check is off);
-        `patch`: as for quiet_z."""
+    def _place_quiet_z(
+        self, window: Window, patch: np.ndarray | None = None
+    ) -> tuple[float, str | None] | None:
+        """quiet_place_z of the model in service over the window and, where the window joins several
+        cameras', over each camera's own frames: the largest, with the camera whose frames gave it (None:
+        the whole window's). None: it has no place stream, or the check is off. `patch`: as for quiet_z."""
         assert self.serving is not None
         if not self._checks_place():
             return None
         if patch is None:
             patch = sampled_patch_scores(self.serving, window, self.config.rebase_stride)
-        return quiet_place_z(self.serving, patch)
+        found: tuple[float, str | None] = (quiet_place_z(self.serving, patch), None)
+        if window.cameras is not None:
+            cameras = window.cameras[:: max(1, self.config.rebase_stride)]  # the frames `patch` scored
+            for camera, z in quiet_place_z_by_camera(self.serving, patch, cameras).items():
+                if z > found[0]:
+                    found = (z, window.camera_names[camera])
+        return found
 
     def check_view(self, window: Window) -> CycleResult | None:
         """The model in service with its maps carried to a moved view, or with its place map silenced where
@@ -289,11 +305,11 @@ class SelfTrainer:
             return None, self._serve_view(
                 registered_view(self.model, self.metadata, move, self.config.selftrain)
             )
-        place_z = self._place_quiet_z(window, patch)
-        if place_z is None or place_z <= self.config.moved_place_z:
-            return place_z, None
-        return place_z, self._serve_view(
-            silenced_place(self.model, self.metadata, self.config.selftrain, place_z)
+        place = self._place_quiet_z(window, patch)
+        if place is None or place[0] <= self.config.moved_place_z:
+            return (None if place is None else place[0]), None
+        return place[0], self._serve_view(
+            silenced_place(self.model, self.metadata, self.config.selftrain, *place)
         )
 
     def _serve_view(self, result: CycleResult) -> CycleResult | None:

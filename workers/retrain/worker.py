@@ -176,7 +176,9 @@ class RetrainWorker(WorkerProcess):
             self._set_state("training", "cold start: a first model from the cameras' own frames")
             windows = self._windows(cameras)
             result = self.trainer.cold_start(
-                concat_windows([w.window for w in windows]), self.trainer.config.detector, self._baseline()
+                concat_windows([w.window for w in windows], [w.camera for w in windows]),
+                self.trainer.config.detector,
+                self._baseline(),
             )
             self._finish(windows, result, origin="cold_start", parent=None)
             return
@@ -195,7 +197,7 @@ class RetrainWorker(WorkerProcess):
         total = sum(len(w.window) for w in windows)
         self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        result = self.trainer.cycle(concat_windows([w.window for w in windows]))
+        result = self.trainer.cycle(concat_windows([w.window for w in windows], [w.camera for w in windows]))
         self._finish(windows, result, origin="self_training", parent=parent)
 
     def _check_view(self, cameras: list[str], new: int) -> bool:
@@ -211,7 +213,9 @@ class RetrainWorker(WorkerProcess):
             return False
         self._view_checked_at = new
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        result = self.trainer.check_view(concat_windows([w.window for w in windows]))
+        result = self.trainer.check_view(
+            concat_windows([w.window for w in windows], [w.camera for w in windows])
+        )
         if result is None:
             return False
         self._finish([], result, origin="self_training", parent=parent)

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.detector.fitting import train_detector
 from models.detector.flow import FlowConfig
 from models.detector.runtime import TorchDetector, load_detector
 from models.detector.scores import ScoreCalibration
+from models.detector.streams import DetectorConfig
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
 from models.selftrain.cycle import run_cycle
@@ -20,6 +22,7 @@ from models.selftrain.registration import warped_map
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.trainer import SelfTrainer, concat_windows
 from tests.models.conftest import HEIGHT, TINY_DETECTOR, WIDTH, synthetic_video
+from tests.models.detector.test_place import walker_video
 from tests.models.selftrain.test_cycle import CONFIG, fitted
 from tests.models.selftrain.test_registration import moved, textured_site
 
@@ -27,6 +30,16 @@ from tests.models.selftrain.test_registration import moved, textured_site
 @pytest.fixture(scope="module")
 def site_model() -> TorchDetector:
     return fitted(TINY_DETECTOR)
+
+
+@pytest.fixture(scope="module")
+def walker_model() -> TorchDetector:
+    """A detector with a place stream fitted to walkers on a path a quarter of the way across the view."""
+    rng = np.random.default_rng(0)
+    config = DetectorConfig(height=HEIGHT, width=WIDTH, streams=("motion", "place"))
+    return train_detector(
+        {f"{i}": walker_video(40, WIDTH * 0.25 + 2 * i, rng) for i in range(4)}, config, {}
+    ).detector
 
 
 def site_window(frames: int = 120, seed: int = 11) -> Window:
@@ -189,7 +202,10 @@ def test_a_place_map_that_no_longer_fits_the_view_is_silenced_before_the_cycle(
 
 def test_a_place_map_that_fits_the_view_is_kept(site_model: TorchDetector, tmp_path: Path) -> None:
     trainer = trainer_with(site_model, tmp_path, rebase_z=0.0)
-    assert trainer._place_quiet_z(site_window()) == 0.0  # the quiet quarter moves where the footage did
+    assert trainer._place_quiet_z(site_window()) == (
+        0.0,
+        None,
+    )  # the quiet quarter moves where the footage did
     (tmp_path / "off").mkdir()
     off = trainer_with(site_model, tmp_path / "off", rebase_z=0.0, moved_place_z=0.0)
     assert off._place_quiet_z(site_window()) is None
@@ -248,3 +264,37 @@ def test_a_view_that_moved_is_served_with_the_model_s_maps_carried_to_it_once(
         replace(config, register_moved_view=False), tmp_path / "off", model=model, metadata=metadata
     )
     assert off.check_view(window_of(moved_view)) is None
+
+
+def test_one_camera_of_several_that_moved_has_its_place_map_silenced(
+    walker_model: TorchDetector, tmp_path: Path
+) -> None:
+    """Three cameras' walkers keep to the path the map knows; the fourth camera moved and its walker
+    crosses the lawn. A quarter of the joined window: the whole window's first quartile is quiet, the
+    camera's own frames are not, and the reason names it."""
+    rng = np.random.default_rng(1)
+    frames = 40  # every 2nd frame read: the 20 a camera needs to be judged alone
+    on_path = [Window(walker_video(frames, WIDTH * 0.25 + 3, rng), np.zeros(frames, int)) for _ in range(3)]
+    lawn = Window(walker_video(frames, WIDTH * 0.8, rng), np.zeros(frames, int))
+    joined = concat_windows([*on_path, lawn], ["gate", "yard", "dock", "lobby"])
+    assert joined.cameras is not None and joined.camera_names[joined.cameras[-1]] == "lobby"
+    config = OnlineConfig(
+        selftrain=CONFIG,
+        detector=walker_model.model.config,
+        rebase_stride=2,
+        view_check_frames=frames,
+        coldstart_frames=frames,
+        rebase_z=100.0,
+    )
+    trainer = SelfTrainer(config, tmp_path, model=walker_model.model, metadata=walker_model.info.metadata)
+    z, camera = trainer._place_quiet_z(joined) or (0.0, None)
+    assert camera == "lobby" and z > config.moved_place_z
+    assert trainer._place_quiet_z(concat_windows(on_path)) == (0.0, None)
+    result = trainer.check_view(joined)
+    assert result is not None and result.accepted
+    assert "camera lobby's quietest quarter" in result.reason and result.report["camera"] == "lobby"
+    assert trainer.model is not None and trainer.model.place is not None
+    assert not trainer.model.place.rarity.any()
+    # the other cameras' views are as the model knows them: it is kept, not replaced as a moved site's
+    assert trainer.metadata is not None and trainer.metadata["place_silenced_for"] == "lobby"
+    assert trainer._foreign(joined) is None

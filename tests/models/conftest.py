@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.detector.fitting import train_detector
 from models.detector.predictor import NetworkConfig
+from models.detector.runtime import TorchDetector
 from models.detector.streams import DetectorConfig
 
 # tiny networks run fastest single-threaded, and the machine is shared with other test processes
@@ -45,6 +48,26 @@ def synthetic_video(
             x = int(4 * (t - anomaly[0])) % (WIDTH - 8)
             video[t, 12:20, x : x + 8] = 250
     return video
+
+
+def walker_video(frames: int, column: float, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [frames, H, W]: a dark blob walking up and down at `column` over a still textured view."""
+    background = cv2.GaussianBlur(rng.integers(90, 150, (HEIGHT, WIDTH)).astype(np.uint8), (5, 5), 0)
+    video = np.repeat(background[None], frames, axis=0)
+    for t in range(frames):
+        y = 4 + (t * 0.8) % (HEIGHT - 8)
+        cv2.circle(video[t], (int(column), int(y)), 3, 40, -1)
+    return video
+
+
+@functools.cache
+def walkers_detector() -> TorchDetector:
+    """A detector with a place stream, fitted to walkers on a path a quarter of the way across the view
+    (shared: tests must not change it)."""
+    rng = np.random.default_rng(0)
+    config = DetectorConfig(height=HEIGHT, width=WIDTH, streams=("motion", "place"))
+    videos = {f"{i}": walker_video(40, WIDTH * 0.25 + 2 * i, rng) for i in range(4)}
+    return train_detector(videos, config, {}).detector
 
 
 def write_dataset(root: Path, seed: int = 0) -> Path:

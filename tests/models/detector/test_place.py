@@ -3,7 +3,6 @@ score; a fitted detector that sees a walker where nobody walked."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,7 +24,7 @@ from models.detector.scores import (
 )
 from models.detector.streams import DetectorConfig, DetectorNet
 from models.scoring.camera import padded_clips
-from tests.models.conftest import HEIGHT, WIDTH
+from tests.models.conftest import HEIGHT, WIDTH, walker_video
 
 
 def test_the_typical_speed_is_that_of_what_moves_in_row_units() -> None:
@@ -76,16 +75,6 @@ def test_a_gated_stream_counts_only_above_its_gate() -> None:
         "gate" not in stats[0].to_dict()
         and ScoreCalibration.from_dict({"median": 0, "scale": 1}).gate is None
     )
-
-
-def walker_video(frames: int, column: float, rng: np.random.Generator) -> np.ndarray:
-    """uint8 [frames, H, W]: a dark blob walking up and down at `column` over a still textured view."""
-    background = cv2.GaussianBlur(rng.integers(90, 150, (HEIGHT, WIDTH)).astype(np.uint8), (5, 5), 0)
-    video = np.repeat(background[None], frames, axis=0)
-    for t in range(frames):
-        y = 4 + (t * 0.8) % (HEIGHT - 8)
-        cv2.circle(video[t], (int(column), int(y)), 3, 40, -1)
-    return video
 
 
 def test_a_fitted_detector_sees_a_walker_where_nobody_walked() -> None:

@@ -10,19 +10,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.detector.fitting import train_detector
 from models.detector.flow import FlowConfig
 from models.detector.runtime import TorchDetector, load_detector
 from models.detector.scores import ScoreCalibration
-from models.detector.streams import DetectorConfig
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
 from models.selftrain.cycle import run_cycle
 from models.selftrain.registration import warped_map
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.trainer import SelfTrainer, concat_windows
-from tests.models.conftest import HEIGHT, TINY_DETECTOR, WIDTH, synthetic_video
-from tests.models.detector.test_place import walker_video
+from tests.models.conftest import (
+    HEIGHT,
+    TINY_DETECTOR,
+    WIDTH,
+    synthetic_video,
+    walker_video,
+    walkers_detector,
+)
 from tests.models.selftrain.test_cycle import CONFIG, fitted
 from tests.models.selftrain.test_registration import moved, textured_site
 
@@ -30,16 +34,6 @@ from tests.models.selftrain.test_registration import moved, textured_site
 @pytest.fixture(scope="module")
 def site_model() -> TorchDetector:
     return fitted(TINY_DETECTOR)
-
-
-@pytest.fixture(scope="module")
-def walker_model() -> TorchDetector:
-    """A detector with a place stream fitted to walkers on a path a quarter of the way across the view."""
-    rng = np.random.default_rng(0)
-    config = DetectorConfig(height=HEIGHT, width=WIDTH, streams=("motion", "place"))
-    return train_detector(
-        {f"{i}": walker_video(40, WIDTH * 0.25 + 2 * i, rng) for i in range(4)}, config, {}
-    ).detector
 
 
 def site_window(frames: int = 120, seed: int = 11) -> Window:
@@ -266,12 +260,11 @@ def test_a_view_that_moved_is_served_with_the_model_s_maps_carried_to_it_once(
     assert off.check_view(window_of(moved_view)) is None
 
 
-def test_one_camera_of_several_that_moved_has_its_place_map_silenced(
-    walker_model: TorchDetector, tmp_path: Path
-) -> None:
+def test_one_camera_of_several_that_moved_has_its_place_map_silenced(tmp_path: Path) -> None:
     """Three cameras' walkers keep to the path the map knows; the fourth camera moved and its walker
     crosses the lawn. A quarter of the joined window: the whole window's first quartile is quiet, the
     camera's own frames are not, and the reason names it."""
+    walker_model = walkers_detector()
     rng = np.random.default_rng(1)
     frames = 40  # every 2nd frame read: the 20 a camera needs to be judged alone
     on_path = [Window(walker_video(frames, WIDTH * 0.25 + 3, rng), np.zeros(frames, int)) for _ in range(3)]

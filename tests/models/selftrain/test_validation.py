@@ -8,7 +8,7 @@ import pytest
 
 from models.detector.runtime import TorchDetector
 from models.selftrain.validation import CAMERA_CHECK_SAMPLES, quiet_place_z, quiet_place_z_by_camera
-from tests.models.selftrain.test_trainer import walker_model  # noqa: F401 (a fixture)
+from tests.models.conftest import walkers_detector
 
 
 def place_patch(detector: TorchDetector, gated_z: list[float]) -> np.ndarray:
@@ -22,7 +22,8 @@ def place_patch(detector: TorchDetector, gated_z: list[float]) -> np.ndarray:
     return patch
 
 
-def test_a_camera_that_moved_is_found_by_its_own_frames(walker_model: TorchDetector) -> None:  # noqa: F811
+def test_a_camera_that_moved_is_found_by_its_own_frames() -> None:
+    walker_model = walkers_detector()
     count = CAMERA_CHECK_SAMPLES
     cameras = np.repeat(np.arange(4), count)
     patch = place_patch(walker_model, [0.0] * (3 * count) + [3.0] * count)  # the fourth moved

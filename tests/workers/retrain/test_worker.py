@@ -21,6 +21,7 @@ from models.detector.fitting import FitConfig, train_detector
 from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
 from models.selftrain.feedback import kind_key
+from tests.models.conftest import walker_video, walkers_detector
 from tests.waiting import wait_for
 from tests.workers.inference.test_worker import (
     HEIGHT,
@@ -69,17 +70,20 @@ def write_scored(
     scores: np.ndarray,
     session: int = 0,
     anomalous: range = range(0),
+    frames: np.ndarray | None = None,
 ) -> None:
-    """Frames and their scores as the ingest and inference workers write them."""
-    frames = frames_of(seqs.stop, 3, anomalous)
+    """Frames (by default a scene's, uint8 [seqs.stop, H, W]) and their scores as the ingest and inference
+    workers write them."""
+    frames = frames_of(seqs.stop, 3, anomalous) if frames is None else frames
+    height, width = frames.shape[1:]
     for seq, score in zip(seqs, scores, strict=True):
         frame = schemas.FrameMessage(
             camera=camera,
             seq=seq,
             ts=1000 + seq / 10,
             session=session,
-            width=WIDTH,
-            height=HEIGHT,
+            width=width,
+            height=height,
             gray=frames[seq].tobytes(),
         )
         entry = client.xadd(keys.frames_stream(camera), frame.to_fields())
@@ -230,6 +234,46 @@ def test_a_place_map_that_no_longer_fits_the_view_is_published_silenced(
     worker.step()  # a cycle, which checks the view first
     assert model_registry.recent_cycles(redis_client)[0].reason.startswith("the place map silenced")
     assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 259
+
+
+def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
+    redis_url: str,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model with a place map of the walkers' path serves two cameras: on one the walker keeps to the
+    path, the other was moved and its walker crosses the lawn. Half the joined window: only the moved
+    camera's own frames show it; the map is published silenced with the camera named."""
+    walker_model = walkers_detector()
+    settings = settings_for_test()
+    settings.data_dir = tmp_path
+    height, width = walker_model.info.height, walker_model.info.width
+    settings.analysis.height, settings.analysis.width = height, width
+    for suffix in (".onnx", ".pt"):
+        save_detector(walker_model.model, walker_model.info.metadata, tmp_path / f"walkers{suffix}")
+    published = schemas.ModelVersion(
+        version=walker_model.info.version, path=str(tmp_path / "walkers.onnx"), kind="motion-place"
+    )
+    assert model_registry.publish(redis_client, published, None)
+    rng = np.random.default_rng(2)
+    for camera, column in (("gate", width * 0.25 + 3), ("lobby", width * 0.8)):
+        add_camera(redis_client, camera)
+        write_scored(redis_client, camera, range(40), np.zeros(40), frames=walker_video(40, column, rng))
+    configured = retrain_worker.online_config
+    monkeypatch.setattr(  # every 2nd frame read: the 20 a camera needs to be judged alone
+        retrain_worker,
+        "online_config",
+        lambda settings: replace(configured(settings), rebase_stride=2, view_check_frames=40),
+    )
+    worker = RetrainWorker(settings, redis_url, worker_id="r1")
+    worker.setup()
+    worker.step()  # fewer new frames than a cycle needs: the view is checked
+    latest = model_registry.current_version(redis_client)
+    assert latest is not None and latest.parent == published.version, worker.reason
+    assert "camera lobby's quietest quarter" in latest.reason
+    served = load_detector(Path(latest.path), "cpu")
+    assert served.info.metadata["place_silenced_for"] == "lobby"
 
 
 def test_a_kind_the_site_accepts_is_served_in_the_next_cycle_s_model(

@@ -269,16 +269,17 @@ class SelfTrainer:
     def _place_quiet_z(
         self, window: Window, patch: np.ndarray | None = None
     ) -> tuple[float, str | None] | None:
-        """quiet_place_z of the model in service over the window and, where the window joins several
-        cameras', over each camera's own frames: the largest, with the camera whose frames gave it (None:
-        the whole window's). None: it has no place stream, or the check is off. `patch`: as for quiet_z."""
+        """quiet_place_z of the model in service over the window and, where that finds the view as the map
+        knows it and the window joins several cameras', over each camera's own frames: the largest, with
+        the camera whose frames gave it (None: the whole window's: the site's view moved). None: it has no
+        place stream, or the check is off. `patch`: as for quiet_z."""
         assert self.serving is not None
         if not self._checks_place():
             return None
         if patch is None:
             patch = sampled_patch_scores(self.serving, window, self.config.rebase_stride)
         found: tuple[float, str | None] = (quiet_place_z(self.serving, patch), None)
-        if window.cameras is not None:
+        if window.cameras is not None and found[0] <= self.config.moved_place_z:
             cameras = window.cameras[:: max(1, self.config.rebase_stride)]  # the frames `patch` scored
             for camera, z in quiet_place_z_by_camera(self.serving, patch, cameras).items():
                 if z > found[0]:

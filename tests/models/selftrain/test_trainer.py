@@ -283,6 +283,8 @@ def test_one_camera_of_several_that_moved_has_its_place_map_silenced(tmp_path: P
     z, camera = trainer._place_quiet_z(joined) or (0.0, None)
     assert camera == "lobby" and z > config.moved_place_z
     assert trainer._place_quiet_z(concat_windows(on_path)) == (0.0, None)
+    site_moved = trainer._place_quiet_z(concat_windows([lawn] * 4))  # every camera: the site's view moved
+    assert site_moved is not None and site_moved[0] > config.moved_place_z and site_moved[1] is None
     result = trainer.check_view(joined)
     assert result is not None and result.accepted
     assert "camera lobby's quietest quarter" in result.reason and result.report["camera"] == "lobby"

@@ -689,13 +689,18 @@
     const res = await api("GET", "/api/models");
     const badge = $("model");
     let version = null;
+    let reason = "";
     if (res.ok && res.data) {
       const items = Array.isArray(res.data) ? res.data : res.data.items || res.data.versions || [];
       const serving = items.find((item) => item && item.status === "serving");
       version = res.data.current || (serving && serving.version) || null;
+      const current = items.find((item) => item && item.version === version);
+      reason = (current && current.reason) || "";
     }
     badge.hidden = !version;
     if (version) badge.textContent = `model ${version}`;
+    // why this version serves, e.g. a camera whose view moved: "the place map silenced: even camera ..."
+    badge.title = reason ? `Why this model serves: ${reason}` : "";
   }
 
   // ------------------------------------------------------------------ start

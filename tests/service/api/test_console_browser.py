@@ -25,7 +25,7 @@ from workers.bus import keys, schemas
 from workers.bus.connection import connect, free_port
 from workers.config import Settings
 from workers.inference.worker import InferenceWorker
-from workers.store import labels, snoozes
+from workers.store import labels, model_registry, snoozes
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -365,3 +365,20 @@ def test_the_alert_feed_resumes_after_the_last_event_seen(
     expect(page.locator("#feed-status")).to_have_text("live", timeout=20_000)
     expect(page.locator(".alert-item")).to_have_count(2)
     assert sockets[-1].endswith(f"/ws/alerts?last_id={seen_event}")
+
+
+def test_the_model_badge_says_why_the_version_serves(page: sync_api.Page, redis_client: redis.Redis) -> None:
+    """A camera whose view moved: the retraining worker served the model with its place map silenced,
+    and the console's model badge says so."""
+    reason = (
+        "the place map silenced: even camera lobby's quietest quarter moved where it says nothing does "
+        "(z 4.2 over its gate)"
+    )
+    version = schemas.ModelVersion(
+        version="site-2", path="", kind="motion-appearance-place", origin="self_training", reason=reason
+    )
+    assert model_registry.publish(redis_client, version, None)
+    page.reload()
+    badge = page.locator("#model")
+    sync_api.expect(badge).to_have_text("model site-2", timeout=10_000)
+    sync_api.expect(badge).to_have_attribute("title", f"Why this model serves: {reason}")

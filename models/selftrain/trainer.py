@@ -31,7 +31,12 @@ from models.selftrain.cycle import CycleResult, run_cycle, silenced_place, withd
 from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
 from models.selftrain.registration import MIN_MOVE_PX, registered_view, view_move
 from models.selftrain.thresholds import ConsensusThreshold
-from models.selftrain.validation import quiet_place_z, quiet_place_z_by_camera, sampled_patch_scores
+from models.selftrain.validation import (
+    quiet_place_z,
+    quiet_place_z_by_camera,
+    sampled_frames,
+    sampled_patch_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +285,7 @@ class SelfTrainer:
             patch = sampled_patch_scores(self.serving, window, self.config.rebase_stride)
         found: tuple[float, str | None] = (quiet_place_z(self.serving, patch), None)
         if window.cameras is not None and found[0] <= self.config.moved_place_z:
-            cameras = window.cameras[:: max(1, self.config.rebase_stride)]  # the frames `patch` scored
+            cameras = window.cameras[sampled_frames(window, self.config.rebase_stride)]  # `patch`'s frames
             for camera, z in quiet_place_z_by_camera(self.serving, patch, cameras).items():
                 if z > found[0]:
                     found = (z, window.camera_names[camera])

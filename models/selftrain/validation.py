@@ -38,9 +38,14 @@ def clip_raw_scores(detector: Detector, clips: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 
 
+def sampled_frames(window: Window, stride: int) -> np.ndarray:
+    """int [N]: every `stride`-th frame of the window, the frames sampled_patch_scores scores."""
+    return np.arange(0, len(window), max(1, stride))
+
+
 def sampled_patch_scores(detector: Detector, window: Window, stride: int) -> np.ndarray:
     """float32 [N, S]: each stream's patch score of every `stride`-th frame of the window."""
-    clips = window.clips(np.arange(0, len(window), max(1, stride)), detector.info.history)
+    clips = window.clips(sampled_frames(window, stride), detector.info.history)
     out = [
         stream_patch_scores(detector.stream_maps(clips[start : start + BATCH]), detector.info.stream_patches)
         for start in range(0, len(clips), BATCH)

@@ -72,7 +72,7 @@ def joined_checks(
         patch = np.concatenate([block[s : s + samples] for block, s in zip(blocks, starts, strict=True)])
         owners = np.repeat(np.arange(cameras), samples)
         whole[trial] = quiet_place_z(detector, patch)
-        by_camera[trial] = max(whole[trial], *quiet_place_z_by_camera(detector, patch, owners).values())
+        by_camera[trial] = max([whole[trial], *quiet_place_z_by_camera(detector, patch, owners).values()])
     return {"whole": whole, "by_camera": by_camera}
 
 

@@ -17,6 +17,9 @@ STREAM_NEEDS = {
     "place": ("motion", "the place stream counts motion in the motion stream's units"),
     "ordinal": ("appearance", "the ordinal stream scores the appearance stream's features"),
 }
+# the model metadata's list of the cameras whose view its place map no longer knows (one camera of several
+# moved, models/selftrain/cycle.silenced_place): their place evidence is taken out before scoring
+PLACE_SILENCED_CAMERAS = "place_silenced_cameras"
 
 
 def missing_stream(streams: list[str] | tuple[str, ...]) -> str | None:
@@ -49,6 +52,25 @@ class DetectorInfo:
         return [
             ScoreCalibration.from_dict(stats[name]) if name in stats else IDENTITY for name in self.streams
         ]
+
+    @property
+    def place_silenced_cameras(self) -> frozenset[str]:
+        """The cameras whose place evidence is taken out (`silence_place`): none for most models."""
+        return frozenset(self.metadata.get(PLACE_SILENCED_CAMERAS) or ())
+
+    def silence_place(
+        self, maps: np.ndarray, cameras: list[str | None] | tuple[str | None, ...]
+    ) -> np.ndarray:
+        """`maps` [B, S, H, W] with the place stream's evidence zeroed, in place, for each item whose camera
+        (`cameras`, one per item; None: unknown) is one the map no longer knows; the model's map goes on
+        scoring the others."""
+        silenced = self.place_silenced_cameras
+        if silenced and "place" in self.streams:
+            place = self.streams.index("place")
+            for index, camera in enumerate(cameras):
+                if camera in silenced:
+                    maps[index, place] = 0.0
+        return maps
 
     @property
     def patch(self) -> int:

@@ -190,27 +190,35 @@ def refit_statistics(
     if len(frames) == 0:
         kept = {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
         return kept, old_calibration
-    clips = window.clips(frames, max(info.history, current.info.history))  # both score them
+    history = max(info.history, current.info.history)  # both score them
     patch = np.concatenate(
         [
-            stream_patch_scores(candidate.stream_maps(clips[i : i + BATCH]), info.stream_patches)
-            for i in range(0, len(clips), BATCH)
+            stream_patch_scores(
+                window.stream_maps(candidate, frames[i : i + BATCH], history), info.stream_patches
+            )
+            for i in range(0, len(frames), BATCH)
         ]
     )
     parent = info.metadata.get("stream_stats") or {}
     new_streams = [name for name in info.streams if name not in parent]
+    cameras = window.camera_of(frames)
+    # the place evidence of a camera whose view the map no longer knows is taken out, not measured: its
+    # zeros would pull the stream's normal level down and light the other cameras' places
+    place_scored = np.array([camera not in info.place_silenced_cameras for camera in cameras], dtype=bool)
     stats = []
     for index, name in enumerate(info.streams):
-        fitted = ScoreCalibration.fit(patch[:, index], STREAM_MIN_SCALE.get(name, 0.0))
+        rows = place_scored if name == "place" and place_scored.any() else np.ones(len(frames), dtype=bool)
+        fitted = ScoreCalibration.fit(patch[rows, index], STREAM_MIN_SCALE.get(name, 0.0))
         # a stream new in this cycle (the ordinal head) has no statistics to blend with
         stats.append(
-            _blend(ScoreCalibration.from_dict(parent[name]), fitted, prior_frames, len(frames))
+            _blend(ScoreCalibration.from_dict(parent[name]), fitted, prior_frames, int(rows.sum()))
             if name in parent
             else fitted
         )
     raw = combined_scores(patch, stats)
     blended = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames))
-    served_z = float(np.median(model_z(current, clip_raw_scores(current, clips))))
+    clips = window.clips(frames, history)
+    served_z = float(np.median(model_z(current, clip_raw_scores(current, clips, cameras))))
     own_z = float(np.median(replace(blended, level=0.0).z(raw)))
     calibration = replace(blended, level=served_z - own_z)
     refitted = {

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 if TYPE_CHECKING:
+    from models.detector.base import Detector
     from models.detector.streams import DetectorConfig
 
 from models.detector.flow import FlowConfig
@@ -190,8 +191,8 @@ class Window:
     # int [N]: where a frame is labelled normal with a category (a kind of event the site accepts, not a
     # false alarm), the kind's number (models/selftrain/feedback.kind_key); 0 elsewhere
     kinds: np.ndarray | None = None
-    # int [N]: which of `camera_names` each frame came from, where several cameras' windows are joined
-    # (models/selftrain/trainer.concat_windows); None: one camera's
+    # int [N]: which of `camera_names` each frame came from (models/selftrain/trainer.concat_windows, which
+    # joins several cameras' windows); None: one camera's, unnamed
     cameras: np.ndarray | None = None
     camera_names: tuple[str, ...] = ()
 
@@ -208,6 +209,19 @@ class Window:
         starts = np.r_[0, np.flatnonzero(np.diff(self.segments)) + 1]
         first = starts[np.searchsorted(starts, indices, side="right") - 1]
         return padded_clips(self.frames, np.asarray(indices), history, first)
+
+    def camera_of(self, indices: np.ndarray) -> list[str | None]:
+        """The camera each of these frames came from (None: a single camera's window)."""
+        if self.cameras is None:
+            return [None] * len(indices)
+        return [self.camera_names[camera] for camera in self.cameras[np.asarray(indices, dtype=np.int64)]]
+
+    def stream_maps(self, detector: Detector, indices: np.ndarray, history: int | None = None) -> np.ndarray:
+        """float32 [len(indices), S, H, W]: `detector`'s stream maps of these frames (their clips of
+        `history` past frames, the detector's own by default), scored as the service scores each frame's
+        camera: without place evidence where the map no longer knows the camera's view."""
+        clips = self.clips(indices, detector.info.history if history is None else history)
+        return detector.info.silence_place(detector.stream_maps(clips), self.camera_of(indices))
 
 
 @dataclass

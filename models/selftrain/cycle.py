@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.detector.base import Detector
+from models.detector.base import PLACE_SILENCED_CAMERAS, Detector
 from models.detector.export import model_metadata, new_version
 from models.detector.runtime import TorchDetector
 from models.detector.streams import DetectorNet
@@ -199,7 +199,7 @@ def _labelled_normal(
         return LabelledNormal(frames, evidence.maps[frames], appearance_normal)
     plain = TorchDetector(_without_exception(model), metadata)
     maps = [
-        half_maps(plain, plain.stream_maps(window.clips(frames[start : start + BATCH], plain.info.history)))
+        half_maps(plain, window.stream_maps(plain, frames[start : start + BATCH]))
         for start in range(0, len(frames), BATCH)
     ]
     return LabelledNormal(frames, np.concatenate(maps), appearance_normal)
@@ -363,25 +363,25 @@ def silenced_place(
     place_z: float,
     camera: str | None = None,
 ) -> CycleResult:
-    """The model with its place map silenced (nothing is rare anywhere) and nothing else changed: a map of
-    where the old view's paths were fires on a moved view's every walker, and the loop then takes the
-    moved camera for another site (Ped2's site change, README). A fresh fit (a cycle's refit, a
-    replacement) learns the new view's. `camera`: the one of several whose own frames showed it (None:
-    the window's)."""
+    """The model with its place map silenced and nothing else changed: a map of where the old view's
+    paths were fires on a moved view's every walker, and the loop then takes the moved camera for another
+    site (Ped2's site change, README). `camera` None (the whole window's view moved): the map says
+    nothing is rare anywhere, until a fresh fit (a cycle's refit, a replacement) learns the new view's.
+    `camera`: the one of several whose own frames showed it; the map is silenced for that camera alone
+    (DetectorInfo.place_silenced_cameras), in this model and its descendants, and goes on scoring the
+    others, whose views it knows."""
     updated = copy.deepcopy(model).eval()
     assert updated.place is not None
-    updated.place.fit(
-        np.zeros(tuple(updated.place.rarity.shape), dtype=np.float32), float(updated.place.typical)
-    )
     child = child_metadata(updated, metadata, {"config": config.to_dict(), "place_silenced": True})
-    # one camera of several moved: the others' views are as the model knows them, so the model is kept,
-    # not replaced as for a site whose view moved (SelfTrainer._foreign); its descendants say so too
-    child["place_silenced_for"] = camera
-    frames = "the window's" if camera is None else f"camera {camera}'s"
-    reason = (
-        f"the place map silenced: even {frames} quietest quarter moved where it says nothing does "
-        f"(z {place_z:.1f} over its gate)"
-    )
+    if camera is None:
+        updated.place.fit(
+            np.zeros(tuple(updated.place.rarity.shape), dtype=np.float32), float(updated.place.typical)
+        )
+        reason = "the place map silenced: even the window's quietest quarter moved"
+    else:
+        child[PLACE_SILENCED_CAMERAS] = sorted({*child.get(PLACE_SILENCED_CAMERAS, ()), camera})
+        reason = f"the place map silenced for camera {camera}: even its own quietest quarter moved"
+    reason += f" where the map says nothing does (z {place_z:.1f} over its gate)"
     log.info("%s", reason)
     report = {"place_quiet_z": round(place_z, 3), **({} if camera is None else {"camera": camera})}
     return CycleResult(True, reason, report, updated, child)

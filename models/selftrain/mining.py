@@ -228,7 +228,7 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
     maps = np.empty((len(window), info.height // 2, info.width // 2), dtype=np.float16)
     for start in range(0, len(window), BATCH):
         part = np.arange(start, min(start + BATCH, len(window)))
-        stream_maps = detector.stream_maps(window.clips(part, info.history))
+        stream_maps = window.stream_maps(detector, part)
         raw[part] = raw_scores(detector, stream_maps)
         maps[part] = half_maps(detector, stream_maps)
     model_z = (calibration or ScoreCalibration.fit(raw)).z(raw)

@@ -22,7 +22,7 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig
 from models.detector.motion import MotionBaseline
 from models.detector.runtime import load_detector
-from models.detector.scores import ScoreCalibration, combined_scores, raw_scores
+from models.detector.scores import ScoreCalibration, combined_scores
 from models.detector.streams import DetectorConfig, DetectorNet
 from models.scoring.camera import ScorerConfig, score_of_z
 from models.selftrain.adaptation import fitted_structure
@@ -32,6 +32,7 @@ from models.selftrain.mining import consecutive_runs, mine, run_videos, window_e
 from models.selftrain.registration import MIN_MOVE_PX, registered_view, view_move
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.validation import (
+    clip_raw_scores,
     quiet_place_z,
     quiet_place_z_by_camera,
     sampled_frames,
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 def concat_windows(windows: list[Window], names: Sequence[str] | None = None) -> Window:
     """One window of several cameras' windows (`names`: theirs, in order; by default their numbers from 1):
-    history and runs never cross from one to the next, and each frame says which camera it came from."""
+    history and runs never cross from one to the next, and each frame says which camera it came from
+    (a single window too, where its camera is named: the model may score it as that camera)."""
     segments, offset = [], 0
     for window in windows:
         _, codes = np.unique(window.segments, return_inverse=True)
@@ -56,14 +58,14 @@ def concat_windows(windows: list[Window], names: Sequence[str] | None = None) ->
         kinds = np.concatenate(
             [w.kinds if w.kinds is not None else np.zeros(len(w), np.int64) for w in windows]
         )
-    joined = len(windows) > 1
+    named = len(windows) > 1 or names is not None
     return Window(
         frames=np.concatenate([w.frames for w in windows]),
         segments=np.concatenate(segments),
         labels=labels,
         kinds=kinds,
-        cameras=np.repeat(np.arange(len(windows)), [len(w) for w in windows]) if joined else None,
-        camera_names=tuple(names or (str(i + 1) for i in range(len(windows)))) if joined else (),
+        cameras=np.repeat(np.arange(len(windows)), [len(w) for w in windows]) if named else None,
+        camera_names=tuple(names or (str(i + 1) for i in range(len(windows)))) if named else (),
     )
 
 
@@ -87,6 +89,7 @@ class SelfTrainer:
         self.serving: Detector | None = None
         self.replay: list[np.ndarray] = []
         self.reference: np.ndarray | None = None  # clips every model scores for the consensus
+        self.reference_cameras: list[str | None] = []  # the camera of each (Window.camera_of)
         self.consensus: ConsensusThreshold | None = None
         self.reference_raw: list[np.ndarray] = []
         if model is not None and metadata is not None:
@@ -145,13 +148,10 @@ class SelfTrainer:
             count = min(self.config.reference_frames, len(window))
             picks = np.sort(rng.choice(len(window), count, replace=False))
             self.reference = window.clips(picks, self.serving.info.history)
+            self.reference_cameras = window.camera_of(picks)
             self.consensus = ConsensusThreshold(items=count)
         assert self.consensus is not None
-        raws = [
-            raw_scores(self.serving, self.serving.stream_maps(self.reference[i : i + 32]))
-            for i in range(0, len(self.reference), 32)
-        ]
-        self.reference_raw.append(np.concatenate(raws))
+        self.reference_raw.append(clip_raw_scores(self.serving, self.reference, self.reference_cameras))
         self.consensus.update(self.reference_raw)
 
     # ------------------------------------------------------------ cycles
@@ -253,8 +253,9 @@ class SelfTrainer:
         """Why the model in service does not know the site, and its quiet quarter's z (None when it does):
         even the window's quietest quarter scores above `rebase_z`, or its place map was silenced over the
         whole window (the site's view moved) and no fit has learned the new view's since. A map silenced for
-        one camera of several leaves the model to the others, whose views it knows: replaced by a fit to
-        the joined window, their figures fell (README). `patch`: as for quiet_z."""
+        one camera of several (which leaves the map as it was) leaves the model to the others, whose views
+        it knows: replaced by a fit to the joined window, their figures fell (README). `patch`: as for
+        quiet_z."""
         if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.coldstart_frames:
             return None
         z = self.quiet_z(self.serving, window, patch)
@@ -262,6 +263,7 @@ class SelfTrainer:
             return f"its quietest quarter of the window scored z {z:.1f} (over {self.config.rebase_z:g})", z
         place = self.model.place if self.model is not None else None
         silenced = place is not None and not bool(place.rarity.any())  # a fitted map is rare somewhere
+        # the previous version silenced the whole map for one camera too, and said for which
         if silenced and self.metadata is not None and self.metadata.get("place_silenced_for") is None:
             return f"its view moved (its place map silenced; the quietest quarter scored z {z:.1f})", z
         return None
@@ -284,7 +286,11 @@ class SelfTrainer:
         if patch is None:
             patch = sampled_patch_scores(self.serving, window, self.config.rebase_stride)
         found: tuple[float, str | None] = (quiet_place_z(self.serving, patch), None)
-        if window.cameras is not None and found[0] <= self.config.moved_place_z:
+        if (
+            window.cameras is not None
+            and len(window.camera_names) > 1
+            and found[0] <= self.config.moved_place_z
+        ):
             cameras = window.cameras[sampled_frames(window, self.config.rebase_stride)]  # `patch`'s frames
             for camera, z in quiet_place_z_by_camera(self.serving, patch, cameras).items():
                 if z > found[0]:

@@ -30,9 +30,19 @@ class Validation:
         return {"accepted": self.accepted, "reason": self.reason, **self.metrics}
 
 
-def clip_raw_scores(detector: Detector, clips: np.ndarray) -> np.ndarray:
+def clip_raw_scores(
+    detector: Detector, clips: np.ndarray, cameras: list[str | None] | None = None
+) -> np.ndarray:
+    """float32 [N]: raw frame scores of clips [N, ...], each scored as its camera (`cameras`, one per clip,
+    Window.camera_of; None: the model's whole map everywhere) is served."""
+    cameras = cameras or [None] * len(clips)
     out = [
-        raw_scores(detector, detector.stream_maps(clips[start : start + BATCH]))
+        raw_scores(
+            detector,
+            detector.info.silence_place(
+                detector.stream_maps(clips[start : start + BATCH]), cameras[start : start + BATCH]
+            ),
+        )
         for start in range(0, len(clips), BATCH)
     ]
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
@@ -45,10 +55,12 @@ def sampled_frames(window: Window, stride: int) -> np.ndarray:
 
 def sampled_patch_scores(detector: Detector, window: Window, stride: int) -> np.ndarray:
     """float32 [N, S]: each stream's patch score of every `stride`-th frame of the window."""
-    clips = window.clips(sampled_frames(window, stride), detector.info.history)
+    frames = sampled_frames(window, stride)
     out = [
-        stream_patch_scores(detector.stream_maps(clips[start : start + BATCH]), detector.info.stream_patches)
-        for start in range(0, len(clips), BATCH)
+        stream_patch_scores(
+            window.stream_maps(detector, frames[start : start + BATCH]), detector.info.stream_patches
+        )
+        for start in range(0, len(frames), BATCH)
     ]
     return np.concatenate(out) if out else np.empty((0, len(detector.info.streams)), dtype=np.float32)
 
@@ -111,21 +123,24 @@ def validate(
     """
     history = max(current.info.history, candidate.info.history)  # each model takes the past it needs
     held_out = window.clips(mined.validation, history)
+    held_out_cameras = window.camera_of(mined.validation)
     anchored = anchors is not None and len(anchors) > 0
     normal_clips = anchors if anchored else held_out
+    normal_cameras = None if anchored else held_out_cameras  # anchors: the model's own footage
     rng = np.random.default_rng(config.seed + 1)
     pasted = normal_clips.copy()
     sampler = ClipSampler([window.frames], history, PseudoAnomalyConfig(), rng)
     for clip in pasted:
         sampler.paste_patch(clip, include_current=True)
     abnormal = np.flatnonzero(mined.abnormal)
-    anomalies = window.clips(abnormal[:: max(1, len(abnormal) // 200)], history)
+    abnormal = abnormal[:: max(1, len(abnormal) // 200)]
+    anomalies = window.clips(abnormal, history)
     metrics: dict[str, float] = {"anchor_clips": float(len(normal_clips))} if anchored else {}
     for name, detector in (("current", current), ("candidate", candidate)):
-        held_out_raw = clip_raw_scores(detector, held_out)
+        held_out_raw = clip_raw_scores(detector, held_out, held_out_cameras)
         normal_z = model_z(detector, clip_raw_scores(detector, normal_clips) if anchored else held_out_raw)
-        pseudo_z = model_z(detector, clip_raw_scores(detector, pasted))
-        abnormal_z = model_z(detector, clip_raw_scores(detector, anomalies))
+        pseudo_z = model_z(detector, clip_raw_scores(detector, pasted, normal_cameras))
+        abnormal_z = model_z(detector, clip_raw_scores(detector, anomalies, window.camera_of(abnormal)))
         if not all(np.isfinite(z).all() for z in (normal_z, pseudo_z, abnormal_z, held_out_raw)):
             return Validation(False, f"{name} model scores are not finite", metrics)
         reference = normal_reference if name == "candidate" else None

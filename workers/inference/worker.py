@@ -312,9 +312,12 @@ class InferenceWorker(WorkerProcess):
             if slot.needs_history:
                 self._fill_history(camera, slot, frame, entry_id)
             clips.append(slot.stream.push(self._frame_array(frame), frame.session))
-        maps = self.detector.stream_maps(np.stack(clips))
-        self.snoozes.refresh(self.client, schemas.now())
         info = self.detector.info
+        # a camera whose view the model's place map no longer knows is scored without it
+        maps = info.silence_place(
+            self.detector.stream_maps(np.stack(clips)), [camera for camera, _, _ in batch]
+        )
+        self.snoozes.refresh(self.client, schemas.now())
         for index, (camera, _, _) in enumerate(batch):
             slot = self.slots[camera]
             mask = self.snoozes.mask(slot.config, slot.mask, info.height, info.width)

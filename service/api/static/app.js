@@ -699,7 +699,7 @@
     }
     badge.hidden = !version;
     if (version) badge.textContent = `model ${version}`;
-    // why this version serves, e.g. a camera whose view moved: "the place map silenced: even camera ..."
+    // why this version serves, e.g. a camera whose view moved: "the place map silenced for camera ..."
     badge.title = reason ? `Why this model serves: ${reason}` : "";
   }
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.detector.base import PLACE_SILENCED_CAMERAS, DetectorInfo
 from models.detector.fitting import fit_detector
 from models.detector.flow import clip_speeds
 from models.detector.place import (
@@ -95,3 +96,19 @@ def test_a_fitted_detector_sees_a_walker_where_nobody_walked() -> None:
     on_the_path = place_z(walker_video(40, WIDTH * 0.25 + 3, rng))
     on_the_lawn = place_z(walker_video(40, WIDTH * 0.8, rng))
     assert np.median(on_the_path) < stats.gate < np.median(on_the_lawn)
+
+
+def test_the_place_evidence_of_the_cameras_the_map_no_longer_knows_is_taken_out() -> None:
+    info = DetectorInfo(
+        "motion-place", "v", 2, 3, 1, {"streams": ["motion", "place"], PLACE_SILENCED_CAMERAS: ["lobby"]}
+    )
+    maps = np.ones((3, 2, 2, 3), dtype=np.float32)
+    out = info.silence_place(maps, ["gate", "lobby", None])
+    assert out[:, 0].all() and out[[0, 2], 1].all() and not out[1, 1].any()
+    # a model without a place stream, or a map silenced for no camera, scores every camera alike
+    plain = DetectorInfo("motion", "v", 2, 3, 1, {PLACE_SILENCED_CAMERAS: ["lobby"]})
+    assert plain.silence_place(np.ones((1, 1, 2, 3)), ["lobby"]).all()
+    assert (
+        DetectorInfo("motion-place", "v", 2, 3, 1, {"streams": ["motion", "place"]}).place_silenced_cameras
+        == set()
+    )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.detector.base import DetectorInfo
+from models.detector.base import PLACE_SILENCED_CAMERAS, DetectorInfo
 from models.detector.export import model_metadata, save_detector
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.motion import MotionBaseline
@@ -35,7 +35,15 @@ from models.selftrain.feedback import kind_key
 from models.selftrain.mining import mine, window_evidence
 from models.selftrain.trainer import SelfTrainer, concat_windows
 from models.selftrain.validation import Validation, clip_raw_scores, model_z, validate
-from tests.models.conftest import HEIGHT, TINY_DETECTOR, TINY_PREDICTING, WIDTH, synthetic_video
+from tests.models.conftest import (
+    HEIGHT,
+    TINY_DETECTOR,
+    TINY_PREDICTING,
+    WIDTH,
+    synthetic_video,
+    walker_video,
+    walkers_detector,
+)
 
 CONFIG = SelfTrainConfig(
     mining=MiningParams(eta_s=0.8, min_run=3),
@@ -446,3 +454,18 @@ def test_adaptation_keeps_where_the_model_learned_things_move(tiny_model: TorchD
     adapt_motion(candidate, window, mined, CONFIG)
     assert not torch.equal(candidate.motion.normal_speed, tiny_model.model.motion.normal_speed)
     assert torch.equal(candidate.place.rarity, tiny_model.model.place.rarity)
+
+
+def test_the_place_statistics_are_refitted_on_the_cameras_the_map_still_scores() -> None:
+    """A camera whose view the map no longer knows has no place evidence (taken out): its zeros do not
+    enter the place stream's normal level; the other streams take every camera's frames."""
+    walkers = walkers_detector()
+    rng = np.random.default_rng(4)
+    gate = Window(walker_video(30, WIDTH * 0.25 + 3, rng), np.zeros(30, int))
+    lobby = Window(walker_video(30, WIDTH * 0.8, rng), np.zeros(30, int))
+    silenced = TorchDetector(walkers.model, {**walkers.info.metadata, PLACE_SILENCED_CAMERAS: ["lobby"]})
+    joined = concat_windows([gate, lobby], ["gate", "lobby"])
+    refitted, _ = refit_statistics(silenced, silenced, joined, np.arange(60), 10)
+    alone, _ = refit_statistics(silenced, silenced, concat_windows([gate], ["gate"]), np.arange(30), 10)
+    assert refitted["stream_stats"]["place"] == alone["stream_stats"]["place"]
+    assert refitted["stream_stats"]["motion"] != alone["stream_stats"]["motion"]

@@ -287,9 +287,25 @@ def test_one_camera_of_several_that_moved_has_its_place_map_silenced(tmp_path: P
     assert site_moved is not None and site_moved[0] > config.moved_place_z and site_moved[1] is None
     result = trainer.check_view(joined)
     assert result is not None and result.accepted
-    assert "camera lobby's quietest quarter" in result.reason and result.report["camera"] == "lobby"
+    assert "for camera lobby: even its own quietest quarter" in result.reason
+    assert result.report["camera"] == "lobby"
+    # the other cameras' views are as the model knows them: the map goes on scoring them, and the model
+    # is kept, not replaced as a moved site's
     assert trainer.model is not None and trainer.model.place is not None
-    assert not trainer.model.place.rarity.any()
-    # the other cameras' views are as the model knows them: it is kept, not replaced as a moved site's
-    assert trainer.metadata is not None and trainer.metadata["place_silenced_for"] == "lobby"
+    assert trainer.model.place.rarity.any()
+    assert trainer.metadata is not None and trainer.metadata["place_silenced_cameras"] == ["lobby"]
     assert trainer._foreign(joined) is None
+    assert trainer.serving is not None
+    place = trainer.serving.info.streams.index("place")
+    assert not joined.stream_maps(trainer.serving, np.flatnonzero(joined.cameras == 3))[:, place].any()
+    assert joined.stream_maps(trainer.serving, np.flatnonzero(joined.cameras == 0))[:, place].any()
+    # the silenced camera is scored without the map: the next check finds nothing more to silence
+    assert trainer.check_view(joined) is None
+    # the lobby camera alone, named, is scored as the service scores it; unnamed, with the whole map
+    alone = concat_windows([lawn], ["lobby"])
+    assert not alone.stream_maps(trainer.serving, np.arange(frames))[:, place].any()
+    assert concat_windows([lawn]).stream_maps(trainer.serving, np.arange(frames))[:, place].any()
+    # every camera of another site moved: its view, the whole map silenced
+    site = trainer.check_view(concat_windows([lawn] * 4))
+    assert site is not None and "the window's quietest quarter" in site.reason
+    assert not trainer.model.place.rarity.any()

@@ -371,8 +371,8 @@ def test_the_model_badge_says_why_the_version_serves(page: sync_api.Page, redis_
     """A camera whose view moved: the retraining worker served the model with its place map silenced,
     and the console's model badge says so."""
     reason = (
-        "the place map silenced: even camera lobby's quietest quarter moved where it says nothing does "
-        "(z 4.2 over its gate)"
+        "the place map silenced for camera lobby: even its own quietest quarter moved where the map says "
+        "nothing does (z 4.2 over its gate)"
     )
     version = schemas.ModelVersion(
         version="site-2", path="", kind="motion-appearance-place", origin="self_training", reason=reason

@@ -206,3 +206,34 @@ def test_a_camera_slower_than_the_analysis_rate_smooths_and_alerts_over_the_same
     assert slot.rate == 5 and slot.stream.scorer.config.smoothing == 3
     assert (slot.tracker.config.start_frames, slot.tracker.config.end_frames) == (2, 5)
     worker.teardown()
+
+
+def test_a_camera_whose_view_the_place_map_no_longer_knows_is_scored_without_it(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    """One model serves two cameras whose walkers cross the lawn of the model's place map: on the camera the
+    model names as moved (its map silenced for it alone), the place stream says nothing; the other still
+    gets its evidence."""
+    from models.detector.base import PLACE_SILENCED_CAMERAS
+    from models.detector.runtime import TorchDetector
+    from tests.models.conftest import walker_video, walkers_detector
+
+    walkers = walkers_detector()
+    detector = TorchDetector(walkers.model, {**walkers.info.metadata, PLACE_SILENCED_CAMERAS: ["lobby"]})
+    height, width = detector.info.height, detector.info.width
+    video = walker_video(30, width * 0.8, np.random.default_rng(3))
+    for camera in ("gate", "lobby"):
+        config = schemas.CameraConfig(id=camera, source="test://frames", width=width, height=height)
+        redis_client.hset(keys.CAMERAS, camera, config.model_dump_json())
+        for seq, frame in enumerate(video):
+            redis_client.xadd(keys.frames_stream(camera), frame_message(camera, seq, frame).to_fields())
+    worker = InferenceWorker(settings_for_test(), redis_url, worker_id="w", detector=detector)
+    worker.setup()
+    wait_for(lambda: worker.step() or all(len(scored_seqs(redis_client, c)) == 30 for c in ("gate", "lobby")))
+
+    def raw(camera: str) -> np.ndarray:
+        return np.array([float(f[b"raw"]) for _, f in redis_client.xrange(keys.scores_stream(camera))])
+
+    # the same frames: the other streams score them alike, the place stream only on the gate camera
+    gate, lobby = raw("gate"), raw("lobby")
+    assert (gate > lobby + 1.0).any() and np.allclose(np.minimum(gate, lobby), lobby, atol=1e-4)

@@ -271,9 +271,9 @@ def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
     worker.step()  # fewer new frames than a cycle needs: the view is checked
     latest = model_registry.current_version(redis_client)
     assert latest is not None and latest.parent == published.version, worker.reason
-    assert "camera lobby's quietest quarter" in latest.reason
+    assert "for camera lobby: even its own quietest quarter" in latest.reason
     served = load_detector(Path(latest.path), "cpu")
-    assert served.info.metadata["place_silenced_for"] == "lobby"
+    assert served.info.metadata["place_silenced_cameras"] == ["lobby"]
 
 
 def test_a_kind_the_site_accepts_is_served_in_the_next_cycle_s_model(

@@ -341,7 +341,7 @@ class IngestWorker(WorkerProcess):
     def _follow(self, configs: dict[str, schemas.CameraConfig]) -> None:
         """Start, restart and stop camera threads to match the registry."""
         wanted = {camera_id: config for camera_id, config in configs.items() if config.enabled}
-        stopping = []
+        stopping, disabled = [], []
         for camera_id, ingest in list(self.cameras.items()):
             config = wanted.get(camera_id)
             if config is None or _ingest_fields(config) != _ingest_fields(ingest.config):
@@ -352,8 +352,7 @@ class IngestWorker(WorkerProcess):
                     self.redis.hdel(keys.CAMERA_STATUS, camera_id)
                     self.event("camera_removed", camera=camera_id)
                 elif config is None:
-                    self._write_stopped(ingest, "camera disabled")
-                    self.event("camera_disabled", camera=camera_id)
+                    disabled.append(ingest)
         for camera_id, config in wanted.items():
             if camera_id in self.cameras:
                 self.cameras[camera_id].config = config  # fields that need no restart
@@ -365,6 +364,9 @@ class IngestWorker(WorkerProcess):
             self.event("camera_started", camera=camera_id, source=ingest.description, fps=ingest.fps)
             ingest.start()
         self._join(stopping)
+        for ingest in disabled:  # once its thread has ended: "stopped" means no frame comes after it
+            self._write_stopped(ingest, "camera disabled")
+            self.event("camera_disabled", camera=ingest.config.id)
 
     def _join(self, stopping: list[CameraIngest]) -> None:
         deadline = time.monotonic() + self.open_timeout_s + 1.0

@@ -382,7 +382,7 @@ def silenced_place(
         child[PLACE_SILENCED_CAMERAS] = sorted({*child.get(PLACE_SILENCED_CAMERAS, ()), camera})
         reason = f"the place map silenced for camera {camera}: even its own quietest quarter moved"
     reason += f" where the map says nothing does (z {place_z:.1f} over its gate)"
-    log.info("%s", reason)
+    log.warning("%s", reason)  # a camera that moved: something an operator wants to know
     report = {"place_quiet_z": round(place_z, 3), **({} if camera is None else {"camera": camera})}
     return CycleResult(True, reason, report, updated, child)
 

@@ -20,10 +20,20 @@ class CameraOut(CameraConfig):
         "category raise it, up to VIGIL_ALERTS__LABEL_CEILING); alerts need a score over the larger of it "
         "and the threshold in force without labels. None: no label asks for one.",
     )
+    view_moved: bool = Field(
+        False,
+        description="The retraining worker found this camera's view moved (its walkers move where the "
+        "model's place map says nothing does): the model in service scores it without the place stream. "
+        "Point the camera back, or leave it: the other evidence goes on as before.",
+    )
 
     @classmethod
     def of(
-        cls, config: CameraConfig, status: CameraStatus | None, label_threshold: float | None
+        cls,
+        config: CameraConfig,
+        status: CameraStatus | None,
+        label_threshold: float | None,
+        view_moved: bool = False,
     ) -> CameraOut:
         if status is not None:
             status = status.model_copy(update={"message": redact(status.message)})
@@ -31,6 +41,7 @@ class CameraOut(CameraConfig):
             **{**config.model_dump(), "source": redact(config.source)},
             status=status,
             label_threshold=label_threshold,
+            view_moved=view_moved,
         )
 
 

@@ -257,6 +257,11 @@ class ModelVersion(BaseModel):
     )
     status: ModelStatus = "serving"
     reason: str = ""
+    place_silenced_cameras: list[str] = Field(
+        default_factory=list,
+        description="Cameras whose view moved away from what the model's place map knows (found by the "
+        "retraining worker's view check): scored without the place stream, the other evidence as before.",
+    )
     sha256: str | None = Field(
         None, description="Checksum of the served file, whose bytes Redis keeps (model_blob_key)."
     )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from models.detector.base import PLACE_SILENCED_CAMERAS
 from models.detector.motion import MotionBaseline
 from models.detector.runtime import InvalidModelError, TorchDetector, load_detector
 from models.selftrain.config import Window
@@ -323,6 +324,7 @@ class RetrainWorker(WorkerProcess):
                 metrics=report,
                 alert_threshold=result.metadata.get("alert_threshold"),
                 reason=result.reason,
+                place_silenced_cameras=result.metadata.get(PLACE_SILENCED_CAMERAS) or [],
             )
             if not model_registry.publish(self.redis, version, parent):
                 result = CycleResult(False, "the current model changed during the cycle (rollback?)", report)

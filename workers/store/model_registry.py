@@ -152,6 +152,7 @@ def publish_file(client: redis.Redis, path: Path, *, only_if_new: bool = False) 
         parent=detector.info.metadata.get("parent"),
         kind=detector.info.kind,
         metrics=dict(detector.info.metadata.get("metrics") or {}),
+        place_silenced_cameras=sorted(detector.info.place_silenced_cameras),
     )
     version = model_files.store(client, version)
     if not publish(client, version, current.version if current else None):

@@ -16,7 +16,7 @@ from service.api.schemas import CameraOut, CameraPatch
 from workers.bus.schemas import CAMERA_ID_PATTERN, CameraConfig, CameraStatus
 from workers.config import Settings
 from workers.inference.label_thresholds import camera_label_threshold
-from workers.store import cameras, frames
+from workers.store import cameras, frames, model_registry
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,31 @@ def _not_found(camera_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"no camera with id '{camera_id}'")
 
 
+def _moved_views(client: redis.Redis) -> set[str]:
+    """The cameras the model in service scores without its place map: their views moved."""
+    current = model_registry.current_version(client)
+    return set(current.place_silenced_cameras) if current is not None else set()
+
+
 def _out(
-    client: redis.Redis, settings: Settings, config: CameraConfig, state: CameraStatus | None
+    client: redis.Redis,
+    settings: Settings,
+    config: CameraConfig,
+    state: CameraStatus | None,
+    moved: set[str] | None = None,
 ) -> CameraOut:
     asked = camera_label_threshold(client, config.id, settings.alerts.label_ceiling)
-    return CameraOut.of(config, state, asked)
+    moved = _moved_views(client) if moved is None else moved
+    return CameraOut.of(config, state, asked, view_moved=config.id in moved)
 
 
 @router.get("", summary="Every camera with its status")
 def list_cameras(client: RedisDep, settings: SettingsDep) -> list[CameraOut]:
     statuses = cameras.camera_statuses(client)
+    moved = _moved_views(client)
     return [
-        _out(client, settings, config, statuses.get(config.id)) for config in cameras.list_cameras(client)
+        _out(client, settings, config, statuses.get(config.id), moved)
+        for config in cameras.list_cameras(client)
     ]
 
 

@@ -198,6 +198,13 @@
     const fps = status && status.fps ? ` · ${status.fps.toFixed(1)} fps` : "";
     tile.querySelector(".tile-message").textContent = `${message}${fps}`;
     tile.querySelector(".tile-message").title = camera.source;
+    // the retraining worker found the view moved: the model scores the camera without its place map
+    const moved = tile.querySelector(".tile-moved");
+    moved.hidden = !camera.view_moved;
+    moved.title = camera.view_moved
+      ? "Its walkers move where the model's map of this view says nothing does: the camera is scored " +
+        "without that map, the other evidence as before. Point it back, or leave it."
+      : "";
   }
 
   async function refreshCameras() {

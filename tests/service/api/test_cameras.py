@@ -12,6 +12,7 @@ from tests.service.conftest import make_settings
 from workers.bus import keys, schemas
 from workers.bus.schemas import CameraConfig, CameraStatus
 from workers.proc.redaction import redact
+from workers.store import model_registry
 
 RTSP = "rtsp://admin:hunter2@10.0.0.5:554/stream1"
 
@@ -191,3 +192,25 @@ def test_a_cameras_retention_is_set_through_the_api(
     for bad in ({"display_s": 5}, {"display_s": "600"}, {"keep": 60}):
         refused = api.patch("/api/cameras/gate", json={"retention": bad}, headers=operator_headers)
         assert refused.status_code == 422, bad
+
+
+def test_a_camera_whose_view_moved_says_so(
+    api: TestClient, operator_headers: dict[str, str], redis_client: redis.Redis
+) -> None:
+    """The retraining worker served a model whose place map is silenced for one camera (its view moved):
+    the cameras' endpoints say which, and the next model that knows the view again takes it back."""
+    for camera in ("gate", "lobby"):
+        assert api.post(
+            "/api/cameras", json={"id": camera, "source": RTSP}, headers=operator_headers
+        ).is_success
+    assert not any(camera["view_moved"] for camera in api.get("/api/cameras").json())
+    moved = schemas.ModelVersion(
+        version="site-2", path="", kind="motion-appearance-place", place_silenced_cameras=["lobby"]
+    )
+    assert model_registry.publish(redis_client, moved, None)
+    listed = {camera["id"]: camera["view_moved"] for camera in api.get("/api/cameras").json()}
+    assert listed == {"gate": False, "lobby": True}
+    assert api.get("/api/cameras/lobby").json()["view_moved"] is True
+    fresh = schemas.ModelVersion(version="site-3", path="", kind="motion-appearance-place")
+    assert model_registry.publish(redis_client, fresh, "site-2")
+    assert api.get("/api/cameras/lobby").json()["view_moved"] is False

@@ -367,18 +367,34 @@ def test_the_alert_feed_resumes_after_the_last_event_seen(
     assert sockets[-1].endswith(f"/ws/alerts?last_id={seen_event}")
 
 
-def test_the_model_badge_says_why_the_version_serves(page: sync_api.Page, redis_client: redis.Redis) -> None:
-    """A camera whose view moved: the retraining worker served the model with its place map silenced,
-    and the console's model badge says so."""
+def test_the_model_badge_says_why_the_version_serves_and_the_moved_camera_s_tile_says_so(
+    page: sync_api.Page, redis_client: redis.Redis
+) -> None:
+    """A camera whose view moved: the retraining worker served the model with its place map silenced for
+    it; the console's model badge says why, and that camera's tile (not the other's) that its view moved."""
+    for camera in ("gate", "lobby"):
+        config = schemas.CameraConfig(id=camera, source="test://frames", width=WIDTH, height=HEIGHT)
+        redis_client.hset(keys.CAMERAS, camera, config.model_dump_json())
     reason = (
         "the place map silenced for camera lobby: even its own quietest quarter moved where the map says "
         "nothing does (z 4.2 over its gate)"
     )
     version = schemas.ModelVersion(
-        version="site-2", path="", kind="motion-appearance-place", origin="self_training", reason=reason
+        version="site-2",
+        path="",
+        kind="motion-appearance-place",
+        origin="self_training",
+        reason=reason,
+        place_silenced_cameras=["lobby"],
     )
     assert model_registry.publish(redis_client, version, None)
     page.reload()
     badge = page.locator("#model")
     sync_api.expect(badge).to_have_text("model site-2", timeout=10_000)
     sync_api.expect(badge).to_have_attribute("title", f"Why this model serves: {reason}")
+    moved = page.locator('.tile[data-camera="lobby"] .tile-moved')
+    sync_api.expect(moved).to_be_visible()
+    sync_api.expect(moved).to_have_text("view moved")
+    assert "scored without that map" in (moved.get_attribute("title") or "")
+    sync_api.expect(page.locator('.tile[data-camera="gate"] .tile-moved')).to_be_hidden()
+    screenshot(page, "view-moved")

@@ -272,6 +272,7 @@ def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
     latest = model_registry.current_version(redis_client)
     assert latest is not None and latest.parent == published.version, worker.reason
     assert "for camera lobby: even its own quietest quarter" in latest.reason
+    assert latest.place_silenced_cameras == ["lobby"]  # what the cameras' endpoints show
     served = load_detector(Path(latest.path), "cpu")
     assert served.info.metadata["place_silenced_cameras"] == ["lobby"]
 

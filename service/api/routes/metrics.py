@@ -186,8 +186,16 @@ def _model_metrics(out: _Families, client: redis.Redis) -> None:
     info = out.gauge(
         "vigil_model_current_info", "The published model version inference serves.", ["model", "origin"]
     )
+    moved = out.gauge(
+        "vigil_camera_view_moved",
+        "1 for a camera whose view moved away from what the served model's place map knows (scored "
+        "without it).",
+        ["camera"],
+    )
     if current is not None:
         info.add_metric([current.version, current.origin], 1)
+        for camera in current.place_silenced_cameras:
+            moved.add_metric([camera], 1)
     by_status = out.gauge("vigil_model_versions", "Model versions recorded, by status.", ["status"])
     counts: dict[str, int] = {}
     for version in model_registry.list_versions(client):

@@ -17,7 +17,7 @@ from service.api.app import create_app
 from workers.bus import keys, schemas
 from workers.bus.keys import DROPPED_FIELD
 from workers.config import Settings
-from workers.store import cameras, retention
+from workers.store import cameras, model_registry, retention
 
 SECRET_SOURCE = "rtsp://admin:hunter2@10.0.0.5:554/live?token=abc123"
 
@@ -160,3 +160,14 @@ def test_metrics_show_the_storage_the_retention_sweep_measured(
     assert value(found, "vigil_storage_bytes", camera="gate", kind="frames") > 0
     assert value(found, "vigil_site_storage_bytes", kind="alerts") > 0
     assert value(found, "vigil_storage_measured_timestamp_seconds") == pytest.approx(now, abs=60)
+
+
+def test_a_camera_whose_view_moved_is_a_metric(client: TestClient, redis_client: redis.Redis) -> None:
+    """An alert rule can page the installer: the served model's place map is silenced for camera yard."""
+    version = schemas.ModelVersion(
+        version="site-2", path="", kind="motion-appearance-place", place_silenced_cameras=["yard"]
+    )
+    assert model_registry.publish(redis_client, version, None)
+    found = samples(client.get("/metrics").text)
+    assert value(found, "vigil_camera_view_moved", camera="yard") == 1
+    assert ("vigil_camera_view_moved", (("camera", "gate"),)) not in found

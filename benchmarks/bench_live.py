@@ -31,7 +31,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.bench_alerts import read_scores  # noqa: E402
 from benchmarks.harness import EVAL_RUNNER, write_report  # noqa: E402
-from benchmarks.live_cameras import CameraFootage, RtspReplays, write_footage  # noqa: E402
+from benchmarks.live_cameras import CameraFootage, write_footage  # noqa: E402
 from benchmarks.live_metrics import (  # noqa: E402
     CameraStream,
     alert_rows,
@@ -56,7 +55,13 @@ from benchmarks.live_metrics import (  # noqa: E402
     score_agreement,
     video_auc,
 )
-from benchmarks.live_service import CameraProgress, ReplayError, VigilUp  # noqa: E402
+from benchmarks.live_service import (  # noqa: E402
+    CameraProgress,
+    ReplayError,
+    replayed,
+    run_in_work_dir,
+    served_by_camera,
+)
 from models.detector.runtime import load_detector  # noqa: E402
 from models.detector.scores import ScoreCalibration  # noqa: E402
 from models.evaluation import datasets  # noqa: E402
@@ -64,7 +69,6 @@ from models.evaluation.events import event_report, raise_alerts  # noqa: E402
 from models.evaluation.jobs import machine_info  # noqa: E402
 from models.evaluation.videos import VideoScores  # noqa: E402
 from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
-from workers.bus.connection import free_port  # noqa: E402
 from workers.config import Settings, hysteresis_config  # noqa: E402
 
 log = logging.getLogger("bench_live")
@@ -89,28 +93,17 @@ def service_env(work: Path, fps: float, replay_s: float) -> dict[str, str]:
 
 
 def run_live(
-    args: argparse.Namespace, footage: list[CameraFootage], env: dict[str, str], work: Path, fps: float
+    args: argparse.Namespace, footage: list[CameraFootage], env: dict[str, str], work: Path
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Replays the footage to `vigil up`; per camera what it served, and the run's timings."""
-    served: dict[str, dict[str, Any]] = {}
-    with RtspReplays(footage) as servers:
-        urls = {item.camera: servers.url(item.camera) for item in footage}
-        with VigilUp(work, args.model, urls, env, free_port()) as vigil:
-            started = time.monotonic()
-            progress = vigil.wait_for_replay(
-                {item.camera: item.frames for item in footage}, fps, args.start_timeout, args.drain_timeout
-            )
-            opened = vigil.opening_frames()
-            for item in footage:
-                served[item.camera] = {
-                    "scores": vigil.scores(item.camera),
-                    "alerts": vigil.alerts(item.camera),
-                    "dropped": vigil.dropped(item.camera),
-                    "status": progress[item.camera].status,
-                    "opened": opened,
-                }
-            timings = replay_timings(progress, started)
-        timings["stop"] = vigil.stop_report
+    with replayed(args.model, footage, env, work, args.start_timeout, args.drain_timeout) as (
+        vigil,
+        progress,
+        started,
+    ):
+        served = served_by_camera(vigil, footage, progress)
+        timings = replay_timings(progress, started)
+    timings["stop"] = vigil.stop_report
     return served, timings
 
 
@@ -305,17 +298,8 @@ def write_live_scores(streams: list[CameraStream], path: Path) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll otherwise
     args = parse_args()
-    with tempfile.TemporaryDirectory(prefix="vigil-live-") as scratch:
-        work = args.work or Path(scratch)
-        work.mkdir(parents=True, exist_ok=True)
-        try:
-            return measure(args, work)
-        except (RuntimeError, ValueError) as exc:  # ReplayError, DatasetError, no GStreamer: said plainly
-            log.error("bench_live: %s", exc)
-            return 1
+    return run_in_work_dir("bench_live", args.work, lambda work: measure(args, work))
 
 
 def measure(args: argparse.Namespace, work: Path) -> int:
@@ -336,7 +320,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     config = hysteresis_config(settings.alerts, fps=fps)
     load_before = os.getloadavg()
     started = time.monotonic()
-    served, timings = run_live(args, footage, env, work, fps)
+    served, timings = run_live(args, footage, env, work)
     live_wall = time.monotonic() - started
     load_after = os.getloadavg()
     offline_report, offline_csv = run_offline(args, env, work)

@@ -11,7 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,8 @@ import psutil
 import redis
 import yaml
 
-from workers.bus.connection import EMBEDDED_REDIS_DIR, URL_FILE, connect
+from benchmarks.live_cameras import CameraFootage, RtspReplays
+from workers.bus.connection import EMBEDDED_REDIS_DIR, URL_FILE, connect, free_port
 from workers.store.alerts import read_alert_events
 from workers.store.frames import camera_readings
 
@@ -33,6 +37,22 @@ PROGRESS_S = 15.0
 STOP_TIMEOUT_S = 60.0
 PAGE = 3000  # scores per API page (its most)
 ENDED_STATES = ("reconnecting", "error", "finished", "stopped")
+
+
+def run_in_work_dir(name: str, keep: Path | None, measure: Callable[[Path], int]) -> int:
+    """A live benchmark's main: logging without a line per API poll, `measure` run in `keep` (created) or
+    a temporary folder removed after it, and the errors a replay can meet (ReplayError, DatasetError, no
+    GStreamer) said plainly, exit status 1."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll otherwise
+    with tempfile.TemporaryDirectory(prefix=f"vigil-{name}-") as scratch:
+        work = keep or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            return measure(work)
+        except (RuntimeError, ValueError) as exc:
+            log.error("%s: %s", name, exc)
+            return 1
 
 
 class ReplayError(RuntimeError):
@@ -262,3 +282,42 @@ class VigilUp:
     def dropped(self, camera: str) -> int:
         """Frames the inference worker never scored (seq gaps: trimmed by the stream cap before scoring)."""
         return camera_readings(self.redis, [camera])[camera].frames_dropped
+
+
+@contextmanager
+def replayed(
+    model: Path,
+    footage: list[CameraFootage],
+    env: dict[str, str],
+    work: Path,
+    start_timeout_s: float,
+    drain_timeout_s: float,
+) -> Iterator[tuple[VigilUp, dict[str, CameraProgress], float]]:
+    """The footage replayed over RTSP (a loopback server per camera) to `vigil up` serving `model`, until
+    every frame is scored: the running service, each camera's progress and when the replay began
+    (time.monotonic()). Both are stopped on leaving."""
+    with RtspReplays(footage) as servers:
+        urls = {item.camera: servers.url(item.camera) for item in footage}
+        with VigilUp(work, model, urls, env, free_port()) as vigil:
+            started = time.monotonic()
+            expected = {item.camera: item.frames for item in footage}
+            progress = vigil.wait_for_replay(expected, footage[0].fps, start_timeout_s, drain_timeout_s)
+            yield vigil, progress, started
+
+
+def served_by_camera(
+    vigil: VigilUp, footage: list[CameraFootage], progress: dict[str, CameraProgress]
+) -> dict[str, dict[str, Any]]:
+    """Per camera what the service served: its scores and alerts, the frames it dropped, its ingest status,
+    and the frame that opened each alert (every camera's)."""
+    opened = vigil.opening_frames()
+    return {
+        item.camera: {
+            "scores": vigil.scores(item.camera),
+            "alerts": vigil.alerts(item.camera),
+            "dropped": vigil.dropped(item.camera),
+            "status": progress[item.camera].status,
+            "opened": opened,
+        }
+        for item in footage
+    }

@@ -2,8 +2,8 @@
 
 Every `interval_s` it checks how many frames were scored since the last cycle. Past `cycle_frames`, it
 reads each camera's newest `window_frames` frames with the scores the inference worker wrote (and the
-operators' labels), runs one cycle of models/selftrain/trainer.py (mine, fine-tune, validate) and publishes an
-accepted model: VERSION.onnx/.pt in the models folder, a ModelVersion record, then the current-version
+operators' labels), publishes at once a view that moved (SelfTrainer.check_view), runs one cycle of
+models/selftrain/trainer.py (mine, fine-tune, validate) and publishes an accepted model: VERSION.onnx/.pt in the models folder, a ModelVersion record, then the current-version
 key, which inference workers poll between batches. A site with no model trains a first one from its own
 frames (cold start). Everything heavy runs here, off the inference path.
 """
@@ -197,8 +197,15 @@ class RetrainWorker(WorkerProcess):
         windows = self._windows(cameras)
         total = sum(len(w.window) for w in windows)
         self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
+        joined = concat_windows([w.window for w in windows], [w.camera for w in windows])
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        result = self.trainer.cycle(concat_windows([w.window for w in windows], [w.camera for w in windows]))
+        # a view that moved is published before the cycle's mining and adaptation, which take minutes on
+        # a busy CPU: until then the inference workers' old map lights every walker of the moved camera
+        moved = self.trainer.check_view(joined)
+        if moved is not None:
+            self._finish([], moved, origin="self_training", parent=parent)
+            parent = self.trainer.metadata["version"] if self.trainer.metadata else None
+        result = self.trainer.cycle(joined)
         self._finish(windows, result, origin="self_training", parent=parent)
 
     def _check_view(self, cameras: list[str], new: int) -> bool:
@@ -336,6 +343,7 @@ class RetrainWorker(WorkerProcess):
                     path="",
                     parent=parent,
                     kind=report.get("candidate_kind", ""),
+                    origin=origin,  # type: ignore[arg-type]
                     metrics=report,
                     reason=result.reason,
                 ),

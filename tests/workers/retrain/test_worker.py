@@ -20,6 +20,8 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
+from models.selftrain.config import Window
+from models.selftrain.cycle import CycleResult
 from models.selftrain.feedback import kind_key
 from tests.models.conftest import walker_video, walkers_detector
 from tests.waiting import wait_for
@@ -193,6 +195,7 @@ def test_retrain_worker_cold_starts_then_runs_a_cycle(
         assert latest.version == cycles[0].candidate and latest.origin == "self_training"
     else:  # refused by validation: recorded with the reason, the old model goes on serving
         assert latest.version == current.version and versions[cycles[0].candidate].status == "rejected"
+    assert versions[cycles[0].candidate].origin == "self_training"  # accepted or not
     assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 299
 
 
@@ -236,18 +239,22 @@ def test_a_place_map_that_no_longer_fits_the_view_is_published_silenced(
     assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 259
 
 
+@pytest.mark.parametrize("cycle_due", [False, True])
 def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
     redis_url: str,
     redis_client: redis.Redis,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    cycle_due: bool,
 ) -> None:
     """A model with a place map of the walkers' path serves two cameras: on one the walker keeps to the
     path, the other was moved and its walker crosses the lawn. Half the joined window: only the moved
-    camera's own frames show it; the map is published silenced with the camera named."""
+    camera's own frames show it; the map is published silenced with the camera named, between cycles,
+    or, where a cycle is due, before the cycle's mining and adaptation begin."""
     walker_model = walkers_detector()
     settings = settings_for_test()
     settings.data_dir = tmp_path
+    settings.retrain.cycle_frames = 80 if cycle_due else 1000
     height, width = walker_model.info.height, walker_model.info.width
     settings.analysis.height, settings.analysis.width = height, width
     for suffix in (".onnx", ".pt"):
@@ -268,11 +275,25 @@ def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
     )
     worker = RetrainWorker(settings, redis_url, worker_id="r1")
     worker.setup()
-    worker.step()  # fewer new frames than a cycle needs: the view is checked
-    latest = model_registry.current_version(redis_client)
-    assert latest is not None and latest.parent == published.version, worker.reason
-    assert "for camera lobby: even its own quietest quarter" in latest.reason
-    assert latest.place_silenced_cameras == ["lobby"]  # what the cameras' endpoints show
+    assert worker.trainer is not None
+    served_at_cycle: list[list[str]] = []
+    cycle = worker.trainer.cycle
+
+    def recorded_cycle(window: Window) -> CycleResult:
+        current = model_registry.current_version(redis_client)
+        served_at_cycle.append(current.place_silenced_cameras if current is not None else [])
+        return cycle(window)
+
+    monkeypatch.setattr(worker.trainer, "cycle", recorded_cycle)
+    worker.step()  # the view is checked: between cycles, or first in the cycle that is due
+    assert served_at_cycle == ([["lobby"]] if cycle_due else [])
+    silenced = [
+        v for v in model_registry.list_versions(redis_client) if "for camera lobby: even its own" in v.reason
+    ]
+    assert len(silenced) == 1 and silenced[0].parent == published.version, worker.reason
+    assert silenced[0].place_silenced_cameras == ["lobby"]  # what the cameras' endpoints show
+    latest = model_registry.current_version(redis_client)  # the cycle's, where it was accepted
+    assert latest is not None and latest.place_silenced_cameras == ["lobby"]
     served = load_detector(Path(latest.path), "cpu")
     assert served.info.metadata["place_silenced_cameras"] == ["lobby"]
 

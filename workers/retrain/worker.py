@@ -3,8 +3,9 @@
 Every `interval_s` it checks how many frames were scored since the last cycle. Past `cycle_frames`, it
 reads each camera's newest `window_frames` frames with the scores the inference worker wrote (and the
 operators' labels), publishes at once a view that moved (SelfTrainer.check_view), runs one cycle of
-models/selftrain/trainer.py (mine, fine-tune, validate) and publishes an accepted model: VERSION.onnx/.pt in the models folder, a ModelVersion record, then the current-version
-key, which inference workers poll between batches. A site with no model trains a first one from its own
+models/selftrain/trainer.py (mine, fine-tune, validate) and publishes an accepted model: VERSION.onnx/.pt in
+the models folder, a ModelVersion record, then the current-version key, which inference workers poll
+between batches. A site with no model trains a first one from its own
 frames (cold start). Everything heavy runs here, off the inference path.
 """
 
@@ -52,6 +53,11 @@ class CameraWindow:
     camera: str
     window: Window
     last_seq: int
+
+
+def joined(windows: list[CameraWindow]) -> Window:
+    """The cameras' windows as one, each frame named by its camera (the model scores it as that camera)."""
+    return concat_windows([w.window for w in windows], [w.camera for w in windows])
 
 
 def read_window(client: redis.Redis, camera: str, count: int, height: int, width: int) -> CameraWindow | None:
@@ -177,7 +183,7 @@ class RetrainWorker(WorkerProcess):
             self._set_state("training", "cold start: a first model from the cameras' own frames")
             windows = self._windows(cameras)
             result = self.trainer.cold_start(
-                concat_windows([w.window for w in windows], [w.camera for w in windows]),
+                joined(windows),
                 self.trainer.config.detector,
                 self._baseline(),
             )
@@ -197,15 +203,15 @@ class RetrainWorker(WorkerProcess):
         windows = self._windows(cameras)
         total = sum(len(w.window) for w in windows)
         self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
-        joined = concat_windows([w.window for w in windows], [w.camera for w in windows])
+        window = joined(windows)
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
         # a view that moved is published before the cycle's mining and adaptation, which take minutes on
         # a busy CPU: until then the inference workers' old map lights every walker of the moved camera
-        moved = self.trainer.check_view(joined)
+        moved = self.trainer.check_view(window)
         if moved is not None:
             self._finish([], moved, origin="self_training", parent=parent)
             parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        result = self.trainer.cycle(joined)
+        result = self.trainer.cycle(window)
         self._finish(windows, result, origin="self_training", parent=parent)
 
     def _check_view(self, cameras: list[str], new: int) -> bool:
@@ -221,9 +227,7 @@ class RetrainWorker(WorkerProcess):
             return False
         self._view_checked_at = new
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        result = self.trainer.check_view(
-            concat_windows([w.window for w in windows], [w.camera for w in windows])
-        )
+        result = self.trainer.check_view(joined(windows))
         if result is None:
             return False
         self._finish([], result, origin="self_training", parent=parent)

@@ -268,7 +268,7 @@ def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.nda
 
 def _dilated(masks: np.ndarray, margin: int) -> np.ndarray:
     """Masks with every masked region grown by `margin` pixels: the edges of an anomaly are not learned."""
-    if margin <= 0:
+    if margin <= 0 or len(masks) == 0:  # a window where nothing was mined
         return masks
     kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
     return np.stack([cv2.erode(mask, kernel) for mask in masks])

@@ -355,10 +355,12 @@ class SelfTrainer:
         log.info("model %s does not know the site: %s", version, result.reason)
         return result
 
-    def cycle(self, window: Window) -> CycleResult:
+    def cycle(self, window: Window, publish_view: Callable[[CycleResult], None] | None = None) -> CycleResult:
         """One self-training cycle; an accepted candidate is written, loaded back and becomes current. A
         view that moved is served first, its maps carried to it or its place map silenced (accepted even where
-        the cycle then refuses its candidate: that model is in service)."""
+        the cycle then refuses its candidate: that model is in service): handed to `publish_view` at once
+        where one is given (the cycle's mining and adaptation take minutes; the result is then the cycle's
+        alone), else joined to the cycle's result."""
         assert self.model is not None and self.metadata is not None and self.serving is not None
         # every rebase_stride-th frame scored once by the model in service: the place check and the check
         # for a model that does not know the site both read it (unless the view moved)
@@ -368,9 +370,11 @@ class SelfTrainer:
             else None
         )
         place_z, moved = self._check_place(window, patch)
+        if moved is not None and publish_view is not None:
+            publish_view(moved)
         result = self._adapt_or_replace(window, patch if moved is None else None)
         result.report["place_quiet_z"] = None if place_z is None else round(place_z, 3)
-        if moved is None:
+        if moved is None or publish_view is not None:
             return result
         report = {**result.report, "view_changed": moved.report}
         if result.accepted:

@@ -2,7 +2,7 @@
 
 Every `interval_s` it checks how many frames were scored since the last cycle. Past `cycle_frames`, it
 reads each camera's newest `window_frames` frames with the scores the inference worker wrote (and the
-operators' labels), publishes at once a view that moved (SelfTrainer.check_view), runs one cycle of
+operators' labels), publishes at once a view that moved (SelfTrainer.check_view; a cycle checks first), runs one cycle of
 models/selftrain/trainer.py (mine, fine-tune, validate) and publishes an accepted model: VERSION.onnx/.pt in
 the models folder, a ModelVersion record, then the current-version key, which inference workers poll
 between batches. A site with no model trains a first one from its own
@@ -203,15 +203,16 @@ class RetrainWorker(WorkerProcess):
         windows = self._windows(cameras)
         total = sum(len(w.window) for w in windows)
         self._set_state("training", f"cycle over {total} frames of {len(windows)} cameras")
-        window = joined(windows)
         parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        # a view that moved is published before the cycle's mining and adaptation, which take minutes on
-        # a busy CPU: until then the inference workers' old map lights every walker of the moved camera
-        moved = self.trainer.check_view(window)
-        if moved is not None:
+
+        def publish_view(moved: CycleResult) -> None:
+            # a view that moved is published before the cycle's mining and adaptation, which take minutes
+            # on a busy CPU: until then the inference workers' old map lights every walker of that camera
+            nonlocal parent
             self._finish([], moved, origin="self_training", parent=parent)
             parent = self.trainer.metadata["version"] if self.trainer.metadata else None
-        result = self.trainer.cycle(window)
+
+        result = self.trainer.cycle(joined(windows), publish_view=publish_view)
         self._finish(windows, result, origin="self_training", parent=parent)
 
     def _check_view(self, cameras: list[str], new: int) -> bool:

@@ -1,12 +1,15 @@
 import numpy as np
 import pytest
 
+from models.selftrain.config import SelfTrainConfig, Window
 from models.selftrain.mining import (
     MiningParams,
+    WindowEvidence,
     abnormal_frames,
     apply_labels,
     localized_normal_frames,
     long_runs,
+    mine,
     near,
     normal_frames,
     pixel_masks,
@@ -123,3 +126,15 @@ def test_near_marks_frames_within_the_margin_of_the_same_segment() -> None:
     segments = np.array([0, 0, 0, 0, 0, 1, 1, 1])
     assert near(selected, segments, 2).tolist() == [0, 1, 1, 1, 1, 0, 0, 0]
     assert near(selected, segments, 0).tolist() == selected.tolist()
+
+
+def test_a_window_too_short_for_any_run_mines_nothing() -> None:
+    """Shorter than a run: no frame is mined, and the mined set is empty rather than an error (a cycle
+    over it then finds too little to learn)."""
+    config = SelfTrainConfig()
+    frames = config.mining.min_run - 1
+    window = Window(np.zeros((frames, 8, 8), np.uint8), np.zeros(frames, dtype=int))
+    evidence = WindowEvidence(np.full(frames, 0.1), np.zeros(frames), np.zeros((frames, 4, 4), np.float16))
+    mined = mine(window, evidence, config)
+    assert not mined.normal.any() and not mined.abnormal.any()
+    assert len(mined.train) == 0 and mined.masks.shape[0] == 0

@@ -15,7 +15,7 @@ from models.detector.runtime import TorchDetector, load_detector
 from models.detector.scores import ScoreCalibration
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
-from models.selftrain.cycle import run_cycle
+from models.selftrain.cycle import CycleResult, run_cycle
 from models.selftrain.registration import warped_map
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.trainer import SelfTrainer, concat_windows
@@ -192,6 +192,19 @@ def test_a_place_map_that_no_longer_fits_the_view_is_silenced_before_the_cycle(
     served = load_detector(trainer.model_paths()[0], "cpu", 1)
     maps = served.stream_maps(site_window(seed=13).clips(np.arange(10, 20), served.info.history))
     assert not maps[:, served.info.streams.index("place")].any()
+
+
+def test_a_view_that_moved_is_handed_over_before_the_cycle_runs(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    """Given somewhere to publish it, the cycle hands over the silenced model at once, before mining, and
+    returns its own result alone."""
+    trainer = trainer_with(site_model, tmp_path, rebase_z=0.0, moved_place_z=-1.0)
+    published: list[CycleResult] = []
+    result = trainer.cycle(site_window(seed=12), publish_view=published.append)
+    assert len(published) == 1 and published[0].reason.startswith("the place map silenced")
+    assert published[0].accepted and "view_changed" not in result.report
+    assert not result.reason.startswith("the place map silenced")
 
 
 def test_a_place_map_that_fits_the_view_is_kept(site_model: TorchDetector, tmp_path: Path) -> None:

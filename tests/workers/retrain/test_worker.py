@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig, train_detector
 from models.detector.runtime import load_detector
 from models.detector.streams import DetectorConfig
-from models.selftrain.config import Window
+from models.selftrain import trainer as trainer_module
 from models.selftrain.cycle import CycleResult
 from models.selftrain.feedback import kind_key
 from tests.models.conftest import walker_video, walkers_detector
@@ -234,27 +235,28 @@ def test_a_place_map_that_no_longer_fits_the_view_is_published_silenced(
     assert model_registry.current_version(redis_client).version == latest.version
     assert worker.state == "waiting"
     write_scored(redis_client, "cam1", range(220, 260), np.zeros(40))
-    worker.step()  # a cycle, which checks the view first
-    assert model_registry.recent_cycles(redis_client)[0].reason.startswith("the place map silenced")
+    worker.step()  # a cycle, which checks the view first and publishes what it found before mining
+    cycle, silenced = model_registry.recent_cycles(redis_client)[:2]
+    assert silenced.reason.startswith("the place map silenced") and silenced.cameras == []
+    assert cycle.cameras == ["cam1"] and not cycle.reason.startswith("the place map silenced")
     assert int(redis_client.hget(keys.RETRAIN_CURSOR, "cam1")) == 259
 
 
-@pytest.mark.parametrize("cycle_due", [False, True])
-def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
-    redis_url: str,
+def walker_cameras(
     redis_client: redis.Redis,
+    redis_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    cycle_due: bool,
-) -> None:
-    """A model with a place map of the walkers' path serves two cameras: on one the walker keeps to the
-    path, the other was moved and its walker crosses the lawn. Half the joined window: only the moved
-    camera's own frames show it; the map is published silenced with the camera named, between cycles,
-    or, where a cycle is due, before the cycle's mining and adaptation begin."""
+    cycle_frames: int,
+    lobby_moved: bool,
+) -> tuple[RetrainWorker, schemas.ModelVersion]:
+    """A retraining worker set up over a published model with a place map of the walkers' path, serving
+    two cameras: on `gate` the walker keeps to the path; on `lobby` too, unless it was moved and its
+    walker crosses the lawn."""
     walker_model = walkers_detector()
     settings = settings_for_test()
     settings.data_dir = tmp_path
-    settings.retrain.cycle_frames = 80 if cycle_due else 1000
+    settings.retrain.cycle_frames = cycle_frames
     height, width = walker_model.info.height, walker_model.info.width
     settings.analysis.height, settings.analysis.width = height, width
     for suffix in (".onnx", ".pt"):
@@ -264,7 +266,8 @@ def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
     )
     assert model_registry.publish(redis_client, published, None)
     rng = np.random.default_rng(2)
-    for camera, column in (("gate", width * 0.25 + 3), ("lobby", width * 0.8)):
+    path = width * 0.25 + 3
+    for camera, column in (("gate", path), ("lobby", width * 0.8 if lobby_moved else path)):
         add_camera(redis_client, camera)
         write_scored(redis_client, camera, range(40), np.zeros(40), frames=walker_video(40, column, rng))
     configured = retrain_worker.online_config
@@ -275,18 +278,51 @@ def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
     )
     worker = RetrainWorker(settings, redis_url, worker_id="r1")
     worker.setup()
-    assert worker.trainer is not None
-    served_at_cycle: list[list[str]] = []
-    cycle = worker.trainer.cycle
+    return worker, published
 
-    def recorded_cycle(window: Window) -> CycleResult:
+
+def record_mining_and_scoring(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[list[str]], list[int]]:
+    """What the cameras' endpoints show as moved each time a cycle's mining starts, and how many frames
+    each pass of the view check scores (models/selftrain/trainer's run_cycle and sampled_patch_scores)."""
+    served_at_mining: list[list[str]] = []
+    scored: list[int] = []
+    run_cycle, sampled_patch_scores = trainer_module.run_cycle, trainer_module.sampled_patch_scores
+
+    def recorded_cycle(*args: Any, **kwargs: Any) -> CycleResult:
         current = model_registry.current_version(redis_client)
-        served_at_cycle.append(current.place_silenced_cameras if current is not None else [])
-        return cycle(window)
+        served_at_mining.append(current.place_silenced_cameras if current is not None else [])
+        return run_cycle(*args, **kwargs)
 
-    monkeypatch.setattr(worker.trainer, "cycle", recorded_cycle)
+    def recorded_scoring(*args: Any, **kwargs: Any) -> np.ndarray:
+        patch = sampled_patch_scores(*args, **kwargs)
+        scored.append(len(patch))
+        return patch
+
+    monkeypatch.setattr(trainer_module, "run_cycle", recorded_cycle)
+    monkeypatch.setattr(trainer_module, "sampled_patch_scores", recorded_scoring)
+    return served_at_mining, scored
+
+
+@pytest.mark.parametrize("cycle_due", [False, True])
+def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
+    redis_url: str,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cycle_due: bool,
+) -> None:
+    """Half the joined window: only the moved camera's own frames show it; the map is published silenced
+    with the camera named, between cycles, or, where a cycle is due, before the cycle's mining and
+    adaptation begin."""
+    worker, published = walker_cameras(
+        redis_client, redis_url, tmp_path, monkeypatch, 80 if cycle_due else 1000, lobby_moved=True
+    )
+    served_at_mining, scored = record_mining_and_scoring(redis_client, monkeypatch)
     worker.step()  # the view is checked: between cycles, or first in the cycle that is due
-    assert served_at_cycle == ([["lobby"]] if cycle_due else [])
+    assert served_at_mining == ([["lobby"]] if cycle_due else [])
+    assert len(scored) == 1  # the view check's sampled frames, scored once
     silenced = [
         v for v in model_registry.list_versions(redis_client) if "for camera lobby: even its own" in v.reason
     ]
@@ -294,8 +330,23 @@ def test_one_camera_of_two_that_moved_is_named_and_the_model_kept_for_the_other(
     assert silenced[0].place_silenced_cameras == ["lobby"]  # what the cameras' endpoints show
     latest = model_registry.current_version(redis_client)  # the cycle's, where it was accepted
     assert latest is not None and latest.place_silenced_cameras == ["lobby"]
+    if cycle_due and latest.version != silenced[0].version:
+        assert latest.parent == silenced[0].version  # the cycle's candidate descends from the silenced
     served = load_detector(Path(latest.path), "cpu")
     assert served.info.metadata["place_silenced_cameras"] == ["lobby"]
+
+
+def test_a_due_cycle_scores_the_view_check_s_frames_once(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both cameras' walkers keep to the path: the cycle's view check and its check for a model that
+    does not know the site read one pass of the sampled frames."""
+    worker, published = walker_cameras(redis_client, redis_url, tmp_path, monkeypatch, 80, lobby_moved=False)
+    served_at_mining, scored = record_mining_and_scoring(redis_client, monkeypatch)
+    worker.step()
+    assert served_at_mining == [[]] and len(scored) == 1
+    assert not any("place map silenced" in v.reason for v in model_registry.list_versions(redis_client))
+    assert model_registry.recent_cycles(redis_client)[0].parent == published.version
 
 
 def test_a_kind_the_site_accepts_is_served_in_the_next_cycle_s_model(

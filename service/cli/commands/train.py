@@ -1,5 +1,5 @@
 """`vigil train DATASET_DIR --out MODEL`: fit a detector to a dataset's normal training footage, or
-`vigil train --from-camera ID [--minutes N] --out MODEL` to a camera's buffered frames."""
+`vigil train --from-camera ID[,ID...] [--minutes N] --out MODEL` to cameras' buffered frames."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from workers.store.cameras import source_size as cameras_source_size
 from workers.store.frames import buffered_runs
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from models.detector.fitting import FitConfig, TrainedModel
     from models.detector.streams import DetectorConfig
 
@@ -107,35 +109,51 @@ def companion_weights(path: Path) -> Path:
     return path.with_suffix(".pt")
 
 
-def train_on_camera(args: argparse.Namespace, config: DetectorConfig, checkpoint: Path) -> TrainedModel:
-    """Fits to the camera's buffered frames (the newest --minutes of them when given), split into
-    continuous runs as dataset videos are."""
+def camera_ids(values: list[str]) -> list[str]:
+    """The cameras --from-camera names (repeated or comma-separated: a camera id holds no comma), each once,
+    in the order given."""
+    named = [camera.strip() for value in values for camera in value.split(",")]
+    if not all(named):
+        raise CommandError(f"--from-camera: an empty camera id in {','.join(values)!r}")
+    return list(dict.fromkeys(named))
+
+
+def train_on_cameras(args: argparse.Namespace, config: DetectorConfig, checkpoint: Path) -> TrainedModel:
+    """Fits to the cameras' buffered frames (the newest --minutes of each when given), split into
+    continuous runs as dataset videos are. A site whose cameras see different scenes is fitted to all of
+    them together: a model fitted to one camera's view scores another's as a site it does not know."""
     from models.detector.fitting import train_detector
 
-    camera = args.from_camera
+    cameras = camera_ids(args.from_camera)
     if args.minutes is not None and args.minutes <= 0:
         raise ValueError("--minutes must be positive")
     client = connect_site(require_redis_url(get_settings(), "train"))
-    if get_camera(client, camera) is None:
-        raise CommandError(f"no camera {camera!r} (see `vigil cameras list`)")
-    # the flow its pixels and frame rate call for
-    config = config.for_source(cameras_source_size(client, [camera]), cameras_analysis_fps(client, [camera]))
+    for camera in cameras:
+        if get_camera(client, camera) is None:
+            raise CommandError(f"no camera {camera!r} (see `vigil cameras list`)")
+    # the flow their pixels and frame rate call for
+    config = config.for_source(cameras_source_size(client, cameras), cameras_analysis_fps(client, cameras))
     since = time.time() - 60.0 * args.minutes if args.minutes is not None else None
-    runs = [
-        run for run in buffered_runs(client, camera, since, (config.height, config.width)) if len(run) > 1
-    ]
-    frames = sum(len(run) for run in runs)
-    if frames < MIN_CAMERA_FRAMES:
-        span = f"in the last {args.minutes:g} minutes" if args.minutes is not None else "buffered"
-        raise CommandError(
-            f"camera {camera!r} has {frames} analysis frames {span}; fitting needs at least "
-            f"{MIN_CAMERA_FRAMES} (is it streaming? VIGIL_ANALYSIS__BUFFER_SECONDS sets how much is kept)"
-        )
+    span = f"in the last {args.minutes:g} minutes" if args.minutes is not None else "buffered"
+    videos: dict[str, np.ndarray] = {}
     digest = hashlib.sha256()
-    for run in runs:
-        digest.update(run.tobytes())
-    source = {"dataset": f"camera:{camera}", "data_hash": digest.hexdigest()[:16], "videos": len(runs)}
-    videos = {f"{camera}-{index:03d}": run for index, run in enumerate(runs)}
+    for camera in cameras:
+        shape = (config.height, config.width)
+        runs = [run for run in buffered_runs(client, camera, since, shape) if len(run) > 1]
+        frames = sum(len(run) for run in runs)
+        if frames < MIN_CAMERA_FRAMES:  # each camera's view must be learned, not only the site's
+            raise CommandError(
+                f"camera {camera!r} has {frames} analysis frames {span}; fitting needs at least "
+                f"{MIN_CAMERA_FRAMES} (is it streaming? VIGIL_ANALYSIS__BUFFER_SECONDS sets how much is kept)"
+            )
+        for index, run in enumerate(runs):
+            digest.update(run.tobytes())
+            videos[f"{camera}-{index:03d}"] = run
+    source = {
+        "dataset": f"camera:{','.join(cameras)}",
+        "data_hash": digest.hexdigest()[:16],
+        "videos": len(videos),
+    }
     return train_detector(videos, config, source, fit_config(args, None), checkpoint, args.resume)
 
 
@@ -157,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         set_threads(args.threads)
         checkpoint = out.with_name(out.name + ".ckpt")
         if args.from_camera is not None:
-            trained = train_on_camera(args, config, checkpoint)
+            trained = train_on_cameras(args, config, checkpoint)
         else:
             trained = train_on_dataset(
                 Path(args.dataset),
@@ -187,10 +205,10 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a detector on DATASET_DIR/training or a camera's buffered frames",
+        help="train a detector on DATASET_DIR/training or cameras' buffered frames",
         description="Fit the detector to the normal footage of DATASET_DIR/training (layout: "
         "training/<video>/<frames> or training/<video>.mp4|.avi|.mkv), or with --from-camera to the "
-        "analysis frames a camera has buffered in Redis: the normal speed at every pixel, a memory of normal appearance, and "
+        "analysis frames cameras have buffered in Redis: the normal speed at every pixel, a memory of normal appearance, and "
         "(with the prediction stream) a U-Net trained with pseudo anomalies. Writes .onnx (ONNX Runtime; "
         "MODEL.pt beside it, for self-training) or .pt (PyTorch). With the prediction stream a checkpoint "
         "MODEL.ckpt is kept so that --resume continues an interrupted run.",
@@ -198,9 +216,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", nargs="?")
     parser.add_argument(
         "--from-camera",
-        metavar="ID",
-        help="fit to this camera's buffered frames instead of a dataset; --minutes N then takes its newest "
-        "N minutes of footage (default: all it buffers) and the U-Net trains for its default time or --epochs",
+        metavar="ID[,ID...]",
+        action="append",
+        help="fit to these cameras' buffered frames instead of a dataset (repeat it or separate ids by "
+        "commas; name every camera of a site whose cameras see different scenes: one model serves them "
+        "all); --minutes N then takes each one's newest N minutes of footage (default: all it buffers) "
+        "and the U-Net trains for its default time or --epochs",
     )
     parser.add_argument("--out", required=True, metavar="MODEL", help="output weights (.onnx or .pt)")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""`vigil train --from-camera`: fit to a camera's buffered analysis frames in a real Redis."""
+"""`vigil train --from-camera`: fit to cameras' buffered analysis frames in a real Redis."""
 
 from __future__ import annotations
 
@@ -23,25 +23,18 @@ def vigil(*argv: str) -> int:
     return args.handler(args)
 
 
-@pytest.fixture
-def gate(redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
-    """Camera `gate` with two sessions buffered: 40 frames five minutes ago, then 60 in the last 10 s
-    (stored at twice the analysis size: training resizes). Yields the time of the newest frame."""
-    monkeypatch.setenv("VIGIL_REDIS_URL", redis_url)
-    monkeypatch.setenv("VIGIL_ANALYSIS__HEIGHT", str(HEIGHT))
-    monkeypatch.setenv("VIGIL_ANALYSIS__WIDTH", str(WIDTH))
-    get_settings.cache_clear()
+def buffer_camera(redis_client: redis.Redis, camera: str, sessions: list[tuple[float, np.ndarray]]) -> None:
+    """Camera `camera` with these sessions buffered (their first frame's time, frames at 10 frames/s),
+    stored at twice the analysis size: training resizes."""
     redis_client.hset(
-        keys.CAMERAS, "gate", schemas.CameraConfig(id="gate", source="test://").model_dump_json()
+        keys.CAMERAS, camera, schemas.CameraConfig(id=camera, source="test://").model_dump_json()
     )
-    rng, now = np.random.default_rng(1), time.time()
-    sessions = ((0, now - 300.0, synthetic_video(40, rng)), (1, now - 6.0, synthetic_video(60, rng)))
     seq = 0
-    for session, first_ts, video in sessions:
+    for session, (first_ts, video) in enumerate(sessions):
         for index, frame in enumerate(video):
             big = np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1)
             message = schemas.FrameMessage(
-                camera="gate",
+                camera=camera,
                 seq=seq,
                 ts=first_ts + index * 0.1,
                 session=session,
@@ -49,8 +42,22 @@ def gate(redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPa
                 height=2 * HEIGHT,
                 gray=big.tobytes(),
             )
-            redis_client.xadd(keys.frames_stream("gate"), message.to_fields())
+            redis_client.xadd(keys.frames_stream(camera), message.to_fields())
             seq += 1
+
+
+@pytest.fixture
+def gate(redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
+    """Camera `gate` with two sessions buffered: 40 frames five minutes ago, then 60 in the last 10 s.
+    Yields the time of the newest frame."""
+    monkeypatch.setenv("VIGIL_REDIS_URL", redis_url)
+    monkeypatch.setenv("VIGIL_ANALYSIS__HEIGHT", str(HEIGHT))
+    monkeypatch.setenv("VIGIL_ANALYSIS__WIDTH", str(WIDTH))
+    get_settings.cache_clear()
+    rng, now = np.random.default_rng(1), time.time()
+    buffer_camera(
+        redis_client, "gate", [(now - 300.0, synthetic_video(40, rng)), (now - 6.0, synthetic_video(60, rng))]
+    )
     yield now
     get_settings.cache_clear()
 
@@ -64,6 +71,29 @@ def test_fits_to_every_buffered_frame_or_the_newest_minutes(gate: float, tmp_pat
     assert vigil("train", "--from-camera", "gate", "--minutes", "1", "--out", str(recent)) == 0
     training = load_detector(recent, "cpu").info.metadata["training"]
     assert (training["videos"], training["frames"]) == (1, 60)  # the session of five minutes ago is left out
+
+
+def test_fits_to_several_cameras_together(
+    gate: float, redis_client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A site whose cameras see different scenes: one model fitted to all their footage, each camera's
+    runs its videos; a camera with too little footage is named, as an unknown one is."""
+    rng = np.random.default_rng(2)
+    buffer_camera(redis_client, "lobby", [(gate - 20.0, synthetic_video(70, rng)[:, ::-1])])
+    model = tmp_path / "site.onnx"
+    argv = ("train", "--from-camera", "gate,lobby", "--from-camera", "gate", "--out", str(model))
+    assert vigil(*argv, "--threads", "1") == 0
+    training = load_detector(model, "cpu").info.metadata["training"]
+    assert (training["dataset"], training["videos"], training["frames"]) == ("camera:gate,lobby", 3, 170)
+    out = str(tmp_path / "m.onnx")
+    assert vigil("train", "--from-camera", "gate,lobby", "--minutes", "0.2", "--out", out) == 2
+    # gate's last session lies in the last 12 s, lobby's does not
+    assert "camera 'lobby' has 0 analysis frames in the last 0.2 minutes" in capsys.readouterr().err
+    assert vigil("train", "--from-camera", "gate,door", "--out", out) == 2
+    assert "no camera 'door'" in capsys.readouterr().err
+    assert vigil("train", "--from-camera", "gate,,lobby", "--out", out) == 2
+    assert "an empty camera id" in capsys.readouterr().err
+    assert not Path(out).exists()
 
 
 def test_clear_errors(gate: float, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

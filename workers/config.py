@@ -180,7 +180,9 @@ class RetrainSettings(BaseModel):
         OnlineConfig.cycle_frames, ge=10, description="New scored frames (all cameras) that start a cycle."
     )
     window_frames: int = Field(
-        OnlineConfig.window_frames, ge=50, description="Newest frames per camera a cycle mines."
+        OnlineConfig.window_frames,
+        ge=50,
+        description="Newest frames a cycle mines, shared evenly among the cameras.",
     )
     policy: Literal["localized", "paper"] = Field(
         SelfTrainConfig.policy,

@@ -1,5 +1,6 @@
 """`vigil train DATASET_DIR --out MODEL`: fit a detector to a dataset's normal training footage, or
-`vigil train --from-camera ID[,ID...] [--minutes N] --out MODEL` to cameras' buffered frames."""
+`vigil train --from-camera ID[,ID...] [--minutes N] --out MODEL` (or `--all-cameras`) to cameras'
+buffered frames."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from models.evaluation.datasets import FIT_FOOTAGE_FRAMES, DatasetError
 from service.cli.commands.common import CommandError, connect_site, require_redis_url
 from workers.config import get_settings
 from workers.store.cameras import analysis_fps as cameras_analysis_fps
-from workers.store.cameras import get_camera
+from workers.store.cameras import get_camera, list_cameras
 from workers.store.cameras import source_size as cameras_source_size
 from workers.store.frames import buffered_runs
 
 if TYPE_CHECKING:
     import numpy as np
+    import redis
 
     from models.detector.fitting import FitConfig, TrainedModel
     from models.detector.streams import DetectorConfig
@@ -118,19 +120,31 @@ def camera_ids(values: list[str]) -> list[str]:
     return list(dict.fromkeys(named))
 
 
+def site_cameras(client: redis.Redis, args: argparse.Namespace) -> list[str]:
+    """The cameras to fit to: those --from-camera names, each of them configured, or with --all-cameras
+    every enabled one."""
+    if args.all_cameras:
+        cameras = [camera.id for camera in list_cameras(client) if camera.enabled]
+        if not cameras:
+            raise CommandError("--all-cameras: the site has no enabled camera (see `vigil cameras list`)")
+        return cameras
+    cameras = camera_ids(args.from_camera)
+    for camera in cameras:
+        if get_camera(client, camera) is None:
+            raise CommandError(f"no camera {camera!r} (see `vigil cameras list`)")
+    return cameras
+
+
 def train_on_cameras(args: argparse.Namespace, config: DetectorConfig, checkpoint: Path) -> TrainedModel:
     """Fits to the cameras' buffered frames (the newest --minutes of each when given), split into
     continuous runs as dataset videos are. A site whose cameras see different scenes is fitted to all of
     them together: a model fitted to one camera's view scores another's as a site it does not know."""
     from models.detector.fitting import train_detector
 
-    cameras = camera_ids(args.from_camera)
     if args.minutes is not None and args.minutes <= 0:
         raise ValueError("--minutes must be positive")
     client = connect_site(require_redis_url(get_settings(), "train"))
-    for camera in cameras:
-        if get_camera(client, camera) is None:
-            raise CommandError(f"no camera {camera!r} (see `vigil cameras list`)")
+    cameras = site_cameras(client, args)
     # the flow their pixels and frame rate call for
     config = config.for_source(cameras_source_size(client, cameras), cameras_analysis_fps(client, cameras))
     since = time.time() - 60.0 * args.minutes if args.minutes is not None else None
@@ -167,14 +181,15 @@ def run(args: argparse.Namespace) -> int:
     if args.precision != "fp32" and out.suffix != ".onnx":
         print(f"vigil train: --precision {args.precision} needs an .onnx --out", file=sys.stderr)
         return 2
-    if (args.dataset is None) == (args.from_camera is None):
-        print("vigil train: give either DATASET_DIR or --from-camera ID", file=sys.stderr)
+    sources = (args.dataset is not None) + (args.from_camera is not None) + args.all_cameras
+    if sources != 1:
+        print("vigil train: give one of DATASET_DIR, --from-camera ID or --all-cameras", file=sys.stderr)
         return 2
     try:
         config = detector_config(args)
         set_threads(args.threads)
         checkpoint = out.with_name(out.name + ".ckpt")
-        if args.from_camera is not None:
+        if args.dataset is None:
             trained = train_on_cameras(args, config, checkpoint)
         else:
             trained = train_on_dataset(
@@ -222,6 +237,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "commas; name every camera of a site whose cameras see different scenes: one model serves them "
         "all); --minutes N then takes each one's newest N minutes of footage (default: all it buffers) "
         "and the U-Net trains for its default time or --epochs",
+    )
+    parser.add_argument(
+        "--all-cameras",
+        action="store_true",
+        help="fit to the buffered frames of every enabled camera of the site, as --from-camera naming them all",
     )
     parser.add_argument("--out", required=True, metavar="MODEL", help="output weights (.onnx or .pt)")
     parser.add_argument(

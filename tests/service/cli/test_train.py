@@ -85,6 +85,9 @@ def test_fits_to_several_cameras_together(
     assert vigil(*argv, "--threads", "1") == 0
     training = load_detector(model, "cpu").info.metadata["training"]
     assert (training["dataset"], training["videos"], training["frames"]) == ("camera:gate,lobby", 3, 170)
+    every = tmp_path / "every.pt"  # every enabled camera of the site
+    assert vigil("train", "--all-cameras", "--out", str(every), "--threads", "1") == 0
+    assert load_detector(every, "cpu").info.metadata["training"]["dataset"] == "camera:gate,lobby"
     out = str(tmp_path / "m.onnx")
     assert vigil("train", "--from-camera", "gate,lobby", "--minutes", "0.2", "--out", out) == 2
     # gate's last session lies in the last 12 s, lobby's does not
@@ -103,5 +106,7 @@ def test_clear_errors(gate: float, tmp_path: Path, capsys: pytest.CaptureFixture
     assert vigil("train", "--from-camera", "gate", "--minutes", "0.05", "--out", out) == 2
     assert re.search(r"has \d\d analysis frames in the last 0.05 minutes", capsys.readouterr().err)
     assert vigil("train", "--out", out) == 2
-    assert "either DATASET_DIR or --from-camera" in capsys.readouterr().err
+    assert "give one of DATASET_DIR, --from-camera ID or --all-cameras" in capsys.readouterr().err
+    assert vigil("train", "--from-camera", "gate", "--all-cameras", "--out", out) == 2
+    assert "give one of" in capsys.readouterr().err
     assert not Path(out).exists()

@@ -203,7 +203,8 @@
     moved.hidden = !camera.view_moved;
     moved.title = camera.view_moved
       ? "Its walkers move where the model's map of this view says nothing does: the camera is scored " +
-        "without that map, the other evidence as before. Point it back, or leave it."
+        "without that map, the other evidence as before. Point it back, or leave it. A camera the " +
+        "model was never fitted to shows this too: fit it to every camera (vigil train --all-cameras)."
       : "";
   }
 

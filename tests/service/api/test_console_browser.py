@@ -395,6 +395,7 @@ def test_the_model_badge_says_why_the_version_serves_and_the_moved_camera_s_tile
     moved = page.locator('.tile[data-camera="lobby"] .tile-moved')
     sync_api.expect(moved).to_be_visible()
     sync_api.expect(moved).to_have_text("view moved")
-    assert "scored without that map" in (moved.get_attribute("title") or "")
+    assert "scored without that map" in (title := moved.get_attribute("title") or "")
+    assert "vigil train --all-cameras" in title  # what a camera the model was never fitted to needs
     sync_api.expect(page.locator('.tile[data-camera="gate"] .tile-moved')).to_be_hidden()
     screenshot(page, "view-moved")

@@ -7,7 +7,8 @@ the frames, which the first quartile never sees; each camera's own frames are ch
 Each stream (a dataset's testing videos as they are, and copies of them as if the camera moved,
 benchmarks/site_changes.py) is scored once by the model, every `--stride`-th frame; joined windows are then
 drawn at random: `cameras - 1` blocks of the scene as it is and one block of a copy (or of the scene as it
-is: a site where nothing moved), each block `per-camera` consecutive frames.
+is: a site where nothing moved), each block `per-camera` consecutive frames. `--other-scene` adds a
+camera of another scene, one the model was never fitted to.
 
     python benchmarks/bench_view_check.py --model M.onnx --dataset ../shared/datasets/ped2
 
@@ -91,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", type=Path, required=True, help="a model with a place stream")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--changes", nargs="+", choices=sorted(SITE_CHANGES), default=list(DEFAULT_CHANGES))
+    parser.add_argument("--changes", nargs="*", choices=sorted(SITE_CHANGES), default=list(DEFAULT_CHANGES))
+    parser.add_argument(
+        "--other-scene",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="datasets of other scenes whose testing videos are a camera the model was never fitted to",
+    )
     parser.add_argument("--cameras", nargs="+", type=int, default=[2, 4])
     parser.add_argument(
         "--per-camera", nargs="+", type=int, default=[200, 450], help="frames of each camera in a window"
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.changes:
             copy = changed_copy(args.dataset, Path(tmp_dir) / name, SITE_CHANGES[name])
             streams[name] = stream_patch(detector, copy, stride)
+    for other in args.other_scene:
+        streams[f"another scene: {other.resolve().name}"] = stream_patch(detector, other, stride)
     for name, moved in streams.items():
         results["streams"][name] = {}
         for cameras in args.cameras:

@@ -55,7 +55,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help=f"training frames a fit reads at most; longer footage is read as runs spread evenly over "
-        f"each video (default {FIT_FOOTAGE_FRAMES}, about 1.7 GB of memory at 360x240)",
+        f"each video, and cameras' as each one's newest share (default {FIT_FOOTAGE_FRAMES}, about "
+        "1.7 GB of memory at 360x240)",
     )
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads for PyTorch/ONNX Runtime (0: all)"
@@ -120,6 +121,17 @@ def camera_ids(values: list[str]) -> list[str]:
     return list(dict.fromkeys(named))
 
 
+def newest_frames(runs: list[np.ndarray], limit: int) -> list[np.ndarray]:
+    """The newest `limit` frames of a camera's runs (oldest first), as runs: the oldest cut first."""
+    kept: list[np.ndarray] = []
+    for run in reversed(runs):
+        if limit <= 1:  # a run of one frame has no motion to learn
+            break
+        kept.append(run[-limit:])
+        limit -= len(kept[-1])
+    return kept[::-1]
+
+
 def site_cameras(client: redis.Redis, args: argparse.Namespace) -> list[str]:
     """The cameras to fit to: those --from-camera names, each of them configured, or with --all-cameras
     every enabled one."""
@@ -149,6 +161,7 @@ def train_on_cameras(args: argparse.Namespace, config: DetectorConfig, checkpoin
     config = config.for_source(cameras_source_size(client, cameras), cameras_analysis_fps(client, cameras))
     since = time.time() - 60.0 * args.minutes if args.minutes is not None else None
     span = f"in the last {args.minutes:g} minutes" if args.minutes is not None else "buffered"
+    share = max(footage_frames(args) // len(cameras), MIN_CAMERA_FRAMES)  # each camera's, newest first
     videos: dict[str, np.ndarray] = {}
     digest = hashlib.sha256()
     for camera in cameras:
@@ -156,11 +169,13 @@ def train_on_cameras(args: argparse.Namespace, config: DetectorConfig, checkpoin
         runs = [run for run in buffered_runs(client, camera, since, shape) if len(run) > 1]
         frames = sum(len(run) for run in runs)
         if frames < MIN_CAMERA_FRAMES:  # each camera's view must be learned, not only the site's
+            leave_out = " (leave it out: name the others with --from-camera)" if args.all_cameras else ""
             raise CommandError(
                 f"camera {camera!r} has {frames} analysis frames {span}; fitting needs at least "
-                f"{MIN_CAMERA_FRAMES} (is it streaming? VIGIL_ANALYSIS__BUFFER_SECONDS sets how much is kept)"
+                f"{MIN_CAMERA_FRAMES}{leave_out} (is it streaming? VIGIL_ANALYSIS__BUFFER_SECONDS sets how "
+                "much is kept)"
             )
-        for index, run in enumerate(runs):
+        for index, run in enumerate(newest_frames(runs, share)):
             digest.update(run.tobytes())
             videos[f"{camera}-{index:03d}"] = run
     source = {

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from models.detector.runtime import load_detector
+from service.cli.commands.train import newest_frames
 from service.cli.main import build_parser, command_named
 from tests.models.conftest import HEIGHT, WIDTH, synthetic_video
 from workers.bus import keys, schemas
@@ -85,9 +86,10 @@ def test_fits_to_several_cameras_together(
     assert vigil(*argv, "--threads", "1") == 0
     training = load_detector(model, "cpu").info.metadata["training"]
     assert (training["dataset"], training["videos"], training["frames"]) == ("camera:gate,lobby", 3, 170)
-    every = tmp_path / "every.pt"  # every enabled camera of the site
-    assert vigil("train", "--all-cameras", "--out", str(every), "--threads", "1") == 0
-    assert load_detector(every, "cpu").info.metadata["training"]["dataset"] == "camera:gate,lobby"
+    every = tmp_path / "every.pt"  # every enabled camera of the site, each its newest 50 frames
+    assert vigil("train", "--all-cameras", "--footage-frames", "100", "--out", str(every)) == 0
+    training = load_detector(every, "cpu").info.metadata["training"]
+    assert (training["dataset"], training["videos"], training["frames"]) == ("camera:gate,lobby", 2, 100)
     out = str(tmp_path / "m.onnx")
     assert vigil("train", "--from-camera", "gate,lobby", "--minutes", "0.2", "--out", out) == 2
     # gate's last session lies in the last 12 s, lobby's does not
@@ -110,3 +112,11 @@ def test_clear_errors(gate: float, tmp_path: Path, capsys: pytest.CaptureFixture
     assert vigil("train", "--from-camera", "gate", "--all-cameras", "--out", out) == 2
     assert "give one of" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_a_camera_s_newest_frames_are_kept_whole_runs_last() -> None:
+    runs = [np.full(3, 1), np.full(4, 2), np.arange(5)]
+    kept = newest_frames(runs, 7)
+    assert [run.tolist() for run in kept] == [[2, 2], [0, 1, 2, 3, 4]]
+    assert [len(run) for run in newest_frames(runs, 6)] == [5]  # a single frame has no motion to learn
+    assert [len(run) for run in newest_frames(runs, 100)] == [3, 4, 5]

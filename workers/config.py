@@ -274,8 +274,9 @@ class RetrainSettings(BaseModel):
     view_check_frames: int = Field(
         OnlineConfig.view_check_frames,
         ge=0,
-        description="Between cycles, every this many new frames, the newest as many are checked for a view "
-        "that moved (moved_place_z) (0: at cycles only).",
+        description="Between cycles, every this many new frames, each camera's newest as many are checked "
+        "for a view that moved (moved_place_z); a large site's cameras in turns, within window_frames (0: at "
+        "cycles only).",
     )
     register_moved_view: bool = Field(
         OnlineConfig.register_moved_view,

@@ -12,6 +12,7 @@ frames (cold start). Everything heavy runs here, off the inference path.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -106,6 +107,15 @@ def new_scored_frames(client: redis.Redis, camera: str, cursor: int, batch: int 
         upper = f"({entries[-1][0].decode()}"
 
 
+def view_check_cameras(cameras: list[str], turn: int, frames: int, window_frames: int) -> list[str]:
+    """The cameras whose newest `frames` a check between cycles reads at its `turn`: every camera where
+    they fit a cycle's window (`window_frames`), else the next of the fewest near-equal groups that do, in
+    turn, so that a large site's check costs what a cycle's window does. A group holds two cameras at
+    least: a window of one camera that moved is taken for the site's (SelfTrainer.check_view)."""
+    groups = max(1, min(math.ceil(len(cameras) * frames / max(window_frames, 1)), len(cameras) // 2))
+    return list(np.array_split(np.array(cameras, dtype=object), groups)[turn % groups])
+
+
 def yield_cpu_to_inference(settings: Settings) -> None:
     """Lowers this process's scheduling priority by `retrain.nice`: a cycle beside inference workers on
     the same cores slows down rather than making them fall behind."""
@@ -127,6 +137,7 @@ class RetrainWorker(WorkerProcess):
         self._labels_seen: bytes | None = None
         self._kinds_checked: tuple[Any, ...] | None = None  # the model and labels the kinds were checked for
         self._view_checked_at = 0  # new frames since the last cycle when the view was last checked
+        self._view_check_turn = 0  # which group of a large site's cameras the next check reads
 
     def setup(self) -> None:
         import torch
@@ -218,12 +229,14 @@ class RetrainWorker(WorkerProcess):
     def _check_view(self, cameras: list[str], new: int) -> bool:
         """Between cycles, every `view_check_frames` new frames: the model served with its maps carried to
         the view, or its place map silenced, at once where the newest frames show that the view moved
-        (SelfTrainer.check_view)."""
+        (SelfTrainer.check_view); a large site's cameras in turns (view_check_cameras)."""
         assert self.trainer is not None
         count = self.trainer.config.view_check_frames
         if count == 0 or new - self._view_checked_at < count:
             return False
-        windows = self._windows(cameras, count)
+        group = view_check_cameras(cameras, self._view_check_turn, count, self.settings.retrain.window_frames)
+        self._view_check_turn += 1
+        windows = self._windows(group, count)
         if not windows:  # trimmed or not yet scored: the next step looks again
             return False
         self._view_checked_at = new

@@ -38,7 +38,7 @@ from tests.workers.inference.test_worker import (
 from workers.bus import keys, schemas
 from workers.inference.worker import InferenceWorker
 from workers.retrain import worker as retrain_worker
-from workers.retrain.worker import RetrainWorker, new_scored_frames, read_window
+from workers.retrain.worker import RetrainWorker, new_scored_frames, read_window, view_check_cameras
 from workers.store import model_registry
 from workers.store.labels import FeedbackRequest, add_label, delete_label
 
@@ -462,3 +462,20 @@ def test_retraining_process_yields_the_cpu_to_inference() -> None:
     env = {**os.environ, "VIGIL_RETRAIN__NICE": "7"}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "7"
+
+
+def test_a_large_site_s_cameras_are_checked_in_turns() -> None:
+    """A check between cycles reads what a cycle's window holds: a site of 4 cameras whole, one of 16 in
+    two groups of 8 and one of 64 in five, every camera in its turn; never a group of one camera."""
+    site = [f"cam{index:02d}" for index in range(64)]
+    assert view_check_cameras(site[:4], 0, 200, 3000) == site[:4]
+    assert [view_check_cameras(site[:16], turn, 200, 3000) for turn in range(3)] == [
+        site[:8],
+        site[8:16],
+        site[:8],
+    ]
+    groups = [view_check_cameras(site, turn, 200, 3000) for turn in range(5)]
+    assert [len(group) for group in groups] == [13, 13, 13, 13, 12] and [
+        c for group in groups for c in group
+    ] == site
+    assert view_check_cameras(site[:3], 1, 200, 200) == site[:3]  # two cameras a group at least

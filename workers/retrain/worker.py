@@ -1,12 +1,12 @@
 """Retraining worker: self-training cycles over the cameras' buffered frames, published as model versions.
 
 Every `interval_s` it checks how many frames were scored since the last cycle. Past `cycle_frames`, it
-reads each camera's newest `window_frames` frames with the scores the inference worker wrote (and the
-operators' labels), publishes at once a view that moved (SelfTrainer.check_view; a cycle checks first), runs one cycle of
-models/selftrain/trainer.py (mine, fine-tune, validate) and publishes an accepted model: VERSION.onnx/.pt in
-the models folder, a ModelVersion record, then the current-version key, which inference workers poll
-between batches. A site with no model trains a first one from its own
-frames (cold start). Everything heavy runs here, off the inference path.
+reads the cameras' newest `window_frames` frames (shared evenly among them) with the scores the inference
+worker wrote (and the operators' labels), publishes at once a view that moved (SelfTrainer.check_view,
+between cycles and first in each), runs one cycle of models/selftrain/trainer.py (mine, fine-tune,
+validate) and publishes an accepted model: VERSION.onnx/.pt in the models folder, a ModelVersion record,
+then the current-version key, which inference workers poll between batches. A site with no model trains a
+first one from its own frames (cold start). Everything heavy runs here, off the inference path.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +59,7 @@ class DetectorInfo:
         """The cameras whose place evidence is taken out (`silence_place`): none for most models."""
         return frozenset(self.metadata.get(PLACE_SILENCED_CAMERAS) or ())
 
-    def silence_place(
-        self, maps: np.ndarray, cameras: list[str | None] | tuple[str | None, ...]
-    ) -> np.ndarray:
+    def silence_place(self, maps: np.ndarray, cameras: Sequence[str | None]) -> np.ndarray:
         """`maps` [B, S, H, W] with the place stream's evidence zeroed, in place, for each item whose camera
         (`cameras`, one per item; None: unknown) is one the map no longer knows; the model's map goes on
         scoring the others."""
@@ -99,3 +98,8 @@ class Detector(ABC):
         Returns float32 [B, S, H, W]: per-pixel anomaly evidence of each stream for the last frame
         (0 = none, larger = less like normal footage).
         """
+
+    def served_maps(self, clips: np.ndarray, cameras: Sequence[str | None]) -> np.ndarray:
+        """`stream_maps` of clips as the service scores each one's camera (`cameras`, one per clip; None:
+        unknown): without place evidence where the model's map no longer knows that camera's view."""
+        return self.info.silence_place(self.stream_maps(clips), cameras)

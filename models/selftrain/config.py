@@ -221,7 +221,7 @@ class Window:
         `history` past frames, the detector's own by default), scored as the service scores each frame's
         camera: without place evidence where the map no longer knows the camera's view."""
         clips = self.clips(indices, detector.info.history if history is None else history)
-        return detector.info.silence_place(detector.stream_maps(clips), self.camera_of(indices))
+        return detector.served_maps(clips, self.camera_of(indices))
 
 
 @dataclass

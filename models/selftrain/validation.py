@@ -38,10 +38,7 @@ def clip_raw_scores(
     cameras = cameras or [None] * len(clips)
     out = [
         raw_scores(
-            detector,
-            detector.info.silence_place(
-                detector.stream_maps(clips[start : start + BATCH]), cameras[start : start + BATCH]
-            ),
+            detector, detector.served_maps(clips[start : start + BATCH], cameras[start : start + BATCH])
         )
         for start in range(0, len(clips), BATCH)
     ]

@@ -314,9 +314,7 @@ class InferenceWorker(WorkerProcess):
             clips.append(slot.stream.push(self._frame_array(frame), frame.session))
         info = self.detector.info
         # a camera whose view the model's place map no longer knows is scored without it
-        maps = info.silence_place(
-            self.detector.stream_maps(np.stack(clips)), [camera for camera, _, _ in batch]
-        )
+        maps = self.detector.served_maps(np.stack(clips), [camera for camera, _, _ in batch])
         self.snoozes.refresh(self.client, schemas.now())
         for index, (camera, _, _) in enumerate(batch):
             slot = self.slots[camera]

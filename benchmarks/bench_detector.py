@@ -223,6 +223,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per batch size")
     parser.add_argument("--no-eval", action="store_true", help="skip the `vigil eval` AUC runs")
+    parser.add_argument(
+        "--camera",
+        help="ONNX throughput of clips served as this camera of a model fitted to several cameras (its own view)",
+    )
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
 
@@ -246,6 +250,14 @@ def dataset_models(args: argparse.Namespace, results: dict[str, Any], tmp: Path)
         save_trained(trained, models[name])
         save_trained(trained, models[name].with_suffix(".pt"))
     return models
+
+
+def served_as(detector: OnnxDetector, camera: str | None) -> Scorer:
+    """What the inference worker scores a batch of `camera`'s clips with: the model's maps, in the camera's
+    own view where the model keeps one (models/detector/views.py); without a camera, `stream_maps`."""
+    if camera is None:
+        return detector.stream_maps
+    return lambda clips: detector.served_maps(clips, [camera] * len(clips))
 
 
 def measure_throughput(results: dict[str, Any], onnx_path: Path, args: argparse.Namespace, tmp: Path) -> None:
@@ -278,7 +290,7 @@ def measure_throughput(results: dict[str, Any], onnx_path: Path, args: argparse.
         )
         results.setdefault("flow_only_fps", measure_flow(detector, args))
         results["model"][f"onnx_bytes_{precision}"] = path.stat().st_size
-        measure_batches(results, runtime, detector.stream_maps, detector.info, args)
+        measure_batches(results, runtime, served_as(detector, args.camera), detector.info, args)
         if detector.bind_device is not None:  # the same session without I/O binding, for comparison
             plain = OnnxDetector(detector.session, detector.info.metadata)
             measure_batches(results, f"{runtime}_no_iobinding", plain.stream_maps, detector.info, args)
@@ -310,6 +322,7 @@ def main() -> int:
         "machine": {**machine_info(), "gpus": gpus, "load_average_1min_at_start": os.getloadavg()[0]},
         "device": args.device,
         "threads": args.threads,
+        "camera": args.camera,  # ONNX clips served as this camera (None: `stream_maps`, the site's view)
         "seconds_per_batch_size": args.seconds,
         "datasets": [str(dataset) for dataset in args.dataset],
         "throughput_fps": {},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from models.detector.scores import IDENTITY, ScoreCalibration, patch_size_for, perspective_patches
+from models.detector.views import CameraView, parse_views
 
 # the streams whose evidence is the flow's: scored in patches that follow the view's perspective
 MOTION_STREAMS = ("motion", "place")
@@ -53,6 +55,25 @@ class DetectorInfo:
         return [
             ScoreCalibration.from_dict(stats[name]) if name in stats else IDENTITY for name in self.streams
         ]
+
+    @cached_property
+    def camera_views(self) -> dict[str, CameraView]:
+        """The cameras whose own view the model keeps (models/detector/views.py): none for most models."""
+        return parse_views(self.metadata)
+
+    def for_camera(self, camera: str | None) -> DetectorInfo:
+        """The model as it scores `camera`'s frames: with the camera's own statistics, calibration and
+        perspective where the model keeps its view, else itself."""
+        view = self.camera_views.get(camera) if camera is not None else None
+        if view is None:
+            return self
+        return self._camera_infos.setdefault(
+            camera, replace(self, metadata={**self.metadata, **view.scoring_metadata()})
+        )
+
+    @cached_property
+    def _camera_infos(self) -> dict[str, DetectorInfo]:
+        return {}
 
     @property
     def place_silenced_cameras(self) -> frozenset[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ import torch
 from tqdm import tqdm
 
 from models.detector.backbone import pretrained_features
+from models.detector.base import MOTION_STREAMS
 from models.detector.export import model_metadata, new_version
-from models.detector.flow import clip_speeds
+from models.detector.flow import FlowConfig, clip_speeds
 from models.detector.place import moving_counts, place_blur, rarity, typical_speed
 from models.detector.predictor_training import TrainConfig, train_predictor
 from models.detector.pseudo import PseudoAnomalyConfig
@@ -42,6 +43,7 @@ from models.detector.scores import (
     perspective_patches,
 )
 from models.detector.streams import STREAM_GATES, DetectorConfig, DetectorNet, fit_row_scale
+from models.detector.views import CAMERA_VIEWS, CameraView
 from models.scoring.camera import padded_clips
 
 BATCH = 32
@@ -109,11 +111,14 @@ class FittedDetector:
     stream_stats: dict[str, ScoreCalibration]
     calibration: ScoreCalibration
     training: dict[str, Any]  # what the fit did, for the metadata
+    views: dict[str, CameraView] = field(default_factory=dict)  # each camera's own, for several cameras'
 
     def metadata_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = {
             "stream_stats": {name: stats.to_dict() for name, stats in self.stream_stats.items()},
             "calibration": self.calibration.to_dict(),
+            # always written: a cycle's fresh fit replaces its parent's views, with none where it has none
+            CAMERA_VIEWS: {camera: view.to_dict() for camera, view in self.views.items()},
         }
         if self.model.motion is not None:  # its patches follow it: DetectorInfo.stream_patches
             stats["row_scale"] = [round(float(v), 4) for v in self.model.motion.row_scale[:, 0]]
@@ -147,8 +152,12 @@ def fit_detector(
     fit: FitConfig | None = None,
     checkpoint: Any = None,
     resume: bool = False,
+    cameras: dict[str, str] | None = None,
+    flows: dict[str, FlowConfig] | None = None,
 ) -> FittedDetector:
-    """A DetectorNet fitted to normal videos (uint8 [T, H, W] each, at the detector's input size)."""
+    """A DetectorNet fitted to normal videos (uint8 [T, H, W] each, at the detector's input size); with
+    `cameras` (the camera of each video) naming two cameras or more, also each camera's own view, measured
+    with the flow `flows` gives the camera (by default the site's, `config.flow`)."""
     fit = fit or FitConfig()
     rng = np.random.default_rng(fit.seed)
     torch.manual_seed(fit.seed)
@@ -176,21 +185,87 @@ def fit_detector(
         model.prediction = result.model
         training["prediction"] = {"steps": result.steps, "seconds": round(result.seconds, 1)}
         patch_scores["prediction"] = _fit_prediction(model, videos, config)
-    stats = {
+    stats = _stream_stats(patch_scores)
+    # the raw score over the frames every stream scored (the appearance fit may keep only a subsample)
+    common = _frame_picks(videos, fit.max_frames) if model.appearance is not None else None
+    calibration = _calibration(patch_scores, stats, config.streams, list(videos), common)
+    views = _camera_views(videos, cameras or {}, flows or {}, config, patch_scores, common)
+    model.anchors = anchor_clips(videos, config.history, ANCHOR_CLIPS, rng)
+    return FittedDetector(model.eval(), stats, calibration, training, views)
+
+
+def _stream_stats(patch_scores: dict[str, dict[str, np.ndarray]]) -> dict[str, ScoreCalibration]:
+    """Each stream's statistics over its patch scores of every video in `patch_scores`."""
+    return {
         name: ScoreCalibration.fit(np.concatenate(list(by_video.values())), gate=STREAM_GATES.get(name))
         for name, by_video in patch_scores.items()
     }
-    # the raw score over the frames every stream scored (the appearance fit may keep only a subsample)
-    common = _frame_picks(videos, fit.max_frames) if model.appearance is not None else None
+
+
+def _calibration(
+    patch_scores: dict[str, dict[str, np.ndarray]],
+    stats: dict[str, ScoreCalibration],
+    streams: tuple[str, ...],
+    videos: list[str],
+    common: dict[str, np.ndarray] | None,
+) -> ScoreCalibration:
+    """The calibration of the raw frame score over `videos`' frames that every stream scored (`common`: the
+    frames the appearance fit kept, where it kept only some)."""
     per_stream = []
-    for name in config.streams:
+    for name in streams:
         by_video = patch_scores[name]
         if common is not None and name != "appearance":
             by_video = {video: scores[common[video]] for video, scores in by_video.items()}
         per_stream.append(np.concatenate([by_video[video] for video in videos]))
-    raw = combined_scores(np.stack(per_stream, axis=1), [stats[name] for name in config.streams])
-    model.anchors = anchor_clips(videos, config.history, ANCHOR_CLIPS, rng)
-    return FittedDetector(model.eval(), stats, ScoreCalibration.fit(raw), training)
+    return ScoreCalibration.fit(combined_scores(np.stack(per_stream, axis=1), [stats[n] for n in streams]))
+
+
+# a camera with fewer frames in a fit keeps the site's view: a place map and a normal speed per pixel from
+# a few seconds of footage are mostly noise (a guard, not tuned: the views measured had 2,400 frames or more)
+MIN_VIEW_FRAMES = 200
+
+
+def _camera_views(
+    videos: dict[str, np.ndarray],
+    cameras: dict[str, str],
+    flows: dict[str, FlowConfig],
+    config: DetectorConfig,
+    patch_scores: dict[str, dict[str, np.ndarray]],
+    common: dict[str, np.ndarray] | None,
+) -> dict[str, CameraView]:
+    """Each camera's own view (models/detector/views.py), where the footage is several cameras' (`cameras`:
+    the camera of each video): its motion and place fitted to its videos alone, its appearance statistics
+    from the site's cross-fitted scores of its videos. None for one camera's footage (its view is the site's),
+    nor for a camera with fewer than MIN_VIEW_FRAMES frames."""
+    named = sorted({cameras[name] for name in videos if name in cameras})
+    if len(named) < 2 or "motion" not in config.streams:
+        return {}
+    views = {}
+    for camera in named:
+        own = {name: frames for name, frames in videos.items() if cameras.get(name) == camera}
+        if sum(len(frames) for frames in own.values()) < MIN_VIEW_FRAMES:
+            continue  # too little to learn where and how fast things move: scored in the site's view
+        flow = flows.get(camera, config.flow)
+        own_config = replace(
+            config, flow=flow, streams=tuple(s for s in config.streams if s in MOTION_STREAMS)
+        )
+        motion_only = DetectorNet(own_config)
+        scores = _fit_motion(motion_only, own, own_config, camera)
+        scores.update({name: patch_scores[name] for name in patch_scores if name not in scores})
+        scores = {name: {video: by_video[video] for video in own} for name, by_video in scores.items()}
+        stats = _stream_stats(scores)
+        motion, place = motion_only.motion, motion_only.place
+        assert motion is not None
+        views[camera] = CameraView(
+            normal_speed=motion.normal_speed.numpy().copy(),
+            row_scale=motion.row_scale[:, 0].numpy().copy(),
+            rarity=place.rarity.numpy().copy() if place is not None else None,
+            typical=float(place.typical) if place is not None else 1.0,
+            stream_stats=stats,
+            calibration=_calibration(scores, stats, config.streams, list(own), common),
+            flow=flow if flow != config.flow else None,
+        )
+    return views
 
 
 ANCHOR_CLIPS = 48  # about 12 MB at 240x360 with two frames of history
@@ -223,7 +298,7 @@ def _part_speeds(
 
 
 def _fit_motion(
-    model: DetectorNet, videos: dict[str, np.ndarray], config: DetectorConfig
+    model: DetectorNet, videos: dict[str, np.ndarray], config: DetectorConfig, camera: str | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     """The mean speed per pixel and the view's scale per row, and where things move (the place stream,
     when selected); returns each of these streams' patch scores of each video, with patches that follow
@@ -242,7 +317,10 @@ def _fit_motion(
     scores: dict[str, dict[str, list[np.ndarray]]] = {"motion": {name: [] for name in videos}}
     passes = 2 if place is None else 3
     with tqdm(
-        total=passes * sum(len(f) for f in videos.values()), desc="motion", unit="frame", dynamic_ncols=True
+        total=passes * sum(len(f) for f in videos.values()),
+        desc="motion" if camera is None else f"motion of {camera}",
+        unit="frame",
+        dynamic_ncols=True,
     ) as bar:
         for _, speed in _part_speeds(videos, everything, config, bar):
             count += len(speed)
@@ -391,12 +469,15 @@ def train_detector(
     fit: FitConfig | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
+    cameras: dict[str, str] | None = None,
+    flows: dict[str, FlowConfig] | None = None,
 ) -> TrainedModel:
     """Fits a detector to normal videos (uint8 [T, H, W] each, at the detector's input size); `source`
-    describes the footage in the metadata."""
+    describes the footage in the metadata; `cameras`, `flows`: each video's camera, each camera's flow, as
+    fit_detector."""
     started = time.monotonic()
     fit = fit or FitConfig()
-    fitted = fit_detector(frames, config, fit, checkpoint, resume)
+    fitted = fit_detector(frames, config, fit, checkpoint, resume, cameras, flows)
     seconds = time.monotonic() - started
     metadata = model_metadata(
         config,

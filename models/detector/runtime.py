@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,22 +103,62 @@ def _flow_config(metadata: dict[str, Any]) -> FlowConfig:
         raise InvalidModelError(f"model metadata has no flow settings ({type(exc).__name__}: {exc})") from exc
 
 
-class TorchDetector(Detector):
+class FlowDetector(Detector):
+    """A learned detector: its motion streams read the clips' optical-flow speed, measured on the CPU before
+    the network; a camera whose own view the model keeps (models/detector/views.py) gets its motion and
+    place maps from that view."""
+
+    flow: FlowConfig
+    reads_speed: bool = True  # whether the network reads the speed (a graph without motion does not)
+
+    @abstractmethod
+    def maps_of(self, clips: np.ndarray, speed: np.ndarray | None) -> np.ndarray:
+        """The network's stream maps of uint8 clips and their speed maps (None where it reads none)."""
+
+    def stream_maps(self, clips: np.ndarray) -> np.ndarray:
+        clips = np.ascontiguousarray(clips, dtype=np.uint8)
+        return self.maps_of(clips, clip_speeds(clips, self.flow) if self.reads_speed else None)
+
+    def served_maps(self, clips: np.ndarray, cameras: Sequence[str | None]) -> np.ndarray:
+        views = self.info.camera_views
+        viewed = sorted({camera for camera in cameras if camera in views}, key=str)
+        if not viewed or not self.reads_speed:
+            return super().served_maps(clips, cameras)
+        clips = np.ascontiguousarray(clips, dtype=np.uint8)
+        flows: dict[FlowConfig, list[int]] = {}  # each camera's speed measured with its own flow
+        for index, camera in enumerate(cameras):
+            view = views.get(camera) if camera is not None else None
+            flows.setdefault(view.flow if view is not None and view.flow else self.flow, []).append(index)
+        speed = np.empty((len(clips), *clips.shape[2:]), dtype=np.float32)
+        for flow, items in flows.items():
+            speed[items] = clip_speeds(clips[items], flow)
+        maps = self.maps_of(clips, speed)
+        streams = self.info.streams
+        for camera in viewed:
+            items = np.array([index for index, name in enumerate(cameras) if name == camera])
+            view = views[camera]
+            if "motion" in streams:
+                maps[items, streams.index("motion")] = view.motion_map(speed[items])
+            if "place" in streams and view.rarity is not None:
+                maps[items, streams.index("place")] = view.place_map(speed[items])
+        return self.info.silence_place(maps, cameras)
+
+
+class TorchDetector(FlowDetector):
     def __init__(self, model: DetectorNet, metadata: dict[str, Any]) -> None:
         self.model = model.eval()
         self.info = _info(metadata)
         self.flow = _flow_config(metadata)
 
-    def stream_maps(self, clips: np.ndarray) -> np.ndarray:
+    def maps_of(self, clips: np.ndarray, speed: np.ndarray | None) -> np.ndarray:
         import torch
 
-        clips = np.ascontiguousarray(clips, dtype=np.uint8)
-        speed = clip_speeds(clips, self.flow)
+        assert speed is not None
         with torch.inference_mode():
             return self.model(torch.from_numpy(clips), torch.from_numpy(speed)).numpy()
 
 
-class OnnxDetector(Detector):
+class OnnxDetector(FlowDetector):
     """An ONNX Runtime session. With `bind_device` (the GPU path), each batch's inputs are bound to the
     session as device tensors and the maps are written straight to host memory (I/O binding). Batches
     larger than `max_batch` are scored in parts (a TensorRT engine's largest profile; on the CPU, parts
@@ -136,16 +178,16 @@ class OnnxDetector(Detector):
         self.max_batch = max_batch
         self.info = _info(metadata)
         self.flow = _flow_config(metadata)
-
-    def stream_maps(self, clips: np.ndarray) -> np.ndarray:
-        clips = np.ascontiguousarray(clips, dtype=np.uint8)
-        inputs: dict[str, np.ndarray] = {}
         # the exporter drops an input the graph does not read: a graph without the motion stream has no
         # speed input, and one with the motion stream alone no clips (its evidence is all in the speed)
+        self.reads_speed = SPEED_INPUT in self.input_names
+
+    def maps_of(self, clips: np.ndarray, speed: np.ndarray | None) -> np.ndarray:
+        inputs: dict[str, np.ndarray] = {}
         if INPUT_NAME in self.input_names:
             inputs[INPUT_NAME] = clips
-        if SPEED_INPUT in self.input_names:
-            inputs[SPEED_INPUT] = clip_speeds(clips, self.flow)
+        if speed is not None:
+            inputs[SPEED_INPUT] = speed
         step = self.max_batch or len(clips)
         parts = range(0, len(clips), step)
         return np.concatenate([self._run({k: v[i : i + step] for k, v in inputs.items()}) for i in parts])

@@ -13,6 +13,7 @@ anomaly map  = per pixel, the sum over streams of the evidence above a normal fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -173,13 +174,62 @@ def combined_anomaly_maps(maps: np.ndarray, stats: list[ScoreCalibration]) -> np
     return out
 
 
-def raw_scores(detector: Detector, maps: np.ndarray) -> np.ndarray:
-    """float32 [B]: raw frame scores of stream maps [B, S, H, W] (ignore zones already masked out)."""
-    return combined_scores(
-        stream_patch_scores(maps, detector.info.stream_patches), detector.info.stream_stats
-    )
+def camera_groups(cameras: Sequence[str | None] | None, count: int) -> dict[str | None, np.ndarray]:
+    """The items of a batch of `count` grouped by camera (`cameras`, one per item; None: all unnamed)."""
+    if cameras is None:
+        return {None: np.arange(count)}
+    groups: dict[str | None, list[int]] = {}
+    for index, camera in enumerate(cameras):
+        groups.setdefault(camera, []).append(index)
+    return {camera: np.array(items) for camera, items in groups.items()}
 
 
-def anomaly_maps(detector: Detector, maps: np.ndarray) -> np.ndarray:
-    """float32 [B, H, W]: where the frame is unlike normal footage, in z units above a normal frame's peak."""
-    return combined_anomaly_maps(maps, detector.info.stream_stats)
+def camera_patch_scores(
+    detector: Detector, maps: np.ndarray, cameras: Sequence[str | None] | None = None
+) -> np.ndarray:
+    """float32 [B, S]: stream_patch_scores of stream maps [B, S, H, W], each item with its camera's patches
+    (`cameras`, one per item; None: all the site's; DetectorInfo.for_camera)."""
+    out = np.empty(maps.shape[:2], dtype=np.float32)
+    for camera, items in camera_groups(cameras, len(maps)).items():
+        out[items] = stream_patch_scores(maps[items], detector.info.for_camera(camera).stream_patches)
+    return out
+
+
+def in_site_units(
+    detector: Detector, patch: np.ndarray, cameras: Sequence[str | None] | None = None
+) -> np.ndarray:
+    """float32 [B, S]: patch scores of items scored as their cameras (camera_patch_scores) moved to the site's
+    statistics: each stream's z under the site's is the one its camera's statistics give, so that what
+    sums or gates patch scores with the site's statistics reads every camera alike."""
+    out = np.array(patch, dtype=np.float32)
+    site = detector.info.stream_stats
+    for camera, items in camera_groups(cameras, len(patch)).items():
+        own = detector.info.for_camera(camera).stream_stats
+        for index, (theirs, ours) in enumerate(zip(own, site, strict=True)):
+            out[items, index] = (
+                ours.median + (patch[items, index] - theirs.median) * ours.scale / theirs.scale
+            )
+    return out
+
+
+def raw_scores(
+    detector: Detector, maps: np.ndarray, cameras: Sequence[str | None] | None = None
+) -> np.ndarray:
+    """float32 [B]: raw frame scores of stream maps [B, S, H, W] (ignore zones already masked out), each
+    with its camera's patches and statistics (`cameras` as in camera_patch_scores)."""
+    patch = camera_patch_scores(detector, maps, cameras)
+    out = np.empty(len(maps), dtype=np.float32)
+    for camera, items in camera_groups(cameras, len(maps)).items():
+        out[items] = combined_scores(patch[items], detector.info.for_camera(camera).stream_stats)
+    return out
+
+
+def anomaly_maps(
+    detector: Detector, maps: np.ndarray, cameras: Sequence[str | None] | None = None
+) -> np.ndarray:
+    """float32 [B, H, W]: where the frame is unlike normal footage, in z units above a normal frame's peak,
+    each with its camera's statistics (`cameras` as in raw_scores)."""
+    out = np.empty((maps.shape[0], *maps.shape[2:]), dtype=np.float32)
+    for camera, items in camera_groups(cameras, len(maps)).items():
+        out[items] = combined_anomaly_maps(maps[items], detector.info.for_camera(camera).stream_stats)
+    return out

@@ -258,3 +258,26 @@ def _recorded_fps(dataset: Path) -> float:
     with _video_stream(recordings[0]) as (_, stream):
         rate = stream.average_rate or stream.guessed_rate
     return float(rate) if rate else DEFAULT_FPS
+
+
+CAMERAS_FILE = "cameras.json"  # optional: {"videos": {"<video>": "<camera>", ...}}, training and testing
+
+
+def video_cameras(dataset: Path) -> dict[str, str]:
+    """The camera each video was filmed by, where a dataset holds several cameras' footage (cameras.json):
+    a fit learns each camera's own view, and eval scores each test video as its camera. Empty without the
+    file (one camera's footage)."""
+    path = dataset / CAMERAS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text())["videos"]
+        cameras = {str(video): str(camera) for video, camera in entries.items()}
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetError(
+            f'{path}: not a valid cameras file, expected {{"videos": {{"<video>": "<camera>"}}}} '
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    if not all(cameras.values()):
+        raise DatasetError(f"{path}: a video's camera name is empty")
+    return cameras

@@ -197,7 +197,23 @@ def train_on_dataset(
     videos = split.videos
     source = {"dataset": dataset.name, "data_hash": datasets.videos_hash(videos), "videos": len(videos)}
     config = config.for_source(datasets.source_size(videos), split.fps)
-    return train_detector(split.frames, config, source, fit, checkpoint, resume)
+    named = datasets.video_cameras(dataset)
+    # each camera's own flow, by its own pixels: the site's is the smallest camera's
+    flows = {
+        camera: config.for_source(
+            datasets.source_size([v for v in videos if named.get(v.name) == camera]), split.fps
+        ).flow
+        for camera in set(named.values())
+        if any(named.get(v.name) == camera for v in videos)
+    }
+    cameras = entry_cameras(split, named)
+    return train_detector(split.frames, config, source, fit, checkpoint, resume, cameras, flows)
+
+
+def entry_cameras(split: Split, cameras: dict[str, str]) -> dict[str, str]:
+    """The camera of each of the split's entries (a video, or a run of one) whose video `cameras` names."""
+    videos = {entry: split.sources.get(entry, entry) for entry in split.frames}
+    return {entry: cameras[video] for entry, video in videos.items() if video in cameras}
 
 
 def save_trained(trained: TrainedModel, path: Path, precision: str = "fp32") -> None:
@@ -247,10 +263,12 @@ def score_testing(
     detector: Detector,
     alert_rule: Callable[[float], HysteresisConfig] | None = None,
     analysis_fps: float | None = None,
+    camera: str | None = None,
 ) -> OneClassResult:
     """Scores every frame of DATASET/testing the service would analyse (faster footage: those of
     `analysis_fps`); AUCs when labels.json is present, and the alerts (with their event metrics) that
-    the hysteresis `alert_rule` gives for the analysed rate raises."""
+    the hysteresis `alert_rule` gives for the analysed rate raises. Each video is scored as the camera
+    `camera` names, else as cameras.json names its camera (DetectorInfo.for_camera), else as the site."""
     started = time.monotonic()
     split = read_analysed(
         dataset, "testing", detector.info.height, detector.info.width, analysis_fps=analysis_fps
@@ -258,8 +276,9 @@ def score_testing(
     frames = split.frames
     every_label = video_labels(dataset, split)
     labels = analysed_labels(split, every_label)
+    named = datasets.video_cameras(dataset) if camera is None else {v.name: camera for v in split.videos}
     decoded = time.monotonic()
-    scores = score_videos(detector, frames, fps=split.fps)
+    scores = score_videos(detector, frames, fps=split.fps, cameras=entry_cameras(split, named))
     scored = time.monotonic()
     metrics = frame_metrics(split, scores, every_label)
     events, alerts = (

@@ -28,14 +28,17 @@ def clip_batches(
         yield start, np.stack([stream.push(frame) for frame in frames[start : start + batch_size]])
 
 
-def score_video(detector: Detector, frames: np.ndarray, batch_size: int = 32, *, fps: float) -> VideoScores:
+def score_video(
+    detector: Detector, frames: np.ndarray, batch_size: int = 32, *, fps: float, camera: str | None = None
+) -> VideoScores:
     """Scores every frame of one video (uint8 [T, H, W], `fps` frames a second) through a fresh
-    CameraStream, in order."""
-    stream = CameraStream(detector.info, ScorerConfig().at_rate(fps))
+    CameraStream, in order, as the service scores `camera` (None: a camera the model has no view of)."""
+    stream = CameraStream(detector.info.for_camera(camera), ScorerConfig().at_rate(fps))
     raw = np.empty(len(frames), dtype=np.float32)
     scores = np.empty(len(frames), dtype=np.float32)
     for start, clips in clip_batches(stream, frames, batch_size):  # a clip holds only past frames
-        raw[start : start + len(clips)] = raw_scores(detector, detector.stream_maps(clips))
+        cameras = [camera] * len(clips)
+        raw[start : start + len(clips)] = raw_scores(detector, detector.served_maps(clips, cameras), cameras)
         for i in range(start, start + len(clips)):
             scores[i] = stream.score(float(raw[i]))
     return VideoScores(raw=raw, scores=scores)
@@ -48,11 +51,14 @@ def score_videos(
     desc: str = "scoring",
     *,
     fps: float,
+    cameras: dict[str, str] | None = None,
 ) -> dict[str, VideoScores]:
+    """Each video scored as `score_video` does, as its camera (`cameras`: by video name) where named."""
+    cameras = cameras or {}
     out = {}
     with tqdm(total=sum(len(f) for f in videos.values()), unit="frame", desc=desc, dynamic_ncols=True) as bar:
         for name, frames in videos.items():
-            out[name] = score_video(detector, frames, batch_size, fps=fps)
+            out[name] = score_video(detector, frames, batch_size, fps=fps, camera=cameras.get(name))
             bar.update(len(frames))
     return out
 

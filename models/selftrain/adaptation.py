@@ -22,16 +22,18 @@ from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.detector.runtime import TorchDetector
 from models.detector.scores import (
     ScoreCalibration,
+    camera_patch_scores,
     combined_scores,
-    stream_patch_scores,
 )
 from models.detector.streams import STREAM_MIN_SCALE, DetectorConfig, DetectorNet
+from models.detector.views import CAMERA_VIEWS
 from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
 from models.selftrain.mining import (
     WindowEvidence,
+    run_cameras,
     run_videos,
 )
-from models.selftrain.validation import clip_raw_scores, model_z
+from models.selftrain.validation import clip_raw_scores
 
 
 # ---------------------------------------------------------------- adaptation
@@ -170,7 +172,7 @@ def _blend(old: ScoreCalibration, new: ScoreCalibration, prior: float, count: in
 
 def refit_statistics(
     candidate: TorchDetector, current: Detector, window: Window, frames: np.ndarray, prior_frames: int
-) -> tuple[dict[str, Any], ScoreCalibration]:
+) -> tuple[dict[str, Any], dict[str | None, ScoreCalibration]]:
     """The candidate's stream statistics and calibration, refitted on held-out normal `frames` of the window.
 
     Each stream's statistics are blended from the parent's (as `prior_frames` frames) and the frames'
@@ -183,42 +185,88 @@ def refit_statistics(
     median back, and the camera's scores would drift away from that level over each video (see the
     README). Also returns the calibration before that (blended, with the parent's level): the frame
     of reference in which validation compares the two models on normal frames (the calibration with its
-    new level when the candidate has a stream its parent lacks).
+    new level when the candidate has a stream its parent lacks), by camera view (None: the site's).
+
+    A camera whose own view the model keeps (models/detector/views.py) has its frames refitted in its
+    view: its statistics and calibration, with its own level; the site's are refitted on the others.
     """
     info = candidate.info
     old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
+    kept = {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
     if len(frames) == 0:
-        kept = {"stream_stats": info.metadata["stream_stats"], "calibration": info.metadata["calibration"]}
-        return kept, old_calibration
+        return kept, {None: old_calibration}
     history = max(info.history, current.info.history)  # both score them
+    cameras = window.camera_of(frames)
+    clips = window.clips(frames, history)
     patch = np.concatenate(
         [
-            stream_patch_scores(
-                window.stream_maps(candidate, frames[i : i + BATCH], history), info.stream_patches
+            camera_patch_scores(
+                candidate,
+                candidate.served_maps(clips[i : i + BATCH], cameras[i : i + BATCH]),
+                cameras[i : i + BATCH],
             )
             for i in range(0, len(frames), BATCH)
         ]
     )
+    served_raw = clip_raw_scores(current, clips, cameras)
+    # a camera whose own view the model keeps is refitted in its view, the site's statistics on the others
+    views = info.camera_views
+    site_rows = np.array([camera not in views for camera in cameras])
+    refitted, references = dict(kept), {None: old_calibration}
+    if site_rows.any():
+        refitted, references[None] = _refit_group(
+            candidate, None, patch, site_rows, cameras, served_raw, prior_frames, current
+        )
+    if any(camera in views for camera in cameras):
+        refitted[CAMERA_VIEWS] = {camera: view.to_dict() for camera, view in views.items()}
+        for camera in sorted(set(views).intersection(cameras)):
+            rows = np.array([c == camera for c in cameras])
+            own, references[camera] = _refit_group(
+                candidate, camera, patch, rows, cameras, served_raw, prior_frames, current
+            )
+            refitted[CAMERA_VIEWS][camera].update(own)
+    return refitted, references
+
+
+def _refit_group(
+    candidate: TorchDetector,
+    camera: str | None,
+    patch: np.ndarray,
+    rows: np.ndarray,
+    cameras: list[str | None],
+    served_raw: np.ndarray,
+    prior_frames: int,
+    current: Detector,
+) -> tuple[dict[str, Any], ScoreCalibration]:
+    """refit_statistics over the frames `rows` (bool [N]) of one group, whose patch scores are `patch[rows]`
+    and whose raw scores under the model in service are `served_raw[rows]`: the cameras scored in the
+    site's view (`camera` None), or one camera in its own. Returns its statistics and calibration (as
+    metadata keys), and its calibration before the level (validation's frame of reference)."""
+    info = candidate.info.for_camera(camera)
+    patch = patch[rows]
+    old_calibration = ScoreCalibration.from_dict(info.metadata["calibration"])
     parent = info.metadata.get("stream_stats") or {}
     new_streams = [name for name in info.streams if name not in parent]
-    cameras = window.camera_of(frames)
     # the place evidence of a camera whose view the map no longer knows is taken out, not measured: its
     # zeros would pull the stream's normal level down and light the other cameras' places
-    place_scored = np.array([camera not in info.place_silenced_cameras for camera in cameras], dtype=bool)
+    place_scored = np.array(
+        [c not in info.place_silenced_cameras for c, row in zip(cameras, rows, strict=True) if row],
+        dtype=bool,
+    )
     stats = []
     for index, name in enumerate(info.streams):
-        rows = place_scored if name == "place" and place_scored.any() else np.ones(len(frames), dtype=bool)
-        fitted = ScoreCalibration.fit(patch[rows, index], STREAM_MIN_SCALE.get(name, 0.0))
+        scored = place_scored if name == "place" and place_scored.any() else np.ones(len(patch), dtype=bool)
+        fitted = ScoreCalibration.fit(patch[scored, index], STREAM_MIN_SCALE.get(name, 0.0))
         # a stream new in this cycle (the ordinal head) has no statistics to blend with
         stats.append(
-            _blend(ScoreCalibration.from_dict(parent[name]), fitted, prior_frames, int(rows.sum()))
+            _blend(ScoreCalibration.from_dict(parent[name]), fitted, prior_frames, int(scored.sum()))
             if name in parent
             else fitted
         )
     raw = combined_scores(patch, stats)
-    blended = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(frames))
-    clips = window.clips(frames, history)
-    served_z = float(np.median(model_z(current, clip_raw_scores(current, clips, cameras))))
+    blended = _blend(old_calibration, ScoreCalibration.fit(raw), prior_frames, len(patch))
+    served = ScoreCalibration.from_dict(current.info.for_camera(camera).metadata["calibration"])
+    served_z = float(np.median(served.z(served_raw[rows])))
     own_z = float(np.median(replace(blended, level=0.0).z(raw)))
     calibration = replace(blended, level=served_z - own_z)
     refitted = {
@@ -269,5 +317,6 @@ def fresh_fit(
         run_videos(window, frames),
         fitted_structure(model.config, flow),
         FitConfig(seed=config.seed, max_frames=config.memory_frames),
+        cameras=run_cameras(window, frames),
     )
     return fitted.model, fitted.metadata_stats()

@@ -199,8 +199,9 @@ def _labelled_normal(
         return LabelledNormal(frames, evidence.maps[frames], appearance_normal)
     plain = TorchDetector(_without_exception(model), metadata)
     maps = [
-        half_maps(plain, window.stream_maps(plain, frames[start : start + BATCH]))
+        half_maps(plain, window.stream_maps(plain, part), window.camera_of(part))
         for start in range(0, len(frames), BATCH)
+        for part in [frames[start : start + BATCH]]
     ]
     return LabelledNormal(frames, np.concatenate(maps), appearance_normal)
 

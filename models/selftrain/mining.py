@@ -197,13 +197,16 @@ class WindowEvidence:
     maps: np.ndarray  # float16 [N, H/2, W/2]: anomaly maps at the resolution the service stores them
 
 
-def half_maps(detector: Detector, stream_maps: np.ndarray) -> np.ndarray:
-    """float16 [B, H/2, W/2]: the anomaly maps of a batch's stream maps, as mining keeps them."""
+def half_maps(
+    detector: Detector, stream_maps: np.ndarray, cameras: list[str | None] | None = None
+) -> np.ndarray:
+    """float16 [B, H/2, W/2]: the anomaly maps of a batch's stream maps (each in its camera's statistics,
+    `cameras`), as mining keeps them."""
     height, width = detector.info.height // 2, detector.info.width // 2
     return np.stack(
         [
             cv2.resize(anomaly, (width, height), interpolation=cv2.INTER_AREA)
-            for anomaly in anomaly_maps(detector, stream_maps)
+            for anomaly in anomaly_maps(detector, stream_maps, cameras)
         ]
     ).astype(np.float16)
 
@@ -219,24 +222,25 @@ def window_evidence(detector: Detector, window: Window) -> WindowEvidence:
     frame would be abnormal and the model could never learn the new view. The motion baseline has no
     calibration: its frames are normalized by the window's own statistics."""
     info = detector.info
-    calibration = (
-        replace(ScoreCalibration.from_dict(info.metadata["calibration"]), level=0.0)
-        if info.metadata.get("calibration")
-        else None
-    )
     raw = np.empty(len(window), dtype=np.float64)
     maps = np.empty((len(window), info.height // 2, info.width // 2), dtype=np.float16)
     for start in range(0, len(window), BATCH):
         part = np.arange(start, min(start + BATCH, len(window)))
-        stream_maps = window.stream_maps(detector, part)
-        raw[part] = raw_scores(detector, stream_maps)
-        maps[part] = half_maps(detector, stream_maps)
-    model_z = (calibration or ScoreCalibration.fit(raw)).z(raw)
-    if calibration is None:
-        z = model_z
+        stream_maps, cameras = window.stream_maps(detector, part), window.camera_of(part)
+        raw[part] = raw_scores(detector, stream_maps, cameras)
+        maps[part] = half_maps(detector, stream_maps, cameras)
+    if not info.metadata.get("calibration"):
+        z = model_z = ScoreCalibration.fit(raw).z(raw)
     else:
+        # each frame in its camera's calibration (the site's, or the camera's own view's)
+        model_z = np.empty(len(window), dtype=np.float64)
         z = np.empty(len(window), dtype=np.float64)
         for start, end in segment_spans(window.segments):
+            camera = window.camera_of(np.array([start]))[0]
+            calibration = replace(
+                ScoreCalibration.from_dict(info.for_camera(camera).metadata["calibration"]), level=0.0
+            )
+            model_z[start:end] = calibration.z(raw[start:end])
             scorer = CameraScorer(calibration)
             z[start:end] = [scorer.normalize(float(value)) for value in raw[start:end]]
     return WindowEvidence(score_of_z(z, ScorerConfig()).astype(np.float32), model_z, maps)
@@ -253,6 +257,14 @@ def consecutive_runs(indices: np.ndarray, segments: np.ndarray) -> list[np.ndarr
 def run_videos(window: Window, indices: np.ndarray) -> dict[str, np.ndarray]:
     """The consecutive runs of `indices` as videos (uint8 [T, H, W] each), for fitting a detector."""
     return {f"run{i}": window.frames[run] for i, run in enumerate(consecutive_runs(indices, window.segments))}
+
+
+def run_cameras(window: Window, indices: np.ndarray) -> dict[str, str]:
+    """The camera of each of `run_videos`' runs, where the window names its cameras (a run never crosses
+    from one camera to the next): a fit to them learns each camera's own view."""
+    runs = consecutive_runs(indices, window.segments)
+    named = {f"run{i}": window.camera_of(run[:1])[0] for i, run in enumerate(runs)}
+    return {run: camera for run, camera in named.items() if camera is not None}
 
 
 def _holdout_split(normal: np.ndarray, block: int, share: float) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from models.scoring.camera import ScorerConfig, score_of_z
 from models.selftrain.adaptation import fitted_structure
 from models.selftrain.config import OnlineConfig, Window
 from models.selftrain.cycle import CycleResult, run_cycle, silenced_place, withdrawn_kinds
-from models.selftrain.mining import consecutive_runs, mine, run_videos, window_evidence
+from models.selftrain.mining import consecutive_runs, mine, run_cameras, run_videos, window_evidence
 from models.selftrain.registration import MIN_MOVE_PX, registered_view, view_move
 from models.selftrain.thresholds import ConsensusThreshold
 from models.selftrain.validation import (
@@ -221,7 +221,11 @@ class SelfTrainer:
             )
         videos = run_videos(window, normal)
         trained = train_detector(
-            videos, config, {"dataset": "stream", "videos": len(videos)}, FitConfig(seed=selftrain.seed)
+            videos,
+            config,
+            {"dataset": "stream", "videos": len(videos)},
+            FitConfig(seed=selftrain.seed),
+            cameras=run_cameras(window, normal),
         )
         if max_quiet_z is not None:
             fitted_z = self.quiet_z(trained.detector, window)

@@ -12,9 +12,11 @@ from models.detector.base import Detector
 from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.detector.scores import (
     ScoreCalibration,
+    camera_groups,
+    camera_patch_scores,
     combined_scores,
+    in_site_units,
     raw_scores,
-    stream_patch_scores,
 )
 from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
 
@@ -37,10 +39,9 @@ def clip_raw_scores(
     Window.camera_of; None: the model's whole map everywhere) is served."""
     cameras = cameras or [None] * len(clips)
     out = [
-        raw_scores(
-            detector, detector.served_maps(clips[start : start + BATCH], cameras[start : start + BATCH])
-        )
+        raw_scores(detector, detector.served_maps(clips[start : start + BATCH], part), part)
         for start in range(0, len(clips), BATCH)
+        for part in [cameras[start : start + BATCH]]
     ]
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 
@@ -51,14 +52,16 @@ def sampled_frames(window: Window, stride: int) -> np.ndarray:
 
 
 def sampled_patch_scores(detector: Detector, window: Window, stride: int) -> np.ndarray:
-    """float32 [N, S]: each stream's patch score of every `stride`-th frame of the window."""
+    """float32 [N, S]: each stream's patch score of every `stride`-th frame of the window, in the site's
+    units (a camera the model keeps a view of scored in it: scores.in_site_units)."""
     frames = sampled_frames(window, stride)
-    out = [
-        stream_patch_scores(
-            window.stream_maps(detector, frames[start : start + BATCH]), detector.info.stream_patches
+    out = []
+    for start in range(0, len(frames), BATCH):
+        cameras = window.camera_of(frames[start : start + BATCH])
+        patch = camera_patch_scores(
+            detector, window.stream_maps(detector, frames[start : start + BATCH]), cameras
         )
-        for start in range(0, len(frames), BATCH)
-    ]
+        out.append(in_site_units(detector, patch, cameras))
     return np.concatenate(out) if out else np.empty((0, len(detector.info.streams)), dtype=np.float32)
 
 
@@ -88,9 +91,22 @@ def quiet_place_z_by_camera(detector: Detector, patch: np.ndarray, cameras: np.n
     }
 
 
-def model_z(detector: Detector, raw: np.ndarray, calibration: ScoreCalibration | None = None) -> np.ndarray:
-    calibration = calibration or ScoreCalibration.from_dict(detector.info.metadata["calibration"])
-    return calibration.z(raw)
+def model_z(
+    detector: Detector,
+    raw: np.ndarray,
+    cameras: list[str | None] | None = None,
+    references: dict[str | None, ScoreCalibration] | None = None,
+) -> np.ndarray:
+    """The raw scores as z in the model's calibration: each in its camera's (`cameras`, one per score; the
+    site's, or the camera's own view's: DetectorInfo.for_camera), or in `references`' (by the camera
+    whose view the model keeps, None: the site's) where they hold one."""
+    info = detector.info
+    out = np.empty(len(raw), dtype=np.float64)
+    for camera, items in camera_groups(cameras, len(raw)).items():
+        reference = (references or {}).get(camera if camera in info.camera_views else None)
+        calibration = reference or ScoreCalibration.from_dict(info.for_camera(camera).metadata["calibration"])
+        out[items] = calibration.z(np.asarray(raw)[items])
+    return out
 
 
 def validate(
@@ -99,16 +115,16 @@ def validate(
     window: Window,
     mined: MinedSet,
     config: SelfTrainConfig,
-    normal_reference: ScoreCalibration | None = None,
+    normal_reference: dict[str | None, ScoreCalibration] | None = None,
     anchors: np.ndarray | None = None,
 ) -> Validation:
     """The candidate against the model in service on held-out mined normal frames, on the mined anomalies
     and on pseudo anomalies pasted into normal frames.
 
     Scores are compared as each model's own robust z-scores, the scale alerts are raised on. The held-out
-    normal frames' level is compared in `normal_reference` (the candidate's calibration before the shift
-    that keeps normal scores continuous across a swap, see refit_statistics; that shift would make the
-    levels equal by construction). Rejected: non-finite output, held-out normal frames scored higher by
+    normal frames' level is compared in `normal_reference` (the candidate's calibrations before the shift
+    that keeps normal scores continuous across a swap, by camera view as refit_statistics returns them;
+    that shift would make the levels equal by construction). Rejected: non-finite output, held-out normal frames scored higher by
     more than `normal_tolerance`, mined or pseudo anomalies set apart from normal frames less than
     `separation_ratio` times as well as before.
 
@@ -135,13 +151,22 @@ def validate(
     metrics: dict[str, float] = {"anchor_clips": float(len(normal_clips))} if anchored else {}
     for name, detector in (("current", current), ("candidate", candidate)):
         held_out_raw = clip_raw_scores(detector, held_out, held_out_cameras)
-        normal_z = model_z(detector, clip_raw_scores(detector, normal_clips) if anchored else held_out_raw)
-        pseudo_z = model_z(detector, clip_raw_scores(detector, pasted, normal_cameras))
-        abnormal_z = model_z(detector, clip_raw_scores(detector, anomalies, window.camera_of(abnormal)))
+        normal_z = model_z(
+            detector,
+            clip_raw_scores(detector, normal_clips) if anchored else held_out_raw,
+            normal_cameras,
+        )
+        pseudo_z = model_z(detector, clip_raw_scores(detector, pasted, normal_cameras), normal_cameras)
+        abnormal_cameras = window.camera_of(abnormal)
+        abnormal_z = model_z(
+            detector, clip_raw_scores(detector, anomalies, abnormal_cameras), abnormal_cameras
+        )
         if not all(np.isfinite(z).all() for z in (normal_z, pseudo_z, abnormal_z, held_out_raw)):
             return Validation(False, f"{name} model scores are not finite", metrics)
-        reference = normal_reference if name == "candidate" else None
-        metrics[f"{name}_normal_z"] = float(np.mean(model_z(detector, held_out_raw, reference)))
+        references = normal_reference if name == "candidate" else None
+        metrics[f"{name}_normal_z"] = float(
+            np.mean(model_z(detector, held_out_raw, held_out_cameras, references))
+        )
         metrics[f"{name}_separation"] = float(np.median(pseudo_z) - np.median(normal_z))
         if len(anomalies):
             metrics[f"{name}_abnormal_separation"] = float(np.median(abnormal_z) - np.median(normal_z))

@@ -91,3 +91,16 @@ def write_dataset(root: Path, seed: int = 0) -> Path:
 @pytest.fixture
 def dataset_dir(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "dataset")
+
+
+def two_camera_footage() -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Two cameras' footage and the camera of each video, each long enough for its own view
+    (models/detector/fitting.MIN_VIEW_FRAMES): a path camera (walkers a quarter of the way across) and a
+    lane camera (walkers at three quarters)."""
+    from models.detector.fitting import MIN_VIEW_FRAMES
+
+    rng = np.random.default_rng(0)
+    length = MIN_VIEW_FRAMES // 2
+    videos = {f"path-{i}": walker_video(length, WIDTH * 0.25 + 2 * i, rng) for i in range(2)}
+    videos |= {f"lane-{i}": walker_video(length, WIDTH * 0.75 + 2 * i, rng) for i in range(2)}
+    return videos, {name: name.split("-")[0] for name in videos}

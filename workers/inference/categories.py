@@ -66,7 +66,7 @@ def describe_new_alerts(client: redis.Redis, detector: TorchDetector) -> int:
         clip = _peak_clip(client, alert, info.history, (info.height, info.width))
         if clip is None:
             continue  # its frames have left the buffer
-        anomaly = anomaly_maps(detector, detector.served_maps(clip[None], [alert.camera]))[0]
+        anomaly = anomaly_maps(detector, detector.served_maps(clip[None], [alert.camera]), [alert.camera])[0]
         vector = alert_descriptor(detector.model, clip, anomaly)
         descriptor = schemas.AlertDescriptor(model=info.version, vector=[float(v) for v in vector])
         client.hset(keys.ALERT_DESCRIPTORS, alert_id, descriptor.model_dump_json())

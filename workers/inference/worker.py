@@ -191,7 +191,7 @@ class InferenceWorker(WorkerProcess):
         )
         return CameraSlot(
             config=config,
-            stream=CameraStream(info, ScorerConfig().at_rate(rate)),
+            stream=CameraStream(info.for_camera(config.id), ScorerConfig().at_rate(rate)),
             tracker=AlertTracker(config.id, hysteresis),
             mask=ignore_mask(info.height, info.width, zones),
             rate=rate,
@@ -244,7 +244,7 @@ class InferenceWorker(WorkerProcess):
         self.detector = detector
         for camera, slot in list(self.slots.items()):
             fresh = self._new_slot(slot.config, slot.rate)
-            fresh.stream = slot.stream.carried_to(detector.info)
+            fresh.stream = slot.stream.carried_to(detector.info.for_camera(camera))
             fresh.tracker, fresh.read_id = slot.tracker.retuned(fresh.tracker.config), slot.read_id
             fresh.last_seq, fresh.dropped = slot.last_seq, slot.dropped
             self.slots[camera] = fresh
@@ -313,19 +313,20 @@ class InferenceWorker(WorkerProcess):
                 self._fill_history(camera, slot, frame, entry_id)
             clips.append(slot.stream.push(self._frame_array(frame), frame.session))
         info = self.detector.info
-        # a camera whose view the model's place map no longer knows is scored without it
-        maps = self.detector.served_maps(np.stack(clips), [camera for camera, _, _ in batch])
+        # each camera as the model serves it: its own view where kept, no place map where it moved
+        cameras = [camera for camera, _, _ in batch]
+        maps = self.detector.served_maps(np.stack(clips), cameras)
         self.snoozes.refresh(self.client, schemas.now())
         for index, (camera, _, _) in enumerate(batch):
             slot = self.slots[camera]
             mask = self.snoozes.mask(slot.config, slot.mask, info.height, info.width)
             if mask is not None:  # no evidence inside ignore zones and snoozed ones
                 maps[index] *= mask
-        raws = raw_scores(self.detector, maps)
+        raws = raw_scores(self.detector, maps, cameras)
         scored = [
             ScoredFrame(camera, entry_id, frame, anomaly_map)
             for (camera, entry_id, frame), anomaly_map in zip(
-                batch, anomaly_maps(self.detector, maps), strict=True
+                batch, anomaly_maps(self.detector, maps, cameras), strict=True
             )
         ]
         model = self.detector.info.version

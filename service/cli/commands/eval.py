@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and Path(value).suffix not in SUFFIXES:
             print(f"vigil eval: {flag} must end in {' or '.join(SUFFIXES)}", file=sys.stderr)
             return 2
+    if args.camera is not None and args.mode != "oneclass":
+        print("vigil eval: --camera scores a fixed model: use it with --mode oneclass", file=sys.stderr)
+        return 2
     if args.mode == "coldstart" and args.model:
         print("vigil eval: --mode coldstart starts with no model; leave out --model", file=sys.stderr)
         return 2
@@ -203,8 +206,19 @@ def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     detector, training = _start_detector(args, dataset, keep_torch=False)
     loaded = time.monotonic()
     settings = get_settings()
+    if args.camera is not None and args.camera not in detector.info.camera_views:
+        kept = ", ".join(sorted(detector.info.camera_views)) or "none"
+        print(
+            f"vigil eval: the model keeps no view of camera {args.camera!r} (its cameras: {kept}): scoring as "
+            "the site",
+            file=sys.stderr,
+        )
     result = score_testing(
-        dataset, detector, lambda fps: hysteresis_config(settings.alerts, fps=fps), settings.analysis.fps
+        dataset,
+        detector,
+        lambda fps: hysteresis_config(settings.alerts, fps=fps),
+        settings.analysis.fps,
+        args.camera,
     )
     if args.scores_out:
         write_scores_csv(result.scores, Path(args.scores_out), result.split)
@@ -396,6 +410,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", metavar="PATH", help="score with these weights instead of training")
     parser.add_argument("--save-model", metavar="PATH", help="write the trained weights (.onnx or .pt)")
+    parser.add_argument(
+        "--camera",
+        metavar="NAME",
+        help="oneclass: score the footage as this camera of a model fitted to several cameras (its own "
+        "view: normal speed, perspective, place map, statistics); default: as DATASET_DIR/cameras.json "
+        "names each video's camera, else as the site",
+    )
     parser.add_argument(
         "--scores-out", metavar="FILE.csv", help="write video,frame,score for every test frame"
     )

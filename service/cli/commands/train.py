@@ -163,8 +163,13 @@ def train_on_cameras(args: argparse.Namespace, config: DetectorConfig, checkpoin
     span = f"in the last {args.minutes:g} minutes" if args.minutes is not None else "buffered"
     share = max(footage_frames(args) // len(cameras), MIN_CAMERA_FRAMES)  # each camera's, newest first
     videos: dict[str, np.ndarray] = {}
+    video_cameras: dict[str, str] = {}  # each camera's own view is fitted too (models/detector/views.py)
+    flows = {}  # measured with the flow its own pixels and frame rate call for
     digest = hashlib.sha256()
     for camera in cameras:
+        flows[camera] = config.for_source(
+            cameras_source_size(client, [camera]), cameras_analysis_fps(client, [camera])
+        ).flow
         shape = (config.height, config.width)
         runs = [run for run in buffered_runs(client, camera, since, shape) if len(run) > 1]
         frames = sum(len(run) for run in runs)
@@ -178,12 +183,15 @@ def train_on_cameras(args: argparse.Namespace, config: DetectorConfig, checkpoin
         for index, run in enumerate(newest_frames(runs, share)):
             digest.update(run.tobytes())
             videos[f"{camera}-{index:03d}"] = run
+            video_cameras[f"{camera}-{index:03d}"] = camera
     source = {
         "dataset": f"camera:{','.join(cameras)}",
         "data_hash": digest.hexdigest()[:16],
         "videos": len(videos),
     }
-    return train_detector(videos, config, source, fit_config(args, None), checkpoint, args.resume)
+    return train_detector(
+        videos, config, source, fit_config(args, None), checkpoint, args.resume, video_cameras, flows
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
+from models.detector import fitting
 from models.detector.runtime import TorchDetector, load_detector
-from models.evaluation.datasets import list_videos
+from models.evaluation.datasets import CAMERAS_FILE, list_videos
 from models.scoring.sampling import sampled_frames
 from service.cli.commands import eval as eval_command
 from service.cli.commands import train as train_command
@@ -151,6 +152,31 @@ def test_clear_errors(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert run("train", str(tmp_path / "missing"), "--out", str(tmp_path / "m.onnx"), "--epochs", "1") == 2
     assert "no such dataset directory" in capsys.readouterr().err
     assert run("train", str(dataset_dir), "--out", str(tmp_path / "m.bin")) == 2
+
+
+def test_a_dataset_of_several_cameras_is_fitted_and_scored_as_each_camera(
+    dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fitting, "MIN_VIEW_FRAMES", 20)  # the tiny dataset's 40 frames a camera learn a view
+    cameras = {"videos": {"01": "north", "02": "south"}}  # training and testing videos of the same names
+    (dataset_dir / CAMERAS_FILE).write_text(json.dumps(cameras))
+    model = tmp_path / "model.onnx"
+    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
+    assert set(load_detector(model, "cpu").info.camera_views) == {"north", "south"}
+    scores = outputs(tmp_path)[0]
+    assert run("eval", str(dataset_dir), *eval_args(model, tmp_path)) == 0  # each video as its camera
+    by_camera = {row["frame"]: row["score"] for row in csv.DictReader(scores.open()) if row["video"] == "02"}
+    assert run("eval", str(dataset_dir), *eval_args(model, tmp_path), "--camera", "north") == 0
+    as_north = {row["frame"]: row["score"] for row in csv.DictReader(scores.open()) if row["video"] == "02"}
+    assert by_camera != as_north  # test video 02 is south's: north's view scores it otherwise
+    capsys.readouterr()
+    assert run("eval", str(dataset_dir), *eval_args(model, tmp_path), "--camera", "gate") == 0
+    assert "keeps no view of camera 'gate' (its cameras: north, south)" in capsys.readouterr().err
+    assert run("eval", str(dataset_dir), "--mode", "online", "--model", str(model), "--camera", "north") == 2
+    assert "--camera scores a fixed model" in capsys.readouterr().err
+    (dataset_dir / CAMERAS_FILE).write_text(json.dumps({"01": "north"}))
+    assert run("eval", str(dataset_dir), "--model", str(model)) == 2
+    assert "not a valid cameras file" in capsys.readouterr().err
 
 
 def recordings_dataset(root: Path) -> Path:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import redis
 
+from models.detector.base import Detector
 from tests.waiting import wait_for
 from workers.bus import keys, schemas
 from workers.config import Settings
@@ -208,6 +209,25 @@ def test_a_camera_slower_than_the_analysis_rate_smooths_and_alerts_over_the_same
     worker.teardown()
 
 
+def served_raw_scores(
+    client: redis.Redis, redis_url: str, detector: Detector, video: np.ndarray, cameras: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """The raw scores an inference worker serving `detector` writes for `video` streamed by each camera."""
+    height, width = detector.info.height, detector.info.width
+    for camera in cameras:
+        config = schemas.CameraConfig(id=camera, source="test://frames", width=width, height=height)
+        client.hset(keys.CAMERAS, camera, config.model_dump_json())
+        for seq, frame in enumerate(video):
+            client.xadd(keys.frames_stream(camera), frame_message(camera, seq, frame).to_fields())
+    worker = InferenceWorker(settings_for_test(), redis_url, worker_id="w", detector=detector)
+    worker.setup()
+    wait_for(lambda: worker.step() or all(len(scored_seqs(client, c)) == len(video) for c in cameras))
+    return {
+        camera: np.array([float(f[b"raw"]) for _, f in client.xrange(keys.scores_stream(camera))])
+        for camera in cameras
+    }
+
+
 def test_a_camera_whose_view_the_place_map_no_longer_knows_is_scored_without_it(
     redis_client: redis.Redis, redis_url: str
 ) -> None:
@@ -220,20 +240,32 @@ def test_a_camera_whose_view_the_place_map_no_longer_knows_is_scored_without_it(
 
     walkers = walkers_detector()
     detector = TorchDetector(walkers.model, {**walkers.info.metadata, PLACE_SILENCED_CAMERAS: ["lobby"]})
-    height, width = detector.info.height, detector.info.width
-    video = walker_video(30, width * 0.8, np.random.default_rng(3))
-    for camera in ("gate", "lobby"):
-        config = schemas.CameraConfig(id=camera, source="test://frames", width=width, height=height)
-        redis_client.hset(keys.CAMERAS, camera, config.model_dump_json())
-        for seq, frame in enumerate(video):
-            redis_client.xadd(keys.frames_stream(camera), frame_message(camera, seq, frame).to_fields())
-    worker = InferenceWorker(settings_for_test(), redis_url, worker_id="w", detector=detector)
-    worker.setup()
-    wait_for(lambda: worker.step() or all(len(scored_seqs(redis_client, c)) == 30 for c in ("gate", "lobby")))
-
-    def raw(camera: str) -> np.ndarray:
-        return np.array([float(f[b"raw"]) for _, f in redis_client.xrange(keys.scores_stream(camera))])
-
+    video = walker_video(30, detector.info.width * 0.8, np.random.default_rng(3))
+    raw = served_raw_scores(redis_client, redis_url, detector, video, ("gate", "lobby"))
     # the same frames: the other streams score them alike, the place stream only on the gate camera
-    gate, lobby = raw("gate"), raw("lobby")
+    gate, lobby = raw["gate"], raw["lobby"]
     assert (gate > lobby + 1.0).any() and np.allclose(np.minimum(gate, lobby), lobby, atol=1e-4)
+
+
+def test_each_camera_is_scored_in_its_own_view_of_the_model(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    """A model fitted to two cameras' footage keeps each one's view: the worker scores a camera's frames in
+    it (the raw scores `vigil eval --camera` gives), and a camera it has no view of in the site's."""
+    from models.detector.fitting import train_detector
+    from models.detector.scores import raw_scores
+    from models.detector.streams import DetectorConfig
+    from models.scoring.camera import padded_clips
+    from tests.models.conftest import two_camera_footage, walker_video
+
+    videos, cameras = two_camera_footage()
+    height, width = videos["path-0"].shape[1:]
+    config = DetectorConfig(height=height, width=width, streams=("motion", "place"))
+    detector = train_detector(videos, config, {}, cameras=cameras).detector
+    video = walker_video(30, width * 0.75, np.random.default_rng(3))  # on the lane camera's path
+    served = served_raw_scores(redis_client, redis_url, detector, video, ("path", "lane", "gate"))
+    clips = padded_clips(video, np.arange(len(video)), detector.info.history)
+    for camera, raw in served.items():
+        expected = raw_scores(detector, detector.served_maps(clips, [camera] * 30), [camera] * 30)
+        assert np.allclose(raw, expected, atol=1e-3), camera
+    assert np.median(served["path"]) > np.median(served["lane"])  # where the path camera's walkers never go

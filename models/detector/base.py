@@ -122,5 +122,6 @@ class Detector(ABC):
 
     def served_maps(self, clips: np.ndarray, cameras: Sequence[str | None]) -> np.ndarray:
         """`stream_maps` of clips as the service scores each one's camera (`cameras`, one per clip; None:
-        unknown): without place evidence where the model's map no longer knows that camera's view."""
+        unknown): without place evidence where the model's map no longer knows that camera's view (a
+        learned detector also makes a camera's motion maps in its own view: runtime.FlowDetector)."""
         return self.info.silence_place(self.stream_maps(clips), cameras)

@@ -219,7 +219,8 @@ class Window:
     def stream_maps(self, detector: Detector, indices: np.ndarray, history: int | None = None) -> np.ndarray:
         """float32 [len(indices), S, H, W]: `detector`'s stream maps of these frames (their clips of
         `history` past frames, the detector's own by default), scored as the service scores each frame's
-        camera: without place evidence where the map no longer knows the camera's view."""
+        camera (Detector.served_maps): in its own view where the model keeps one, without place evidence
+        where the map no longer knows the camera's view."""
         clips = self.clips(indices, detector.info.history if history is None else history)
         return detector.served_maps(clips, self.camera_of(indices))
 

@@ -1,10 +1,11 @@
 """What an operator sees live: a dataset's test videos replayed over real RTSP to a real `vigil up`, its alerts
 measured against the labels as `vigil eval` measures its own, side by side with `vigil eval` of the same model.
 
-    python benchmarks/bench_live.py DATASET_DIR --model MODEL.onnx [--cameras 2] [--deal blocks|round-robin]
+    python benchmarks/bench_live.py DATASET_DIR --model MODEL.onnx [--cameras 2] [--deal blocks|round-robin|by-camera]
         [--session-per-video] [--offline-report R.json --offline-scores S.csv] [--scores-out S.csv] [--out R.json]
 
-The test videos are dealt to the cameras in name order (contiguous blocks, or round robin); each camera's videos
+The test videos are dealt to the cameras in name order (contiguous blocks, or round robin; or each to the camera
+the dataset's cameras.json names, for a model fitted to several cameras' own views); each camera's videos
 are concatenated into one H.264 MP4 at the dataset's frame rate and the frames' native size and served once by
 its own loopback RTSP server (tests/rtsp_server.py, GStreamer): one stream session, the k-th frame of which is
 the k-th frame of the clip. With --session-per-video each video is its own clip, served to the camera's next
@@ -156,14 +157,14 @@ def summarize(
     labels: dict[str, np.ndarray],
     offline: tuple[dict[str, Any], dict[str, VideoScores] | None],
     config: HysteresisConfig,
-    calibration: ScoreCalibration | None,
+    calibrations: dict[str, ScoreCalibration | None],
 ) -> dict[str, Any]:
     """The report's figures: live, the live raw scores normalized per video as `vigil eval` does, and
     `vigil eval` itself."""
     fps = streams[0].footage.fps
     names = [name for s in streams for name in s.footage.videos]
     offline_report, offline_scores = offline
-    rescored = rescored_per_video(streams, calibration)
+    rescored = rescored_per_video(streams, calibrations)
     rescored_alerts = raise_alerts(
         {name: VideoScores(video.raw, np.nan_to_num(video.scores)) for name, video in rescored.items()},
         config,
@@ -240,7 +241,10 @@ def parse_args() -> argparse.Namespace:
         "--cameras", type=int, default=2, help="cameras the test videos are dealt to (default 2)"
     )
     parser.add_argument(
-        "--deal", choices=("blocks", "round-robin"), default="blocks", help="how videos go to cameras"
+        "--deal",
+        choices=("blocks", "round-robin", "by-camera"),
+        default="blocks",
+        help="how videos go to cameras (by-camera: as the dataset's cameras.json names them, --cameras unused)",
     )
     parser.add_argument(
         "--session-per-video",
@@ -309,7 +313,14 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     labels = datasets.load_labels(args.dataset, lengths)
     if labels is None:
         raise ReplayError(f"{args.dataset}: no labels.json, nothing to measure the alerts against")
-    calibration = load_detector(args.model, device="cpu", threads=1).info.metadata.get("calibration")
+    info = load_detector(args.model, device="cpu", threads=1).info
+    # each camera's in the model (its own view's, where the model keeps one)
+    calibrations = {
+        item.camera: ScoreCalibration.from_dict(info.for_camera(item.camera).metadata["calibration"])
+        if info.metadata.get("calibration")
+        else None
+        for item in footage
+    }
     replay_s = max(item.frames for item in footage) / fps
     log.info(
         "footage: %s", "; ".join(f"{f.camera} {len(f.videos)} videos, {f.frames} frames" for f in footage)
@@ -328,8 +339,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     streams = [camera_stream(item, served[item.camera], offline_scores) for item in footage]
     if args.scores_out is not None:
         write_live_scores(streams, args.scores_out)
-    calibrated = ScoreCalibration.from_dict(calibration) if calibration else None
-    results = summarize(streams, labels, (offline_report, offline_scores), config, calibrated)
+    results = summarize(streams, labels, (offline_report, offline_scores), config, calibrations)
     report = {
         "benchmark": "live replay over RTSP",
         "dataset": str(args.dataset),

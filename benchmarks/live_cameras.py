@@ -21,7 +21,7 @@ from tests.rtsp_process import RTSP_PACKAGES, SYSTEM_PYTHON, start_rtsp_server
 from workers.bus.connection import free_port
 from workers.ingest.clips import write_clip
 
-Deal = Literal["blocks", "round-robin"]
+Deal = Literal["blocks", "round-robin", "by-camera"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class CameraFootage:
 
 def deal(names: list[str], cameras: int, how: Deal) -> list[list[str]]:
     """Videos (in name order) per camera: contiguous blocks (camera 1 the first ones) or round robin."""
+    if how == "by-camera":
+        raise ValueError("videos dealt by camera follow the dataset's cameras.json: see `camera_videos`")
     if how == "round-robin":
         return [names[index::cameras] for index in range(cameras)]
     size, extra = divmod(len(names), cameras)
@@ -114,9 +116,13 @@ def write_footage(
     fps = datasets.dataset_fps(dataset)
     if fps != int(fps):
         raise ValueError(f"{dataset}: the replay needs a whole frame rate, not {fps}")
+    if how == "by-camera":
+        dealt = camera_videos(dataset, sorted(videos))
+    else:
+        dealt = {f"cam{index + 1}": names for index, names in enumerate(deal(sorted(videos), cameras, how))}
     footage = []
-    for index, names in enumerate(deal(sorted(videos), cameras, how)):
-        camera, lengths = f"cam{index + 1}", []
+    for camera, names in dealt.items():
+        lengths: list[int] = []
         groups = [[name] for name in names] if per_video else [names]
         clips = []
         for group in groups:
@@ -125,6 +131,18 @@ def write_footage(
             clips.append(clip)
         footage.append(CameraFootage(camera, tuple(names), tuple(lengths), tuple(clips), fps))
     return footage
+
+
+def camera_videos(dataset: Path, names: list[str]) -> dict[str, list[str]]:
+    """The test videos (in name order) of each camera the dataset's cameras.json names, the cameras in name
+    order: a site whose cameras see different scenes, each replayed as the camera that filmed it."""
+    named = datasets.video_cameras(dataset)
+    missing = [name for name in names if name not in named]
+    if missing:
+        raise ValueError(f"{dataset}: cameras.json names no camera for test videos {', '.join(missing)}")
+    return {
+        camera: [n for n in names if named[n] == camera] for camera in sorted(set(named[n] for n in names))
+    }
 
 
 class RtspReplays:

@@ -146,16 +146,16 @@ def live_events(
 
 
 def rescored_per_video(
-    streams: list[CameraStream], calibration: ScoreCalibration | None
+    streams: list[CameraStream], calibrations: dict[str, ScoreCalibration | None]
 ) -> dict[str, VideoScores]:
     """The live raw scores cut back into the dataset's videos and normalized as `vigil eval` does, each video
-    from the model's calibration afresh: what the transport alone (H.264, RTSP, decoding) changed. Frames never
-    scored are left out."""
+    from its camera's calibration in the model (`calibrations`, by camera) afresh: what the transport alone
+    (H.264, RTSP, decoding) changed. Frames never scored are left out."""
     out = {}
     for s in streams:
         for name, start, length in zip(s.footage.videos, s.footage.starts, s.footage.lengths, strict=True):
             raw = s.raw[start : start + length]
-            scorer = CameraScorer(calibration, ScorerConfig().at_rate(s.footage.fps))
+            scorer = CameraScorer(calibrations[s.footage.camera], ScorerConfig().at_rate(s.footage.fps))
             scores = np.array([scorer.update(float(x)) if np.isfinite(x) else np.nan for x in raw])
             out[name] = VideoScores(raw=raw, scores=scores)
     return out

@@ -1,4 +1,5 @@
-"""The site of two scenes: its joined dataset, and the share of normal frames an alert covers."""
+"""The site of two scenes: its joined dataset (each video's camera its scene, as a live replay streams it), and
+the share of normal frames an alert covers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_site_scenes import joined_site, normal_under_alert
+from benchmarks.live_cameras import camera_videos
+from models.evaluation.datasets import video_cameras
 
 
 def scene(root: Path, name: str, abnormal: list[list[int]]) -> Path:
@@ -32,6 +35,11 @@ def test_the_joined_site_links_every_scene_s_videos_with_their_labels(tmp_path: 
         "north-01": {"frames": 10, "abnormal": [[2, 4]]},
         "south-01": {"frames": 10, "abnormal": []},
     }
+    # each video's camera is its scene: a fit learns each one's view, a live replay streams it as that camera
+    assert video_cameras(site) == {"north-01": "north", "south-01": "south"}
+    assert camera_videos(site, ["north-01", "south-01"]) == {"north": ["north-01"], "south": ["south-01"]}
+    with pytest.raises(ValueError, match="names no camera for test videos east-01"):
+        camera_videos(site, ["east-01", "north-01"])
 
 
 def test_normal_frames_under_an_alert_are_counted_once(tmp_path: Path) -> None:

@@ -217,10 +217,10 @@ def raw_scores(
 ) -> np.ndarray:
     """float32 [B]: raw frame scores of stream maps [B, S, H, W] (ignore zones already masked out), each
     with its camera's patches and statistics (`cameras` as in camera_patch_scores)."""
-    patch = camera_patch_scores(detector, maps, cameras)
     out = np.empty(len(maps), dtype=np.float32)
     for camera, items in camera_groups(cameras, len(maps)).items():
-        out[items] = combined_scores(patch[items], detector.info.for_camera(camera).stream_stats)
+        info = detector.info.for_camera(camera)
+        out[items] = combined_scores(stream_patch_scores(maps[items], info.stream_patches), info.stream_stats)
     return out
 
 

@@ -198,13 +198,14 @@ def train_on_dataset(
     source = {"dataset": dataset.name, "data_hash": datasets.videos_hash(videos), "videos": len(videos)}
     config = config.for_source(datasets.source_size(videos), split.fps)
     named = datasets.video_cameras(dataset)
+    filmed: dict[str, list[datasets.Video]] = {}  # each camera's videos
+    for video in videos:
+        if video.name in named:
+            filmed.setdefault(named[video.name], []).append(video)
     # each camera's own flow, by its own pixels: the site's is the smallest camera's
     flows = {
-        camera: config.for_source(
-            datasets.source_size([v for v in videos if named.get(v.name) == camera]), split.fps
-        ).flow
-        for camera in set(named.values())
-        if any(named.get(v.name) == camera for v in videos)
+        camera: config.for_source(datasets.source_size(group), split.fps).flow
+        for camera, group in filmed.items()
     }
     cameras = entry_cameras(split, named)
     return train_detector(split.frames, config, source, fit, checkpoint, resume, cameras, flows)

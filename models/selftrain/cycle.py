@@ -198,11 +198,10 @@ def _labelled_normal(
     if model.exception is None or len(frames) == 0:
         return LabelledNormal(frames, evidence.maps[frames], appearance_normal)
     plain = TorchDetector(_without_exception(model), metadata)
-    maps = [
-        half_maps(plain, window.stream_maps(plain, part), window.camera_of(part))
-        for start in range(0, len(frames), BATCH)
-        for part in [frames[start : start + BATCH]]
-    ]
+    maps = []
+    for start in range(0, len(frames), BATCH):
+        part = frames[start : start + BATCH]
+        maps.append(half_maps(plain, window.stream_maps(plain, part), window.camera_of(part)))
     return LabelledNormal(frames, np.concatenate(maps), appearance_normal)
 
 

@@ -38,11 +38,10 @@ def clip_raw_scores(
     """float32 [N]: raw frame scores of clips [N, ...], each scored as its camera (`cameras`, one per clip,
     Window.camera_of; None: the model's whole map everywhere) is served."""
     cameras = cameras or [None] * len(clips)
-    out = [
-        raw_scores(detector, detector.served_maps(clips[start : start + BATCH], part), part)
-        for start in range(0, len(clips), BATCH)
-        for part in [cameras[start : start + BATCH]]
-    ]
+    out = []
+    for start in range(0, len(clips), BATCH):
+        part = cameras[start : start + BATCH]
+        out.append(raw_scores(detector, detector.served_maps(clips[start : start + BATCH], part), part))
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 
 

@@ -15,7 +15,8 @@ import torch
 from torch.nn import functional as F
 
 from models.detector.base import Detector
-from models.detector.fitting import FitConfig, coreset, extend_coreset, fit_detector, frame_features
+from models.detector.coreset import coreset, extend_coreset
+from models.detector.fitting import FitConfig, fit_detector, frame_features
 from models.detector.flow import FlowConfig, clip_speeds
 from models.detector.predictor_training import gradient_step, running_mean
 from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig

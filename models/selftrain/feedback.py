@@ -5,7 +5,7 @@ speed is a mean over thousands of frames: a false alert the operator marks norma
 it. Here the labelled frames are learned directly, the way the fit learns normal footage:
 
 - appearance (false alarms: labelled normal without a category): the frames' cells that the memory
-  covers worst join it (the k-center coreset continued, models/detector/fitting.extend_coreset), until
+  covers worst join it (the k-center coreset continued, models/detector/coreset.extend_coreset), until
   every labelled cell is within the memory's own typical reach or `max_cells` were added; what the memory
   covered stays;
 - motion (optional, `motion_exception`): where the labelled frames moved fastest above normal (their
@@ -37,7 +37,8 @@ import cv2
 import numpy as np
 import torch
 
-from models.detector.fitting import BATCH, extend_coreset, frame_features
+from models.detector.coreset import extend_coreset
+from models.detector.fitting import BATCH, frame_features
 from models.detector.flow import clip_speeds
 from models.detector.streams import DetectorNet
 from models.selftrain.config import LabelLearning

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.detector.fitting import FitConfig, coreset, extend_coreset, fit_detector, train_detector
+from models.detector.fitting import FitConfig, fit_detector, train_detector
 from models.detector.predictor_training import TrainConfig, train_predictor
 from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.detector.streams import DetectorConfig
@@ -31,28 +31,6 @@ def test_pseudo_anomalies_keep_the_clip_shape_and_vary() -> None:
     crops, offsets = sampler.batch(4, crop=(16, 24))
     assert crops.shape == (4, TINY_NETWORK.history + 1, 16, 24)
     assert all(0 <= y <= 16 and 0 <= x <= 24 for y, x in offsets)
-
-
-def test_coreset_keeps_rare_cells() -> None:
-    import torch
-
-    common = torch.zeros(500, 4) + torch.randn(500, 4) * 0.01
-    rare = torch.full((3, 4), 5.0)
-    chosen = coreset(torch.cat([common, rare]), 8, np.random.default_rng(0))
-    assert chosen.shape == (8, 4) and (chosen == 5.0).all(dim=1).any()  # one far cell covers the rare ones
-
-
-def test_a_continued_coreset_keeps_its_cells_and_adds_what_they_do_not_cover() -> None:
-    import torch
-
-    noise = torch.Generator().manual_seed(0)
-    kept = torch.randn(6, 4, generator=noise) * 0.01
-    covered = kept.repeat(20, 1) + torch.randn(120, 4, generator=noise) * 0.01  # near-copies of the kept
-    new_view = torch.cat([torch.full((5, 4), 3.0), torch.full((5, 4), -3.0)])  # two looks never seen
-    grown = extend_coreset(kept, torch.cat([covered, new_view]), 2)
-    assert torch.equal(grown[:6], kept) and len(grown) == 8
-    assert (grown[6:].abs() == 3.0).all() and grown[6, 0] != grown[7, 0]  # one cell of each new look
-    assert torch.equal(extend_coreset(kept, new_view, 0), kept)
 
 
 def test_the_memory_is_chosen_from_cells_of_every_frame() -> None:

@@ -28,6 +28,13 @@ def clip_batches(
         yield start, np.stack([stream.push(frame) for frame in frames[start : start + batch_size]])
 
 
+def served_raw(detector: Detector, clips: np.ndarray, camera: str | None) -> np.ndarray:
+    """float32 [B]: the raw scores of a batch of one camera's clips, as the inference worker scores them
+    (in the camera's own view where the model keeps one; None: a camera the model has no view of)."""
+    cameras = [camera] * len(clips)
+    return raw_scores(detector, detector.served_maps(clips, cameras), cameras)
+
+
 def score_video(
     detector: Detector, frames: np.ndarray, batch_size: int = 32, *, fps: float, camera: str | None = None
 ) -> VideoScores:
@@ -37,8 +44,7 @@ def score_video(
     raw = np.empty(len(frames), dtype=np.float32)
     scores = np.empty(len(frames), dtype=np.float32)
     for start, clips in clip_batches(stream, frames, batch_size):  # a clip holds only past frames
-        cameras = [camera] * len(clips)
-        raw[start : start + len(clips)] = raw_scores(detector, detector.served_maps(clips, cameras), cameras)
+        raw[start : start + len(clips)] = served_raw(detector, clips, camera)
         for i in range(start, start + len(clips)):
             scores[i] = stream.score(float(raw[i]))
     return VideoScores(raw=raw, scores=scores)

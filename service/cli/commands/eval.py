@@ -5,7 +5,8 @@ smoothing), so the printed micro AUC is what an operator would get. The papers' 
 which looks at each video's future frames, is printed for comparison only. So are the alerts the service's
 hysteresis would raise on those scores, and their event metrics (models/evaluation/events.py).
 
-online and coldstart stream the videos (each as a camera) through the retraining worker's self-training
+online and coldstart stream the videos (each as a camera: the one cameras.json or --camera names, whose own
+view a model fitted to several cameras keeps) through the retraining worker's self-training
 loop (models/selftrain/trainer.py): the streamed scores are those the service would have served, model swaps
 included; the final model then rescores every test frame.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.detector.runtime import SUFFIXES, InvalidModelError
-from models.evaluation.datasets import DatasetError, list_videos, source_size
+from models.evaluation.datasets import DatasetError, list_videos, source_size, video_cameras
 from service.cli.commands.train import (
     add_training_arguments,
     companion_weights,
@@ -34,6 +35,7 @@ from service.cli.commands.train import (
 from workers.config import get_settings, hysteresis_config
 
 if TYPE_CHECKING:
+    from models.detector.base import Detector
     from models.evaluation.jobs import Split
 
 MODES = ("oneclass", "online", "coldstart")
@@ -44,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and Path(value).suffix not in SUFFIXES:
             print(f"vigil eval: {flag} must end in {' or '.join(SUFFIXES)}", file=sys.stderr)
             return 2
-    if args.camera is not None and args.mode != "oneclass":
-        print("vigil eval: --camera scores a fixed model: use it with --mode oneclass", file=sys.stderr)
+    if args.camera is not None and args.mode == "coldstart":
+        print(
+            "vigil eval: --camera scores a start model's view: use it with --mode oneclass or online",
+            file=sys.stderr,
+        )
         return 2
     if args.mode == "coldstart" and args.model:
         print("vigil eval: --mode coldstart starts with no model; leave out --model", file=sys.stderr)
@@ -199,13 +204,8 @@ def _start_detector(
     return serving_detector(trained, save_path, inference.device, args.threads), training
 
 
-def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
-    from models.evaluation.events import write_alerts_csv
-    from models.evaluation.jobs import score_testing, write_scores_csv
-
-    detector, training = _start_detector(args, dataset, keep_torch=False)
-    loaded = time.monotonic()
-    settings = get_settings()
+def _warn_without_view(args: argparse.Namespace, detector: Detector) -> None:
+    """Says so where --camera names a camera the model keeps no view of (it is scored as the site)."""
     if args.camera is not None and args.camera not in detector.info.camera_views:
         kept = ", ".join(sorted(detector.info.camera_views)) or "none"
         print(
@@ -213,6 +213,16 @@ def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
             "the site",
             file=sys.stderr,
         )
+
+
+def _oneclass(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
+    from models.evaluation.events import write_alerts_csv
+    from models.evaluation.jobs import score_testing, write_scores_csv
+
+    detector, training = _start_detector(args, dataset, keep_torch=False)
+    loaded = time.monotonic()
+    settings = get_settings()
+    _warn_without_view(args, detector)
     result = score_testing(
         dataset,
         detector,
@@ -273,21 +283,45 @@ def _alerts(
 
 def _coldstart_stream(
     args: argparse.Namespace, dataset: Path, test_frames: dict[str, Any], size: tuple[int, int]
-) -> dict[str, Any]:
-    """Training and testing videos in a seeded order, each named <split>/<video>."""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Training and testing videos in a seeded order, each named <split>/<video>, and the camera of each
+    that cameras.json names."""
     import numpy as np
 
-    from models.evaluation.jobs import read_analysed
+    from models.evaluation.jobs import entry_cameras, read_analysed
 
-    train_frames = read_analysed(
+    split = read_analysed(
         dataset, "training", *size, budget=footage_frames(args), analysis_fps=get_settings().analysis.fps
-    ).frames
+    )
+    train_frames = split.frames
+    train_cameras = entry_cameras(split, video_cameras(dataset))
     names = [("training", n) for n in train_frames] + [("testing", n) for n in test_frames]
     order = np.random.default_rng(args.seed).permutation(len(names))
-    return {
+    stream = {
         f"{split}/{name}": (train_frames if split == "training" else test_frames)[name]
         for split, name in (names[i] for i in order)
     }
+    return stream, {f"training/{name}": camera for name, camera in train_cameras.items()}
+
+
+def _streamed_cameras(
+    args: argparse.Namespace, dataset: Path, test: Split, size: tuple[int, int]
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """What online (the test videos) or coldstart (training and testing videos) streams, the camera of each
+    streamed video and of each test video: --camera, else as cameras.json names it. Each is then scored and
+    retrained in its camera's own view, as the workers do a site's cameras."""
+    from models.evaluation.jobs import entry_cameras
+    from models.evaluation.online import check_cameras
+
+    named = {v.name: args.camera for v in test.videos} if args.camera else video_cameras(dataset)
+    test_cameras = entry_cameras(test, named)
+    if args.mode == "online":
+        stream, cameras = dict(test.frames), test_cameras
+    else:
+        stream, train_cameras = _coldstart_stream(args, dataset, test.frames, size)
+        cameras = {**train_cameras, **{f"testing/{name}": c for name, c in test_cameras.items()}}
+    check_cameras(stream, cameras)  # before any scoring
+    return stream, cameras, test_cameras
 
 
 def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
@@ -297,6 +331,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
 
     from tqdm import tqdm
 
+    from models.detector.export import save_detector
     from models.detector.motion import MotionBaseline
     from models.evaluation.jobs import (
         analysed_labels,
@@ -324,6 +359,7 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
     test = read_analysed(dataset, "testing", height, width, analysis_fps=settings.analysis.fps)
     every_label = video_labels(dataset, test)
     test_frames, labels = test.frames, analysed_labels(test, every_label)
+    stream, stream_cameras, test_cameras = _streamed_cameras(args, dataset, test, (height, width))
     streamed = test.videos + (list_videos(dataset, "training") if args.mode == "coldstart" else [])
     # what the fits afresh fit to: the flow its pixels and the analysed rate call for
     config = config.for_source(source_size(streamed), test.fps)
@@ -338,22 +374,23 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         )
         if args.mode == "online":
             assert trainer.serving is not None
-            start_scores = score_videos(trainer.serving, test_frames, desc="start model", fps=test.fps)
+            _warn_without_view(args, trainer.serving)
+            start_scores = score_videos(
+                trainer.serving, test_frames, desc="start model", fps=test.fps, cameras=test_cameras
+            )
             report["start_model"] = trainer.serving.info.version
             report["start_metrics"] = metrics_of(start_scores)
             _print_metrics("start:    ", report["start_metrics"])
             if args.start_scores_out:
                 write_scores_csv(start_scores, Path(args.start_scores_out), test)
-            stream = dict(test_frames)
-        else:
-            stream = _coldstart_stream(args, dataset, test_frames, (height, width))
         cycles: list[dict[str, Any]] = []
         loop_started = time.monotonic()
         with tqdm(
             total=sum(len(f) for f in stream.values()), unit="frame", desc="streaming", dynamic_ncols=True
         ) as bar:
+            fallback = MotionBaseline(height, width)
             streamed = stream_online(
-                stream, trainer, MotionBaseline(height, width), cycles, bar.update, fps=test.fps
+                stream, trainer, fallback, cycles, bar.update, fps=test.fps, cameras=stream_cameras
             )
         report["stream_s"] = time.monotonic() - loop_started
         report["cycles"] = cycles
@@ -361,7 +398,9 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
             raise ValueError(
                 f"the stream was too short for a first model ({config.coldstart_frames} frames needed)"
             )
-        final_scores = score_videos(trainer.serving, test_frames, desc="final model", fps=test.fps)
+        final_scores = score_videos(
+            trainer.serving, test_frames, desc="final model", fps=test.fps, cameras=test_cameras
+        )
         report["final_model"] = trainer.serving.info.version
         report["final_metrics"] = metrics_of(final_scores)
         test_streamed = {name: streamed[name] for name in test_frames} if args.mode == "online" else None
@@ -376,8 +415,6 @@ def _online(args: argparse.Namespace, dataset: Path) -> dict[str, Any]:
         if args.final_scores_out:
             write_scores_csv(final_scores, Path(args.final_scores_out), test)
         if args.save_model and trainer.model is not None and trainer.metadata is not None:
-            from models.detector.export import save_detector
-
             save_detector(trainer.model, trainer.metadata, Path(args.save_model))
         served = test_streamed or final_scores
         report["adaptive_threshold"] = trainer.alert_threshold()  # None: the consensus has not settled
@@ -413,9 +450,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--camera",
         metavar="NAME",
-        help="oneclass: score the footage as this camera of a model fitted to several cameras (its own "
-        "view: normal speed, perspective, place map, statistics); default: as DATASET_DIR/cameras.json "
-        "names each video's camera, else as the site",
+        help="oneclass and online: score (and, online, retrain on) the footage as this camera of a model "
+        "fitted to several cameras (its own view: normal speed, perspective, place map, statistics); "
+        "default: as DATASET_DIR/cameras.json names each video's camera, else as the site",
     )
     parser.add_argument(
         "--scores-out", metavar="FILE.csv", help="write video,frame,score for every test frame"

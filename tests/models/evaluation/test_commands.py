@@ -172,11 +172,32 @@ def test_a_dataset_of_several_cameras_is_fitted_and_scored_as_each_camera(
     capsys.readouterr()
     assert run("eval", str(dataset_dir), *eval_args(model, tmp_path), "--camera", "gate") == 0
     assert "keeps no view of camera 'gate' (its cameras: north, south)" in capsys.readouterr().err
-    assert run("eval", str(dataset_dir), "--mode", "online", "--model", str(model), "--camera", "north") == 2
-    assert "--camera scores a fixed model" in capsys.readouterr().err
+    assert run("eval", str(dataset_dir), "--mode", "coldstart", "--camera", "north") == 2
+    assert "--camera scores a start model's view" in capsys.readouterr().err
     (dataset_dir / CAMERAS_FILE).write_text(json.dumps({"01": "north"}))
     assert run("eval", str(dataset_dir), "--model", str(model)) == 2
     assert "not a valid cameras file" in capsys.readouterr().err
+
+
+def test_online_streams_each_video_as_its_camera(
+    dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fitting, "MIN_VIEW_FRAMES", 20)  # the tiny dataset's 40 frames a camera learn a view
+    (dataset_dir / CAMERAS_FILE).write_text(json.dumps({"videos": {"01": "north", "02": "south"}}))
+    model = tmp_path / "model.pt"  # online fine-tunes PyTorch weights
+    assert run("train", str(dataset_dir), "--out", str(model), "--threads", "1") == 0
+    scores, report, _ = outputs(tmp_path)
+    online = ("eval", str(dataset_dir), "--mode", "online", "--threads", "1", *eval_args(model, tmp_path))
+    assert run(*online) == 0
+    assert json.loads(report.read_text())["streamed_metrics"]["micro_auc"] > 0.5
+    by_camera = {row["frame"]: row["score"] for row in csv.DictReader(scores.open()) if row["video"] == "02"}
+    assert run(*online, "--camera", "north") == 0
+    as_north = {row["frame"]: row["score"] for row in csv.DictReader(scores.open()) if row["video"] == "02"}
+    assert by_camera != as_north  # test video 02 is south's: streamed in north's view, it scores otherwise
+    capsys.readouterr()
+    (dataset_dir / CAMERAS_FILE).write_text(json.dumps({"videos": {"01": "north"}}))
+    assert run(*online) == 2
+    assert "name every video's camera, or none" in capsys.readouterr().err
 
 
 def recordings_dataset(root: Path) -> Path:

@@ -27,7 +27,7 @@ from models.detector.scores import (
     combined_scores,
 )
 from models.detector.streams import STREAM_MIN_SCALE, DetectorConfig, DetectorNet
-from models.detector.views import CAMERA_VIEWS
+from models.detector.views import CAMERA_VIEWS, encode_map, parse_views
 from models.selftrain.config import BATCH, MinedSet, SelfTrainConfig, Window
 from models.selftrain.mining import (
     WindowEvidence,
@@ -42,6 +42,26 @@ def _full_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in masks])
 
 
+def _mined_speed_sums(
+    window: Window, mined: MinedSet, rows: np.ndarray, flow: FlowConfig, detector: DetectorConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The masked speeds (measured with `flow`) of the mined training frames `rows` (positions in
+    `mined.train`), summed per pixel, and how many frames each pixel's sum holds."""
+    total = np.zeros((detector.height, detector.width), dtype=np.float64)
+    weight = np.zeros_like(total)
+    for start in range(0, len(rows), BATCH):
+        part = rows[start : start + BATCH]
+        speed = clip_speeds(window.clips(mined.train[part], detector.history), flow)
+        mask = _full_masks(mined.masks[part], detector.height, detector.width)
+        total += (speed * mask).sum(0)
+        weight += mask.sum(0)
+    return total, weight
+
+
+def _blended_speed(old: np.ndarray, total: np.ndarray, weight: np.ndarray, prior: float) -> np.ndarray:
+    return ((prior * old.astype(np.float64) + total) / (prior + weight)).astype(np.float32)
+
+
 def adapt_motion(candidate: DetectorNet, window: Window, mined: MinedSet, config: SelfTrainConfig) -> None:
     """The normal speed per pixel: the current one (as `prior_frames` frames) and the masked speeds of the
     mined normal frames. Where things move (the place stream) is not adapted: a mined "normal" set that
@@ -50,17 +70,35 @@ def adapt_motion(candidate: DetectorNet, window: Window, mined: MinedSet, config
     motion = candidate.motion
     assert motion is not None
     detector = candidate.config
-    total = np.zeros((detector.height, detector.width), dtype=np.float64)
-    weight = np.zeros_like(total)
-    for start in range(0, len(mined.train), BATCH):
-        part = mined.train[start : start + BATCH]
-        speed = clip_speeds(window.clips(part, detector.history), detector.flow)
-        mask = _full_masks(mined.masks[start : start + BATCH], detector.height, detector.width)
-        total += (speed * mask).sum(0)
-        weight += mask.sum(0)
-    prior = float(config.prior_frames)
-    old = motion.normal_speed.double().numpy()
-    motion.normal_speed.copy_(torch.from_numpy(((prior * old + total) / (prior + weight)).astype(np.float32)))
+    total, weight = _mined_speed_sums(window, mined, np.arange(len(mined.train)), detector.flow, detector)
+    old = motion.normal_speed.numpy()
+    motion.normal_speed.copy_(torch.from_numpy(_blended_speed(old, total, weight, config.prior_frames)))
+
+
+def adapt_view_motion(
+    metadata: dict[str, Any],
+    window: Window,
+    mined: MinedSet,
+    config: SelfTrainConfig,
+    detector: DetectorConfig,
+) -> tuple[dict[str, Any], list[str]]:
+    """Each camera's own normal speed (models/detector/views.py) adapted as `adapt_motion` adapts the
+    site's, on that camera's mined frames measured with its own flow: the site's speed does not score a
+    camera that keeps its view. Returns the metadata's views with those speeds (empty where none of the
+    window's cameras has a view), and the cameras adapted."""
+    views = parse_views(metadata)
+    cameras = window.camera_of(mined.train)
+    viewed = sorted(set(views).intersection(cameras))
+    if not viewed:
+        return {}, []
+    updated = {camera: dict(view) for camera, view in metadata[CAMERA_VIEWS].items()}
+    for camera in viewed:
+        view = views[camera]
+        rows = np.flatnonzero([c == camera for c in cameras])
+        total, weight = _mined_speed_sums(window, mined, rows, view.flow or detector.flow, detector)
+        speed = _blended_speed(view.normal_speed, total, weight, config.prior_frames)
+        updated[camera]["normal_speed"] = encode_map(speed)
+    return {CAMERA_VIEWS: updated}, viewed
 
 
 def adapt_appearance(

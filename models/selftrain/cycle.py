@@ -51,6 +51,7 @@ from models.detector.streams import DetectorNet
 from models.selftrain.adaptation import (
     adapt_appearance,
     adapt_motion,
+    adapt_view_motion,
     fine_tune_prediction,
     fresh_fit,
     refit_statistics,
@@ -111,8 +112,8 @@ def run_cycle(
         return _refused(model, metadata, window, mined, labelled, config, report, reason)
     adaptation: dict[str, Any] = {}
     report["training"] = adaptation
-    adapted, candidates = _adapted_candidates(
-        model, window, evidence, mined, labelled, replay, config, rng, adaptation
+    adapted, candidates, adapted_metadata = _adapted_candidates(
+        model, metadata, window, evidence, mined, labelled, replay, config, rng, adaptation
     )
     refit_started = time.monotonic()
     refit = fresh_fit(model, window, evidence, mined, config, adaptation)
@@ -125,7 +126,7 @@ def run_cycle(
     for candidate in candidates:
         candidate_metadata, validation = _validated(
             candidate,
-            metadata,
+            adapted_metadata,
             current,
             window,
             mined,
@@ -207,6 +208,7 @@ def _labelled_normal(
 
 def _adapted_candidates(
     model: DetectorNet,
+    metadata: dict[str, Any],
     window: Window,
     evidence: WindowEvidence,
     mined: MinedSet,
@@ -215,13 +217,17 @@ def _adapted_candidates(
     config: SelfTrainConfig,
     rng: np.random.Generator,
     adaptation: dict[str, Any],
-) -> tuple[DetectorNet, list[DetectorNet]]:
-    """The model adapted to the mined frames, and the candidates to validate in turn: with the ordinal
-    head's round first when it applies (refused, the plain adaptation may still serve). Writes what each
-    step did to `adaptation`."""
+) -> tuple[DetectorNet, list[DetectorNet], dict[str, Any]]:
+    """The model adapted to the mined frames, the candidates to validate in turn (with the ordinal head's
+    round first when it applies: refused, the plain adaptation may still serve), and their metadata (the
+    cameras' own views adapted too). Writes what each step did to `adaptation`."""
     adapted = copy.deepcopy(model).eval()
     if adapted.motion is not None:
         adapt_motion(adapted, window, mined, config)
+        views, adaptation["camera_views_adapted"] = adapt_view_motion(
+            metadata, window, mined, config, model.config
+        )
+        metadata = {**metadata, **views}
     if adapted.appearance is not None:
         adaptation["cells_offered"] = adapt_appearance(adapted, window, mined, config, rng)
     if adapted.prediction is not None:
@@ -251,7 +257,7 @@ def _adapted_candidates(
         examples = cell_examples(scored, window, mined, evidence.maps, config.ordinal, rng)
         adaptation["ordinal"] = train_ordinal(scored, examples, config.ordinal)
         candidates.insert(0, scored)
-    return adapted, candidates
+    return adapted, candidates, metadata
 
 
 def _log_verdict(window: Window, mined: MinedSet, validation: Validation, kind: str) -> None:

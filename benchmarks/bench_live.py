@@ -12,8 +12,10 @@ the k-th frame of the clip. With --session-per-video each video is its own clip,
 connection: the camera reconnects between videos (a new session: the detector's past frames and the alert
 hysteresis start afresh, as in `vigil eval`, while the camera's score statistics carry on), and no frame sees
 a cut to another video in its past. `vigil up --site --model` runs with a fresh data directory and embedded
-Redis, self-training off (VIGIL_RETRAIN__ENABLED=false) and a frame buffer longer than the replay (nothing
-trimmed); it is stopped with SIGINT at the end.
+Redis, self-training off (VIGIL_RETRAIN__ENABLED=false; on with --self-training, the model's .pt beside it:
+the report then lists the versions the retraining worker published, and the live figures are those of the
+models served as they were swapped in) and a frame buffer longer than the replay (nothing trimmed); it is
+stopped with SIGINT at the end.
 
 Figures, over each camera's whole stream (its score statistics carry across its videos): event recall, alert
 precision, false alerts per hour of normal footage and the delay to the frame that paged
@@ -71,6 +73,7 @@ from models.evaluation.jobs import machine_info  # noqa: E402
 from models.evaluation.videos import VideoScores  # noqa: E402
 from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
 from workers.config import Settings, hysteresis_config  # noqa: E402
+from workers.store import model_registry  # noqa: E402
 
 log = logging.getLogger("bench_live")
 BUFFER_MARGIN_S = 120.0  # the frame buffer holds the whole replay and this much more
@@ -95,8 +98,9 @@ def service_env(work: Path, fps: float, replay_s: float) -> dict[str, str]:
 
 def run_live(
     args: argparse.Namespace, footage: list[CameraFootage], env: dict[str, str], work: Path
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Replays the footage to `vigil up`; per camera what it served, and the run's timings."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """Replays the footage to `vigil up`; per camera what it served, the run's timings, and the model
+    versions the service recorded (the retraining worker's, with self-training on)."""
     with replayed(args.model, footage, env, work, args.start_timeout, args.drain_timeout) as (
         vigil,
         progress,
@@ -104,8 +108,20 @@ def run_live(
     ):
         served = served_by_camera(vigil, footage, progress)
         timings = replay_timings(progress, started)
+        began = time.time() - (time.monotonic() - started)  # the versions' clock
+        versions = [
+            {
+                "version": v.version,
+                "origin": v.origin,
+                "status": v.status,
+                "after_s": round(v.created_ts - began, 1),
+                "reason": v.reason,
+                "mined": v.metrics.get("mined"),
+            }
+            for v in sorted(model_registry.list_versions(vigil.redis), key=lambda v: v.created_ts)
+        ]
     timings["stop"] = vigil.stop_report
-    return served, timings
+    return served, timings, versions
 
 
 def replay_timings(progress: dict[str, CameraProgress], started: float) -> dict[str, Any]:
@@ -258,6 +274,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--offline-scores", type=Path, help="its --scores-out CSV (score agreement, alignment)"
     )
+    parser.add_argument(
+        "--self-training",
+        action="store_true",
+        help="run the retraining worker too (the model's .pt beside it): its cycles swap models in as the "
+        "cameras stream",
+    )
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds for the first frames")
     parser.add_argument(
         "--drain-timeout", type=float, default=900.0, help="seconds to score after a stream ends"
@@ -325,13 +347,15 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     log.info(
         "footage: %s", "; ".join(f"{f.camera} {len(f.videos)} videos, {f.frames} frames" for f in footage)
     )
-    env = service_env(work, fps, replay_s)
+    env = service_env(work, fps, replay_s) | (
+        {"VIGIL_RETRAIN__ENABLED": "true"} if args.self_training else {}
+    )
     os.environ.update({name: env[name] for name in env if name.startswith("VIGIL_")})  # the settings it runs
     settings = Settings()
     config = hysteresis_config(settings.alerts, fps=fps)
     load_before = os.getloadavg()
     started = time.monotonic()
-    served, timings = run_live(args, footage, env, work)
+    served, timings, versions = run_live(args, footage, env, work)
     live_wall = time.monotonic() - started
     load_after = os.getloadavg()
     offline_report, offline_csv = run_offline(args, env, work)
@@ -358,10 +382,12 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         },
         "method": __doc__.split("\n\n", 2)[2].strip(),
         **results,
+        "versions": versions,
         "timings": {"replay_s": round(replay_s, 1), "live_wall_s": round(live_wall, 1), **timings},
         "machine": {**machine_info(), "loadavg_before": load_before, "loadavg_after_live": load_after},
     }
     kind = f"live-{args.dataset.resolve().name}" + ("-sessions" if args.session_per_video else "")
+    kind += "-selftrain" if args.self_training else ""
     path = write_report(report, kind, args.out)
     print(table(results))
     print(f"\nwritten to {path}")

@@ -61,6 +61,7 @@ from benchmarks.live_metrics import (  # noqa: E402
 from benchmarks.live_service import (  # noqa: E402
     CameraProgress,
     ReplayError,
+    published_versions,
     replayed,
     run_in_work_dir,
     served_by_camera,
@@ -73,7 +74,6 @@ from models.evaluation.jobs import machine_info  # noqa: E402
 from models.evaluation.videos import VideoScores  # noqa: E402
 from models.scoring.hysteresis import HysteresisConfig  # noqa: E402
 from workers.config import Settings, hysteresis_config  # noqa: E402
-from workers.store import model_registry  # noqa: E402
 
 log = logging.getLogger("bench_live")
 BUFFER_MARGIN_S = 120.0  # the frame buffer holds the whole replay and this much more
@@ -108,18 +108,7 @@ def run_live(
     ):
         served = served_by_camera(vigil, footage, progress)
         timings = replay_timings(progress, started)
-        began = time.time() - (time.monotonic() - started)  # the versions' clock
-        versions = [
-            {
-                "version": v.version,
-                "origin": v.origin,
-                "status": v.status,
-                "after_s": round(v.created_ts - began, 1),
-                "reason": v.reason,
-                "mined": v.metrics.get("mined"),
-            }
-            for v in sorted(model_registry.list_versions(vigil.redis), key=lambda v: v.created_ts)
-        ]
+        versions = published_versions(vigil, started)
     timings["stop"] = vigil.stop_report
     return served, timings, versions
 

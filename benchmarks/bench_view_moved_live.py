@@ -32,11 +32,15 @@ from benchmarks.bench_live import service_env  # noqa: E402
 from benchmarks.harness import write_report  # noqa: E402
 from benchmarks.live_cameras import CameraFootage, write_footage  # noqa: E402
 from benchmarks.live_metrics import CameraStream, camera_stream, live_events  # noqa: E402
-from benchmarks.live_service import replayed, run_in_work_dir, served_by_camera  # noqa: E402
+from benchmarks.live_service import (  # noqa: E402
+    published_versions,
+    replayed,
+    run_in_work_dir,
+    served_by_camera,
+)
 from models.evaluation import datasets  # noqa: E402
 from models.evaluation.jobs import machine_info  # noqa: E402
 from workers.config import Settings  # noqa: E402
-from workers.store import model_registry  # noqa: E402
 
 log = logging.getLogger("bench_view_moved_live")
 
@@ -82,16 +86,15 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         progress,
         began,
     ):
-        started = time.time() - (time.monotonic() - began)  # the versions' clock
         time.sleep(args.settle)
-        versions = sorted(model_registry.list_versions(vigil.redis), key=lambda v: v.created_ts)
+        versions = published_versions(vigil, began)
         listed = vigil.api.get("/api/cameras").raise_for_status().json()
         served = served_by_camera(vigil, footage, progress)
     streams = {item.camera: camera_stream(item, served[item.camera], None) for item in footage}
-    silencing = next((v for v in versions if moved in v.place_silenced_cameras), None)
+    silencing = next((v for v in versions if moved in v["place_silenced_cameras"]), None)
     # the first of the moved camera's frames the silencing model scored: how long the old map spoke
     first = next(
-        (p for p in served[moved]["scores"] if silencing is not None and p["model"] == silencing.version),
+        (p for p in served[moved]["scores"] if silencing is not None and p["model"] == silencing["version"]),
         None,
     )
     since = streams[moved].index_of_seq.get(first["seq"]) if first is not None else None
@@ -102,20 +105,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "model": str(args.model),
         "cameras": {item.camera: list(item.videos) for item in footage},
         "moved_camera": moved,
-        "versions": [
-            {
-                "version": v.version,
-                "origin": v.origin,
-                "status": v.status,
-                "after_s": round(v.created_ts - started, 1),
-                "reason": v.reason,
-                "place_silenced_cameras": v.place_silenced_cameras,
-            }
-            for v in versions
-        ],
+        "versions": versions,
         "found": {
-            "version": silencing.version if silencing else None,
-            "after_s": round(silencing.created_ts - started, 1) if silencing else None,
+            "version": silencing["version"] if silencing else None,
+            "after_s": silencing["after_s"] if silencing else None,
             "moved_camera_frames_scored_before": since,
         },
         "api_view_moved": {camera["id"]: camera["view_moved"] for camera in listed},

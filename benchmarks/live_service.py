@@ -28,6 +28,7 @@ from benchmarks.live_cameras import CameraFootage, RtspReplays
 from workers.bus.connection import EMBEDDED_REDIS_DIR, URL_FILE, connect, free_port
 from workers.store.alerts import read_alert_events
 from workers.store.frames import camera_readings
+from workers.store.model_registry import list_versions
 
 log = logging.getLogger("bench_live")
 
@@ -321,3 +322,22 @@ def served_by_camera(
         }
         for item in footage
     }
+
+
+def published_versions(vigil: VigilUp, started: float) -> list[dict[str, Any]]:
+    """The model versions the service recorded, oldest first: each with when it was recorded (seconds after
+    `started`, the replay's first frame on the monotonic clock), where it came from, its status and why, what
+    its cycle mined, and the cameras it scores without its place map."""
+    began = time.time() - (time.monotonic() - started)  # the versions' clock
+    return [
+        {
+            "version": v.version,
+            "origin": v.origin,
+            "status": v.status,
+            "after_s": round(v.created_ts - began, 1),
+            "reason": v.reason,
+            "mined": v.metrics.get("mined"),
+            "place_silenced_cameras": v.place_silenced_cameras,
+        }
+        for v in sorted(list_versions(vigil.redis), key=lambda v: v.created_ts)
+    ]

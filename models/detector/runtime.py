@@ -26,7 +26,7 @@ import numpy as np
 
 from models.detector.base import Detector, DetectorInfo
 from models.detector.flow import FlowConfig, clip_speeds
-from models.detector.scores import ScoreCalibration
+from models.detector.scores import ScoreCalibration, camera_groups
 
 if TYPE_CHECKING:  # torch is imported only where .pt weights, saving or export need it
     from models.detector.streams import DetectorNet
@@ -125,18 +125,19 @@ class FlowDetector(Detector):
         if not viewed or not self.reads_speed:
             return super().served_maps(clips, cameras)
         clips = np.ascontiguousarray(clips, dtype=np.uint8)
-        flows: dict[FlowConfig, list[int]] = {}  # each camera's speed measured with its own flow
-        for index, camera in enumerate(cameras):
+        groups = camera_groups(cameras, len(clips))
+        flows: dict[FlowConfig, list[np.ndarray]] = {}  # each camera's speed measured with its own flow
+        for camera, items in groups.items():
             view = views.get(camera) if camera is not None else None
-            flows.setdefault(view.flow if view is not None and view.flow else self.flow, []).append(index)
+            flows.setdefault(view.flow if view is not None and view.flow else self.flow, []).append(items)
         speed = np.empty((len(clips), *clips.shape[2:]), dtype=np.float32)
-        for flow, items in flows.items():
+        for flow, parts in flows.items():
+            items = np.concatenate(parts)
             speed[items] = clip_speeds(clips[items], flow)
         maps = self.maps_of(clips, speed)
         streams = self.info.streams
         for camera in viewed:
-            items = np.array([index for index, name in enumerate(cameras) if name == camera])
-            view = views[camera]
+            items, view = groups[camera], views[camera]
             if "motion" in streams:
                 maps[items, streams.index("motion")] = view.motion_map(speed[items])
             if "place" in streams and view.rarity is not None:

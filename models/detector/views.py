@@ -60,10 +60,8 @@ class CameraView:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "normal_speed": encode_map(self.normal_speed),
-            "row_scale": [round(float(v), 4) for v in self.row_scale],
             "typical": self.typical,
-            "stream_stats": {name: stat.to_dict() for name, stat in self.stream_stats.items()},
-            "calibration": self.calibration.to_dict(),
+            **self.scoring_metadata(),
         }
         if self.rarity is not None:
             out["rarity"] = encode_map(self.rarity)

@@ -23,6 +23,7 @@ from models.detector.pseudo import ClipSampler, PseudoAnomalyConfig
 from models.detector.runtime import TorchDetector
 from models.detector.scores import (
     ScoreCalibration,
+    camera_groups,
     camera_patch_scores,
     combined_scores,
 )
@@ -87,15 +88,15 @@ def adapt_view_motion(
     camera that keeps its view. Returns the metadata's views with those speeds (empty where none of the
     window's cameras has a view), and the cameras adapted."""
     views = parse_views(metadata)
-    cameras = window.camera_of(mined.train)
-    viewed = sorted(set(views).intersection(cameras))
+    groups = camera_groups(window.camera_of(mined.train), len(mined.train))
+    viewed = sorted(camera for camera in groups if camera in views)
     if not viewed:
         return {}, []
     updated = {camera: dict(view) for camera, view in metadata[CAMERA_VIEWS].items()}
     for camera in viewed:
         view = views[camera]
-        rows = np.flatnonzero([c == camera for c in cameras])
-        total, weight = _mined_speed_sums(window, mined, rows, view.flow or detector.flow, detector)
+        flow = view.flow or detector.flow
+        total, weight = _mined_speed_sums(window, mined, groups[camera], flow, detector)
         speed = _blended_speed(view.normal_speed, total, weight, config.prior_frames)
         updated[camera]["normal_speed"] = encode_map(speed)
     return {CAMERA_VIEWS: updated}, viewed

@@ -14,7 +14,9 @@ camera of another scene, one the model was never fitted to.
 
 Writes benchmarks/results/view-check-<machine>-<date>.json and prints a table: for each copy, the share of
 joined windows in which the check over the whole window and the check that adds each camera's own frames
-find the view moved.
+find the view moved. And a second: how far from normal the model finds the quietest quarter of each
+stream's first `--first-frames` frames (validation.quiet_quarter_z, the place map as fitted), which decides
+whether a cycle takes the model for one that does not know the site (`OnlineConfig.rebase_z`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from models.selftrain.config import OnlineConfig, Window  # noqa: E402
 from models.selftrain.validation import (  # noqa: E402
     quiet_place_z,
     quiet_place_z_by_camera,
+    quiet_quarter_z,
     sampled_patch_scores,
 )
 
@@ -104,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-camera", nargs="+", type=int, default=[200, 450], help="frames of each camera in a window"
     )
+    parser.add_argument(
+        "--first-frames",
+        nargs="+",
+        type=int,
+        default=[600, 1200, 1800],
+        help="the quietest quarter's z over each stream's first this many frames",
+    )
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -147,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"(median {found['whole']['median']}) | {found['by_camera']['found']:.2f} "
                     f"(median {found['by_camera']['median']}) |"
                 )
+    rows += [
+        "",
+        "| stream | " + " | ".join(f"quiet quarter z, first {n} frames" for n in args.first_frames) + " |",
+        "| --- |" + " --- |" * len(args.first_frames),
+    ]
+    results["rebase_z"], results["quiet_quarter_z"] = config.rebase_z, {}
+    for name, patch in streams.items():
+        found = {
+            n: round(quiet_quarter_z(detector, patch[: max(1, n // stride)]), 2) for n in args.first_frames
+        }
+        results["quiet_quarter_z"][name] = found
+        rows.append(f"| {name} | " + " | ".join(str(z) for z in found.values()) + " |")
     write_with_table(results, "view-check", args.out, rows)
     return 0
 

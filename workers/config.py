@@ -264,6 +264,11 @@ class RetrainSettings(BaseModel):
         "was silenced (its view moved), does not know the site and is replaced by a fresh cold start "
         "(0: never).",
     )
+    rebase_frames: int = Field(
+        OnlineConfig.rebase_frames,
+        ge=100,
+        description="The fewest frames in a cycle's window that judge whether the model knows the site (rebase_z).",
+    )
     moved_place_z: float = Field(
         OnlineConfig.moved_place_z,
         ge=0,

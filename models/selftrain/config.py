@@ -145,14 +145,19 @@ class OnlineConfig:
     coldstart_min_frames: int = 200  # confidently normal frames among them needed to fit it
     reference_frames: int = 1000  # fixed frames every model scores for the consensus threshold
     adaptive_threshold: bool = True
-    # a model that finds even the quietest quarter of a window of at least `coldstart_frames` this far
-    # from normal (its own z, every `rebase_stride`-th frame) does not know the site: it is replaced as a
-    # cold start replaces no model (0: never). Windows of 1800-3000 frames of Ped1 under the Ped2 model:
-    # 5.9-7.1; the models' own test streams: Ped1 -0.1-0.1, Ped2 (mostly abnormal) 3.0; upside-down copies
-    # under their scene's model 3.3-4.4 (the cycle's fresh fit serves those; 5.3-5.8 on Ped1's first
-    # 600-1200 frames, too few to judge by)
+    # a model that finds even the quietest quarter of a window of at least `rebase_frames` this far from
+    # normal (its own z, every `rebase_stride`-th frame) does not know the site: it is replaced as a cold
+    # start replaces no model (0: never). A model whose place map was silenced (its view moved) is replaced
+    # only once the window holds `coldstart_frames`. The first 600 / 1200 / 1800 frames of a test stream:
+    # Ped1 under the Ped2 model 12.6 / 11.2 / 9.9 (8.1 at 600 with its map silenced); the models' own
+    # streams Ped1 0.4 / 0.2 / 0.1, Ped2 (mostly abnormal) 1.2 / 2.0 / 3.3; their knocked and site-change
+    # copies 0.2-3.5, but for Ped2's site change (6.9-7.3 with its map, 3.1 at 606 once it is silenced);
+    # upside down Ped1 6.6-7.6, Ped2 3.5 / 6.4 / 6.5. Judged from the first cycle (600 frames), a model
+    # that does not know the site is replaced 1200 frames sooner: Ped1 from the Ped2 model streamed 0.7399
+    # against 0.59 (README)
     rebase_z: float = 5.0
     rebase_stride: int = 10
+    rebase_frames: int = 600
     # a place map whose evidence on the window's quietest quarter (every `rebase_stride`-th frame), or on
     # the quietest quarter of one camera's own frames where the window joins several cameras'
     # (validation.quiet_place_z_by_camera), lies this far over its gate no longer fits the view: it is

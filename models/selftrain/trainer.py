@@ -22,7 +22,7 @@ from models.detector.export import save_detector
 from models.detector.fitting import FitConfig
 from models.detector.motion import MotionBaseline
 from models.detector.runtime import load_detector
-from models.detector.scores import ScoreCalibration, combined_scores
+from models.detector.scores import ScoreCalibration
 from models.detector.streams import DetectorConfig, DetectorNet
 from models.scoring.camera import ScorerConfig, score_of_z
 from models.selftrain.adaptation import fitted_structure
@@ -35,6 +35,7 @@ from models.selftrain.validation import (
     clip_raw_scores,
     quiet_place_z,
     quiet_place_z_by_camera,
+    quiet_quarter_z,
     sampled_frames,
     sampled_patch_scores,
 )
@@ -249,22 +250,24 @@ class SelfTrainer:
         patch scores under `detector`, when already computed)."""
         if patch is None:
             patch = sampled_patch_scores(detector, window, self.config.rebase_stride)
-        raw = combined_scores(patch, detector.info.stream_stats)
-        calibration = replace(ScoreCalibration.from_dict(detector.info.metadata["calibration"]), level=0.0)
-        return float(np.quantile(calibration.z(raw), 0.25))
+        return quiet_quarter_z(detector, patch)
 
     def _foreign(self, window: Window, patch: np.ndarray | None = None) -> tuple[str, float] | None:
         """Why the model in service does not know the site, and its quiet quarter's z (None when it does):
-        even the window's quietest quarter scores above `rebase_z`, or its place map was silenced over the
-        whole window (the site's view moved) and no fit has learned the new view's since. A map silenced for
+        even the window's quietest quarter scores above `rebase_z` (judged from `rebase_frames`: every frame
+        until then is served on a scale that pages on the site's normal footage), or its place map was
+        silenced over the whole window (the site's view moved) and no fit has learned the new view's since
+        (judged from `coldstart_frames`: replaced sooner, Ped2's moved copy lost the fit that relearns it). A map silenced for
         one camera of several (which leaves the map as it was) leaves the model to the others, whose views
         it knows: replaced by a fit to the joined window, their figures fell (README). `patch`: as for
         quiet_z."""
-        if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.coldstart_frames:
+        if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.rebase_frames:
             return None
         z = self.quiet_z(self.serving, window, patch)
         if z > self.config.rebase_z:
             return f"its quietest quarter of the window scored z {z:.1f} (over {self.config.rebase_z:g})", z
+        if len(window) < self.config.coldstart_frames:
+            return None
         place = self.model.place if self.model is not None else None
         silenced = place is not None and not bool(place.rarity.any())  # a fitted map is rare somewhere
         # the previous version silenced the whole map for one camera too, and said for which

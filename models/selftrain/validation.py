@@ -3,7 +3,7 @@ the mined anomalies and on pseudo anomalies pasted into the held-out frames."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,15 @@ def sampled_patch_scores(detector: Detector, window: Window, stride: int) -> np.
         )
         out.append(in_site_units(detector, patch, cameras))
     return np.concatenate(out) if out else np.empty((0, len(detector.info.streams)), dtype=np.float32)
+
+
+def quiet_quarter_z(detector: Detector, patch: np.ndarray) -> float:
+    """How far from normal `detector` finds the quietest quarter of frames whose patch scores under it are
+    `patch` ([N, S], sampled_patch_scores): the first quartile of its own z, without the level a swap
+    holds. High where the model does not know the site: even the site's quiet footage is new to it."""
+    raw = combined_scores(patch, detector.info.stream_stats)
+    calibration = replace(ScoreCalibration.from_dict(detector.info.metadata["calibration"]), level=0.0)
+    return float(np.quantile(calibration.z(raw), 0.25))
 
 
 def quiet_place_z(detector: Detector, patch: np.ndarray) -> float:

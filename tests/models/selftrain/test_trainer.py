@@ -53,9 +53,8 @@ def test_windows_joined_keep_their_labels_and_accepted_kinds() -> None:
 
 
 def trainer_with(model: TorchDetector, tmp_path: Path, **online: float) -> SelfTrainer:
-    config = OnlineConfig(
-        selftrain=CONFIG, coldstart_frames=100, coldstart_min_frames=20, detector=TINY_DETECTOR, **online
-    )
+    settings = {"coldstart_frames": 100, "coldstart_min_frames": 20, "rebase_frames": 100, **online}
+    config = OnlineConfig(selftrain=CONFIG, detector=TINY_DETECTOR, **settings)
     metadata = {**model.info.metadata, "version": "site-model"}
     return SelfTrainer(config, tmp_path, model=model.model, metadata=metadata)
 
@@ -157,7 +156,17 @@ def test_a_model_that_knows_the_site_is_not_replaced(site_model: TorchDetector, 
     assert never._foreign(site_window()) is None
     (tmp_path / "short").mkdir()
     short = trainer_with(site_model, tmp_path / "short", rebase_z=-100.0)
-    assert short._foreign(site_window(frames=60)) is None  # fewer frames than a cold start needs
+    assert short._foreign(site_window(frames=60)) is None  # fewer frames than judge a model (rebase_frames)
+
+
+def test_a_model_that_does_not_know_the_site_is_judged_before_a_cold_start_s_worth(
+    site_model: TorchDetector, tmp_path: Path
+) -> None:
+    """Even the quietest quarter far from normal is judged on `rebase_frames` (the first cycle's window),
+    fewer than a cold start needs: every frame until then is served on the wrong scale."""
+    trainer = trainer_with(site_model, tmp_path, rebase_z=-100.0, coldstart_frames=200)
+    found = trainer._foreign(site_window())
+    assert found is not None and found[0].startswith("its quietest quarter")
 
 
 def test_a_settled_adaptive_threshold_bounds_mining_at_0_5_not_alerts(
@@ -230,8 +239,10 @@ def test_a_model_whose_view_moved_is_replaced_once_the_window_is_long_enough(
     assert result.report["rebase"] and result.model is not None and result.model.place is not None
     assert result.model.place.rarity.any()  # the fresh fit learned the new view's map
     (tmp_path / "short").mkdir()
-    short = trainer_with(site_model, tmp_path / "short", rebase_z=100.0, moved_place_z=-1.0)
-    assert "rebase" not in short.cycle(site_window(frames=60)).report  # fewer frames than a cold start needs
+    short = trainer_with(
+        site_model, tmp_path / "short", rebase_z=100.0, moved_place_z=-1.0, coldstart_frames=200
+    )
+    assert "rebase" not in short.cycle(site_window()).report  # fewer frames than a cold start needs
 
 
 def test_a_view_that_moved_is_served_with_the_model_s_maps_carried_to_it_once(

@@ -257,10 +257,10 @@ class SelfTrainer:
         even the window's quietest quarter scores above `rebase_z` (judged from `rebase_frames`: every frame
         until then is served on a scale that pages on the site's normal footage), or its place map was
         silenced over the whole window (the site's view moved) and no fit has learned the new view's since
-        (judged from `coldstart_frames`: replaced sooner, Ped2's moved copy lost the fit that relearns it). A map silenced for
-        one camera of several (which leaves the map as it was) leaves the model to the others, whose views
-        it knows: replaced by a fit to the joined window, their figures fell (README). `patch`: as for
-        quiet_z."""
+        (judged from `coldstart_frames`: replaced sooner, Ped2's moved copy lost the fit that relearns it).
+        A map silenced for one camera of several (which leaves the map as it was) leaves the model to the
+        others, whose views it knows: replaced by a fit to the joined window, their figures fell (README).
+        `patch`: as for quiet_z."""
         if self.config.rebase_z == 0 or self.serving is None or len(window) < self.config.rebase_frames:
             return None
         z = self.quiet_z(self.serving, window, patch)

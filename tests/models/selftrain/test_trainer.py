@@ -156,7 +156,7 @@ def test_a_model_that_knows_the_site_is_not_replaced(site_model: TorchDetector, 
     assert never._foreign(site_window()) is None
     (tmp_path / "short").mkdir()
     short = trainer_with(site_model, tmp_path / "short", rebase_z=-100.0)
-    assert short._foreign(site_window(frames=60)) is None  # fewer frames than judge a model (rebase_frames)
+    assert short._foreign(site_window(frames=60)) is None  # under rebase_frames: not judged
 
 
 def test_a_model_that_does_not_know_the_site_is_judged_before_a_cold_start_s_worth(
